@@ -1,0 +1,44 @@
+/* cluster.h - the cluster file: one line a node, "id peer-url client-address".
+ *
+ *   # id  peer (nanomsg URL)      client (Redis protocol)
+ *   1     tcp://127.0.0.1:7001    127.0.0.1:6401
+ *
+ * '#' starts a comment; blank lines are skipped. ids are 1..9 and unique; peer
+ * URLs are tcp:// or ipc://; client addresses are host:port.
+ */
+#ifndef RAFTKV_CLUSTER_H
+#define RAFTKV_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLUSTER_MAX_NODES 9
+#define CLUSTER_URL_MAX 256
+#define CLUSTER_HOST_MAX 128
+
+struct cluster_node {
+    uint32_t id;
+    char peer_url[CLUSTER_URL_MAX];
+    char client_host[CLUSTER_HOST_MAX];
+    int client_port;
+    char client_addr[CLUSTER_HOST_MAX + 8]; /* "host:port" */
+};
+
+struct cluster {
+    size_t n;
+    struct cluster_node nodes[CLUSTER_MAX_NODES]; /* in file order */
+    uint64_t cluster_id; /* hash of the node list: messages carry it */
+};
+
+/* Parse text; name is used in errors, e.g. "cluster.conf:3: expected 3 fields, got 2".
+ * Returns 0, or -1 with err filled. */
+int cluster_parse(const char *text, const char *name, struct cluster *out, char *err,
+                  size_t errlen);
+/* Read and parse a file: errors name the path (and line). */
+int cluster_load(const char *path, struct cluster *out, char *err, size_t errlen);
+const struct cluster_node *cluster_find(const struct cluster *c, uint32_t id);
+/* Split "host:port"; returns 0, or -1 with err filled. */
+int cluster_parse_hostport(const char *s, char *host, size_t hostlen, int *port, char *err,
+                           size_t errlen);
+
+#endif

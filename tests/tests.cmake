@@ -1,0 +1,54 @@
+# Tests, run by ctest. Every test has a timeout; tests that open sockets get a
+# port range of their own (RAFTKV_PORT_BASE + 100 * n) so they run in parallel.
+
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+
+# Unit tests: tests/unit/test_*.c, one executable each.
+file(GLOB UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
+foreach(src ${UNIT_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/unit)
+  target_compile_options(${name} PRIVATE ${RAFTKV_WARNINGS})
+  target_link_libraries(${name} PRIVATE raftkv_core)
+  add_test(NAME unit.${name} COMMAND ${name})
+  set_tests_properties(unit.${name} PROPERTIES TIMEOUT 120)
+endforeach()
+
+# Deterministic simulation of the pure Raft core.
+file(GLOB SIM_SRC CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/sim/*.c)
+if(SIM_SRC)
+  add_executable(raftkv-sim ${SIM_SRC})
+  target_compile_options(raftkv-sim PRIVATE ${RAFTKV_WARNINGS})
+  target_link_libraries(raftkv-sim PRIVATE raftkv_core)
+  if(RAFTKV_SANITIZE)
+    set(SIM_SEEDS 300)
+  else()
+    set(SIM_SEEDS 2000)
+  endif()
+  add_test(NAME sim.3nodes COMMAND raftkv-sim --nodes 3 --seeds ${SIM_SEEDS})
+  add_test(NAME sim.5nodes COMMAND raftkv-sim --nodes 5 --seeds ${SIM_SEEDS})
+  set_tests_properties(sim.3nodes sim.5nodes PROPERTIES TIMEOUT 600)
+endif()
+
+# Integration (real processes) and TUI (tmux) tests: Python standard library only.
+if(RAFTKV_SANITIZE)
+  set(RAFTKV_PORT_BASE 30000)
+else()
+  set(RAFTKV_PORT_BASE 20000)
+endif()
+file(GLOB PY_TESTS CONFIGURE_DEPENDS
+  ${CMAKE_SOURCE_DIR}/tests/integration/test_*.py
+  ${CMAKE_SOURCE_DIR}/tests/tui/test_*.py)
+list(SORT PY_TESTS)
+set(port_slot 0)
+foreach(script ${PY_TESTS})
+  get_filename_component(name ${script} NAME_WE)
+  get_filename_component(dir ${script} DIRECTORY)
+  get_filename_component(kind ${dir} NAME)
+  math(EXPR port "${RAFTKV_PORT_BASE} + 100 * ${port_slot}")
+  math(EXPR port_slot "${port_slot} + 1")
+  add_test(NAME ${kind}.${name}
+    COMMAND ${Python3_EXECUTABLE} ${script} --build ${CMAKE_BINARY_DIR} --port-base ${port})
+  set_tests_properties(${kind}.${name} PROPERTIES TIMEOUT 300)
+endforeach()
