@@ -24,6 +24,8 @@
 /* Limits on one AppendEntries message. */
 #define RAFT_MAX_BATCH_ENTRIES 1024
 #define RAFT_MAX_BATCH_BYTES (4u * 1024u * 1024u)
+/* Entries a leader sends ahead of a follower's acknowledgements. */
+#define RAFT_MAX_INFLIGHT 8192
 
 enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE = 1, RAFT_LEADER = 2 };
 
@@ -111,7 +113,7 @@ struct raft_ready {
     bool hard_state_changed;
     uint64_t term;
     uint32_t voted_for;
-    uint64_t truncate_from; /* drop stored entries >= this first; 0 = none */
+    uint64_t truncate_from;           /* drop stored entries >= this first; 0 = none */
     const struct raft_entry *entries; /* then append these */
     size_t n_entries;
     /* 2. Send. When false the messages may leave before the fsync (a leader

@@ -25,12 +25,14 @@ enum resp_parse_result {
 };
 
 /* A request: argv[i] points into the caller's input buffer (not copied), so it
- * is valid until those bytes are consumed. Arrays are grown as needed. */
+ * is valid until those bytes are consumed. Inline arguments are unescaped into
+ * scratch instead, valid until the next parse. Arrays are grown as needed. */
 struct resp_request {
     size_t argc;
     const uint8_t **argv;
     size_t *argl;
     size_t cap;
+    struct buf scratch;
 };
 
 /* Parse one request: a multibulk array of bulk strings ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")

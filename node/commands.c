@@ -1,0 +1,789 @@
+/* commands.c - the command table: every Redis-protocol command the node
+ * answers, and the path each one takes.
+ *
+ *   write  (SET, INCR, DEL, EXPIRE)  through the log: answered once applied
+ *   read   (GET, TTL, EXISTS)        through ReadIndex: answered by a leader
+ *                                    that has confirmed it still leads
+ *   local  (PING, INFO, RAFT.*, ...) answered by any node at once
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "node.h"
+
+#define SWEEP_INTERVAL_MS 100
+#define SWEEP_MAX_KEYS 128
+
+enum command_flags { CMD_WRITE = 1, CMD_READ = 2, CMD_LOCAL = 4 };
+
+struct args {
+    size_t argc;
+    const uint8_t *const *argv;
+    const size_t *argl;
+};
+
+struct command {
+    const char *name; /* lower case */
+    int arity;        /* Redis's convention: N exactly, -N at least N */
+    int flags;
+    /* CMD_WRITE: fill cmd from the arguments, or write an error to err. */
+    int (*build)(struct node *n, const struct args *a, struct kv_cmd *cmd, char *err,
+                 size_t errlen);
+    /* CMD_READ and CMD_LOCAL: write the reply. */
+    void (*run)(struct node *n, struct client *c, const struct args *a, struct buf *out);
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static bool arg_is(const struct args *a, size_t i, const char *word)
+{
+    size_t len = strlen(word);
+    return a->argl[i] == len && strncasecmp((const char *)a->argv[i], word, len) == 0;
+}
+
+/* A base-10 signed 64-bit integer, all of the argument. */
+static int arg_int64(const struct args *a, size_t i, int64_t *out)
+{
+    char tmp[32];
+    if (a->argl[i] == 0 || a->argl[i] >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, a->argv[i], a->argl[i]);
+    tmp[a->argl[i]] = '\0';
+    char *end;
+    errno = 0;
+    long long v = strtoll(tmp, &end, 10);
+    if (errno != 0 || *end != '\0' || isspace((unsigned char)tmp[0]))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int arg_uint64(const struct args *a, size_t i, uint64_t *out)
+{
+    char tmp[32];
+    if (a->argl[i] == 0 || a->argl[i] >= sizeof(tmp) || !isdigit(a->argv[i][0]))
+        return -1;
+    memcpy(tmp, a->argv[i], a->argl[i]);
+    tmp[a->argl[i]] = '\0';
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(tmp, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int check_key(const struct args *a, size_t i, char *err, size_t errlen)
+{
+    if (a->argl[i] > KV_MAX_KEY) {
+        snprintf(err, errlen, "ERR key too large (%zu bytes, at most %u)", a->argl[i], KV_MAX_KEY);
+        return -1;
+    }
+    return 0;
+}
+
+static void cmd_add_arg(struct kv_cmd *cmd, const struct args *a, size_t i)
+{
+    cmd->args[cmd->nargs].p = a->argv[i];
+    cmd->args[cmd->nargs].len = (uint32_t)a->argl[i];
+    cmd->nargs++;
+}
+
+/* ------------------------------------------------------------ writes */
+
+static int build_set(struct node *n, const struct args *a, struct kv_cmd *cmd, char *err,
+                     size_t errlen)
+{
+    (void)n;
+    if (a->argc != 3) {
+        snprintf(err, errlen, "ERR syntax error");
+        return -1;
+    }
+    if (check_key(a, 1, err, errlen) != 0)
+        return -1;
+    if (a->argl[2] > KV_MAX_VALUE) {
+        snprintf(err, errlen, "ERR value too large (%zu bytes, at most %u)", a->argl[2],
+                 KV_MAX_VALUE);
+        return -1;
+    }
+    cmd->op = KV_OP_SET;
+    cmd_add_arg(cmd, a, 1);
+    cmd_add_arg(cmd, a, 2);
+    return 0;
+}
+
+static int build_incr(struct node *n, const struct args *a, struct kv_cmd *cmd, char *err,
+                      size_t errlen)
+{
+    (void)n;
+    if (check_key(a, 1, err, errlen) != 0)
+        return -1;
+    cmd->op = KV_OP_INCR;
+    cmd_add_arg(cmd, a, 1);
+    return 0;
+}
+
+static int build_del(struct node *n, const struct args *a, struct kv_cmd *cmd, char *err,
+                     size_t errlen)
+{
+    (void)n;
+    if (a->argc - 1 > KV_MAX_ARGS) {
+        snprintf(err, errlen, "ERR too many keys (at most %d)", KV_MAX_ARGS);
+        return -1;
+    }
+    cmd->op = KV_OP_DEL;
+    for (size_t i = 1; i < a->argc; i++) {
+        if (check_key(a, i, err, errlen) != 0)
+            return -1;
+        cmd_add_arg(cmd, a, i);
+    }
+    return 0;
+}
+
+/* EXPIRE k s: the leader turns "s seconds from now" into an absolute deadline
+ * stamped into the entry, so every replica expires the key at the same time. */
+static int build_expire(struct node *n, const struct args *a, struct kv_cmd *cmd, char *err,
+                        size_t errlen)
+{
+    (void)n;
+    int64_t secs;
+    if (arg_int64(a, 2, &secs) != 0 || secs > INT64_MAX / 1000 || secs < INT64_MIN / 1000) {
+        snprintf(err, errlen, "ERR value is not an integer or out of range");
+        return -1;
+    }
+    if (check_key(a, 1, err, errlen) != 0)
+        return -1;
+    cmd->op = KV_OP_EXPIRE;
+    int64_t ms = secs * 1000;
+    int64_t now = (int64_t)cmd->now_ms;
+    cmd->deadline_ms = ms > INT64_MAX - now ? INT64_MAX : now + ms;
+    cmd_add_arg(cmd, a, 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------ reads */
+
+static void run_get(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)c;
+    const uint8_t *val;
+    uint32_t vlen;
+    if (kv_get(n->kv, a->argv[1], (uint32_t)a->argl[1], node_wall_ms(), &val, &vlen))
+        resp_write_bulk(out, val, vlen);
+    else
+        resp_write_nil(out);
+}
+
+static void run_ttl(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)c;
+    int64_t ms = kv_ttl_ms(n->kv, a->argv[1], (uint32_t)a->argl[1], node_wall_ms());
+    /* Redis rounds the seconds left to the nearest second. */
+    resp_write_int(out, ms < 0 ? ms : (ms + 500) / 1000);
+}
+
+static void run_exists(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)c;
+    int64_t count = 0;
+    uint64_t now = node_wall_ms();
+    for (size_t i = 1; i < a->argc; i++)
+        count += kv_ttl_ms(n->kv, a->argv[i], (uint32_t)a->argl[i], now) != -2;
+    resp_write_int(out, count);
+}
+
+/* ------------------------------------------------------------ local */
+
+static void run_ping(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)n;
+    (void)c;
+    if (a->argc > 2) {
+        resp_write_error(out, "ERR wrong number of arguments for 'ping' command");
+        return;
+    }
+    if (a->argc == 2)
+        resp_write_bulk(out, a->argv[1], a->argl[1]);
+    else
+        resp_write_simple(out, "PONG");
+}
+
+static void run_echo(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)n;
+    (void)c;
+    resp_write_bulk(out, a->argv[1], a->argl[1]);
+}
+
+static void run_ok(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)n;
+    (void)c;
+    (void)a;
+    resp_write_simple(out, "OK");
+}
+
+static void run_quit(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    run_ok(n, c, a, out);
+    c->closing = true;
+}
+
+static void run_select(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)n;
+    (void)c;
+    if (arg_is(a, 1, "0"))
+        resp_write_simple(out, "OK");
+    else
+        resp_write_error(out, "ERR DB index is out of range");
+}
+
+/* COMMAND, COMMAND DOCS, COMMAND COUNT: redis-cli asks at start; an empty
+ * answer makes it fall back to its built-in help. */
+static void run_command(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)n;
+    (void)c;
+    if (a->argc >= 2 && arg_is(a, 1, "count"))
+        resp_write_int(out, 0);
+    else
+        resp_write_array(out, 0);
+}
+
+static void run_config(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)n;
+    (void)c;
+    if (a->argc == 3 && arg_is(a, 1, "get")) {
+        static const char *known[][2] = {{"save", ""}, {"appendonly", "yes"}, {"databases", "1"}};
+        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+            if (arg_is(a, 2, known[i][0])) {
+                resp_write_array(out, 2);
+                resp_write_bulk(out, known[i][0], strlen(known[i][0]));
+                resp_write_bulk(out, known[i][1], strlen(known[i][1]));
+                return;
+            }
+        }
+        resp_write_array(out, 0);
+        return;
+    }
+    resp_write_error(out, "ERR CONFIG supports only GET here");
+}
+
+static void info_raft(struct node *n, struct buf *out)
+{
+    const struct raft *r = &n->raft;
+    static const char *roles[] = {"follower", "candidate", "leader"};
+    buf_printf(out,
+               "id:%u\r\nrole:%s\r\nterm:%" PRIu64 "\r\nleader:%u\r\ncommit_index:%" PRIu64
+               "\r\nlast_applied:%" PRIu64 "\r\nlast_log_index:%" PRIu64
+               "\r\nlast_log_term:%" PRIu64 "\r\nvoted_for:%u\r\nkeys:%zu\r\nnodes:%zu\r\n",
+               n->opt.id, roles[r->role], r->current_term, r->leader_id, r->commit_index,
+               r->last_applied, raft_last_index(r), raft_last_term(r), r->voted_for,
+               kv_count(n->kv), n->cluster.n);
+}
+
+static void run_raft_info(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)c;
+    (void)a;
+    struct buf text = {0};
+    info_raft(n, &text);
+    resp_write_bulk(out, text.data, text.len);
+    buf_free(&text);
+}
+
+static void run_info(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)c;
+    (void)a;
+    struct buf text = {0};
+    buf_printf(&text,
+               "# Server\r\nredis_version:7.0.0\r\nraftkv_version:0.1.0\r\nredis_mode:"
+               "standalone\r\nprocess_id:%d\r\ntcp_port:%d\r\nuptime_in_seconds:%" PRIu64
+               "\r\n\r\n# Replication\r\nrole:%s\r\n\r\n# Raft\r\n",
+               (int)getpid(), n->self->client_port, (node_now_ms() - n->started_ms) / 1000,
+               n->raft.role == RAFT_LEADER ? "master" : "slave");
+    info_raft(n, &text);
+    buf_printf(&text, "\r\n# Keyspace\r\ndb0:keys=%zu,expires=%zu,avg_ttl=0\r\n", kv_count(n->kv),
+               kv_count_with_ttl(n->kv));
+    resp_write_bulk(out, text.data, text.len);
+    buf_free(&text);
+}
+
+static void run_hello(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    if (a->argc >= 2 && !arg_is(a, 1, "2")) {
+        resp_write_error(out, "NOPROTO unsupported protocol version");
+        return;
+    }
+    char id[32];
+    snprintf(id, sizeof(id), "%" PRIu64, c->id);
+    const char *role = n->raft.role == RAFT_LEADER ? "master" : "replica";
+    const char *pairs[][2] = {{"server", "redis"}, {"version", "7.0.0"},   {"proto", NULL},
+                              {"id", NULL},        {"mode", "standalone"}, {"role", role},
+                              {"modules", NULL}};
+    resp_write_array(out, 14);
+    for (size_t i = 0; i < 7; i++) {
+        resp_write_bulk(out, pairs[i][0], strlen(pairs[i][0]));
+        if (i == 2)
+            resp_write_int(out, 2);
+        else if (i == 3)
+            resp_write_int(out, (int64_t)c->id);
+        else if (i == 6)
+            resp_write_array(out, 0);
+        else
+            resp_write_bulk(out, pairs[i][1], strlen(pairs[i][1]));
+    }
+}
+
+static void run_raft_leader(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)c;
+    (void)a;
+    const struct cluster_node *leader = cluster_find(&n->cluster, n->raft.leader_id);
+    if (leader == NULL) {
+        resp_write_nil(out);
+        return;
+    }
+    char text[CLUSTER_HOST_MAX + 32];
+    int len = snprintf(text, sizeof(text), "%u %s", leader->id, leader->client_addr);
+    resp_write_bulk(out, text, (size_t)len);
+}
+
+static void run_raft_suspend(struct node *n, struct client *c, const struct args *a,
+                             struct buf *out)
+{
+    (void)c;
+    int64_t secs;
+    if (arg_int64(a, 1, &secs) != 0 || secs <= 0 || secs > 3600) {
+        resp_write_error(out, "ERR seconds must be a whole number from 1 to 3600");
+        return;
+    }
+    resp_write_simple(out, "OK");
+    node_suspend(n, (uint64_t)secs * 1000);
+}
+
+/* ------------------------------------------------------------ the table */
+
+static const struct command command_table[] = {
+    {"get", 2, CMD_READ, NULL, run_get},
+    {"set", -3, CMD_WRITE, build_set, NULL},
+    {"incr", 2, CMD_WRITE, build_incr, NULL},
+    {"del", -2, CMD_WRITE, build_del, NULL},
+    {"expire", 3, CMD_WRITE, build_expire, NULL},
+    {"ttl", 2, CMD_READ, NULL, run_ttl},
+    {"exists", -2, CMD_READ, NULL, run_exists},
+    {"ping", -1, CMD_LOCAL, NULL, run_ping},
+    {"echo", 2, CMD_LOCAL, NULL, run_echo},
+    {"quit", -1, CMD_LOCAL, NULL, run_quit},
+    {"select", 2, CMD_LOCAL, NULL, run_select},
+    {"command", -1, CMD_LOCAL, NULL, run_command},
+    {"config", -2, CMD_LOCAL, NULL, run_config},
+    {"info", -1, CMD_LOCAL, NULL, run_info},
+    {"hello", -1, CMD_LOCAL, NULL, run_hello},
+    {"client", -2, CMD_LOCAL, NULL, run_ok},
+    {"raft.leader", 1, CMD_LOCAL, NULL, run_raft_leader},
+    {"raft.info", 1, CMD_LOCAL, NULL, run_raft_info},
+    {"raft.suspend", 2, CMD_LOCAL, NULL, run_raft_suspend},
+};
+
+static const struct command *command_find(const uint8_t *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(command_table) / sizeof(command_table[0]); i++) {
+        const struct command *cmd = &command_table[i];
+        if (strlen(cmd->name) == len && strncasecmp(cmd->name, (const char *)name, len) == 0)
+            return cmd;
+    }
+    return NULL;
+}
+
+static bool arity_ok(const struct command *cmd, size_t argc)
+{
+    return cmd->arity >= 0 ? argc == (size_t)cmd->arity : argc >= (size_t)-cmd->arity;
+}
+
+/* Redis's words for a command it does not know. */
+static void reply_unknown(struct buf *out, const struct args *a)
+{
+    struct buf msg = {0};
+    buf_append_str(&msg, "ERR unknown command '");
+    buf_append(&msg, a->argv[0], a->argl[0] > 128 ? 128 : a->argl[0]);
+    buf_append_str(&msg, "', with args beginning with: ");
+    for (size_t i = 1; i < a->argc && msg.len < 256; i++) {
+        buf_append_str(&msg, "'");
+        buf_append(&msg, a->argv[i], a->argl[i] > 64 ? 64 : a->argl[i]);
+        buf_append_str(&msg, "' ");
+    }
+    buf_append(&msg, "", 1);
+    for (size_t i = 0; i + 1 < msg.len; i++)
+        if (msg.data[i] == '\r' || msg.data[i] == '\n')
+            msg.data[i] = ' ';
+    resp_write_error(out, msg.data ? (const char *)msg.data : "ERR unknown command");
+    buf_free(&msg);
+}
+
+/* A follower sends the client to the leader: "-MOVED 0 host:port", which
+ * redis-cli -c follows; with no leader known, "-TRYAGAIN". */
+static void reply_not_leader(struct node *n, struct buf *out)
+{
+    const struct cluster_node *leader = cluster_find(&n->cluster, n->raft.leader_id);
+    if (leader == NULL || leader->id == n->opt.id) {
+        resp_write_error(out, "TRYAGAIN no leader");
+        return;
+    }
+    char msg[CLUSTER_HOST_MAX + 32];
+    snprintf(msg, sizeof(msg), "MOVED 0 %s", leader->client_addr);
+    resp_write_error(out, msg);
+}
+
+/* ------------------------------------------------------------ pending */
+
+static int pending_write_push(struct node *n, uint64_t index, uint64_t term,
+                              struct reply_slot *slot)
+{
+    if (n->writes_head > 0 && n->writes_head == n->n_writes) {
+        n->writes_head = 0;
+        n->n_writes = 0;
+    }
+    if (n->n_writes == n->cap_writes) {
+        if (n->writes_head > 0) {
+            memmove(n->writes, n->writes + n->writes_head,
+                    (n->n_writes - n->writes_head) * sizeof(*n->writes));
+            n->n_writes -= n->writes_head;
+            n->writes_head = 0;
+        } else {
+            size_t cap = n->cap_writes ? n->cap_writes * 2 : 256;
+            struct pending_write *p = realloc(n->writes, cap * sizeof(*p));
+            if (p == NULL)
+                return -1;
+            n->writes = p;
+            n->cap_writes = cap;
+        }
+    }
+    n->writes[n->n_writes++] = (struct pending_write){.index = index, .term = term, .slot = slot};
+    return 0;
+}
+
+static void slot_error(struct node *n, struct reply_slot *s, const char *msg)
+{
+    resp_write_error(&s->data, msg);
+    client_slot_done(n, s);
+}
+
+static void reply_from_kv(struct buf *out, const struct kv_reply *r)
+{
+    switch (r->type) {
+    case KV_REPLY_OK:
+        resp_write_simple(out, "OK");
+        break;
+    case KV_REPLY_INT:
+        resp_write_int(out, r->integer);
+        break;
+    case KV_REPLY_NIL:
+        resp_write_nil(out);
+        break;
+    case KV_REPLY_BULK:
+        resp_write_bulk(out, r->bulk, r->bulk_len);
+        break;
+    case KV_REPLY_ERR:
+        resp_write_error(out, r->err);
+        break;
+    }
+}
+
+/* Figure 2, Leaders: "respond after entry applied to state machine". */
+void commands_on_applied(struct node *n, uint64_t index, uint64_t term,
+                         const struct kv_reply *reply)
+{
+    while (n->writes_head < n->n_writes && n->writes[n->writes_head].index <= index) {
+        struct pending_write *w = &n->writes[n->writes_head++];
+        if (w->index == index && w->term == term) {
+            reply_from_kv(&w->slot->data, reply);
+            client_slot_done(n, w->slot);
+        } else {
+            /* Another leader's entry took this place: ours was never applied. */
+            slot_error(n, w->slot, "TRYAGAIN leader changed, retry the request");
+        }
+    }
+}
+
+static void pending_read_free(struct pending_read *p)
+{
+    for (size_t i = 0; i < p->argc; i++)
+        free(p->argv[i]);
+    free(p->argv);
+    free(p->argl);
+}
+
+void commands_on_read(struct node *n, const struct raft_read_result *rr)
+{
+    for (size_t i = n->reads_head; i < n->n_reads; i++) {
+        struct pending_read *p = &n->reads[i];
+        if (p->read_id != rr->read_id)
+            continue;
+        if (rr->ok) {
+            const struct command *cmd = command_find(p->argv[0], p->argl[0]);
+            struct args a = {p->argc, (const uint8_t *const *)p->argv, p->argl};
+            cmd->run(n, NULL, &a, &p->slot->data);
+            client_slot_done(n, p->slot);
+        } else {
+            reply_not_leader(n, &p->slot->data);
+            client_slot_done(n, p->slot);
+        }
+        pending_read_free(p);
+        p->slot = NULL;
+        break;
+    }
+    /* Drop answered reads from the front. */
+    while (n->reads_head < n->n_reads && n->reads[n->reads_head].slot == NULL)
+        n->reads_head++;
+    if (n->reads_head == n->n_reads)
+        n->reads_head = n->n_reads = 0;
+}
+
+static int pending_read_push(struct node *n, uint64_t read_id, struct reply_slot *slot,
+                             const struct args *a)
+{
+    if (n->n_reads == n->cap_reads) {
+        size_t cap = n->cap_reads ? n->cap_reads * 2 : 256;
+        struct pending_read *p = realloc(n->reads, cap * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        n->reads = p;
+        n->cap_reads = cap;
+    }
+    struct pending_read *p = &n->reads[n->n_reads];
+    memset(p, 0, sizeof(*p));
+    p->argv = calloc(a->argc, sizeof(*p->argv));
+    p->argl = calloc(a->argc, sizeof(*p->argl));
+    if (p->argv == NULL || p->argl == NULL) {
+        free(p->argv);
+        free(p->argl);
+        return -1;
+    }
+    for (size_t i = 0; i < a->argc; i++) {
+        p->argv[i] = malloc(a->argl[i] + 1);
+        if (p->argv[i] == NULL) {
+            p->argc = i;
+            pending_read_free(p);
+            return -1;
+        }
+        memcpy(p->argv[i], a->argv[i], a->argl[i]);
+        p->argl[i] = a->argl[i];
+    }
+    p->argc = a->argc;
+    p->read_id = read_id;
+    p->slot = slot;
+    n->n_reads++;
+    return 0;
+}
+
+void commands_fail_pending(struct node *n, const char *why)
+{
+    for (size_t i = n->writes_head; i < n->n_writes; i++)
+        slot_error(n, n->writes[i].slot, why);
+    n->writes_head = n->n_writes = 0;
+    for (size_t i = n->reads_head; i < n->n_reads; i++) {
+        if (n->reads[i].slot == NULL)
+            continue;
+        slot_error(n, n->reads[i].slot, why);
+        pending_read_free(&n->reads[i]);
+    }
+    n->reads_head = n->n_reads = 0;
+}
+
+void commands_free(struct node *n)
+{
+    for (size_t i = n->writes_head; i < n->n_writes; i++) {
+        buf_free(&n->writes[i].slot->data);
+        if (n->writes[i].slot->client == NULL)
+            free(n->writes[i].slot);
+    }
+    for (size_t i = n->reads_head; i < n->n_reads; i++) {
+        if (n->reads[i].slot == NULL)
+            continue;
+        if (n->reads[i].slot->client == NULL)
+            free(n->reads[i].slot);
+        pending_read_free(&n->reads[i]);
+    }
+    free(n->writes);
+    free(n->reads);
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+/* Stamp the leader's wall clock into a command, never going backwards. */
+static uint64_t command_stamp(struct node *n)
+{
+    uint64_t now = node_wall_ms();
+    if (now < n->last_stamp_ms)
+        now = n->last_stamp_ms;
+    n->last_stamp_ms = now;
+    return now;
+}
+
+static void propose(struct node *n, struct reply_slot *slot, const struct kv_cmd *cmd)
+{
+    uint8_t *data;
+    uint32_t len;
+    uint64_t index, term;
+    if (kv_cmd_encode(cmd, &data, &len) != 0) {
+        slot_error(n, slot, "ERR out of memory");
+        return;
+    }
+    int rc = raft_propose(&n->raft, data, len, &index, &term);
+    free(data);
+    if (rc != RAFT_OK) {
+        slot_error(n, slot, "ERR cannot append to the log");
+        return;
+    }
+    if (pending_write_push(n, index, term, slot) != 0)
+        slot_error(n, slot, "ERR out of memory");
+}
+
+static void dispatch_write(struct node *n, struct reply_slot *slot, const struct command *cmd,
+                           const struct args *a, uint64_t client_id, uint64_t seq)
+{
+    static struct kv_cmd kc; /* large (KV_MAX_ARGS): not on the stack */
+    memset(&kc, 0, sizeof(kc));
+    kc.now_ms = command_stamp(n);
+    kc.client_id = client_id;
+    kc.seq = seq;
+    char err[160];
+    if (cmd->build(n, a, &kc, err, sizeof(err)) != 0) {
+        slot_error(n, slot, err);
+        return;
+    }
+    propose(n, slot, &kc);
+}
+
+/* RAFT.REQ <client-id> <seq> <write command...>: the write applies once per
+ * (client-id, seq), however often it is retried (dissertation 6.3). */
+static void dispatch_request(struct node *n, struct reply_slot *slot, const struct args *a)
+{
+    uint64_t client_id, seq;
+    if (a->argc < 4) {
+        slot_error(n, slot, "ERR wrong number of arguments for 'raft.req' command");
+        return;
+    }
+    if (arg_uint64(a, 1, &client_id) != 0 || client_id == 0 || arg_uint64(a, 2, &seq) != 0) {
+        slot_error(n, slot, "ERR client id and sequence must be whole numbers, id not 0");
+        return;
+    }
+    struct args inner = {a->argc - 3, a->argv + 3, a->argl + 3};
+    const struct command *cmd = command_find(inner.argv[0], inner.argl[0]);
+    if (cmd == NULL || !(cmd->flags & CMD_WRITE)) {
+        slot_error(n, slot, "ERR RAFT.REQ wraps a write command: SET, INCR, DEL or EXPIRE");
+        return;
+    }
+    if (!arity_ok(cmd, inner.argc)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "ERR wrong number of arguments for '%s' command", cmd->name);
+        slot_error(n, slot, msg);
+        return;
+    }
+    if (n->raft.role != RAFT_LEADER) {
+        reply_not_leader(n, &slot->data);
+        client_slot_done(n, slot);
+        return;
+    }
+    dispatch_write(n, slot, cmd, &inner, client_id, seq);
+}
+
+void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint8_t **argv,
+                       const size_t *argl)
+{
+    struct reply_slot *slot = client_slot_new(c);
+    if (slot == NULL) {
+        c->closing = true;
+        return;
+    }
+    struct args a = {argc, argv, argl};
+    if (argl[0] == 8 && strncasecmp((const char *)argv[0], "raft.req", 8) == 0) {
+        dispatch_request(n, slot, &a);
+        return;
+    }
+    const struct command *cmd = command_find(argv[0], argl[0]);
+    if (cmd == NULL) {
+        reply_unknown(&slot->data, &a);
+        client_slot_done(n, slot);
+        return;
+    }
+    if (!arity_ok(cmd, argc)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "ERR wrong number of arguments for '%s' command", cmd->name);
+        slot_error(n, slot, msg);
+        return;
+    }
+    if (cmd->flags & CMD_LOCAL) {
+        cmd->run(n, c, &a, &slot->data);
+        client_slot_done(n, slot);
+        return;
+    }
+    if (n->raft.role != RAFT_LEADER) {
+        reply_not_leader(n, &slot->data);
+        client_slot_done(n, slot);
+        return;
+    }
+    if (cmd->flags & CMD_WRITE) {
+        dispatch_write(n, slot, cmd, &a, 0, 0);
+        return;
+    }
+    uint64_t read_id = ++n->next_read_id;
+    if (pending_read_push(n, read_id, slot, &a) != 0) {
+        slot_error(n, slot, "ERR out of memory");
+        return;
+    }
+    if (raft_read(&n->raft, read_id) != RAFT_OK) {
+        struct raft_read_result rr = {.read_id = read_id, .ok = false};
+        commands_on_read(n, &rr);
+    }
+}
+
+/* ------------------------------------------------------------ expiry */
+
+static void sweep_one(const uint8_t *key, uint32_t klen, const uint8_t *val, uint32_t vlen,
+                      uint64_t deadline_ms, void *ctx)
+{
+    (void)val;
+    (void)vlen;
+    (void)deadline_ms;
+    struct node *n = ctx;
+    static struct kv_cmd kc;
+    memset(&kc, 0, sizeof(kc));
+    kc.op = KV_OP_SWEEP;
+    kc.now_ms = command_stamp(n);
+    kc.nargs = 1;
+    kc.args[0].p = key;
+    kc.args[0].len = klen;
+    uint8_t *data;
+    uint32_t len;
+    uint64_t index, term;
+    if (kv_cmd_encode(&kc, &data, &len) != 0)
+        return;
+    if (raft_propose(&n->raft, data, len, &index, &term) == RAFT_OK)
+        n->sweep_index = index;
+    free(data);
+}
+
+/* The leader deletes expired keys through the log, as a Redis master sends
+ * DEL to its replicas; followers never expire keys by their own clock. One
+ * sweep at a time is in flight. */
+void commands_sweep_expired(struct node *n)
+{
+    uint64_t now = node_now_ms();
+    if (n->raft.role != RAFT_LEADER || now < n->next_sweep_ms)
+        return;
+    n->next_sweep_ms = now + SWEEP_INTERVAL_MS;
+    if (kv_count_with_ttl(n->kv) == 0 || n->raft.last_applied < n->sweep_index)
+        return;
+    kv_foreach_expired(n->kv, node_wall_ms(), SWEEP_MAX_KEYS, sweep_one, n);
+}

@@ -1,0 +1,242 @@
+/* loop.c - the node's one poll() loop.
+ *
+ * Every turn: advance the core's clock, take in peer messages and client
+ * requests, then carry out what the core asks, in the order persist, send,
+ * apply (raft.h). Everything that arrived during one turn shares one fsync
+ * and one message per peer.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+
+static volatile sig_atomic_t node_stop_requested;
+
+static void node_on_signal(int sig)
+{
+    (void)sig;
+    node_stop_requested = 1;
+}
+
+/* Storage failing under the core leaves nothing safe to do but stop. */
+static void node_fatal(struct node *n, const char *err)
+{
+    fprintf(stderr, "raftkv-node %u: %s\n", n->opt.id, err);
+    exit(1);
+}
+
+static void node_persist(struct node *n, const struct raft_ready *rd)
+{
+    char err[512];
+    if (rd->hard_state_changed &&
+        wal_save_hard_state(n->wal, rd->term, rd->voted_for, err, sizeof(err)) != 0)
+        node_fatal(n, err);
+    if (rd->truncate_from != 0 && wal_truncate(n->wal, rd->truncate_from, err, sizeof(err)) != 0)
+        node_fatal(n, err);
+    if (rd->n_entries > 0 && wal_append(n->wal, rd->entries, rd->n_entries, err, sizeof(err)) != 0)
+        node_fatal(n, err);
+    if ((rd->truncate_from != 0 || rd->n_entries > 0) && wal_sync(n->wal, err, sizeof(err)) != 0)
+        node_fatal(n, err);
+}
+
+static void node_apply(struct node *n, const struct raft_ready *rd)
+{
+    if (rd->apply_to == 0)
+        return;
+    for (uint64_t i = rd->apply_from; i <= rd->apply_to; i++) {
+        const struct raft_entry *e = raft_entry_at(&n->raft, i);
+        if (e->type != RAFT_ENTRY_COMMAND) {
+            kv_apply_noop(n->kv, i);
+            continue;
+        }
+        struct kv_reply reply;
+        if (kv_apply(n->kv, i, e->data, e->len, &reply) != 0)
+            node_fatal(n, "out of memory applying the log");
+        commands_on_applied(n, i, e->term, &reply);
+        kv_reply_free(&reply);
+    }
+    n->status_dirty = true;
+}
+
+/* Print a line when role or term changed. */
+static void node_note_state(struct node *n)
+{
+    struct raft *r = &n->raft;
+    if (r->role == n->shown_role && r->current_term == n->shown_term)
+        return;
+    if (r->role == RAFT_LEADER) {
+        char votes[64] = "";
+        size_t len = 0;
+        for (uint32_t id = 1; id <= RAFT_MAX_NODES; id++)
+            if (r->votes & (1u << id))
+                len +=
+                    (size_t)snprintf(votes + len, sizeof(votes) - len, "%s%u", len ? "," : "", id);
+        node_event(n, "term %" PRIu64 " %s -> Leader (votes from %s)", r->current_term,
+                   raft_role_name(n->shown_role), votes);
+    } else if (r->role == RAFT_CANDIDATE) {
+        node_event(n, "term %" PRIu64 " %s -> Candidate (timed out after %u ms)", r->current_term,
+                   raft_role_name(n->shown_role), n->raft.election_timeout_ms);
+    } else if (n->shown_role != r->role) {
+        node_event(n, "term %" PRIu64 " %s -> Follower", r->current_term,
+                   raft_role_name(n->shown_role));
+    } else {
+        node_event(n, "term %" PRIu64 " Follower (new term)", r->current_term);
+    }
+    if (n->shown_role == RAFT_LEADER && r->role != RAFT_LEADER)
+        commands_fail_pending(n, "TRYAGAIN leader changed, retry the request");
+    n->shown_role = r->role;
+    n->shown_term = r->current_term;
+}
+
+void node_process_ready(struct node *n)
+{
+    int rounds = 0;
+    while (raft_has_ready(&n->raft) && rounds++ < 16) {
+        struct raft_ready rd;
+        raft_ready(&n->raft, &rd);
+        node_note_state(n);
+        if (rd.persist_before_send) {
+            node_persist(n, &rd);
+            for (size_t i = 0; i < rd.n_msgs; i++)
+                transport_send(n, &rd.msgs[i]);
+        } else {
+            /* A leader's AppendEntries may leave before its own fsync: its
+             * own copy counts toward a majority only after raft_advance. */
+            for (size_t i = 0; i < rd.n_msgs; i++)
+                transport_send(n, &rd.msgs[i]);
+            node_persist(n, &rd);
+        }
+        node_apply(n, &rd);
+        for (size_t i = 0; i < rd.n_reads; i++)
+            commands_on_read(n, &rd.reads[i]);
+        raft_advance(&n->raft, &rd);
+    }
+    node_note_state(n);
+}
+
+void node_suspend(struct node *n, uint64_t ms)
+{
+    n->suspended = true;
+    n->suspend_until_ms = node_now_ms() + ms;
+    node_event(n, "suspended for %" PRIu64 " ms", ms);
+}
+
+void node_resume(struct node *n)
+{
+    if (!n->suspended)
+        return;
+    n->suspended = false;
+    /* Time spent asleep does not count toward the core's timers: a resumed
+     * node behaves like a process that was paused. */
+    n->last_real_ms = node_now_ms();
+    node_event(n, "resumed");
+}
+
+/* Advance the core's clock by real time elapsed, scaled by speed. */
+static void node_advance_clock(struct node *n, uint64_t now)
+{
+    if (now > n->last_real_ms) {
+        n->raft_clock_ms += (uint64_t)((double)(now - n->last_real_ms) * n->opt.speed + 0.5);
+        n->last_real_ms = now;
+    }
+}
+
+/* How long poll() may sleep: until the core's next timer, or sooner. */
+static int node_poll_timeout(struct node *n, uint64_t now)
+{
+    if (raft_has_ready(&n->raft))
+        return 0;
+    uint64_t wait = 50;
+    const struct raft *r = &n->raft;
+    uint64_t due = r->role == RAFT_LEADER ? r->heartbeat_due_ms : r->election_deadline_ms;
+    if (!n->suspended) {
+        uint64_t in = due > n->raft_clock_ms ? due - n->raft_clock_ms : 0;
+        in = (uint64_t)((double)in / n->opt.speed);
+        if (in < wait)
+            wait = in;
+    }
+    uint64_t delayed = transport_next_due(n);
+    if (delayed != 0)
+        wait = delayed > now ? (delayed - now < wait ? delayed - now : wait) : 0;
+    return (int)wait;
+}
+
+int node_run(struct node *n)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = node_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    struct pollfd *fds = NULL;
+    size_t cap_fds = 0;
+    struct client **owners = NULL;
+    while (!node_stop_requested) {
+        size_t want = 2 + n->n_clients;
+        if (want > cap_fds) {
+            struct pollfd *p = realloc(fds, want * 2 * sizeof(*p));
+            struct client **o = realloc(owners, want * 2 * sizeof(*o));
+            if (p == NULL || o == NULL)
+                node_fatal(n, "out of memory");
+            fds = p;
+            owners = o;
+            cap_fds = want * 2;
+        }
+        size_t nfds = 0;
+        uint64_t now = node_now_ms();
+        fds[nfds++] = (struct pollfd){.fd = transport_fd(n), .events = POLLIN};
+        fds[nfds++] = (struct pollfd){.fd = n->listen_fd, .events = n->suspended ? 0 : POLLIN};
+        for (struct client *c = n->clients; c != NULL; c = c->next) {
+            short ev = 0;
+            if (!n->suspended && !c->closing && c->pending < 4096)
+                ev |= POLLIN;
+            if (c->out.len > 0)
+                ev |= POLLOUT;
+            owners[nfds] = c;
+            fds[nfds++] = (struct pollfd){.fd = n->suspended ? -1 : c->fd, .events = ev};
+        }
+        int timeout = node_poll_timeout(n, now);
+        if (poll(fds, nfds, timeout) < 0 && errno != EINTR)
+            node_fatal(n, strerror(errno));
+
+        now = node_now_ms();
+        if (n->suspended && now >= n->suspend_until_ms)
+            node_resume(n);
+        if (n->suspended) {
+            n->last_real_ms = now;
+            transport_receive(n); /* peer messages are lost; controls still work */
+            status_maybe_publish(n, now);
+            continue;
+        }
+        node_advance_clock(n, now);
+        raft_tick(&n->raft, n->raft_clock_ms);
+        transport_receive(n);
+        if (fds[1].revents & POLLIN)
+            clients_accept(n);
+        for (size_t i = 2; i < nfds; i++) {
+            if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+                clients_read(n, owners[i]);
+        }
+        commands_sweep_expired(n);
+        node_process_ready(n);
+        transport_flush_delayed(n, now);
+        for (struct client *c = n->clients; c != NULL; c = c->next)
+            if (c->out.len > 0)
+                clients_write(n, c);
+        clients_reap(n);
+        status_maybe_publish(n, now);
+    }
+    free(fds);
+    free(owners);
+    if (!n->opt.quiet) {
+        printf("node %u: stopped\n", n->opt.id);
+        fflush(stdout);
+    }
+    return 0;
+}

@@ -1,0 +1,287 @@
+/* main.c - raftkv-node: flags, start-up and shut-down. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node.h"
+
+static const char *node_usage =
+    "usage: raftkv-node --config FILE --id N --data DIR [--election-timeout MIN-MAX]\n"
+    "                   [--heartbeat MS] [--quiet] [--status URL] [--speed X]\n"
+    "  --config FILE             the cluster file (one line a node: id peer-url client-address)\n"
+    "  --id N                    which node of the file this process is\n"
+    "  --data DIR                where term, vote and log are kept (created if missing)\n"
+    "  --election-timeout MIN-MAX  milliseconds, drawn at random each time (default 150-300)\n"
+    "  --heartbeat MS            leader heartbeat interval (default 50)\n"
+    "  --quiet                   do not print state changes\n"
+    "  --status URL              push status to a supervisor at this nanomsg URL\n"
+    "  --speed X                 run timers at factor X (default 1; 0.1 is ten times slower)\n";
+
+uint64_t node_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t node_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* One line per state change: on stdout, and kept for the next status. */
+void node_event(struct node *n, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (!n->opt.quiet) {
+        printf("node %u: %s\n", n->opt.id, line);
+        fflush(stdout);
+    }
+    if (n->n_events == NODE_MAX_EVENTS) {
+        free(n->events[0]);
+        memmove(n->events, n->events + 1, (NODE_MAX_EVENTS - 1) * sizeof(n->events[0]));
+        n->n_events--;
+    }
+    n->events[n->n_events] = strdup(line);
+    if (n->events[n->n_events] != NULL)
+        n->n_events++;
+    n->status_dirty = true;
+}
+
+static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || *s == '-' || v < min || v > max)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, struct node_options *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"id", required_argument, NULL, 'i'},
+        {"data", required_argument, NULL, 'd'},
+        {"election-timeout", required_argument, NULL, 'e'},
+        {"heartbeat", required_argument, NULL, 'b'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"status", required_argument, NULL, 's'},
+        {"speed", required_argument, NULL, 'x'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->election_min_ms = 150;
+    o->election_max_ms = 300;
+    o->heartbeat_ms = 50;
+    o->speed = 1.0;
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            o->config_path = optarg;
+            break;
+        case 'i':
+            if (parse_u32(optarg, 1, CLUSTER_MAX_NODES, &o->id) != 0) {
+                fprintf(stderr, "raftkv-node: --id must be a number from 1 to %d, not '%s'\n",
+                        CLUSTER_MAX_NODES, optarg);
+                return -1;
+            }
+            break;
+        case 'd':
+            o->data_dir = optarg;
+            break;
+        case 'e': {
+            char lo[32], hi[32];
+            const char *dash = strchr(optarg, '-');
+            size_t l = dash ? (size_t)(dash - optarg) : 0;
+            if (dash == NULL || l == 0 || l >= sizeof(lo) || strlen(dash + 1) >= sizeof(hi)) {
+                fprintf(stderr, "raftkv-node: --election-timeout wants MIN-MAX in ms, not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            memcpy(lo, optarg, l);
+            lo[l] = '\0';
+            strcpy(hi, dash + 1);
+            if (parse_u32(lo, 1, 600000, &o->election_min_ms) != 0 ||
+                parse_u32(hi, 1, 600000, &o->election_max_ms) != 0 ||
+                o->election_min_ms > o->election_max_ms) {
+                fprintf(stderr,
+                        "raftkv-node: --election-timeout wants MIN-MAX in ms with MIN <= MAX, "
+                        "not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        }
+        case 'b':
+            if (parse_u32(optarg, 1, 600000, &o->heartbeat_ms) != 0) {
+                fprintf(stderr, "raftkv-node: --heartbeat wants milliseconds, not '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case 's':
+            o->status_url = optarg;
+            break;
+        case 'x': {
+            char *end;
+            o->speed = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(o->speed >= 0.01 && o->speed <= 100)) {
+                fprintf(stderr, "raftkv-node: --speed wants a factor from 0.01 to 100, not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        }
+        case 'h':
+            fputs(node_usage, stdout);
+            exit(0);
+        default:
+            if (optopt != 0)
+                fprintf(stderr, "raftkv-node: option --%s needs a value\n", argv[optind - 1] + 2);
+            else
+                fprintf(stderr, "raftkv-node: unknown option '%s'\n", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "raftkv-node: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (o->config_path == NULL || o->id == 0 || o->data_dir == NULL) {
+        fprintf(stderr, "raftkv-node: --config, --id and --data are required\n");
+        return -1;
+    }
+    if (o->heartbeat_ms >= o->election_min_ms) {
+        fprintf(stderr,
+                "raftkv-node: --heartbeat (%u ms) must be shorter than the election "
+                "timeout (%u ms)\n",
+                o->heartbeat_ms, o->election_min_ms);
+        return -1;
+    }
+    return 0;
+}
+
+/* Read the data dir back into the core. */
+static int node_open_storage(struct node *n, char *err, size_t errlen)
+{
+    uint64_t term;
+    uint32_t vote;
+    struct raft_entry *entries;
+    size_t count;
+    if (wal_open(n->opt.data_dir, &n->wal, &term, &vote, &entries, &count, err, errlen) != 0)
+        return -1;
+    if (raft_restore(&n->raft, term, vote, entries, count) != RAFT_OK) {
+        snprintf(err, errlen, "%s: the log does not start at index 1", n->opt.data_dir);
+        return -1;
+    }
+    return 0;
+}
+
+static int node_init(struct node *n, char *err, size_t errlen)
+{
+    if (cluster_load(n->opt.config_path, &n->cluster, err, errlen) != 0)
+        return -1;
+    n->self = cluster_find(&n->cluster, n->opt.id);
+    if (n->self == NULL) {
+        snprintf(err, errlen, "%s: no node with id %u", n->opt.config_path, n->opt.id);
+        return -1;
+    }
+    n->started_ms = node_now_ms();
+    n->last_real_ms = n->started_ms;
+    n->raft_clock_ms = 0;
+    n->rng = node_wall_ms() ^ ((uint64_t)getpid() << 32) ^ n->opt.id;
+    struct raft_config cfg = {
+        .id = n->opt.id,
+        .n_nodes = n->cluster.n,
+        .election_min_ms = n->opt.election_min_ms,
+        .election_max_ms = n->opt.election_max_ms,
+        .heartbeat_ms = n->opt.heartbeat_ms,
+        .seed = n->rng | 1,
+    };
+    for (size_t i = 0; i < n->cluster.n; i++)
+        cfg.node_ids[i] = n->cluster.nodes[i].id;
+    if (raft_init(&n->raft, &cfg, n->raft_clock_ms) != RAFT_OK) {
+        snprintf(err, errlen, "bad raft configuration");
+        return -1;
+    }
+    if (node_open_storage(n, err, errlen) != 0)
+        return -1;
+    n->kv = kv_new();
+    if (n->kv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    n->listen_fd = -1;
+    n->peer_in = -1;
+    n->status_out = -1;
+    if (transport_open(n, err, errlen) != 0)
+        return -1;
+    if (clients_listen(n, err, errlen) != 0)
+        return -1;
+    n->shown_role = n->raft.role;
+    n->shown_term = n->raft.current_term;
+    n->status_dirty = true;
+    return 0;
+}
+
+static void node_close(struct node *n)
+{
+    clients_close_all(n);
+    commands_free(n);
+    transport_close(n);
+    if (n->wal != NULL)
+        wal_close(n->wal);
+    if (n->kv != NULL)
+        kv_free(n->kv);
+    raft_close(&n->raft);
+    resp_request_free(&n->req);
+    for (size_t i = 0; i < n->n_events; i++)
+        free(n->events[i]);
+}
+
+int main(int argc, char **argv)
+{
+    static struct node node;
+    if (parse_options(argc, argv, &node.opt) != 0) {
+        fputs(node_usage, stderr);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    char err[512] = "";
+    if (node_init(&node, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raftkv-node: %s\n", err);
+        node_close(&node);
+        return 1;
+    }
+    if (!node.opt.quiet) {
+        printf("node %u: started, term %" PRIu64 ", %" PRIu64
+               " log entries, peers on %s, clients on %s\n",
+               node.opt.id, node.raft.current_term, raft_last_index(&node.raft),
+               node.self->peer_url, node.self->client_addr);
+        fflush(stdout);
+    }
+    int rv = node_run(&node);
+    node_close(&node);
+    return rv;
+}

@@ -1,0 +1,178 @@
+/* node.h - one raftkv node: the state every part of the process shares,
+ * owned here and changed by the files named below. */
+#ifndef RAFTKV_NODE_H
+#define RAFTKV_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "cluster.h"
+#include "kv.h"
+#include "raft.h"
+#include "resp.h"
+#include "wal.h"
+
+#define NODE_MAX_EVENTS 32 /* state-change lines kept for the next status */
+
+/* ------------------------------------------------------------ clients.c */
+
+/* One reply owed to a client, in request order. A slot waiting for the log
+ * or a read is filled later; replies leave strictly in order. */
+struct reply_slot {
+    struct reply_slot *next;
+    struct client *client; /* NULL once the client has gone */
+    bool ready;
+    struct buf data;
+};
+
+struct client {
+    struct client *next;
+    int fd;
+    uint64_t id;
+    struct buf in;
+    struct buf out;
+    struct reply_slot *head, *tail;
+    size_t pending; /* slots not yet ready */
+    bool closing;   /* close once out is written */
+};
+
+/* A write waiting for its log entry to be applied. */
+struct pending_write {
+    uint64_t index;
+    uint64_t term;
+    struct reply_slot *slot;
+};
+
+/* A read waiting for ReadIndex. */
+struct pending_read {
+    uint64_t read_id;
+    struct reply_slot *slot;
+    size_t argc;
+    uint8_t **argv;
+    size_t *argl;
+};
+
+/* ------------------------------------------------------------ transport.c */
+
+struct delayed_msg {
+    uint64_t due_ms;
+    int to_slot;
+    void *data;
+    size_t len;
+};
+
+struct node_options {
+    const char *config_path;
+    const char *data_dir;
+    const char *status_url;
+    uint32_t id;
+    uint32_t election_min_ms;
+    uint32_t election_max_ms;
+    uint32_t heartbeat_ms;
+    double speed;
+    bool quiet;
+};
+
+struct node {
+    struct node_options opt;
+    struct cluster cluster;
+    const struct cluster_node *self;
+    struct raft raft;
+    struct wal *wal;
+    struct kv *kv;
+    uint64_t rng;
+    uint64_t started_ms;
+
+    /* Time: the core runs on a clock that advances at `speed`. */
+    uint64_t last_real_ms;
+    uint64_t raft_clock_ms;
+    uint64_t last_stamp_ms; /* last wall-clock time stamped into a command */
+
+    /* Peers and the supervisor (nanomsg). */
+    int peer_in;                     /* NN_PULL bound at our peer URL */
+    int peer_out[CLUSTER_MAX_NODES]; /* NN_PUSH to each peer, by cluster slot */
+    int status_out;                  /* NN_PUSH to the supervisor, or -1 */
+    uint32_t blocked;                /* bit per node id: cut off */
+    uint32_t drop_percent;
+    uint32_t delay_ms;
+    struct delayed_msg *delayed;
+    size_t n_delayed, cap_delayed;
+    uint64_t msgs_sent, msgs_received, msgs_dropped, bad_messages;
+    uint64_t sent_to[CLUSTER_MAX_NODES], received_from[CLUSTER_MAX_NODES];
+    struct buf pack; /* scratch for encoding */
+
+    /* Suspension (RAFT.SUSPEND or the supervisor). */
+    bool suspended;
+    uint64_t suspend_until_ms;
+
+    /* Clients (Redis protocol). */
+    int listen_fd;
+    struct client *clients;
+    size_t n_clients;
+    uint64_t next_client_id;
+    struct resp_request req;
+    struct pending_write *writes;
+    size_t n_writes, cap_writes, writes_head;
+    struct pending_read *reads;
+    size_t n_reads, cap_reads, reads_head;
+    uint64_t next_read_id;
+    uint64_t sweep_index; /* last expiry sweep proposed; none in flight once applied */
+    uint64_t next_sweep_ms;
+
+    /* Status and state-change lines. */
+    enum raft_role shown_role;
+    uint64_t shown_term;
+    uint64_t status_seq;
+    uint64_t next_status_ms;
+    bool status_dirty;
+    char *events[NODE_MAX_EVENTS];
+    size_t n_events;
+};
+
+/* main.c */
+uint64_t node_now_ms(void);  /* monotonic */
+uint64_t node_wall_ms(void); /* wall clock, for command time stamps */
+void node_event(struct node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* loop.c */
+int node_run(struct node *n);
+void node_suspend(struct node *n, uint64_t ms);
+void node_resume(struct node *n);
+void node_process_ready(struct node *n);
+
+/* transport.c */
+int transport_open(struct node *n, char *err, size_t errlen);
+void transport_close(struct node *n);
+void transport_send(struct node *n, const struct raft_msg *m);
+void transport_receive(struct node *n); /* everything waiting on peer_in */
+void transport_flush_delayed(struct node *n, uint64_t now_ms);
+uint64_t transport_next_due(const struct node *n); /* 0: nothing delayed */
+int transport_fd(const struct node *n);
+
+/* clients.c */
+int clients_listen(struct node *n, char *err, size_t errlen);
+void clients_close_all(struct node *n);
+void clients_accept(struct node *n);
+void clients_read(struct node *n, struct client *c);
+void clients_write(struct node *n, struct client *c);
+void clients_reap(struct node *n);
+struct reply_slot *client_slot_new(struct client *c);
+void client_slot_done(struct node *n, struct reply_slot *s);
+
+/* commands.c */
+void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint8_t **argv,
+                       const size_t *argl);
+void commands_on_applied(struct node *n, uint64_t index, uint64_t term,
+                         const struct kv_reply *reply);
+void commands_on_read(struct node *n, const struct raft_read_result *rr);
+void commands_fail_pending(struct node *n, const char *why);
+void commands_sweep_expired(struct node *n);
+void commands_free(struct node *n);
+
+/* status.c */
+void status_publish(struct node *n);
+void status_maybe_publish(struct node *n, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,365 @@
+/* transport.c - peer messages over nanomsg, and the faults the supervisor
+ * injects into them (partitions, loss, delay).
+ *
+ * Each node binds one NN_PULL socket at its peer URL and connects one NN_PUSH
+ * socket to every other node's. One Envelope a nanomsg message; messages
+ * from another cluster, from unknown senders, or that do not decode are
+ * dropped and counted. Nothing here blocks: a peer that cannot take a message
+ * right now loses it, and Raft sends it again.
+ */
+#include <errno.h>
+#include <nanomsg/nn.h>
+#include <nanomsg/pipeline.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+#include "raftkv.pb-c.h"
+
+#define TRANSPORT_MAX_MESSAGE (16 * 1024 * 1024) /* larger ones are dropped */
+#define TRANSPORT_MAX_RECEIVE 1024               /* messages taken in one turn */
+
+static int transport_nn_error(char *err, size_t errlen, const char *what, const char *url)
+{
+    snprintf(err, errlen, "%s %s: %s", what, url, nn_strerror(nn_errno()));
+    return -1;
+}
+
+int transport_fd(const struct node *n)
+{
+    int fd = -1;
+    size_t sz = sizeof(fd);
+    if (nn_getsockopt(n->peer_in, NN_SOL_SOCKET, NN_RCVFD, &fd, &sz) != 0)
+        return -1;
+    return fd;
+}
+
+int transport_open(struct node *n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < CLUSTER_MAX_NODES; i++)
+        n->peer_out[i] = -1;
+    n->peer_in = nn_socket(AF_SP, NN_PULL);
+    if (n->peer_in < 0)
+        return transport_nn_error(err, errlen, "cannot open a socket for", n->self->peer_url);
+    int maxsize = 4 * TRANSPORT_MAX_MESSAGE;
+    nn_setsockopt(n->peer_in, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize));
+    if (nn_bind(n->peer_in, n->self->peer_url) < 0)
+        return transport_nn_error(err, errlen, "cannot listen on", n->self->peer_url);
+    for (size_t i = 0; i < n->cluster.n; i++) {
+        const struct cluster_node *peer = &n->cluster.nodes[i];
+        if (peer->id == n->opt.id)
+            continue;
+        int s = nn_socket(AF_SP, NN_PUSH);
+        if (s < 0)
+            return transport_nn_error(err, errlen, "cannot open a socket for", peer->peer_url);
+        int sndbuf = 4 * 1024 * 1024, ivl = 50, ivl_max = 500, linger = 0;
+        nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDBUF, &sndbuf, sizeof(sndbuf));
+        nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL, &ivl, sizeof(ivl));
+        nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));
+        nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof(linger));
+        if (nn_connect(s, peer->peer_url) < 0)
+            return transport_nn_error(err, errlen, "cannot connect to", peer->peer_url);
+        n->peer_out[i] = s;
+    }
+    if (n->opt.status_url != NULL) {
+        n->status_out = nn_socket(AF_SP, NN_PUSH);
+        if (n->status_out < 0 || nn_connect(n->status_out, n->opt.status_url) < 0)
+            return transport_nn_error(err, errlen, "cannot connect to", n->opt.status_url);
+    }
+    return 0;
+}
+
+void transport_close(struct node *n)
+{
+    for (size_t i = 0; i < CLUSTER_MAX_NODES; i++)
+        if (n->peer_out[i] >= 0)
+            nn_close(n->peer_out[i]);
+    if (n->peer_in >= 0)
+        nn_close(n->peer_in);
+    if (n->status_out >= 0)
+        nn_close(n->status_out);
+    for (size_t i = 0; i < n->n_delayed; i++)
+        free(n->delayed[i].data);
+    free(n->delayed);
+    buf_free(&n->pack);
+}
+
+static int transport_slot_of(const struct node *n, uint32_t id)
+{
+    for (size_t i = 0; i < n->cluster.n; i++)
+        if (n->cluster.nodes[i].id == id)
+            return (int)i;
+    return -1;
+}
+
+static void transport_raw_send(struct node *n, int slot, const void *data, size_t len)
+{
+    if (nn_send(n->peer_out[slot], data, len, NN_DONTWAIT) < 0) {
+        n->msgs_dropped++; /* the peer is not keeping up or not there */
+        return;
+    }
+    n->msgs_sent++;
+    n->sent_to[slot]++;
+}
+
+static void transport_delay(struct node *n, int slot, const void *data, size_t len)
+{
+    if (n->n_delayed == n->cap_delayed) {
+        size_t cap = n->cap_delayed ? n->cap_delayed * 2 : 64;
+        struct delayed_msg *p = realloc(n->delayed, cap * sizeof(*p));
+        if (p == NULL) {
+            n->msgs_dropped++;
+            return;
+        }
+        n->delayed = p;
+        n->cap_delayed = cap;
+    }
+    void *copy = malloc(len);
+    if (copy == NULL) {
+        n->msgs_dropped++;
+        return;
+    }
+    memcpy(copy, data, len);
+    n->delayed[n->n_delayed++] = (struct delayed_msg){
+        .due_ms = node_now_ms() + n->delay_ms, .to_slot = slot, .data = copy, .len = len};
+}
+
+void transport_flush_delayed(struct node *n, uint64_t now_ms)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n->n_delayed; i++) {
+        struct delayed_msg *d = &n->delayed[i];
+        if (d->due_ms <= now_ms) {
+            uint32_t to = n->cluster.nodes[d->to_slot].id;
+            if (n->blocked & (1u << to))
+                n->msgs_dropped++;
+            else
+                transport_raw_send(n, d->to_slot, d->data, d->len);
+            free(d->data);
+        } else {
+            n->delayed[kept++] = *d;
+        }
+    }
+    n->n_delayed = kept;
+}
+
+uint64_t transport_next_due(const struct node *n)
+{
+    uint64_t due = 0;
+    for (size_t i = 0; i < n->n_delayed; i++)
+        if (due == 0 || n->delayed[i].due_ms < due)
+            due = n->delayed[i].due_ms;
+    return due;
+}
+
+static uint64_t transport_random(struct node *n)
+{
+    n->rng ^= n->rng >> 12;
+    n->rng ^= n->rng << 25;
+    n->rng ^= n->rng >> 27;
+    return n->rng * 0x2545f4914f6cdd1dull;
+}
+
+void transport_send(struct node *n, const struct raft_msg *m)
+{
+    int slot = transport_slot_of(n, m->to);
+    if (slot < 0 || n->peer_out[slot] < 0)
+        return;
+    if ((n->blocked & (1u << m->to)) ||
+        (n->drop_percent > 0 && transport_random(n) % 100 < n->drop_percent)) {
+        n->msgs_dropped++;
+        return;
+    }
+    Raftkv__Entry stack_entries[16], *entries = stack_entries;
+    Raftkv__Entry *stack_ptrs[16], **ptrs = stack_ptrs;
+    if (m->n_entries > 16) {
+        entries = malloc(m->n_entries * sizeof(*entries));
+        ptrs = malloc(m->n_entries * sizeof(*ptrs));
+        if (entries == NULL || ptrs == NULL) {
+            free(entries == stack_entries ? NULL : entries);
+            free(ptrs == stack_ptrs ? NULL : ptrs);
+            n->msgs_dropped++;
+            return;
+        }
+    }
+    for (size_t i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        raftkv__entry__init(&entries[i]);
+        entries[i].term = e->term;
+        entries[i].index = e->index;
+        entries[i].type = e->type;
+        entries[i].data.len = e->len;
+        entries[i].data.data = e->data;
+        ptrs[i] = &entries[i];
+    }
+    Raftkv__PeerMessage pm = RAFTKV__PEER_MESSAGE__INIT;
+    pm.type = (uint32_t)m->type;
+    pm.to = m->to;
+    pm.term = m->term;
+    pm.last_log_index = m->last_log_index;
+    pm.last_log_term = m->last_log_term;
+    pm.granted = m->granted;
+    pm.prev_index = m->prev_index;
+    pm.prev_term = m->prev_term;
+    pm.commit = m->commit;
+    pm.n_entries = m->n_entries;
+    pm.entries = ptrs;
+    pm.read_seq = m->read_seq;
+    pm.success = m->success;
+    pm.match_index = m->match_index;
+    pm.rejected_index = m->rejected_index;
+    pm.hint_index = m->hint_index;
+    pm.hint_term = m->hint_term;
+    Raftkv__Envelope env = RAFTKV__ENVELOPE__INIT;
+    env.cluster_id = n->cluster.cluster_id;
+    env.from = n->opt.id;
+    env.body_case = RAFTKV__ENVELOPE__BODY_PEER;
+    env.peer = &pm;
+
+    size_t len = raftkv__envelope__get_packed_size(&env);
+    buf_reset(&n->pack);
+    if (buf_reserve(&n->pack, len) == 0) {
+        raftkv__envelope__pack(&env, n->pack.data);
+        if (n->delay_ms > 0)
+            transport_delay(n, slot, n->pack.data, len);
+        else
+            transport_raw_send(n, slot, n->pack.data, len);
+    } else {
+        n->msgs_dropped++;
+    }
+    if (entries != stack_entries) {
+        free(entries);
+        free(ptrs);
+    }
+}
+
+static void transport_control(struct node *n, const Raftkv__Control *c)
+{
+    if (c->set_blocked) {
+        uint32_t mask = 0;
+        for (size_t i = 0; i < c->n_blocked; i++)
+            if (c->blocked[i] >= 1 && c->blocked[i] <= CLUSTER_MAX_NODES &&
+                c->blocked[i] != n->opt.id)
+                mask |= 1u << c->blocked[i];
+        if (mask != n->blocked) {
+            n->blocked = mask;
+            if (mask == 0)
+                node_event(n, "network healed");
+            else {
+                char ids[64] = "";
+                size_t len = 0;
+                for (uint32_t id = 1; id <= CLUSTER_MAX_NODES; id++)
+                    if (mask & (1u << id))
+                        len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%u",
+                                                len ? "," : "", id);
+                node_event(n, "cut off from %s", ids);
+            }
+        }
+    }
+    if (c->set_drop)
+        n->drop_percent = c->drop_percent > 100 ? 100 : c->drop_percent;
+    if (c->set_delay)
+        n->delay_ms = c->delay_ms > 60000 ? 60000 : c->delay_ms;
+    if (c->set_speed && c->speed >= 0.01 && c->speed <= 100)
+        n->opt.speed = c->speed;
+    if (c->set_suspend) {
+        if (c->suspend_ms > 0)
+            node_suspend(n, c->suspend_ms);
+        else
+            node_resume(n);
+    }
+    if (c->timeout_now && !n->suspended) {
+        raft_timeout_now(&n->raft);
+        node_process_ready(n);
+    }
+    n->status_dirty = true;
+    if (c->status_now)
+        status_publish(n);
+}
+
+static void transport_peer(struct node *n, uint32_t from, const Raftkv__PeerMessage *pm)
+{
+    int slot = transport_slot_of(n, from);
+    if (slot < 0 || from == n->opt.id || pm->to != n->opt.id || pm->type < RAFT_MSG_VOTE ||
+        pm->type > RAFT_MSG_APPEND_REPLY || pm->n_entries > RAFT_MAX_BATCH_ENTRIES) {
+        n->bad_messages++;
+        return;
+    }
+    if (n->suspended || (n->blocked & (1u << from))) {
+        n->msgs_dropped++;
+        return;
+    }
+    n->msgs_received++;
+    n->received_from[slot]++;
+    struct raft_entry stack_entries[16], *entries = stack_entries;
+    if (pm->n_entries > 16) {
+        entries = malloc(pm->n_entries * sizeof(*entries));
+        if (entries == NULL) {
+            n->msgs_dropped++;
+            return;
+        }
+    }
+    for (size_t i = 0; i < pm->n_entries; i++) {
+        const Raftkv__Entry *pe = pm->entries[i];
+        entries[i] = (struct raft_entry){
+            .term = pe->term,
+            .index = pe->index,
+            .type = (uint8_t)pe->type,
+            .len = (uint32_t)pe->data.len,
+            .data = pe->data.data,
+        };
+    }
+    struct raft_msg m = {
+        .type = (enum raft_msg_type)pm->type,
+        .from = from,
+        .to = pm->to,
+        .term = pm->term,
+        .last_log_index = pm->last_log_index,
+        .last_log_term = pm->last_log_term,
+        .granted = pm->granted,
+        .prev_index = pm->prev_index,
+        .prev_term = pm->prev_term,
+        .commit = pm->commit,
+        .n_entries = pm->n_entries,
+        .entries = entries,
+        .read_seq = pm->read_seq,
+        .success = pm->success,
+        .match_index = pm->match_index,
+        .rejected_index = pm->rejected_index,
+        .hint_index = pm->hint_index,
+        .hint_term = pm->hint_term,
+    };
+    if (raft_step(&n->raft, &m) == RAFT_EINVAL)
+        n->bad_messages++;
+    if (entries != stack_entries)
+        free(entries);
+}
+
+void transport_receive(struct node *n)
+{
+    for (int i = 0; i < TRANSPORT_MAX_RECEIVE; i++) {
+        void *msg = NULL;
+        int len = nn_recv(n->peer_in, &msg, NN_MSG, NN_DONTWAIT);
+        if (len < 0)
+            return; /* EAGAIN: nothing more now */
+        if (len > TRANSPORT_MAX_MESSAGE) {
+            n->bad_messages++;
+            nn_freemsg(msg);
+            continue;
+        }
+        Raftkv__Envelope *env = raftkv__envelope__unpack(NULL, (size_t)len, msg);
+        nn_freemsg(msg);
+        if (env == NULL || env->cluster_id != n->cluster.cluster_id) {
+            n->bad_messages++;
+        } else if (env->body_case == RAFTKV__ENVELOPE__BODY_PEER) {
+            transport_peer(n, env->from, env->peer);
+        } else if (env->body_case == RAFTKV__ENVELOPE__BODY_CONTROL && env->from == 0) {
+            transport_control(n, env->control);
+        } else {
+            n->bad_messages++;
+        }
+        if (env != NULL)
+            raftkv__envelope__free_unpacked(env, NULL);
+    }
+}

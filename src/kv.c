@@ -1,0 +1,757 @@
+/* kv.c - the key-value state machine: a hash table of keys with optional
+ * deadlines, the sessions that make writes exactly-once, and the digest of
+ * the applied log.
+ *
+ * The table uses open addressing with linear probing; a slot holds a pointer
+ * to one allocation with the item's header, key and value. Deletion shifts
+ * the following entries back, so there are no tombstones.
+ */
+#include "kv.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KV_MIN_SLOTS 16
+#define MALLOC_OVERHEAD 16 /* rough bytes the allocator adds to each block */
+
+#define KEY_HASH_SEED 0x6b76206b65797321ULL
+#define ENTRY_TAG 0x656e747279000001ULL
+#define NOOP_TAG 0x6e6f6f7000000002ULL
+
+struct kv_item {
+    uint64_t hash;
+    uint64_t deadline_ms; /* 0: no TTL */
+    uint32_t klen;
+    uint32_t vlen;
+    uint8_t data[]; /* key, then value */
+};
+
+struct kv_session {
+    uint64_t client_id;
+    uint64_t seq;          /* last seq applied for this client */
+    struct kv_reply reply; /* and its reply */
+};
+
+struct kv {
+    struct kv_item **slots; /* NULL: empty slot */
+    size_t nslots;          /* a power of two */
+    size_t count;
+    size_t count_with_ttl;
+    size_t item_bytes;
+
+    struct kv_session **sessions; /* open addressing by client_id, never shrinks */
+    size_t nsession_slots;
+    size_t nsessions;
+
+    uint64_t applied_index;
+    uint64_t digest;
+};
+
+/* ---------------------------------------------------------------- hashing */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static uint64_t rotl64(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+/* Little-endian whatever the machine, so digests agree across machines. */
+static uint64_t load_le(const uint8_t *p, size_t n)
+{
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        w |= (uint64_t)p[i] << (8 * i);
+    return w;
+}
+
+static uint64_t hash_step(uint64_t h, uint64_t w)
+{
+    w *= 0x87c37b91114253d5ULL;
+    w = rotl64(w, 31);
+    w *= 0x4cf5ad432745937fULL;
+    h ^= w;
+    return rotl64(h, 27) * 5 + 0x52dce729;
+}
+
+/* A word-at-a-time hash (multiply-rotate steps, murmur's finalizer). */
+static uint64_t hash_bytes(uint64_t seed, const uint8_t *p, size_t n)
+{
+    uint64_t h = seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        h = hash_step(h, load_le(p + i, 8));
+    if (i < n)
+        h = hash_step(h, load_le(p + i, n - i));
+    return mix64(h);
+}
+
+/* ---------------------------------------------------------------- replies */
+
+void kv_reply_free(struct kv_reply *r)
+{
+    if (r == NULL)
+        return;
+    free(r->bulk);
+    r->bulk = NULL;
+    r->bulk_len = 0;
+}
+
+static void reply_error(struct kv_reply *r, const char *msg)
+{
+    r->type = KV_REPLY_ERR;
+    snprintf(r->err, sizeof(r->err), "%s", msg);
+}
+
+static void reply_int(struct kv_reply *r, int64_t v)
+{
+    r->type = KV_REPLY_INT;
+    r->integer = v;
+}
+
+static int reply_copy(struct kv_reply *dst, const struct kv_reply *src)
+{
+    *dst = *src;
+    dst->bulk = NULL;
+    if (src->type == KV_REPLY_BULK && src->bulk != NULL) {
+        dst->bulk = malloc(src->bulk_len > 0 ? src->bulk_len : 1);
+        if (dst->bulk == NULL)
+            return -1;
+        memcpy(dst->bulk, src->bulk, src->bulk_len);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the table */
+
+static const uint8_t *item_val(const struct kv_item *it)
+{
+    return it->data + it->klen;
+}
+
+static size_t item_size(uint32_t klen, uint32_t vlen)
+{
+    return sizeof(struct kv_item) + (size_t)klen + vlen + MALLOC_OVERHEAD;
+}
+
+static bool item_expired(const struct kv_item *it, uint64_t now_ms)
+{
+    return it->deadline_ms != 0 && it->deadline_ms <= now_ms;
+}
+
+/* The slot holding key, or SIZE_MAX. */
+static size_t find_slot(const struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t hash)
+{
+    size_t mask = kv->nslots - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+        const struct kv_item *it = kv->slots[i];
+        if (it == NULL)
+            return SIZE_MAX;
+        if (it->hash == hash && it->klen == klen && memcmp(it->data, key, klen) == 0)
+            return i;
+    }
+}
+
+static void place_item(struct kv_item **slots, size_t nslots, struct kv_item *it)
+{
+    size_t mask = nslots - 1;
+    size_t i = it->hash & mask;
+    while (slots[i] != NULL)
+        i = (i + 1) & mask;
+    slots[i] = it;
+}
+
+static int resize_table(struct kv *kv, size_t nslots)
+{
+    struct kv_item **slots = calloc(nslots, sizeof(*slots));
+    if (slots == NULL)
+        return -1;
+    for (size_t i = 0; i < kv->nslots; i++) {
+        if (kv->slots[i] != NULL)
+            place_item(slots, nslots, kv->slots[i]);
+    }
+    free(kv->slots);
+    kv->slots = slots;
+    kv->nslots = nslots;
+    return 0;
+}
+
+/* Keep the load at most 3/4 after one more insertion. */
+static int make_room_for_one(struct kv *kv)
+{
+    if ((kv->count + 1) * 4 <= kv->nslots * 3)
+        return 0;
+    if (kv->nslots > SIZE_MAX / 2 / sizeof(*kv->slots))
+        return -1;
+    return resize_table(kv, kv->nslots * 2);
+}
+
+static int insert_item(struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t hash,
+                       const uint8_t *val, uint32_t vlen, uint64_t deadline_ms)
+{
+    if (make_room_for_one(kv) != 0)
+        return -1;
+    struct kv_item *it = malloc(sizeof(*it) + (size_t)klen + vlen);
+    if (it == NULL)
+        return -1;
+    it->hash = hash;
+    it->deadline_ms = deadline_ms;
+    it->klen = klen;
+    it->vlen = vlen;
+    if (klen > 0)
+        memcpy(it->data, key, klen);
+    if (vlen > 0)
+        memcpy(it->data + klen, val, vlen);
+    place_item(kv->slots, kv->nslots, it);
+    kv->count++;
+    if (deadline_ms != 0)
+        kv->count_with_ttl++;
+    kv->item_bytes += item_size(klen, vlen);
+    return 0;
+}
+
+/* New value for the item in slot i; nothing changes when memory runs out. */
+static int replace_value(struct kv *kv, size_t i, const uint8_t *val, uint32_t vlen, bool clear_ttl)
+{
+    struct kv_item *it = kv->slots[i];
+    uint32_t old_vlen = it->vlen;
+    it = realloc(it, sizeof(*it) + (size_t)it->klen + vlen);
+    if (it == NULL)
+        return -1;
+    kv->slots[i] = it;
+    kv->item_bytes = kv->item_bytes - item_size(it->klen, old_vlen) + item_size(it->klen, vlen);
+    it->vlen = vlen;
+    if (vlen > 0)
+        memcpy(it->data + it->klen, val, vlen);
+    if (clear_ttl && it->deadline_ms != 0) {
+        it->deadline_ms = 0;
+        kv->count_with_ttl--;
+    }
+    return 0;
+}
+
+/* Delete the item in slot i and shift back the entries that probed past it. */
+static void remove_slot(struct kv *kv, size_t i)
+{
+    struct kv_item *it = kv->slots[i];
+    size_t mask = kv->nslots - 1;
+
+    kv->count--;
+    if (it->deadline_ms != 0)
+        kv->count_with_ttl--;
+    kv->item_bytes -= item_size(it->klen, it->vlen);
+    free(it);
+
+    size_t hole = i;
+    kv->slots[hole] = NULL;
+    for (size_t j = (hole + 1) & mask; kv->slots[j] != NULL; j = (j + 1) & mask) {
+        size_t home = kv->slots[j]->hash & mask;
+        /* The entry stays if its home lies cyclically in (hole, j]. */
+        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+        if (!stays) {
+            kv->slots[hole] = kv->slots[j];
+            kv->slots[j] = NULL;
+            hole = j;
+        }
+    }
+
+    /* Shrink when mostly empty; if memory is short the table just stays big. */
+    if (kv->nslots > KV_MIN_SLOTS && kv->count * 8 < kv->nslots)
+        (void)resize_table(kv, kv->nslots / 2);
+}
+
+/* The slot of key if it is live at now_ms; an expired key is deleted. */
+static size_t find_live(struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t hash,
+                        uint64_t now_ms)
+{
+    size_t i = find_slot(kv, key, klen, hash);
+    if (i != SIZE_MAX && item_expired(kv->slots[i], now_ms)) {
+        remove_slot(kv, i);
+        return SIZE_MAX;
+    }
+    return i;
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+static struct kv_session *session_find(const struct kv *kv, uint64_t client_id)
+{
+    if (kv->nsession_slots == 0)
+        return NULL;
+    size_t mask = kv->nsession_slots - 1;
+    for (size_t i = mix64(client_id) & mask;; i = (i + 1) & mask) {
+        struct kv_session *s = kv->sessions[i];
+        if (s == NULL || s->client_id == client_id)
+            return s;
+    }
+}
+
+static void session_place(struct kv_session **slots, size_t nslots, struct kv_session *s)
+{
+    size_t mask = nslots - 1;
+    size_t i = mix64(s->client_id) & mask;
+    while (slots[i] != NULL)
+        i = (i + 1) & mask;
+    slots[i] = s;
+}
+
+/* A new session with seq 0 and an OK reply. NULL when memory runs out. */
+static struct kv_session *session_add(struct kv *kv, uint64_t client_id)
+{
+    if ((kv->nsessions + 1) * 4 > kv->nsession_slots * 3) {
+        size_t n = kv->nsession_slots == 0 ? KV_MIN_SLOTS : kv->nsession_slots * 2;
+        struct kv_session **slots = calloc(n, sizeof(*slots));
+        if (slots == NULL)
+            return NULL;
+        for (size_t i = 0; i < kv->nsession_slots; i++) {
+            if (kv->sessions[i] != NULL)
+                session_place(slots, n, kv->sessions[i]);
+        }
+        free(kv->sessions);
+        kv->sessions = slots;
+        kv->nsession_slots = n;
+    }
+    struct kv_session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->client_id = client_id;
+    s->reply.type = KV_REPLY_OK;
+    session_place(kv->sessions, kv->nsession_slots, s);
+    kv->nsessions++;
+    return s;
+}
+
+/* ---------------------------------------------------------------- commands */
+
+/* Redis's rule for integers: base 10, no spaces, no '+', no leading zeros,
+ * at most 20 characters, within int64. */
+static bool parse_int64(const uint8_t *p, uint32_t len, int64_t *out)
+{
+    if (len == 0 || len > 20)
+        return false;
+    if (len == 1 && p[0] == '0') {
+        *out = 0;
+        return true;
+    }
+    bool negative = p[0] == '-';
+    uint32_t i = negative ? 1 : 0;
+    if (i >= len || p[i] < '1' || p[i] > '9')
+        return false;
+    uint64_t v = 0;
+    for (; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        uint64_t digit = (uint64_t)(p[i] - '0');
+        if (v > (UINT64_MAX - digit) / 10)
+            return false;
+        v = v * 10 + digit;
+    }
+    if (negative) {
+        if (v > (uint64_t)INT64_MAX + 1)
+            return false;
+        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+    } else {
+        if (v > (uint64_t)INT64_MAX)
+            return false;
+        *out = (int64_t)v;
+    }
+    return true;
+}
+
+static uint64_t key_hash(const struct kv_arg *key)
+{
+    return hash_bytes(KEY_HASH_SEED, key->p, key->len);
+}
+
+static int do_set(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
+{
+    const struct kv_arg *key = &cmd->args[0], *val = &cmd->args[1];
+    uint64_t hash = key_hash(key);
+    size_t i = find_live(kv, key->p, key->len, hash, cmd->now_ms);
+    int rc = i == SIZE_MAX ? insert_item(kv, key->p, key->len, hash, val->p, val->len, 0)
+                           : replace_value(kv, i, val->p, val->len, true);
+    if (rc != 0)
+        return -1;
+    reply->type = KV_REPLY_OK;
+    return 0;
+}
+
+static int do_del(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
+{
+    int64_t deleted = 0;
+    for (uint32_t a = 0; a < cmd->nargs; a++) {
+        const struct kv_arg *key = &cmd->args[a];
+        size_t i = find_live(kv, key->p, key->len, key_hash(key), cmd->now_ms);
+        if (i != SIZE_MAX) {
+            remove_slot(kv, i);
+            deleted++;
+        }
+    }
+    reply_int(reply, deleted);
+    return 0;
+}
+
+static int do_incr(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
+{
+    const struct kv_arg *key = &cmd->args[0];
+    uint64_t hash = key_hash(key);
+    size_t i = find_live(kv, key->p, key->len, hash, cmd->now_ms);
+    int64_t v = 0;
+    bool valid = i == SIZE_MAX || parse_int64(item_val(kv->slots[i]), kv->slots[i]->vlen, &v);
+    if (!valid || v == INT64_MAX) {
+        reply_error(reply, "ERR value is not an integer or out of range");
+        return 0;
+    }
+    v++;
+    char text[24];
+    int n = snprintf(text, sizeof(text), "%" PRId64, v);
+    int rc = i == SIZE_MAX
+                 ? insert_item(kv, key->p, key->len, hash, (const uint8_t *)text, (uint32_t)n, 0)
+                 : replace_value(kv, i, (const uint8_t *)text, (uint32_t)n, false);
+    if (rc != 0)
+        return -1;
+    reply_int(reply, v);
+    return 0;
+}
+
+static int do_expire(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
+{
+    const struct kv_arg *key = &cmd->args[0];
+    size_t i = find_live(kv, key->p, key->len, key_hash(key), cmd->now_ms);
+    if (i == SIZE_MAX) {
+        reply_int(reply, 0);
+        return 0;
+    }
+    if (cmd->deadline_ms <= 0 || (uint64_t)cmd->deadline_ms <= cmd->now_ms) {
+        remove_slot(kv, i);
+    } else {
+        struct kv_item *it = kv->slots[i];
+        if (it->deadline_ms == 0)
+            kv->count_with_ttl++;
+        it->deadline_ms = (uint64_t)cmd->deadline_ms;
+    }
+    reply_int(reply, 1);
+    return 0;
+}
+
+static int do_sweep(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
+{
+    const struct kv_arg *key = &cmd->args[0];
+    size_t i = find_slot(kv, key->p, key->len, key_hash(key));
+    bool expired = i != SIZE_MAX && item_expired(kv->slots[i], cmd->now_ms);
+    if (expired)
+        remove_slot(kv, i);
+    reply_int(reply, expired ? 1 : 0);
+    return 0;
+}
+
+struct kv_op_info {
+    const char *name;
+    uint32_t min_args, max_args;
+    int (*run)(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply);
+};
+
+static const struct kv_op_info kv_ops[] = {
+    [KV_OP_SET] = {"set", 2, 2, do_set},       [KV_OP_DEL] = {"del", 1, KV_MAX_ARGS, do_del},
+    [KV_OP_INCR] = {"incr", 1, 1, do_incr},    [KV_OP_EXPIRE] = {"expire", 1, 1, do_expire},
+    [KV_OP_SWEEP] = {"sweep", 1, 1, do_sweep},
+};
+
+/* Check the command, then run it. 0, or -1 when memory runs out. */
+static int execute(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
+{
+    if (cmd->op >= sizeof(kv_ops) / sizeof(kv_ops[0]) || kv_ops[cmd->op].run == NULL) {
+        reply_error(reply, "ERR unknown command");
+        return 0;
+    }
+    const struct kv_op_info *info = &kv_ops[cmd->op];
+    if (cmd->nargs < info->min_args || cmd->nargs > info->max_args) {
+        snprintf(reply->err, sizeof(reply->err), "ERR wrong number of arguments for '%s' command",
+                 info->name);
+        reply->type = KV_REPLY_ERR;
+        return 0;
+    }
+    /* Every argument is a key except SET's value. */
+    uint32_t nkeys = cmd->op == KV_OP_SET ? 1 : cmd->nargs;
+    for (uint32_t a = 0; a < nkeys; a++) {
+        if (cmd->args[a].len > KV_MAX_KEY) {
+            reply_error(reply, "ERR key too large");
+            return 0;
+        }
+    }
+    if (cmd->op == KV_OP_SET && cmd->args[1].len > KV_MAX_VALUE) {
+        reply_error(reply, "ERR value too large");
+        return 0;
+    }
+    return info->run(kv, cmd, reply);
+}
+
+/* Raft dissertation 6.3: apply a client's seq once, answer retries from the
+ * session, refuse older ones. */
+static int execute_once(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
+{
+    struct kv_session *s = session_find(kv, cmd->client_id);
+    if (s != NULL && cmd->seq == s->seq)
+        return reply_copy(reply, &s->reply);
+    if (s != NULL && cmd->seq < s->seq) {
+        reply_error(reply, "ERR stale request");
+        return 0;
+    }
+    if (s == NULL) {
+        s = session_add(kv, cmd->client_id);
+        if (s == NULL)
+            return -1;
+    }
+    if (execute(kv, cmd, reply) != 0)
+        return -1;
+    s->seq = cmd->seq;
+    kv_reply_free(&s->reply);
+    return reply_copy(&s->reply, reply);
+}
+
+/* ---------------------------------------------------------------- public */
+
+struct kv *kv_new(void)
+{
+    struct kv *kv = calloc(1, sizeof(*kv));
+    if (kv == NULL)
+        return NULL;
+    kv->slots = calloc(KV_MIN_SLOTS, sizeof(*kv->slots));
+    if (kv->slots == NULL) {
+        free(kv);
+        return NULL;
+    }
+    kv->nslots = KV_MIN_SLOTS;
+    return kv;
+}
+
+void kv_free(struct kv *kv)
+{
+    if (kv == NULL)
+        return;
+    for (size_t i = 0; i < kv->nslots; i++)
+        free(kv->slots[i]);
+    free(kv->slots);
+    for (size_t i = 0; i < kv->nsession_slots; i++) {
+        if (kv->sessions[i] != NULL) {
+            kv_reply_free(&kv->sessions[i]->reply);
+            free(kv->sessions[i]);
+        }
+    }
+    free(kv->sessions);
+    free(kv);
+}
+
+/* The reply may be NULL when nobody waits for it. */
+int kv_apply(struct kv *kv, uint64_t index, const uint8_t *data, uint32_t len,
+             struct kv_reply *reply)
+{
+    struct kv_reply unused;
+    struct kv_cmd cmd;
+    int rc = 0;
+
+    if (reply == NULL)
+        reply = &unused;
+    memset(reply, 0, sizeof(*reply));
+    if (kv_cmd_decode(data, len, &cmd) != 0)
+        reply_error(reply, "ERR malformed command");
+    else if (cmd.client_id == 0)
+        rc = execute(kv, &cmd, reply);
+    else
+        rc = execute_once(kv, &cmd, reply);
+    if (reply == &unused)
+        kv_reply_free(&unused);
+    if (rc != 0)
+        return -1;
+
+    kv->digest = hash_bytes(kv->digest ^ mix64(index ^ ENTRY_TAG), data, len);
+    kv->applied_index = index;
+    return 0;
+}
+
+void kv_apply_noop(struct kv *kv, uint64_t index)
+{
+    kv->digest = mix64(kv->digest ^ mix64(index ^ NOOP_TAG));
+    kv->applied_index = index;
+}
+
+bool kv_get(const struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t now_ms,
+            const uint8_t **val, uint32_t *vlen)
+{
+    size_t i = find_slot(kv, key, klen, hash_bytes(KEY_HASH_SEED, key, klen));
+    if (i == SIZE_MAX || item_expired(kv->slots[i], now_ms))
+        return false;
+    *val = item_val(kv->slots[i]);
+    *vlen = kv->slots[i]->vlen;
+    return true;
+}
+
+int64_t kv_ttl_ms(const struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t now_ms)
+{
+    size_t i = find_slot(kv, key, klen, hash_bytes(KEY_HASH_SEED, key, klen));
+    if (i == SIZE_MAX || item_expired(kv->slots[i], now_ms))
+        return -2;
+    if (kv->slots[i]->deadline_ms == 0)
+        return -1;
+    return (int64_t)(kv->slots[i]->deadline_ms - now_ms);
+}
+
+uint64_t kv_applied_index(const struct kv *kv)
+{
+    return kv->applied_index;
+}
+
+uint64_t kv_digest(const struct kv *kv)
+{
+    return kv->digest;
+}
+
+/* Keys held, including expired ones not deleted yet. */
+size_t kv_count(const struct kv *kv)
+{
+    return kv->count;
+}
+
+size_t kv_count_with_ttl(const struct kv *kv)
+{
+    return kv->count_with_ttl;
+}
+
+size_t kv_memory(const struct kv *kv)
+{
+    size_t bytes = sizeof(*kv) + kv->nslots * sizeof(*kv->slots) + kv->item_bytes;
+    bytes += kv->nsession_slots * sizeof(*kv->sessions);
+    bytes += kv->nsessions * (sizeof(struct kv_session) + MALLOC_OVERHEAD);
+    return bytes;
+}
+
+/* ---------------------------------------------------------------- visiting */
+
+/* Sorted by key bytes, then a shorter key first. */
+static int item_cmp(const struct kv_item *a, const struct kv_item *b)
+{
+    uint32_t n = a->klen < b->klen ? a->klen : b->klen;
+    int c = n > 0 ? memcmp(a->data, b->data, n) : 0;
+    if (c != 0)
+        return c;
+    return (a->klen > b->klen) - (a->klen < b->klen);
+}
+
+static int item_ptr_cmp(const void *a, const void *b)
+{
+    return item_cmp(*(struct kv_item *const *)a, *(struct kv_item *const *)b);
+}
+
+static void visit(const struct kv_item *it, kv_visit_fn fn, void *ctx)
+{
+    fn(it->data, it->klen, item_val(it), it->vlen, it->deadline_ms, ctx);
+}
+
+/* A max-heap of the smallest keys seen so far: the largest is at the top. */
+static void heap_sift_up(struct kv_item **heap, size_t i)
+{
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (item_cmp(heap[parent], heap[i]) >= 0)
+            break;
+        struct kv_item *t = heap[parent];
+        heap[parent] = heap[i];
+        heap[i] = t;
+        i = parent;
+    }
+}
+
+static void heap_sift_down(struct kv_item **heap, size_t n, size_t i)
+{
+    for (;;) {
+        size_t largest = i, l = 2 * i + 1, r = 2 * i + 2;
+        if (l < n && item_cmp(heap[l], heap[largest]) > 0)
+            largest = l;
+        if (r < n && item_cmp(heap[r], heap[largest]) > 0)
+            largest = r;
+        if (largest == i)
+            return;
+        struct kv_item *t = heap[largest];
+        heap[largest] = heap[i];
+        heap[i] = t;
+        i = largest;
+    }
+}
+
+/* Without memory to sort: find each next key by a full scan. */
+static void foreach_by_scanning(const struct kv *kv, size_t want, kv_visit_fn fn, void *ctx)
+{
+    const struct kv_item *prev = NULL;
+    for (size_t k = 0; k < want; k++) {
+        const struct kv_item *next = NULL;
+        for (size_t i = 0; i < kv->nslots; i++) {
+            const struct kv_item *it = kv->slots[i];
+            if (it == NULL || (prev != NULL && item_cmp(it, prev) <= 0))
+                continue;
+            if (next == NULL || item_cmp(it, next) < 0)
+                next = it;
+        }
+        if (next == NULL)
+            return;
+        visit(next, fn, ctx);
+        prev = next;
+    }
+}
+
+void kv_foreach(const struct kv *kv, size_t max, kv_visit_fn fn, void *ctx)
+{
+    if (kv->count == 0)
+        return;
+    size_t want = max == 0 || max > kv->count ? kv->count : max;
+    struct kv_item **pick = malloc(want * sizeof(*pick));
+    if (pick == NULL) {
+        foreach_by_scanning(kv, want, fn, ctx);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < kv->nslots; i++) {
+        struct kv_item *it = kv->slots[i];
+        if (it == NULL)
+            continue;
+        if (want == kv->count) {
+            pick[n++] = it;
+        } else if (n < want) {
+            pick[n] = it;
+            heap_sift_up(pick, n++);
+        } else if (item_cmp(it, pick[0]) < 0) {
+            pick[0] = it;
+            heap_sift_down(pick, n, 0);
+        }
+    }
+    qsort(pick, n, sizeof(*pick), item_ptr_cmp);
+    for (size_t i = 0; i < n; i++)
+        visit(pick[i], fn, ctx);
+    free(pick);
+}
+
+/* In table order, which follows from the applied log alone. */
+void kv_foreach_expired(const struct kv *kv, uint64_t now_ms, size_t max, kv_visit_fn fn, void *ctx)
+{
+    size_t seen_with_ttl = 0, visited = 0;
+    for (size_t i = 0; i < kv->nslots && seen_with_ttl < kv->count_with_ttl; i++) {
+        const struct kv_item *it = kv->slots[i];
+        if (it == NULL || it->deadline_ms == 0)
+            continue;
+        seen_with_ttl++;
+        if (it->deadline_ms <= now_ms) {
+            visit(it, fn, ctx);
+            if (++visited == max)
+                return;
+        }
+    }
+}

@@ -1,0 +1,323 @@
+/* raft.c - the core's life cycle, its event entry points and its output.
+ *
+ * Every event (tick, message, proposal, read) changes state and queues
+ * output; raft_ready() hands the output over in the order the caller must
+ * carry it out, and raft_advance() tells the core it was done.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "raft_internal.h"
+
+const char *raft_strerror(int err)
+{
+    switch (err) {
+    case RAFT_OK:
+        return "ok";
+    case RAFT_ENOTLEADER:
+        return "not the leader";
+    case RAFT_ENOMEM:
+        return "out of memory";
+    case RAFT_EINVAL:
+        return "invalid argument";
+    default:
+        return "unknown error";
+    }
+}
+
+const char *raft_role_name(enum raft_role role)
+{
+    switch (role) {
+    case RAFT_FOLLOWER:
+        return "Follower";
+    case RAFT_CANDIDATE:
+        return "Candidate";
+    case RAFT_LEADER:
+        return "Leader";
+    }
+    return "Unknown";
+}
+
+int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms)
+{
+    memset(r, 0, sizeof(*r));
+    if (cfg->n_nodes < 1 || cfg->n_nodes > RAFT_MAX_NODES || cfg->heartbeat_ms == 0 ||
+        cfg->election_min_ms == 0 || cfg->election_min_ms > cfg->election_max_ms)
+        return RAFT_EINVAL;
+    r->cfg = *cfg;
+    if (raft_node_slot(r, cfg->id) < 0)
+        return RAFT_EINVAL;
+    r->rng = cfg->seed ? cfg->seed : 0x9e3779b97f4a7c15ull;
+    r->now_ms = now_ms;
+    r->role = RAFT_FOLLOWER;
+    r->leader_id = RAFT_NONE;
+    raft_reset_election_timer(r);
+    return RAFT_OK;
+}
+
+int raft_restore(struct raft *r, uint64_t term, uint32_t voted_for, struct raft_entry *entries,
+                 size_t n)
+{
+    int rv = RAFT_OK;
+    r->current_term = term;
+    r->voted_for = voted_for;
+    for (size_t i = 0; i < n; i++) {
+        if (rv == RAFT_OK && entries[i].index != r->log.len + 1)
+            rv = RAFT_EINVAL;
+        if (rv == RAFT_OK)
+            rv = raft_log_append_owned(&r->log, &entries[i]);
+        raft_entry_free(&entries[i]);
+    }
+    free(entries);
+    r->stable_index = r->log.len;
+    r->persisted_index = r->log.len;
+    return rv;
+}
+
+void raft_close(struct raft *r)
+{
+    raft_log_free(&r->log);
+    free(r->out_msgs);
+    free(r->out_reads);
+    free(r->reads);
+    memset(r, 0, sizeof(*r));
+}
+
+/* ------------------------------------------------------------ queries */
+
+uint64_t raft_last_index(const struct raft *r)
+{
+    return r->log.len;
+}
+
+uint64_t raft_term_at(const struct raft *r, uint64_t index)
+{
+    if (index == 0 || index > r->log.len)
+        return 0;
+    return r->log.entries[index - 1].term;
+}
+
+uint64_t raft_last_term(const struct raft *r)
+{
+    return raft_term_at(r, r->log.len);
+}
+
+const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
+{
+    if (index == 0 || index > r->log.len)
+        return NULL;
+    return &r->log.entries[index - 1];
+}
+
+size_t raft_quorum(const struct raft *r)
+{
+    return r->cfg.n_nodes / 2 + 1;
+}
+
+int raft_node_slot(const struct raft *r, uint32_t id)
+{
+    for (size_t i = 0; i < r->cfg.n_nodes; i++)
+        if (r->cfg.node_ids[i] == id)
+            return (int)i;
+    return -1;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+/* xorshift64*: the core's only source of randomness, seeded by the caller. */
+uint64_t raft_random(struct raft *r)
+{
+    r->rng ^= r->rng >> 12;
+    r->rng ^= r->rng << 25;
+    r->rng ^= r->rng >> 27;
+    return r->rng * 0x2545f4914f6cdd1dull;
+}
+
+int raft_send(struct raft *r, const struct raft_msg *m)
+{
+    if (r->n_out == r->cap_out) {
+        size_t cap = r->cap_out ? r->cap_out * 2 : 16;
+        struct raft_msg *p = realloc(r->out_msgs, cap * sizeof(*p));
+        if (p == NULL)
+            return RAFT_ENOMEM;
+        r->out_msgs = p;
+        r->cap_out = cap;
+    }
+    r->out_msgs[r->n_out++] = *m;
+    return RAFT_OK;
+}
+
+void raft_unstable_from(struct raft *r, uint64_t from)
+{
+    if (r->stable_index >= from) {
+        if (r->truncate_from == 0 || from < r->truncate_from)
+            r->truncate_from = from;
+        r->stable_index = from - 1;
+    }
+    if (r->persisted_index >= from)
+        r->persisted_index = from - 1;
+}
+
+/* ------------------------------------------------------------ events */
+
+/* Figure 2, Followers and Candidates: "If election timeout elapses without
+ * receiving AppendEntries RPC from current leader or granting vote to
+ * candidate: convert to candidate". Leaders: "repeat [heartbeats] during idle
+ * periods to prevent election timeouts". */
+void raft_tick(struct raft *r, uint64_t now_ms)
+{
+    if (now_ms > r->now_ms)
+        r->now_ms = now_ms;
+    if (r->role == RAFT_LEADER) {
+        if (r->now_ms >= r->heartbeat_due_ms) {
+            raft_broadcast_append(r, true);
+            r->heartbeat_due_ms = r->now_ms + r->cfg.heartbeat_ms;
+        }
+        return;
+    }
+    if (r->now_ms >= r->election_deadline_ms)
+        raft_become_candidate(r);
+}
+
+/* Figure 2, All Servers: "If RPC request or response contains term T >
+ * currentTerm: set currentTerm = T, convert to follower". */
+int raft_step(struct raft *r, const struct raft_msg *m)
+{
+    if (m->to != r->cfg.id || m->from == r->cfg.id || raft_node_slot(r, m->from) < 0)
+        return RAFT_EINVAL;
+    if (m->term > r->current_term) {
+        uint32_t leader = m->type == RAFT_MSG_APPEND ? m->from : RAFT_NONE;
+        raft_become_follower(r, m->term, leader);
+    }
+    switch (m->type) {
+    case RAFT_MSG_VOTE:
+        return raft_recv_vote(r, m);
+    case RAFT_MSG_VOTE_REPLY:
+        return raft_recv_vote_reply(r, m);
+    case RAFT_MSG_APPEND:
+        return raft_recv_append(r, m);
+    case RAFT_MSG_APPEND_REPLY:
+        return raft_recv_append_reply(r, m);
+    }
+    return RAFT_EINVAL;
+}
+
+/* Figure 2, Leaders: "If command received from client: append entry to local
+ * log, respond after entry applied to state machine". The entry is sent with
+ * the next raft_ready(), together with every other entry proposed before it:
+ * one message and one fsync carry them all. */
+int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *index, uint64_t *term)
+{
+    if (r->role != RAFT_LEADER)
+        return RAFT_ENOTLEADER;
+    struct raft_entry e = {
+        .term = r->current_term,
+        .index = raft_last_index(r) + 1,
+        .type = RAFT_ENTRY_COMMAND,
+        .len = len,
+        .data = (uint8_t *)data,
+    };
+    if (raft_log_append(&r->log, &e) != 0)
+        return RAFT_ENOMEM;
+    *index = e.index;
+    *term = e.term;
+    return RAFT_OK;
+}
+
+void raft_timeout_now(struct raft *r)
+{
+    if (r->role != RAFT_LEADER)
+        raft_become_candidate(r);
+}
+
+/* ------------------------------------------------------------ output */
+
+/* A leader's peer has entries waiting and room in its pipeline. */
+static bool raft_peer_wants_append(const struct raft *r, size_t slot)
+{
+    const struct raft_progress *pr = &r->progress[slot];
+    if (r->cfg.node_ids[slot] == r->cfg.id || pr->probing)
+        return false;
+    if (pr->next > raft_last_index(r))
+        return false;
+    return pr->next - pr->match <= RAFT_MAX_INFLIGHT;
+}
+
+bool raft_has_ready(const struct raft *r)
+{
+    if (r->hard_state_dirty || r->truncate_from != 0 || r->stable_index < raft_last_index(r) ||
+        r->n_out > 0 || r->n_out_reads > 0 || r->commit_index > r->last_applied)
+        return true;
+    if (r->role != RAFT_LEADER)
+        return false;
+    if (r->read_broadcast_needed)
+        return true;
+    for (size_t i = 0; i < r->cfg.n_nodes; i++)
+        if (raft_peer_wants_append(r, i))
+            return true;
+    return false;
+}
+
+void raft_ready(struct raft *r, struct raft_ready *rd)
+{
+    memset(rd, 0, sizeof(*rd));
+    if (r->role == RAFT_LEADER) {
+        if (r->read_broadcast_needed) {
+            /* Dissertation 6.4: a new heartbeat round confirms leadership
+             * for every read registered since the last one. */
+            r->read_seq++;
+            r->read_broadcast_needed = false;
+            raft_broadcast_append(r, true);
+        } else {
+            for (size_t i = 0; i < r->cfg.n_nodes; i++)
+                if (raft_peer_wants_append(r, i))
+                    raft_send_append(r, (int)i, false);
+        }
+    }
+    /* Outgoing AppendEntries name their entries by position; point at them
+     * now that the log will not move until raft_advance. */
+    for (size_t i = 0; i < r->n_out; i++) {
+        struct raft_msg *m = &r->out_msgs[i];
+        if (m->type == RAFT_MSG_APPEND && m->n_entries > 0)
+            m->entries = raft_entry_at(r, m->prev_index + 1);
+    }
+
+    rd->hard_state_changed = r->hard_state_dirty;
+    rd->term = r->current_term;
+    rd->voted_for = r->voted_for;
+    rd->truncate_from = r->truncate_from;
+    if (r->stable_index < raft_last_index(r)) {
+        rd->entries = &r->log.entries[r->stable_index];
+        rd->n_entries = raft_last_index(r) - r->stable_index;
+    }
+    rd->persist_before_send =
+        r->hard_state_dirty || r->truncate_from != 0 || r->role != RAFT_LEADER;
+    rd->msgs = r->out_msgs;
+    rd->n_msgs = r->n_out;
+    if (r->commit_index > r->last_applied) {
+        rd->apply_from = r->last_applied + 1;
+        rd->apply_to = r->commit_index;
+    }
+    rd->reads = r->out_reads;
+    rd->n_reads = r->n_out_reads;
+    r->ready_stable_to = raft_last_index(r);
+    r->ready_apply_to = rd->apply_to;
+}
+
+void raft_advance(struct raft *r, const struct raft_ready *rd)
+{
+    if (rd->hard_state_changed)
+        r->hard_state_dirty = false;
+    r->truncate_from = 0;
+    r->stable_index = r->ready_stable_to;
+    r->persisted_index = r->ready_stable_to;
+    if (rd->apply_to > r->last_applied)
+        r->last_applied = rd->apply_to;
+    r->n_out = 0;
+    r->n_out_reads = 0;
+    if (r->role == RAFT_LEADER) {
+        /* The leader's own copy now counts toward a majority. */
+        raft_maybe_commit(r);
+        raft_reads_check(r);
+    }
+}

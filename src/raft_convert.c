@@ -1,0 +1,106 @@
+/* raft_convert.c - role changes, all in one place. */
+#include <string.h>
+
+#include "raft_internal.h"
+
+/* Election timeouts are "chosen randomly from a fixed interval" (5.2), drawn
+ * afresh each time the timer is reset. */
+void raft_reset_election_timer(struct raft *r)
+{
+    uint32_t span = r->cfg.election_max_ms - r->cfg.election_min_ms + 1;
+    r->election_timeout_ms = r->cfg.election_min_ms + (uint32_t)(raft_random(r) % span);
+    r->election_started_ms = r->now_ms;
+    r->election_deadline_ms = r->now_ms + r->election_timeout_ms;
+}
+
+/* A deposed leader's queued AppendEntries speak for a term that is over, and
+ * name log positions that may now be rewritten: drop them. */
+static void raft_drop_queued_appends(struct raft *r)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < r->n_out; i++)
+        if (r->out_msgs[i].type != RAFT_MSG_APPEND)
+            r->out_msgs[kept++] = r->out_msgs[i];
+    r->n_out = kept;
+}
+
+void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
+{
+    bool was_leader = r->role == RAFT_LEADER;
+    if (term > r->current_term) {
+        r->current_term = term;
+        r->voted_for = RAFT_NONE;
+        r->hard_state_dirty = true;
+    }
+    r->role = RAFT_FOLLOWER;
+    r->leader_id = leader_id;
+    r->votes = 0;
+    raft_reset_election_timer(r);
+    if (was_leader) {
+        raft_drop_queued_appends(r);
+        raft_reads_fail_all(r);
+        r->read_broadcast_needed = false;
+    }
+}
+
+/* Figure 2, Candidates: "On conversion to candidate, start election:
+ * increment currentTerm, vote for self, reset election timer, send RequestVote
+ * RPCs to all other servers". */
+void raft_become_candidate(struct raft *r)
+{
+    if (r->role == RAFT_LEADER) {
+        raft_drop_queued_appends(r);
+        raft_reads_fail_all(r);
+    }
+    r->role = RAFT_CANDIDATE;
+    r->current_term++;
+    r->voted_for = r->cfg.id;
+    r->hard_state_dirty = true;
+    r->leader_id = RAFT_NONE;
+    r->votes = 1u << r->cfg.id;
+    raft_reset_election_timer(r);
+    if (raft_quorum(r) == 1) {
+        raft_become_leader(r);
+        return;
+    }
+    for (size_t i = 0; i < r->cfg.n_nodes; i++) {
+        uint32_t peer = r->cfg.node_ids[i];
+        if (peer == r->cfg.id)
+            continue;
+        struct raft_msg m = {
+            .type = RAFT_MSG_VOTE,
+            .from = r->cfg.id,
+            .to = peer,
+            .term = r->current_term,
+            .last_log_index = raft_last_index(r),
+            .last_log_term = raft_last_term(r),
+        };
+        raft_send(r, &m);
+    }
+}
+
+/* Figure 2, Leaders: "Upon election: send initial empty AppendEntries RPCs
+ * (heartbeat) to each server". Volatile state on leaders, "reinitialized after
+ * election": nextIndex = leader last log index + 1, matchIndex = 0.
+ * Section 8: "each leader commit a blank no-op entry into the log at the start
+ * of its term", so that reads can learn the commit index. */
+void raft_become_leader(struct raft *r)
+{
+    r->role = RAFT_LEADER;
+    r->leader_id = r->cfg.id;
+    struct raft_entry noop = {
+        .term = r->current_term,
+        .index = raft_last_index(r) + 1,
+        .type = RAFT_ENTRY_NOOP,
+    };
+    raft_log_append(&r->log, &noop);
+    for (size_t i = 0; i < r->cfg.n_nodes; i++) {
+        struct raft_progress *pr = &r->progress[i];
+        memset(pr, 0, sizeof(*pr));
+        pr->next = noop.index;
+        pr->last_ack_ms = r->now_ms;
+    }
+    r->read_broadcast_needed = false;
+    raft_broadcast_append(r, true);
+    r->heartbeat_due_ms = r->now_ms + r->cfg.heartbeat_ms;
+}

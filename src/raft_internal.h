@@ -1,0 +1,41 @@
+/* raft_internal.h - shared between the raft_*.c files; not for callers. */
+#ifndef RAFTKV_RAFT_INTERNAL_H
+#define RAFTKV_RAFT_INTERNAL_H
+
+#include "raft.h"
+
+/* raft_log.c: the in-memory log. */
+int raft_log_append(struct raft_log *log, const struct raft_entry *e); /* copies */
+int raft_log_append_owned(struct raft_log *log, struct raft_entry *e); /* takes data */
+void raft_log_truncate(struct raft_log *log, uint64_t from);           /* drop >= from */
+void raft_log_free(struct raft_log *log);
+
+/* raft.c: output helpers. */
+int raft_send(struct raft *r, const struct raft_msg *m);
+uint64_t raft_random(struct raft *r);
+/* Forget durable copies of entries >= from: they must be written again. */
+void raft_unstable_from(struct raft *r, uint64_t from);
+
+/* raft_convert.c: role changes, all in one place. */
+void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id);
+void raft_become_candidate(struct raft *r);
+void raft_become_leader(struct raft *r);
+void raft_reset_election_timer(struct raft *r);
+
+/* raft_election.c */
+int raft_recv_vote(struct raft *r, const struct raft_msg *m);
+int raft_recv_vote_reply(struct raft *r, const struct raft_msg *m);
+
+/* raft_replication.c */
+int raft_recv_append(struct raft *r, const struct raft_msg *m);
+int raft_recv_append_reply(struct raft *r, const struct raft_msg *m);
+void raft_send_append(struct raft *r, int slot, bool heartbeat);
+void raft_broadcast_append(struct raft *r, bool heartbeat);
+void raft_maybe_commit(struct raft *r);
+
+/* raft_read.c */
+void raft_reads_check(struct raft *r);
+void raft_reads_fail_all(struct raft *r);
+int raft_read_emit(struct raft *r, uint64_t read_id, uint64_t index, bool ok);
+
+#endif

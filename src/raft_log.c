@@ -1,0 +1,75 @@
+/* raft_log.c - the in-memory log: entries[i] holds index i + 1. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "raft_internal.h"
+
+static int raft_log_grow(struct raft_log *log)
+{
+    if (log->len < log->cap)
+        return 0;
+    size_t cap = log->cap ? log->cap * 2 : 256;
+    struct raft_entry *p = realloc(log->entries, cap * sizeof(*p));
+    if (p == NULL)
+        return RAFT_ENOMEM;
+    log->entries = p;
+    log->cap = cap;
+    return 0;
+}
+
+int raft_log_append_owned(struct raft_log *log, struct raft_entry *e)
+{
+    if (raft_log_grow(log) != 0)
+        return RAFT_ENOMEM;
+    log->entries[log->len++] = *e;
+    e->data = NULL;
+    e->len = 0;
+    return 0;
+}
+
+int raft_log_append(struct raft_log *log, const struct raft_entry *e)
+{
+    struct raft_entry copy;
+    if (raft_entry_copy(&copy, e) != 0)
+        return RAFT_ENOMEM;
+    if (raft_log_append_owned(log, &copy) != 0) {
+        raft_entry_free(&copy);
+        return RAFT_ENOMEM;
+    }
+    return 0;
+}
+
+void raft_log_truncate(struct raft_log *log, uint64_t from)
+{
+    while (log->len > 0 && log->len >= from) {
+        raft_entry_free(&log->entries[log->len - 1]);
+        log->len--;
+    }
+}
+
+void raft_log_free(struct raft_log *log)
+{
+    raft_log_truncate(log, 1);
+    free(log->entries);
+    memset(log, 0, sizeof(*log));
+}
+
+void raft_entry_free(struct raft_entry *e)
+{
+    free(e->data);
+    e->data = NULL;
+    e->len = 0;
+}
+
+int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src)
+{
+    *dst = *src;
+    dst->data = NULL;
+    if (src->len > 0) {
+        dst->data = malloc(src->len);
+        if (dst->data == NULL)
+            return RAFT_ENOMEM;
+        memcpy(dst->data, src->data, src->len);
+    }
+    return 0;
+}

@@ -1,0 +1,218 @@
+/* raft_replication.c - AppendEntries, both sides, and the commit rule. */
+#include <stdlib.h>
+
+#include "raft_internal.h"
+
+/* Send AppendEntries to the peer in slot: the entries from its nextIndex on,
+ * as many as one message may carry. A heartbeat goes even when there is
+ * nothing to carry. In the pipeline (not probing) nextIndex moves past what
+ * was sent at once; after a rejection (probing) one message is out at a time. */
+void raft_send_append(struct raft *r, int slot, bool heartbeat)
+{
+    struct raft_progress *pr = &r->progress[slot];
+    uint64_t last = raft_last_index(r);
+    uint64_t prev = pr->next - 1;
+    size_t n = 0;
+    size_t bytes = 0;
+    if (pr->next - pr->match <= RAFT_MAX_INFLIGHT || pr->probing) {
+        for (uint64_t i = pr->next; i <= last && n < RAFT_MAX_BATCH_ENTRIES; i++) {
+            size_t len = raft_entry_at(r, i)->len;
+            if (n > 0 && bytes + len > RAFT_MAX_BATCH_BYTES)
+                break;
+            bytes += len;
+            n++;
+        }
+    }
+    if (n == 0 && !heartbeat)
+        return;
+    struct raft_msg m = {
+        .type = RAFT_MSG_APPEND,
+        .from = r->cfg.id,
+        .to = r->cfg.node_ids[slot],
+        .term = r->current_term,
+        .prev_index = prev,
+        .prev_term = raft_term_at(r, prev),
+        .commit = r->commit_index,
+        .n_entries = n,
+        .read_seq = r->read_seq,
+    };
+    if (raft_send(r, &m) != 0)
+        return;
+    pr->last_send_ms = r->now_ms;
+    if (!pr->probing)
+        pr->next += n;
+}
+
+void raft_broadcast_append(struct raft *r, bool heartbeat)
+{
+    for (size_t i = 0; i < r->cfg.n_nodes; i++)
+        if (r->cfg.node_ids[i] != r->cfg.id)
+            raft_send_append(r, (int)i, heartbeat);
+}
+
+/* Where a follower whose entry at prev_index has the wrong term should have
+ * the leader look next: the first index of that term in its log, so that the
+ * leader skips the whole term in one round trip (5.3, "the follower can
+ * include the term of the conflicting entry and the first index it stores for
+ * that term"). */
+static void raft_reject_hint(const struct raft *r, uint64_t prev, struct raft_msg *reply)
+{
+    uint64_t last = raft_last_index(r);
+    if (prev > last) {
+        reply->hint_index = last + 1;
+        reply->hint_term = 0;
+        return;
+    }
+    uint64_t conflict_term = raft_term_at(r, prev);
+    uint64_t first = prev;
+    while (first > r->commit_index + 1 && raft_term_at(r, first - 1) == conflict_term)
+        first--;
+    reply->hint_index = first;
+    reply->hint_term = conflict_term;
+}
+
+/* Figure 2, AppendEntries RPC, receiver implementation:
+ * 1. Reply false if term < currentTerm.
+ * 2. Reply false if log doesn't contain an entry at prevLogIndex whose term
+ *    matches prevLogTerm.
+ * 3. If an existing entry conflicts with a new one (same index but different
+ *    terms), delete the existing entry and all that follow it.
+ * 4. Append any new entries not already in the log.
+ * 5. If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index
+ *    of last new entry). */
+int raft_recv_append(struct raft *r, const struct raft_msg *m)
+{
+    struct raft_msg reply = {
+        .type = RAFT_MSG_APPEND_REPLY,
+        .from = r->cfg.id,
+        .to = m->from,
+        .term = r->current_term,
+        .read_seq = m->read_seq,
+    };
+    if (m->term < r->current_term) /* rule 1: tell the stale leader our term */
+        return raft_send(r, &reply);
+
+    /* A current leader exists: candidates step down, everyone resets the
+     * election timer. */
+    if (r->role != RAFT_FOLLOWER || r->leader_id != m->from)
+        raft_become_follower(r, m->term, m->from);
+    else
+        raft_reset_election_timer(r);
+
+    if (m->prev_index > raft_last_index(r) ||
+        raft_term_at(r, m->prev_index) != m->prev_term) { /* rule 2 */
+        reply.rejected_index = m->prev_index;
+        raft_reject_hint(r, m->prev_index, &reply);
+        return raft_send(r, &reply);
+    }
+    for (size_t i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        uint64_t index = m->prev_index + 1 + i;
+        if (index <= raft_last_index(r)) {
+            if (raft_term_at(r, index) == e->term)
+                continue;
+            if (index <= r->commit_index)
+                return RAFT_EINVAL;            /* would rewrite a committed entry: never */
+            raft_log_truncate(&r->log, index); /* rule 3 */
+            raft_unstable_from(r, index);
+        }
+        struct raft_entry copy = *e;
+        copy.index = index;
+        if (raft_log_append(&r->log, &copy) != 0) /* rule 4 */
+            return RAFT_ENOMEM;
+    }
+    uint64_t last_new = m->prev_index + m->n_entries;
+    if (m->commit > r->commit_index) { /* rule 5 */
+        uint64_t commit = m->commit < last_new ? m->commit : last_new;
+        if (commit > r->commit_index)
+            r->commit_index = commit;
+    }
+    reply.success = true;
+    reply.match_index = last_new;
+    return raft_send(r, &reply);
+}
+
+/* Last index of the leader's log holding term, 0 if none. */
+static uint64_t raft_last_index_of_term(const struct raft *r, uint64_t term)
+{
+    for (uint64_t i = raft_last_index(r); i > 0; i--) {
+        uint64_t t = raft_term_at(r, i);
+        if (t == term)
+            return i;
+        if (t < term)
+            break;
+    }
+    return 0;
+}
+
+/* Figure 2, Leaders: "If successful: update nextIndex and matchIndex for
+ * follower. If AppendEntries fails because of log inconsistency: decrement
+ * nextIndex and retry" (here: jump to the follower's hint). */
+int raft_recv_append_reply(struct raft *r, const struct raft_msg *m)
+{
+    int slot = raft_node_slot(r, m->from);
+    if (r->role != RAFT_LEADER || m->term != r->current_term || slot < 0)
+        return RAFT_OK;
+    struct raft_progress *pr = &r->progress[slot];
+    pr->last_ack_ms = r->now_ms;
+    if (m->read_seq > pr->acked_seq)
+        pr->acked_seq = m->read_seq;
+
+    if (m->success) {
+        if (m->match_index > raft_last_index(r))
+            return RAFT_EINVAL;
+        if (m->match_index > pr->match)
+            pr->match = m->match_index;
+        if (pr->next < pr->match + 1)
+            pr->next = pr->match + 1;
+        if (pr->probing) {
+            pr->probing = false;
+            pr->next = pr->match + 1;
+        }
+        raft_maybe_commit(r);
+    } else {
+        /* Stale rejections (of a message older than the one in flight) say
+         * nothing new. */
+        bool stale =
+            pr->probing ? m->rejected_index != pr->next - 1 : m->rejected_index < pr->match + 1;
+        if (!stale) {
+            uint64_t next = m->hint_index;
+            if (m->hint_term != 0) {
+                uint64_t mine = raft_last_index_of_term(r, m->hint_term);
+                if (mine > 0)
+                    next = mine + 1;
+            }
+            if (next > m->rejected_index)
+                next = m->rejected_index;
+            if (next < pr->match + 1)
+                next = pr->match + 1;
+            if (next < 1)
+                next = 1;
+            pr->next = next;
+            pr->probing = true;
+            raft_send_append(r, slot, true);
+        }
+    }
+    raft_reads_check(r);
+    return RAFT_OK;
+}
+
+static int raft_cmp_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Figure 2, Leaders: "If there exists an N such that N > commitIndex, a
+ * majority of matchIndex[i] >= N, and log[N].term == currentTerm: set
+ * commitIndex = N". The leader's own matchIndex is what it has made durable. */
+void raft_maybe_commit(struct raft *r)
+{
+    uint64_t match[RAFT_MAX_NODES];
+    for (size_t i = 0; i < r->cfg.n_nodes; i++)
+        match[i] = r->cfg.node_ids[i] == r->cfg.id ? r->persisted_index : r->progress[i].match;
+    qsort(match, r->cfg.n_nodes, sizeof(match[0]), raft_cmp_desc);
+    uint64_t n = match[raft_quorum(r) - 1];
+    if (n > r->commit_index && raft_term_at(r, n) == r->current_term)
+        r->commit_index = n;
+}
