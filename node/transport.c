@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/pipeline.h>
+#include <nanomsg/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,14 @@
 
 #define TRANSPORT_MAX_MESSAGE (16 * 1024 * 1024) /* larger ones are dropped */
 #define TRANSPORT_MAX_RECEIVE 1024               /* messages taken in one turn */
+
+/* Peer messages are small and latency-bound: no Nagle delay. Fails
+ * harmlessly on ipc:// sockets. */
+static void transport_nodelay(int s)
+{
+    int one = 1;
+    nn_setsockopt(s, NN_TCP, NN_TCP_NODELAY, &one, sizeof(one));
+}
 
 static int transport_nn_error(char *err, size_t errlen, const char *what, const char *url)
 {
@@ -44,6 +53,7 @@ int transport_open(struct node *n, char *err, size_t errlen)
         return transport_nn_error(err, errlen, "cannot open a socket for", n->self->peer_url);
     int maxsize = 4 * TRANSPORT_MAX_MESSAGE;
     nn_setsockopt(n->peer_in, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize));
+    transport_nodelay(n->peer_in);
     if (nn_bind(n->peer_in, n->self->peer_url) < 0)
         return transport_nn_error(err, errlen, "cannot listen on", n->self->peer_url);
     for (size_t i = 0; i < n->cluster.n; i++) {
@@ -58,6 +68,7 @@ int transport_open(struct node *n, char *err, size_t errlen)
         nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL, &ivl, sizeof(ivl));
         nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));
         nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof(linger));
+        transport_nodelay(s);
         if (nn_connect(s, peer->peer_url) < 0)
             return transport_nn_error(err, errlen, "cannot connect to", peer->peer_url);
         n->peer_out[i] = s;

@@ -196,8 +196,9 @@ static int make_room_for_one(struct kv *kv)
     return resize_table(kv, kv->nslots * 2);
 }
 
+/* A new key, without a TTL. */
 static int insert_item(struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t hash,
-                       const uint8_t *val, uint32_t vlen, uint64_t deadline_ms)
+                       const uint8_t *val, uint32_t vlen)
 {
     if (make_room_for_one(kv) != 0)
         return -1;
@@ -205,7 +206,7 @@ static int insert_item(struct kv *kv, const uint8_t *key, uint32_t klen, uint64_
     if (it == NULL)
         return -1;
     it->hash = hash;
-    it->deadline_ms = deadline_ms;
+    it->deadline_ms = 0;
     it->klen = klen;
     it->vlen = vlen;
     if (klen > 0)
@@ -214,8 +215,6 @@ static int insert_item(struct kv *kv, const uint8_t *key, uint32_t klen, uint64_
         memcpy(it->data + klen, val, vlen);
     place_item(kv->slots, kv->nslots, it);
     kv->count++;
-    if (deadline_ms != 0)
-        kv->count_with_ttl++;
     kv->item_bytes += item_size(klen, vlen);
     return 0;
 }
@@ -378,7 +377,7 @@ static int do_set(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *repl
     const struct kv_arg *key = &cmd->args[0], *val = &cmd->args[1];
     uint64_t hash = key_hash(key);
     size_t i = find_live(kv, key->p, key->len, hash, cmd->now_ms);
-    int rc = i == SIZE_MAX ? insert_item(kv, key->p, key->len, hash, val->p, val->len, 0)
+    int rc = i == SIZE_MAX ? insert_item(kv, key->p, key->len, hash, val->p, val->len)
                            : replace_value(kv, i, val->p, val->len, true);
     if (rc != 0)
         return -1;
@@ -416,7 +415,7 @@ static int do_incr(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *rep
     char text[24];
     int n = snprintf(text, sizeof(text), "%" PRId64, v);
     int rc = i == SIZE_MAX
-                 ? insert_item(kv, key->p, key->len, hash, (const uint8_t *)text, (uint32_t)n, 0)
+                 ? insert_item(kv, key->p, key->len, hash, (const uint8_t *)text, (uint32_t)n)
                  : replace_value(kv, i, (const uint8_t *)text, (uint32_t)n, false);
     if (rc != 0)
         return -1;

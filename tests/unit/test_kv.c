@@ -1,0 +1,1035 @@
+/* test_kv.c - the key-value state machine and its command codec. */
+#include "check.h"
+#include "kv.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Each evaluates its reply expression once: it applies a command. */
+#define CHECK_OK(expr)                                                                             \
+    do {                                                                                           \
+        struct kv_reply check_r_ = (expr);                                                         \
+        CHECK_INT_EQ(check_r_.type, KV_REPLY_OK);                                                  \
+    } while (0)
+#define CHECK_REPLY_INT(expr, v)                                                                   \
+    do {                                                                                           \
+        struct kv_reply check_r_ = (expr);                                                         \
+        CHECK_INT_EQ(check_r_.type, KV_REPLY_INT);                                                 \
+        CHECK_INT_EQ(check_r_.integer, (v));                                                       \
+    } while (0)
+#define CHECK_REPLY_ERR(expr, msg)                                                                 \
+    do {                                                                                           \
+        struct kv_reply check_r_ = (expr);                                                         \
+        CHECK_INT_EQ(check_r_.type, KV_REPLY_ERR);                                                 \
+        CHECK_STR_EQ(check_r_.err, (msg));                                                         \
+    } while (0)
+
+#define NOT_INTEGER "ERR value is not an integer or out of range"
+
+static uint64_t next_index;
+
+/* Encode cmd and apply it as the next log entry. */
+static struct kv_reply apply_cmd(struct kv *kv, const struct kv_cmd *cmd)
+{
+    struct kv_reply r;
+    uint8_t *data;
+    uint32_t len;
+    memset(&r, 0, sizeof(r));
+    CHECK_INT_EQ(kv_cmd_encode(cmd, &data, &len), 0);
+    CHECK_INT_EQ(kv_apply(kv, ++next_index, data, len, &r), 0);
+    CHECK_INT_EQ(kv_applied_index(kv), next_index);
+    free(data);
+    kv_reply_free(&r); /* no command here answers with a bulk */
+    return r;
+}
+
+/* A command with string arguments, NULL-terminated. */
+static struct kv_reply vrun(struct kv *kv, uint64_t client_id, uint64_t seq, uint8_t op,
+                            uint64_t now_ms, int64_t deadline_ms, va_list ap)
+{
+    static struct kv_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = op;
+    cmd.now_ms = now_ms;
+    cmd.client_id = client_id;
+    cmd.seq = seq;
+    cmd.deadline_ms = deadline_ms;
+    for (const char *s = va_arg(ap, const char *); s != NULL; s = va_arg(ap, const char *)) {
+        cmd.args[cmd.nargs].p = (const uint8_t *)s;
+        cmd.args[cmd.nargs].len = (uint32_t)strlen(s);
+        cmd.nargs++;
+    }
+    return apply_cmd(kv, &cmd);
+}
+
+static struct kv_reply run(struct kv *kv, uint8_t op, uint64_t now_ms, ...)
+{
+    va_list ap;
+    va_start(ap, now_ms);
+    struct kv_reply r = vrun(kv, 0, 0, op, now_ms, 0, ap);
+    va_end(ap);
+    return r;
+}
+
+static struct kv_reply run_as(struct kv *kv, uint64_t client_id, uint64_t seq, uint8_t op,
+                              uint64_t now_ms, ...)
+{
+    va_list ap;
+    va_start(ap, now_ms);
+    struct kv_reply r = vrun(kv, client_id, seq, op, now_ms, 0, ap);
+    va_end(ap);
+    return r;
+}
+
+static struct kv_reply expire(struct kv *kv, const char *key, int64_t deadline_ms, uint64_t now_ms)
+{
+    static struct kv_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = KV_OP_EXPIRE;
+    cmd.now_ms = now_ms;
+    cmd.deadline_ms = deadline_ms;
+    cmd.nargs = 1;
+    cmd.args[0].p = (const uint8_t *)key;
+    cmd.args[0].len = (uint32_t)strlen(key);
+    return apply_cmd(kv, &cmd);
+}
+
+/* The value as a string (copied), or NULL when missing at now_ms. */
+static const char *get(const struct kv *kv, const char *key, uint64_t now_ms)
+{
+    static char text[256];
+    const uint8_t *val;
+    uint32_t vlen;
+    if (!kv_get(kv, (const uint8_t *)key, (uint32_t)strlen(key), now_ms, &val, &vlen))
+        return NULL;
+    if (vlen >= sizeof(text))
+        vlen = sizeof(text) - 1;
+    memcpy(text, val, vlen);
+    text[vlen] = '\0';
+    return text;
+}
+
+static int64_t ttl(const struct kv *kv, const char *key, uint64_t now_ms)
+{
+    return kv_ttl_ms(kv, (const uint8_t *)key, (uint32_t)strlen(key), now_ms);
+}
+
+/* Apply raw bytes as the next entry. */
+static struct kv_reply apply_raw(struct kv *kv, const uint8_t *data, uint32_t len)
+{
+    struct kv_reply r;
+    CHECK_INT_EQ(kv_apply(kv, ++next_index, data, len, &r), 0);
+    kv_reply_free(&r);
+    return r;
+}
+
+/* ---------------------------------------------------------------- basics */
+
+static void test_set_get_del(void)
+{
+    struct kv *kv = kv_new();
+    CHECK(kv != NULL);
+    CHECK(get(kv, "greeting", 0) == NULL);
+    CHECK_INT_EQ(ttl(kv, "greeting", 0), -2);
+
+    CHECK_OK(run(kv, KV_OP_SET, 0, "greeting", "hello", NULL));
+    CHECK_STR_EQ(get(kv, "greeting", 0), "hello");
+    CHECK_INT_EQ(ttl(kv, "greeting", 0), -1);
+    CHECK_OK(run(kv, KV_OP_SET, 0, "greeting", "a longer hello than before", NULL));
+    CHECK_STR_EQ(get(kv, "greeting", 0), "a longer hello than before");
+    CHECK_OK(run(kv, KV_OP_SET, 0, "greeting", "", NULL));
+    CHECK_STR_EQ(get(kv, "greeting", 0), "");
+    CHECK_OK(run(kv, KV_OP_SET, 0, "", "empty key", NULL));
+    CHECK_STR_EQ(get(kv, "", 0), "empty key");
+    CHECK_INT_EQ(kv_count(kv), 2);
+
+    CHECK_OK(run(kv, KV_OP_SET, 0, "a", "1", NULL));
+    CHECK_OK(run(kv, KV_OP_SET, 0, "b", "2", NULL));
+    CHECK_REPLY_INT(run(kv, KV_OP_DEL, 0, "a", "missing", "b", NULL), 2);
+    CHECK(get(kv, "a", 0) == NULL);
+    CHECK(get(kv, "b", 0) == NULL);
+    CHECK_OK(run(kv, KV_OP_SET, 0, "a", "1", NULL));
+    CHECK_REPLY_INT(run(kv, KV_OP_DEL, 0, "a", "a", NULL), 1); /* counted once */
+    CHECK_REPLY_INT(run(kv, KV_OP_DEL, 0, "a", NULL), 0);
+    CHECK_INT_EQ(kv_count(kv), 2);
+    kv_free(kv);
+}
+
+static void test_binary_safe(void)
+{
+    struct kv *kv = kv_new();
+    static struct kv_cmd cmd;
+    const uint8_t key1[] = {'a', 0, 0xff};
+    const uint8_t key2[] = {'a', 0};
+    const uint8_t val[] = {0, 1, 2, 0, 0xfe};
+    const uint8_t *got;
+    uint32_t glen;
+
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = KV_OP_SET;
+    cmd.nargs = 2;
+    cmd.args[0] = (struct kv_arg){key1, sizeof(key1)};
+    cmd.args[1] = (struct kv_arg){val, sizeof(val)};
+    CHECK_OK(apply_cmd(kv, &cmd));
+    cmd.args[0] = (struct kv_arg){key2, sizeof(key2)};
+    cmd.args[1] = (struct kv_arg){val, 1};
+    CHECK_OK(apply_cmd(kv, &cmd));
+    CHECK_OK(run(kv, KV_OP_SET, 0, "a", "plain", NULL));
+    CHECK_INT_EQ(kv_count(kv), 3);
+
+    CHECK(kv_get(kv, key1, sizeof(key1), 0, &got, &glen));
+    CHECK_INT_EQ(glen, sizeof(val));
+    CHECK(memcmp(got, val, sizeof(val)) == 0);
+    CHECK(kv_get(kv, key2, sizeof(key2), 0, &got, &glen));
+    CHECK_INT_EQ(glen, 1);
+    CHECK_STR_EQ(get(kv, "a", 0), "plain");
+    kv_free(kv);
+}
+
+/* ---------------------------------------------------------------- INCR */
+
+static void test_incr(void)
+{
+    struct kv *kv = kv_new();
+    CHECK_REPLY_INT(run(kv, KV_OP_INCR, 0, "counter", NULL), 1);
+    CHECK_REPLY_INT(run(kv, KV_OP_INCR, 0, "counter", NULL), 2);
+    CHECK_STR_EQ(get(kv, "counter", 0), "2");
+
+    const char *bad[] = {"abc",
+                         " 1",
+                         "1 ",
+                         "01",
+                         "+1",
+                         "",
+                         "-",
+                         "-0",
+                         "1.5",
+                         "0x10",
+                         "00",
+                         "123456789012345678901",
+                         "99999999999999999999",
+                         "-9223372036854775809",
+                         "9223372036854775808"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_OK(run(kv, KV_OP_SET, 0, "n", bad[i], NULL));
+        CHECK_REPLY_ERR(run(kv, KV_OP_INCR, 0, "n", NULL), NOT_INTEGER);
+        CHECK_STR_EQ(get(kv, "n", 0), bad[i]); /* unchanged */
+    }
+
+    const struct {
+        const char *from, *to;
+        int64_t reply;
+    } good[] = {
+        {"0", "1", 1},
+        {"-1", "0", 0},
+        {"-5", "-4", -4},
+        {"41", "42", 42},
+        {"9223372036854775806", "9223372036854775807", INT64_MAX},
+        {"-9223372036854775808", "-9223372036854775807", INT64_MIN + 1},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        CHECK_OK(run(kv, KV_OP_SET, 0, "n", good[i].from, NULL));
+        CHECK_REPLY_INT(run(kv, KV_OP_INCR, 0, "n", NULL), good[i].reply);
+        CHECK_STR_EQ(get(kv, "n", 0), good[i].to);
+    }
+
+    /* Overflow: an error and nothing changes. */
+    CHECK_OK(run(kv, KV_OP_SET, 0, "max", "9223372036854775807", NULL));
+    CHECK_REPLY_ERR(run(kv, KV_OP_INCR, 0, "max", NULL), NOT_INTEGER);
+    CHECK_STR_EQ(get(kv, "max", 0), "9223372036854775807");
+    kv_free(kv);
+}
+
+/* ---------------------------------------------------------------- TTL */
+
+static void test_ttl_kept_by_incr_cleared_by_set(void)
+{
+    struct kv *kv = kv_new();
+    CHECK_REPLY_INT(run(kv, KV_OP_INCR, 100, "c", NULL), 1);
+    CHECK_REPLY_INT(expire(kv, "c", 1000, 100), 1);
+    CHECK_INT_EQ(kv_count_with_ttl(kv), 1);
+    CHECK_INT_EQ(ttl(kv, "c", 100), 900);
+    CHECK_REPLY_INT(run(kv, KV_OP_INCR, 200, "c", NULL), 2);
+    CHECK_INT_EQ(ttl(kv, "c", 200), 800); /* INCR keeps the TTL */
+    CHECK_OK(run(kv, KV_OP_SET, 300, "c", "fresh", NULL));
+    CHECK_INT_EQ(ttl(kv, "c", 300), -1); /* SET clears it */
+    CHECK_INT_EQ(kv_count_with_ttl(kv), 0);
+    CHECK_STR_EQ(get(kv, "c", 5000), "fresh");
+
+    /* EXPIRE on a missing key. */
+    CHECK_REPLY_INT(expire(kv, "missing", 1000, 300), 0);
+    CHECK_INT_EQ(kv_count(kv), 1);
+
+    /* A deadline again replaces the old one. */
+    CHECK_REPLY_INT(expire(kv, "c", 1000, 300), 1);
+    CHECK_REPLY_INT(expire(kv, "c", 2000, 300), 1);
+    CHECK_INT_EQ(ttl(kv, "c", 300), 1700);
+    CHECK_INT_EQ(kv_count_with_ttl(kv), 1);
+    kv_free(kv);
+}
+
+static void test_expire_in_the_past_deletes(void)
+{
+    struct kv *kv = kv_new();
+    const int64_t deadlines[] = {50, 100, 0, -5, INT64_MIN};
+    for (size_t i = 0; i < sizeof(deadlines) / sizeof(deadlines[0]); i++) {
+        CHECK_OK(run(kv, KV_OP_SET, 100, "k", "v", NULL));
+        CHECK_REPLY_INT(expire(kv, "k", deadlines[i], 100), 1);
+        CHECK_INT_EQ(kv_count(kv), 0);
+        CHECK_INT_EQ(kv_count_with_ttl(kv), 0);
+        CHECK(get(kv, "k", 0) == NULL); /* gone, even for an earlier reader */
+    }
+    kv_free(kv);
+}
+
+static void test_expired_keys_are_missing(void)
+{
+    struct kv *kv = kv_new();
+    const char *keys[] = {"get", "incr", "del", "expire", "set"};
+    for (size_t i = 0; i < 5; i++) {
+        CHECK_OK(run(kv, KV_OP_SET, 0, keys[i], "7", NULL));
+        CHECK_REPLY_INT(expire(kv, keys[i], 1000, 0), 1);
+    }
+    CHECK_INT_EQ(kv_count_with_ttl(kv), 5);
+
+    CHECK_STR_EQ(get(kv, "get", 999), "7");
+    CHECK_INT_EQ(ttl(kv, "get", 999), 1);
+    CHECK(get(kv, "get", 1000) == NULL);
+    CHECK_INT_EQ(ttl(kv, "get", 1000), -2);
+    CHECK(get(kv, "get", 5000) == NULL);
+
+    CHECK_REPLY_INT(run(kv, KV_OP_INCR, 1000, "incr", NULL), 1); /* from 0, not 7 */
+    CHECK_INT_EQ(ttl(kv, "incr", 1000), -1);
+    CHECK_REPLY_INT(run(kv, KV_OP_DEL, 1500, "del", NULL), 0);
+    CHECK_REPLY_INT(expire(kv, "expire", 9000, 2000), 0);
+    CHECK(get(kv, "expire", 0) == NULL);
+    CHECK_OK(run(kv, KV_OP_SET, 1000, "set", "new", NULL));
+    CHECK_INT_EQ(ttl(kv, "set", 1000), -1);
+    CHECK_STR_EQ(get(kv, "set", 99999), "new");
+
+    /* Only "get" is still held (expired); the commands deleted the others. */
+    CHECK_INT_EQ(kv_count(kv), 3);
+    CHECK_INT_EQ(kv_count_with_ttl(kv), 1);
+    kv_free(kv);
+}
+
+static void test_sweep(void)
+{
+    struct kv *kv = kv_new();
+    CHECK_OK(run(kv, KV_OP_SET, 0, "k", "v", NULL));
+    CHECK_REPLY_INT(expire(kv, "k", 1000, 0), 1);
+    CHECK_REPLY_INT(run(kv, KV_OP_SWEEP, 500, "k", NULL), 0); /* not expired yet */
+    CHECK_STR_EQ(get(kv, "k", 500), "v");
+    CHECK_REPLY_INT(run(kv, KV_OP_SWEEP, 1000, "k", NULL), 1);
+    CHECK_INT_EQ(kv_count(kv), 0);
+    CHECK_INT_EQ(kv_count_with_ttl(kv), 0);
+    CHECK_REPLY_INT(run(kv, KV_OP_SWEEP, 1000, "k", NULL), 0); /* already gone */
+
+    /* The sweep was proposed, then a SET cleared the TTL: the key stays. */
+    CHECK_OK(run(kv, KV_OP_SET, 0, "k", "v", NULL));
+    CHECK_REPLY_INT(expire(kv, "k", 1000, 0), 1);
+    CHECK_OK(run(kv, KV_OP_SET, 900, "k", "kept", NULL));
+    CHECK_REPLY_INT(run(kv, KV_OP_SWEEP, 1000, "k", NULL), 0);
+    CHECK_STR_EQ(get(kv, "k", 1000), "kept");
+
+    /* Or a later EXPIRE moved the deadline. */
+    CHECK_REPLY_INT(expire(kv, "k", 1500, 900), 1);
+    CHECK_REPLY_INT(expire(kv, "k", 3000, 1000), 1);
+    CHECK_REPLY_INT(run(kv, KV_OP_SWEEP, 2000, "k", NULL), 0);
+    CHECK_STR_EQ(get(kv, "k", 2000), "kept");
+    kv_free(kv);
+}
+
+/* ---------------------------------------------------------------- limits and errors */
+
+static void test_size_limits(void)
+{
+    struct kv *kv = kv_new();
+    static struct kv_cmd cmd;
+    uint8_t *big = calloc(KV_MAX_VALUE + 1, 1);
+    CHECK(big != NULL);
+    memset(big, 'x', KV_MAX_VALUE + 1);
+
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = KV_OP_SET;
+    cmd.nargs = 2;
+    cmd.args[0] = (struct kv_arg){big, KV_MAX_KEY};
+    cmd.args[1] = (struct kv_arg){big, KV_MAX_VALUE};
+    CHECK_OK(apply_cmd(kv, &cmd));
+    CHECK_INT_EQ(kv_count(kv), 1);
+
+    cmd.args[0] = (struct kv_arg){big, KV_MAX_KEY + 1};
+    cmd.args[1] = (struct kv_arg){(const uint8_t *)"v", 1};
+    CHECK_REPLY_ERR(apply_cmd(kv, &cmd), "ERR key too large");
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"k", 1};
+    cmd.args[1] = (struct kv_arg){big, KV_MAX_VALUE + 1};
+    CHECK_REPLY_ERR(apply_cmd(kv, &cmd), "ERR value too large");
+    CHECK_INT_EQ(kv_count(kv), 1);
+    CHECK(get(kv, "k", 0) == NULL);
+
+    /* Refused over an existing value: the old one stays. */
+    CHECK_OK(run(kv, KV_OP_SET, 0, "k", "old", NULL));
+    CHECK_REPLY_ERR(apply_cmd(kv, &cmd), "ERR value too large");
+    CHECK_STR_EQ(get(kv, "k", 0), "old");
+
+    /* Keys of the other commands too; DEL deletes nothing then. */
+    cmd.op = KV_OP_DEL;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"k", 1};
+    cmd.args[1] = (struct kv_arg){big, KV_MAX_KEY + 1};
+    CHECK_REPLY_ERR(apply_cmd(kv, &cmd), "ERR key too large");
+    CHECK_STR_EQ(get(kv, "k", 0), "old");
+    cmd.op = KV_OP_INCR;
+    cmd.nargs = 1;
+    cmd.args[0] = (struct kv_arg){big, KV_MAX_KEY + 1};
+    CHECK_REPLY_ERR(apply_cmd(kv, &cmd), "ERR key too large");
+    CHECK_INT_EQ(kv_count(kv), 2);
+    free(big);
+    kv_free(kv);
+}
+
+static void test_bad_commands_change_nothing(void)
+{
+    struct kv *kv = kv_new();
+    CHECK_OK(run(kv, KV_OP_SET, 0, "k", "v", NULL));
+
+    CHECK_REPLY_ERR(run(kv, KV_OP_SET, 0, "k", NULL),
+                    "ERR wrong number of arguments for 'set' command");
+    CHECK_REPLY_ERR(run(kv, KV_OP_SET, 0, "k", "v2", "extra", NULL),
+                    "ERR wrong number of arguments for 'set' command");
+    CHECK_REPLY_ERR(run(kv, KV_OP_INCR, 0, "k", "k", NULL),
+                    "ERR wrong number of arguments for 'incr' command");
+    CHECK_REPLY_ERR(run(kv, KV_OP_DEL, 0, NULL), "ERR wrong number of arguments for 'del' command");
+    CHECK_REPLY_ERR(run(kv, KV_OP_EXPIRE, 0, NULL),
+                    "ERR wrong number of arguments for 'expire' command");
+    CHECK_REPLY_ERR(run(kv, KV_OP_SWEEP, 0, "k", "k", NULL),
+                    "ERR wrong number of arguments for 'sweep' command");
+
+    /* An unknown op, another version, garbage, nothing at all. */
+    const uint8_t unknown_op[] = {1, 9, 0, 0, 0, 1, 1, 'k'};
+    const uint8_t version_2[] = {2, KV_OP_DEL, 0, 0, 0, 1, 1, 'k'};
+    const uint8_t garbage[] = {0xde, 0xad, 0xbe, 0xef};
+    CHECK_REPLY_ERR(apply_raw(kv, unknown_op, sizeof(unknown_op)), "ERR malformed command");
+    CHECK_REPLY_ERR(apply_raw(kv, version_2, sizeof(version_2)), "ERR malformed command");
+    CHECK_REPLY_ERR(apply_raw(kv, garbage, sizeof(garbage)), "ERR malformed command");
+    CHECK_REPLY_ERR(apply_raw(kv, NULL, 0), "ERR malformed command");
+    CHECK_INT_EQ(kv_applied_index(kv), next_index); /* still counted as applied */
+
+    CHECK_STR_EQ(get(kv, "k", 0), "v");
+    CHECK_INT_EQ(kv_count(kv), 1);
+
+    /* A NULL reply is allowed when nobody waits for it. */
+    const uint8_t del_k[] = {1, KV_OP_DEL, 0, 0, 0, 1, 1, 'k'};
+    CHECK_INT_EQ(kv_apply(kv, ++next_index, del_k, sizeof(del_k), NULL), 0);
+    CHECK_INT_EQ(kv_count(kv), 0);
+    kv_free(kv);
+}
+
+/* ---------------------------------------------------------------- exactly once */
+
+static void test_exactly_once(void)
+{
+    struct kv *kv = kv_new();
+    CHECK_REPLY_INT(run_as(kv, 7, 1, KV_OP_INCR, 0, "c", NULL), 1);
+    CHECK_REPLY_INT(run_as(kv, 7, 1, KV_OP_INCR, 0, "c", NULL), 1); /* retry */
+    CHECK_REPLY_INT(run_as(kv, 7, 1, KV_OP_INCR, 0, "c", NULL), 1);
+    CHECK_STR_EQ(get(kv, "c", 0), "1");
+    CHECK_REPLY_INT(run_as(kv, 7, 2, KV_OP_INCR, 0, "c", NULL), 2);
+    CHECK_REPLY_INT(run_as(kv, 7, 2, KV_OP_INCR, 0, "c", NULL), 2);
+    CHECK_REPLY_ERR(run_as(kv, 7, 1, KV_OP_INCR, 0, "c", NULL), "ERR stale request");
+    CHECK_STR_EQ(get(kv, "c", 0), "2");
+
+    /* A retry answers with the remembered reply even if the key changed since. */
+    CHECK_OK(run(kv, KV_OP_SET, 0, "c", "100", NULL));
+    CHECK_REPLY_INT(run_as(kv, 7, 2, KV_OP_INCR, 0, "c", NULL), 2);
+    CHECK_STR_EQ(get(kv, "c", 0), "100");
+
+    /* Another client has its own sequence; seqs may skip. */
+    CHECK_REPLY_INT(run_as(kv, 8, 1, KV_OP_INCR, 0, "c", NULL), 101);
+    CHECK_REPLY_INT(run_as(kv, 7, 10, KV_OP_INCR, 0, "c", NULL), 102);
+    CHECK_REPLY_INT(run_as(kv, 8, 1, KV_OP_INCR, 0, "c", NULL), 101);
+
+    /* Errors are remembered too; other reply types as well. */
+    CHECK_OK(run(kv, KV_OP_SET, 0, "s", "abc", NULL));
+    CHECK_REPLY_ERR(run_as(kv, 7, 11, KV_OP_INCR, 0, "s", NULL), NOT_INTEGER);
+    CHECK_OK(run(kv, KV_OP_SET, 0, "s", "5", NULL));
+    CHECK_REPLY_ERR(run_as(kv, 7, 11, KV_OP_INCR, 0, "s", NULL), NOT_INTEGER);
+    CHECK_STR_EQ(get(kv, "s", 0), "5");
+    CHECK_OK(run_as(kv, 7, 12, KV_OP_SET, 0, "s", "six", NULL));
+    CHECK_OK(run(kv, KV_OP_SET, 0, "s", "seven", NULL));
+    CHECK_OK(run_as(kv, 7, 12, KV_OP_SET, 0, "s", "six", NULL));
+    CHECK_STR_EQ(get(kv, "s", 0), "seven");
+
+    /* Client 0 is not tracked: every apply counts. */
+    CHECK_REPLY_INT(run_as(kv, 0, 1, KV_OP_INCR, 0, "z", NULL), 1);
+    CHECK_REPLY_INT(run_as(kv, 0, 1, KV_OP_INCR, 0, "z", NULL), 2);
+
+    /* Many clients at once. */
+    char key[32];
+    for (uint64_t client = 100; client < 1100; client++) {
+        snprintf(key, sizeof(key), "c%llu", (unsigned long long)client % 10);
+        CHECK_REPLY_INT(run_as(kv, client, 1, KV_OP_INCR, 0, key, NULL),
+                        (int64_t)(client - 100) / 10 + 1);
+    }
+    for (uint64_t client = 100; client < 1100; client++) {
+        snprintf(key, sizeof(key), "c%llu", (unsigned long long)client % 10);
+        CHECK_REPLY_INT(run_as(kv, client, 1, KV_OP_INCR, 0, key, NULL),
+                        (int64_t)(client - 100) / 10 + 1);
+    }
+    CHECK_STR_EQ(get(kv, "c3", 0), "100");
+    kv_free(kv);
+}
+
+/* ---------------------------------------------------------------- determinism */
+
+/* kv_foreach's output as "key=value@deadline;" text. */
+struct listing {
+    char text[65536];
+    size_t len;
+};
+
+static void list_visit(const uint8_t *key, uint32_t klen, const uint8_t *val, uint32_t vlen,
+                       uint64_t deadline_ms, void *ctx)
+{
+    struct listing *l = ctx;
+    char line[256];
+    int n = snprintf(line, sizeof(line), "%.*s=%.*s@%llu;", (int)klen, (const char *)key, (int)vlen,
+                     (const char *)val, (unsigned long long)deadline_ms);
+    if (n > 0 && l->len + (size_t)n < sizeof(l->text)) {
+        memcpy(l->text + l->len, line, (size_t)n + 1);
+        l->len += (size_t)n;
+    }
+}
+
+static const char *listing(const struct kv *kv, size_t max)
+{
+    static struct listing l;
+    memset(&l, 0, sizeof(l));
+    kv_foreach(kv, max, list_visit, &l);
+    return l.text;
+}
+
+static uint64_t lcg_state;
+static uint32_t lcg(void)
+{
+    lcg_state = lcg_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(lcg_state >> 33);
+}
+
+static void test_same_log_same_state(void)
+{
+    struct kv *a = kv_new(), *b = kv_new(), *c = kv_new();
+    static struct kv_cmd cmd;
+    char key[16], val[16];
+    lcg_state = 42;
+    CHECK_INT_EQ(kv_digest(a), kv_digest(b));
+
+    for (uint64_t index = 1; index <= 3000; index++) {
+        if (index % 50 == 0) {
+            kv_apply_noop(a, index);
+            kv_apply_noop(b, index);
+            kv_apply_noop(c, index);
+            continue;
+        }
+        memset(&cmd, 0, sizeof(cmd));
+        cmd.op = (uint8_t)(1 + lcg() % 5);
+        cmd.now_ms = index * 10;
+        cmd.client_id = lcg() % 4;
+        cmd.seq = index;
+        cmd.deadline_ms = (int64_t)(index * 10) + (int64_t)(lcg() % 400) - 50;
+        snprintf(key, sizeof(key), "key%u", lcg() % 200);
+        snprintf(val, sizeof(val), "%u", lcg() % 1000);
+        cmd.nargs = cmd.op == KV_OP_SET ? 2 : 1;
+        cmd.args[0] = (struct kv_arg){(const uint8_t *)key, (uint32_t)strlen(key)};
+        cmd.args[1] = (struct kv_arg){(const uint8_t *)val, (uint32_t)strlen(val)};
+        uint8_t *data;
+        uint32_t len;
+        struct kv_reply ra, rb;
+        CHECK_INT_EQ(kv_cmd_encode(&cmd, &data, &len), 0);
+        CHECK_INT_EQ(kv_apply(a, index, data, len, &ra), 0);
+        CHECK_INT_EQ(kv_apply(b, index, data, len, &rb), 0);
+        CHECK_INT_EQ(ra.type, rb.type);
+        CHECK_INT_EQ(ra.integer, rb.integer);
+        kv_reply_free(&ra);
+        kv_reply_free(&rb);
+        /* c skips one entry: its digest must differ from then on. */
+        if (index != 1234)
+            CHECK_INT_EQ(kv_apply(c, index, data, len, NULL), 0);
+        else
+            kv_apply_noop(c, index);
+        free(data);
+    }
+    CHECK(kv_count(a) > 10);
+    CHECK(kv_count_with_ttl(a) > 0);
+    CHECK_INT_EQ(kv_applied_index(a), 3000);
+    CHECK_INT_EQ(kv_applied_index(b), 3000);
+    CHECK_INT_EQ(kv_applied_index(c), 3000);
+    CHECK(kv_digest(a) == kv_digest(b));
+    CHECK(kv_digest(a) != kv_digest(c));
+    CHECK_INT_EQ(kv_count(a), kv_count(b));
+    char first[65536];
+    snprintf(first, sizeof(first), "%s", listing(a, 0));
+    CHECK_STR_EQ(first, listing(b, 0));
+    CHECK(strlen(first) > 0);
+
+    /* A no-op and an empty entry at the same index differ. */
+    struct kv *d = kv_new(), *e = kv_new();
+    kv_apply_noop(d, 1);
+    CHECK_INT_EQ(kv_apply(e, 1, NULL, 0, NULL), 0);
+    CHECK(kv_digest(d) != kv_digest(e));
+    CHECK_INT_EQ(kv_applied_index(d), 1);
+    CHECK_INT_EQ(kv_applied_index(e), 1);
+
+    /* The same entries at other indexes differ too. */
+    struct kv *f = kv_new(), *g = kv_new();
+    const uint8_t del_k[] = {1, KV_OP_DEL, 0, 0, 0, 1, 1, 'k'};
+    CHECK_INT_EQ(kv_apply(f, 1, del_k, sizeof(del_k), NULL), 0);
+    CHECK_INT_EQ(kv_apply(g, 2, del_k, sizeof(del_k), NULL), 0);
+    CHECK(kv_digest(f) != kv_digest(g));
+    kv_free(f);
+    kv_free(g);
+    kv_free(a);
+    kv_free(b);
+    kv_free(c);
+    kv_free(d);
+    kv_free(e);
+}
+
+/* ---------------------------------------------------------------- visiting */
+
+static void test_foreach_sorted(void)
+{
+    struct kv *kv = kv_new();
+    CHECK_STR_EQ(listing(kv, 0), "");
+    CHECK_OK(run(kv, KV_OP_SET, 0, "b", "2", NULL));
+    CHECK_OK(run(kv, KV_OP_SET, 0, "ab", "3", NULL));
+    CHECK_OK(run(kv, KV_OP_SET, 0, "a", "1", NULL));
+    CHECK_OK(run(kv, KV_OP_SET, 0, "", "0", NULL));
+    CHECK_OK(run(kv, KV_OP_SET, 0, "B", "4", NULL));
+    CHECK_REPLY_INT(expire(kv, "ab", 777, 0), 1);
+    CHECK_STR_EQ(listing(kv, 0), "=0@0;B=4@0;a=1@0;ab=3@777;b=2@0;");
+    CHECK_STR_EQ(listing(kv, 2), "=0@0;B=4@0;");
+    CHECK_STR_EQ(listing(kv, 5), "=0@0;B=4@0;a=1@0;ab=3@777;b=2@0;");
+    CHECK_STR_EQ(listing(kv, 99), "=0@0;B=4@0;a=1@0;ab=3@777;b=2@0;");
+
+    /* Small tables of every size: each max gives the start of the full listing. */
+    lcg_state = 3;
+    for (int round = 0; round < 200; round++) {
+        struct kv *small = kv_new();
+        int keys = 1 + round % 12;
+        char name[16];
+        for (int i = 0; i < keys; i++) {
+            snprintf(name, sizeof(name), "%u", lcg() % 1000);
+            CHECK_OK(run(small, KV_OP_SET, 0, name, "v", NULL));
+        }
+        static char all[65536];
+        snprintf(all, sizeof(all), "%s", listing(small, 0));
+        for (size_t max = 1; max <= kv_count(small); max++) {
+            const char *part = listing(small, max);
+            size_t semis = 0;
+            for (const char *p = part; *p != '\0'; p++)
+                semis += *p == ';';
+            CHECK_INT_EQ(semis, max);
+            CHECK(strncmp(all, part, strlen(part)) == 0);
+        }
+        kv_free(small);
+    }
+
+    /* The first max keys of a big table equal the start of the full listing. */
+    char key[16];
+    lcg_state = 7;
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof(key), "k%u", lcg() % 100000);
+        CHECK_OK(run(kv, KV_OP_SET, 0, key, "v", NULL));
+    }
+    static char full[65536];
+    snprintf(full, sizeof(full), "%s", listing(kv, 0));
+    for (size_t max = 1; max < 40; max += 7) {
+        const char *part = listing(kv, max);
+        CHECK(strncmp(full, part, strlen(part)) == 0);
+        size_t semis = 0;
+        for (const char *p = part; *p != '\0'; p++)
+            semis += *p == ';';
+        CHECK_INT_EQ(semis, max);
+    }
+    kv_free(kv);
+}
+
+struct expired_list {
+    int count;
+    uint64_t deadline_sum;
+    bool saw_live;
+    uint64_t now_ms;
+};
+
+static void expired_visit(const uint8_t *key, uint32_t klen, const uint8_t *val, uint32_t vlen,
+                          uint64_t deadline_ms, void *ctx)
+{
+    struct expired_list *l = ctx;
+    (void)key;
+    (void)klen;
+    (void)val;
+    (void)vlen;
+    l->count++;
+    l->deadline_sum += deadline_ms;
+    if (deadline_ms == 0 || deadline_ms > l->now_ms)
+        l->saw_live = true;
+}
+
+static void test_foreach_expired(void)
+{
+    struct kv *kv = kv_new();
+    struct expired_list l;
+    char key[16];
+    for (int i = 1; i <= 100; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        CHECK_OK(run(kv, KV_OP_SET, 0, key, "v", NULL));
+        if (i % 2 == 0)
+            CHECK_REPLY_INT(expire(kv, key, i * 10, 0), 1); /* deadlines 20, 40, ... 1000 */
+    }
+    CHECK_INT_EQ(kv_count_with_ttl(kv), 50);
+
+    memset(&l, 0, sizeof(l));
+    l.now_ms = 10;
+    kv_foreach_expired(kv, 10, 0, expired_visit, &l);
+    CHECK_INT_EQ(l.count, 0);
+
+    memset(&l, 0, sizeof(l));
+    l.now_ms = 200; /* deadlines 20..200: 10 keys */
+    kv_foreach_expired(kv, 200, 0, expired_visit, &l);
+    CHECK_INT_EQ(l.count, 10);
+    CHECK_INT_EQ(l.deadline_sum, 1100);
+    CHECK(!l.saw_live);
+
+    memset(&l, 0, sizeof(l));
+    l.now_ms = 200;
+    kv_foreach_expired(kv, 200, 4, expired_visit, &l);
+    CHECK_INT_EQ(l.count, 4);
+    CHECK(!l.saw_live);
+
+    memset(&l, 0, sizeof(l));
+    l.now_ms = UINT64_MAX;
+    kv_foreach_expired(kv, UINT64_MAX, 0, expired_visit, &l);
+    CHECK_INT_EQ(l.count, 50);
+    kv_free(kv);
+}
+
+/* ---------------------------------------------------------------- codec */
+
+static bool cmd_equal(const struct kv_cmd *a, const struct kv_cmd *b)
+{
+    if (a->op != b->op || a->now_ms != b->now_ms || a->client_id != b->client_id ||
+        a->seq != b->seq || a->nargs != b->nargs)
+        return false;
+    if (a->op == KV_OP_EXPIRE && a->deadline_ms != b->deadline_ms)
+        return false;
+    for (uint32_t i = 0; i < a->nargs; i++) {
+        if (a->args[i].len != b->args[i].len ||
+            (a->args[i].len > 0 && memcmp(a->args[i].p, b->args[i].p, a->args[i].len) != 0))
+            return false;
+    }
+    return true;
+}
+
+static void check_round_trip(const struct kv_cmd *cmd)
+{
+    static struct kv_cmd back;
+    uint8_t *data;
+    uint32_t len;
+    CHECK_INT_EQ(kv_cmd_encode(cmd, &data, &len), 0);
+    CHECK_INT_EQ(kv_cmd_decode(data, len, &back), 0);
+    CHECK(cmd_equal(cmd, &back));
+    /* Every shorter prefix, and one trailing byte more, are malformed. */
+    for (uint32_t cut = 0; cut < len; cut++)
+        CHECK_INT_EQ(kv_cmd_decode(data, cut, &back), -1);
+    uint8_t *longer = malloc(len + 1);
+    CHECK(longer != NULL);
+    memcpy(longer, data, len);
+    longer[len] = 0;
+    CHECK_INT_EQ(kv_cmd_decode(longer, len + 1, &back), -1);
+    free(longer);
+    free(data);
+}
+
+static void test_codec_round_trip(void)
+{
+    static struct kv_cmd cmd;
+    const uint8_t binary[] = {0, 0xff, 0x80, '\n'};
+
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = KV_OP_SET;
+    cmd.nargs = 2;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"greeting", 8};
+    cmd.args[1] = (struct kv_arg){(const uint8_t *)"hello", 5};
+    check_round_trip(&cmd);
+    cmd.now_ms = 1700000000123ULL;
+    cmd.client_id = UINT64_MAX;
+    cmd.seq = 1ULL << 63;
+    cmd.args[1] = (struct kv_arg){binary, sizeof(binary)};
+    check_round_trip(&cmd);
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"", 0};
+    cmd.args[1] = (struct kv_arg){NULL, 0};
+    check_round_trip(&cmd);
+
+    const int64_t deadlines[] = {0, 1, -1, 1700000000123LL, INT64_MAX, INT64_MIN};
+    cmd.op = KV_OP_EXPIRE;
+    cmd.nargs = 1;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"k", 1};
+    for (size_t i = 0; i < sizeof(deadlines) / sizeof(deadlines[0]); i++) {
+        cmd.deadline_ms = deadlines[i];
+        check_round_trip(&cmd);
+    }
+
+    cmd.op = KV_OP_DEL;
+    cmd.nargs = KV_MAX_ARGS;
+    for (uint32_t i = 0; i < KV_MAX_ARGS; i++)
+        cmd.args[i] = (struct kv_arg){binary, i % 5};
+    check_round_trip(&cmd);
+
+    /* Encode refuses what it cannot represent. */
+    uint8_t *data;
+    uint32_t len;
+    cmd.nargs = KV_MAX_ARGS + 1;
+    CHECK_INT_EQ(kv_cmd_encode(&cmd, &data, &len), -1);
+    cmd.nargs = 1;
+    cmd.op = 0;
+    CHECK_INT_EQ(kv_cmd_encode(&cmd, &data, &len), -1);
+    cmd.op = 6;
+    CHECK_INT_EQ(kv_cmd_encode(&cmd, &data, &len), -1);
+
+    /* A small SET stays small. */
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = KV_OP_SET;
+    cmd.now_ms = 1700000000123ULL;
+    cmd.client_id = 12345;
+    cmd.seq = 99;
+    cmd.nargs = 2;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"k", 1};
+    cmd.args[1] = (struct kv_arg){(const uint8_t *)"v", 1};
+    CHECK_INT_EQ(kv_cmd_encode(&cmd, &data, &len), 0);
+    CHECK(len <= 20);
+    free(data);
+}
+
+static void test_codec_rejects_garbage(void)
+{
+    static struct kv_cmd cmd;
+    /* Hand-made buffers: version, op, now, client, seq, [deadline], nargs, args. */
+    const struct {
+        uint8_t bytes[16];
+        uint32_t len;
+        int want;
+    } cases[] = {
+        {{1, KV_OP_DEL, 0, 0, 0, 1, 1, 'k'}, 8, 0},
+        {{1, KV_OP_DEL, 0, 0, 0, 1, 2, 'k'}, 8, -1},       /* arg past the end */
+        {{1, KV_OP_DEL, 0, 0, 0, 0x81, 0x02, 0}, 8, -1},   /* 257 args */
+        {{1, KV_OP_DEL, 0x80, 0, 0, 0, 1, 1, 'k'}, 9, -1}, /* overlong varint */
+        {{1, KV_OP_DEL, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02}, 12, -1},
+        {{1, KV_OP_DEL, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0, 0},
+         15,
+         0}, /* UINT64_MAX now, no args */
+        {{1, 0, 0, 0, 0, 0}, 6, -1},
+        {{1, 6, 0, 0, 0, 0}, 6, -1},
+        {{0, KV_OP_DEL, 0, 0, 0, 0}, 6, -1},
+        {{1, KV_OP_EXPIRE, 0, 0, 0, 1, 1, 'k'}, 8, -1}, /* deadline missing */
+        {{1, KV_OP_EXPIRE, 0, 0, 0, 3, 1, 1, 'k'}, 9, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        CHECK_INT_EQ(kv_cmd_decode(cases[i].bytes, cases[i].len, &cmd), cases[i].want);
+    CHECK_INT_EQ(kv_cmd_decode(cases[5].bytes, cases[5].len, &cmd), 0);
+    CHECK(cmd.now_ms == UINT64_MAX);
+    CHECK_INT_EQ(kv_cmd_decode(cases[10].bytes, cases[10].len, &cmd), 0);
+    CHECK_INT_EQ(cmd.deadline_ms, -2); /* zigzag 3 */
+
+    /* Valid entries with random damage: decode fails or gives arguments
+     * inside the buffer. */
+    uint8_t buf[64];
+    int decoded = 0, refused = 0;
+    lcg_state = 1;
+    for (int round = 0; round < 20000; round++) {
+        memset(&cmd, 0, sizeof(cmd));
+        cmd.op = (uint8_t)(1 + lcg() % 5);
+        cmd.now_ms = lcg() % 300;
+        cmd.deadline_ms = (int64_t)(lcg() % 300) - 100;
+        cmd.nargs = lcg() % 4;
+        for (uint32_t i = 0; i < cmd.nargs; i++)
+            cmd.args[i] = (struct kv_arg){buf, lcg() % 8};
+        uint8_t *data;
+        uint32_t len;
+        CHECK_INT_EQ(kv_cmd_encode(&cmd, &data, &len), 0);
+        memcpy(buf, data, len);
+        free(data);
+        for (uint32_t flips = lcg() % 3; flips > 0; flips--)
+            buf[lcg() % len] = (uint8_t)lcg();
+        len = lcg() % 4 == 0 ? lcg() % (len + 1) : len;
+        if (kv_cmd_decode(buf, len, &cmd) != 0) {
+            refused++;
+            continue;
+        }
+        decoded++;
+        CHECK(cmd.nargs <= KV_MAX_ARGS);
+        for (uint32_t i = 0; i < cmd.nargs; i++)
+            CHECK(cmd.args[i].p >= buf && cmd.args[i].p + cmd.args[i].len <= buf + len);
+    }
+    CHECK(refused > 0);
+    CHECK(decoded > 0);
+}
+
+static const char *describe(const struct kv_cmd *cmd, size_t size)
+{
+    static char out[512];
+    uint8_t *data;
+    uint32_t len;
+    memset(out, '#', sizeof(out));
+    CHECK_INT_EQ(kv_cmd_encode(cmd, &data, &len), 0);
+    kv_cmd_describe(data, len, out, size);
+    CHECK(size == 0 || strlen(out) < size);
+    free(data);
+    return out;
+}
+
+static void test_describe(void)
+{
+    static struct kv_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = KV_OP_SET;
+    cmd.nargs = 2;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"greeting", 8};
+    cmd.args[1] = (struct kv_arg){(const uint8_t *)"hello", 5};
+    CHECK_STR_EQ(describe(&cmd, 100), "SET greeting hello");
+    CHECK_STR_EQ(describe(&cmd, 19), "SET greeting hello"); /* exactly fits */
+    CHECK_STR_EQ(describe(&cmd, 18), "SET greeting h...");
+    CHECK_STR_EQ(describe(&cmd, 4), "...");
+    CHECK_STR_EQ(describe(&cmd, 2), ".");
+    CHECK_STR_EQ(describe(&cmd, 1), "");
+
+    const uint8_t odd[] = {'a', 0, 0xff, '\n'};
+    cmd.args[1] = (struct kv_arg){odd, sizeof(odd)};
+    CHECK_STR_EQ(describe(&cmd, 100), "SET greeting a\\x00\\xff\\x0a");
+    CHECK_STR_EQ(describe(&cmd, 22), "SET greeting a\\x00..."); /* no half escapes */
+
+    cmd.op = KV_OP_DEL;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"a", 1};
+    cmd.args[1] = (struct kv_arg){(const uint8_t *)"b", 1};
+    CHECK_STR_EQ(describe(&cmd, 100), "DEL a b");
+    cmd.op = KV_OP_INCR;
+    cmd.nargs = 1;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"counter", 7};
+    CHECK_STR_EQ(describe(&cmd, 100), "INCR counter");
+    cmd.op = KV_OP_SWEEP;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"k", 1};
+    CHECK_STR_EQ(describe(&cmd, 100), "SWEEP k");
+    cmd.op = KV_OP_EXPIRE;
+    cmd.deadline_ms = 1700000000123LL;
+    CHECK_STR_EQ(describe(&cmd, 100), "EXPIRE k @1700000000123");
+
+    /* A long key is shortened, the deadline kept. */
+    static char long_key[300];
+    memset(long_key, 'x', sizeof(long_key));
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)long_key, sizeof(long_key)};
+    CHECK_STR_EQ(describe(&cmd, 32), "EXPIRE xxxxxx... @1700000000123");
+
+    /* A big value in a small line. */
+    uint8_t *big = malloc(KV_MAX_VALUE);
+    CHECK(big != NULL);
+    memset(big, 'v', KV_MAX_VALUE);
+    cmd.op = KV_OP_SET;
+    cmd.nargs = 2;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"k", 1};
+    cmd.args[1] = (struct kv_arg){big, KV_MAX_VALUE};
+    CHECK_STR_EQ(describe(&cmd, 16), "SET k vvvvvv...");
+    free(big);
+
+    char out[64];
+    const uint8_t garbage[] = {7, 7, 7};
+    kv_cmd_describe(garbage, sizeof(garbage), out, sizeof(out));
+    CHECK_STR_EQ(out, "<malformed, 3 bytes>");
+}
+
+/* ---------------------------------------------------------------- scale */
+
+static void test_100k_keys(void)
+{
+    struct kv *kv = kv_new();
+    static struct kv_cmd cmd;
+    enum { N = 100000 };
+    char key[32], val[32];
+    size_t empty_memory = kv_memory(kv);
+
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = KV_OP_SET;
+    cmd.nargs = 2;
+    for (int i = 0; i < N; i++) {
+        int klen = snprintf(key, sizeof(key), "key:%06d", i);
+        int vlen = snprintf(val, sizeof(val), "value-%d", i);
+        cmd.args[0] = (struct kv_arg){(const uint8_t *)key, (uint32_t)klen};
+        cmd.args[1] = (struct kv_arg){(const uint8_t *)val, (uint32_t)vlen};
+        struct kv_reply r = apply_cmd(kv, &cmd);
+        if (r.type != KV_REPLY_OK)
+            CHECK_OK(r);
+    }
+    CHECK_INT_EQ(kv_count(kv), N);
+    size_t full_memory = kv_memory(kv);
+    CHECK(full_memory > empty_memory + (size_t)N * 20);
+    CHECK(full_memory < (size_t)N * 100); /* about 20 bytes of data a key */
+
+    int found = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "key:%06d", i);
+        snprintf(val, sizeof(val), "value-%d", i);
+        const char *got = get(kv, key, 0);
+        found += got != NULL && strcmp(got, val) == 0;
+    }
+    CHECK_INT_EQ(found, N);
+    CHECK(get(kv, "key:100000", 0) == NULL);
+    CHECK_STR_EQ(listing(kv, 2), "key:000000=value-0@0;key:000001=value-1@0;");
+
+    /* Delete the even keys, then the rest. */
+    cmd.op = KV_OP_DEL;
+    cmd.nargs = 1;
+    int deleted = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = pass; i < N; i += 2) {
+            int klen = snprintf(key, sizeof(key), "key:%06d", i);
+            cmd.args[0] = (struct kv_arg){(const uint8_t *)key, (uint32_t)klen};
+            struct kv_reply r = apply_cmd(kv, &cmd);
+            deleted += r.type == KV_REPLY_INT && r.integer == 1;
+        }
+        if (pass == 0) {
+            CHECK_INT_EQ(kv_count(kv), N / 2);
+            found = 0;
+            for (int i = 0; i < N; i++) {
+                snprintf(key, sizeof(key), "key:%06d", i);
+                found += (get(kv, key, 0) != NULL) == (i % 2 == 1);
+            }
+            CHECK_INT_EQ(found, N);
+        }
+    }
+    CHECK_INT_EQ(deleted, N);
+    CHECK_INT_EQ(kv_count(kv), 0);
+    CHECK(kv_memory(kv) < empty_memory + 4096); /* the table shrank back */
+    kv_free(kv);
+}
+
+int main(void)
+{
+    test_set_get_del();
+    test_binary_safe();
+    test_incr();
+    test_ttl_kept_by_incr_cleared_by_set();
+    test_expire_in_the_past_deletes();
+    test_expired_keys_are_missing();
+    test_sweep();
+    test_size_limits();
+    test_bad_commands_change_nothing();
+    test_exactly_once();
+    test_same_log_same_state();
+    test_foreach_sorted();
+    test_foreach_expired();
+    test_codec_round_trip();
+    test_codec_rejects_garbage();
+    test_describe();
+    test_100k_keys();
+    CHECK_DONE();
+}
