@@ -11,7 +11,7 @@ foreach(src ${UNIT_TESTS})
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/unit)
   target_compile_options(${name} PRIVATE ${RAFTKV_WARNINGS})
   target_link_libraries(${name} PRIVATE raftkv_core)
-  add_test(NAME unit.${name} COMMAND ${name})
+  add_test(NAME unit.${name} COMMAND ${name} ${CMAKE_SOURCE_DIR})
   set_tests_properties(unit.${name} PROPERTIES TIMEOUT 120)
 endforeach()
 
@@ -52,3 +52,26 @@ foreach(script ${PY_TESTS})
     COMMAND ${Python3_EXECUTABLE} ${script} --build ${CMAKE_BINARY_DIR} --port-base ${port})
   set_tests_properties(${kind}.${name} PROPERTIES TIMEOUT 300)
 endforeach()
+
+# Fuzzing the RESP parsers. fuzz.resp_smoke runs the libFuzzer target on a
+# deterministic corpus with any compiler; RAFTKV_FUZZ builds the real fuzzer:
+#   CC=clang cmake -S . -B build-fuzz -DRAFTKV_FUZZ=ON && cmake --build build-fuzz --target fuzz_resp
+#   build-fuzz/fuzz_resp -max_total_time=60
+set(FUZZ_RESP_SRC ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_resp.c ${CMAKE_SOURCE_DIR}/src/resp.c
+  ${CMAKE_SOURCE_DIR}/src/buf.c)
+add_executable(fuzz_resp_smoke ${FUZZ_RESP_SRC} ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_main.c)
+target_include_directories(fuzz_resp_smoke PRIVATE ${CMAKE_SOURCE_DIR}/src)
+target_compile_options(fuzz_resp_smoke PRIVATE ${RAFTKV_WARNINGS})
+add_test(NAME fuzz.resp_smoke COMMAND fuzz_resp_smoke 200000)
+set_tests_properties(fuzz.resp_smoke PROPERTIES TIMEOUT 120)
+
+if(RAFTKV_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "RAFTKV_FUZZ needs clang: CC=clang cmake -DRAFTKV_FUZZ=ON ...")
+  endif()
+  add_executable(fuzz_resp ${FUZZ_RESP_SRC})
+  target_include_directories(fuzz_resp PRIVATE ${CMAKE_SOURCE_DIR}/src)
+  target_compile_options(fuzz_resp PRIVATE ${RAFTKV_WARNINGS} -fsanitize=fuzzer,address,undefined
+    -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(fuzz_resp PRIVATE -fsanitize=fuzzer,address,undefined)
+endif()
