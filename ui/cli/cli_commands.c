@@ -1,0 +1,330 @@
+/* cli_commands.c - the command table and one handler per command. */
+#include "cli_commands.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli_line.h"
+
+#define SUSPEND_MAX_SECONDS 86400
+
+struct cli_command {
+    const char *name;
+    int min_args; /* not counting the name */
+    int max_args;
+    const char *usage;
+    const char *help;
+    enum cli_status (*run)(struct cli_conn *c, int argc, char **argv);
+};
+
+static enum cli_status run_connect(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_getleader(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_suspend(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_getval(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_setval(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_incr(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_expire(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_ttl(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_del(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_help(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_quit(struct cli_conn *c, int argc, char **argv);
+
+static const struct cli_command commands[] = {
+    {"connect", 1, 2, "connect <id>|<host:port>|<host> <port>", "talk to another node",
+     run_connect},
+    {"getleader", 0, 0, "getleader", "leader's id and address, or None", run_getleader},
+    {"suspend", 1, 1, "suspend <seconds>", "stop the node we talk to for a while", run_suspend},
+    {"getval", 1, 1, "getval <key>", "the value, or None", run_getval},
+    {"setval", 2, 2, "setval <key> <value>", "set the value (clears a TTL)", run_setval},
+    {"incr", 1, 1, "incr <key>", "add 1 (a missing key counts as 0)", run_incr},
+    {"expire", 2, 2, "expire <key> <seconds>", "delete in seconds: 1, or 0 if no key", run_expire},
+    {"ttl", 1, 1, "ttl <key>", "seconds left; -1 no TTL, -2 no key", run_ttl},
+    {"del", 1, CLI_LINE_MAX_WORDS - 1, "del <key> [key ...]", "delete: how many keys there were",
+     run_del},
+    {"help", 0, 1, "help [command]", "this list", run_help},
+    {"quit", 0, 0, "quit", "leave (also exit, Ctrl-D)", run_quit},
+    {"exit", 0, 0, "exit", NULL, run_quit},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const struct cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcasecmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+const char *cli_command_name(size_t i)
+{
+    return i < NCOMMANDS ? commands[i].name : NULL;
+}
+
+void cli_command_help(FILE *out)
+{
+    fprintf(out, "commands (upper or lower case):\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (commands[i].help != NULL)
+            fprintf(out, "  %-39s %s\n", commands[i].usage, commands[i].help);
+    fprintf(out, "Requests follow the leader and are retried until the timeout;\n"
+                 "a retried write applies once.\n");
+}
+
+static enum cli_status usage(const struct cli_command *cmd)
+{
+    fprintf(stderr, "usage: %s\n", cmd->usage);
+    return CLI_USAGE;
+}
+
+enum cli_status cli_command_run(struct cli_conn *c, int argc, char **argv)
+{
+    const struct cli_command *cmd = find_command(argv[0]);
+    if (cmd == NULL) {
+        fprintf(stderr, "error: unknown command '%s' (try help)\n", argv[0]);
+        return CLI_USAGE;
+    }
+    if (argc - 1 < cmd->min_args || argc - 1 > cmd->max_args)
+        return usage(cmd);
+    return cmd->run(c, argc, argv);
+}
+
+/* Parse a whole decimal integer. Returns 0, or -1 when s is not one. */
+static int parse_int(const char *s, long long *out)
+{
+    if (*s == '\0' || isspace((unsigned char)*s))
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Print a reply the way the command line shows it: nil as None. */
+static enum cli_status print_reply(const struct resp_value *v)
+{
+    switch (v->type) {
+    case RESP_ERROR:
+        fprintf(stderr, "error: %s\n", v->str);
+        return CLI_FAILED;
+    case RESP_NIL:
+        printf("None\n");
+        break;
+    case RESP_SIMPLE:
+    case RESP_BULK:
+        fwrite(v->str, 1, v->len, stdout);
+        putchar('\n');
+        break;
+    case RESP_INT:
+        printf("%" PRId64 "\n", v->integer);
+        break;
+    case RESP_ARRAY:
+        for (size_t i = 0; i < v->n; i++) {
+            printf("%zu) ", i + 1);
+            enum cli_status s = print_reply(&v->elems[i]);
+            if (s != CLI_OK)
+                return s;
+        }
+        break;
+    }
+    fflush(stdout);
+    return CLI_OK;
+}
+
+/* Send a request as route allows and print its answer. */
+static enum cli_status call_and_print(struct cli_conn *c, enum cli_route route, size_t argc,
+                                      const char *const *argv)
+{
+    size_t argl[CLI_LINE_MAX_WORDS + 4];
+    for (size_t i = 0; i < argc; i++)
+        argl[i] = strlen(argv[i]);
+    struct resp_value reply;
+    char err[1024];
+    if (cli_conn_call(c, route, argc, argv, argl, &reply, err, sizeof err) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return CLI_FAILED;
+    }
+    enum cli_status s = print_reply(&reply);
+    resp_value_free(&reply);
+    return s;
+}
+
+/* A write goes as RAFT.REQ <client-id> <seq> CMD args...: retries reuse the pair. */
+static enum cli_status write_and_print(struct cli_conn *c, size_t argc, const char *const *argv)
+{
+    char id[24], seq[24];
+    snprintf(id, sizeof id, "%" PRIu64, c->client_id);
+    snprintf(seq, sizeof seq, "%" PRIu64, cli_conn_next_seq(c));
+    const char *req[CLI_LINE_MAX_WORDS + 4] = {"RAFT.REQ", id, seq};
+    for (size_t i = 0; i < argc; i++)
+        req[3 + i] = argv[i];
+    return call_and_print(c, CLI_ROUTE_LEADER, argc + 3, req);
+}
+
+static enum cli_status run_connect(struct cli_conn *c, int argc, char **argv)
+{
+    const struct cli_command *cmd = find_command("connect");
+    char host[CLUSTER_HOST_MAX];
+    int port = 0;
+    char err[256];
+    int index;
+    long long id;
+
+    if (argc == 2 && parse_int(argv[1], &id) == 0) {
+        if (id <= 0 || id > UINT32_MAX || (index = cli_conn_find_id(c, (uint32_t)id)) < 0) {
+            fprintf(stderr,
+                    "error: no node %s is known (give --config FILE, or connect "
+                    "<host:port>)\n",
+                    argv[1]);
+            return CLI_FAILED;
+        }
+    } else {
+        if (argc == 2) {
+            if (cluster_parse_hostport(argv[1], host, sizeof host, &port, err, sizeof err) < 0) {
+                fprintf(stderr, "error: %s\n", err);
+                return usage(cmd);
+            }
+        } else {
+            long long p;
+            if (parse_int(argv[2], &p) < 0 || p < 1 || p > 65535) {
+                fprintf(stderr, "error: port must be 1-65535, got '%s'\n", argv[2]);
+                return usage(cmd);
+            }
+            snprintf(host, sizeof host, "%s", argv[1]);
+            port = (int)p;
+        }
+        index = cli_conn_add_node(c, 0, host, port);
+        if (index < 0) {
+            fprintf(stderr, "error: too many nodes known (at most %d)\n", CLI_MAX_NODES);
+            return CLI_FAILED;
+        }
+    }
+    cli_conn_select(c, (size_t)index);
+    char name[CLI_ADDR_MAX + 32];
+    cli_conn_describe(c, name, sizeof name);
+    if (cli_conn_open(c, err, sizeof err) < 0) {
+        fprintf(stderr, "error: cannot connect to %s: %s\n", name, err);
+        return CLI_FAILED;
+    }
+    printf("connected to %s\n", name);
+    fflush(stdout);
+    return CLI_OK;
+}
+
+static enum cli_status run_getleader(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    const char *req[] = {"RAFT.LEADER"};
+    size_t argl[] = {strlen(req[0])};
+    struct resp_value reply;
+    char err[1024];
+    if (cli_conn_call(c, CLI_ROUTE_ANY, 1, req, argl, &reply, err, sizeof err) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return CLI_FAILED;
+    }
+    /* "<id> <host:port>": remember the leader's id for connect <id>. */
+    if (reply.type == RESP_BULK) {
+        unsigned id;
+        char addr[CLI_ADDR_MAX], host[CLUSTER_HOST_MAX];
+        int port;
+        if (sscanf(reply.str, "%u %127s", &id, addr) == 2 &&
+            cluster_parse_hostport(addr, host, sizeof host, &port, err, sizeof err) == 0)
+            cli_conn_add_node(c, id, host, port);
+    }
+    enum cli_status s = print_reply(&reply);
+    resp_value_free(&reply);
+    return s;
+}
+
+static enum cli_status run_suspend(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    long long seconds;
+    if (parse_int(argv[1], &seconds) < 0 || seconds < 1 || seconds > SUSPEND_MAX_SECONDS) {
+        fprintf(stderr, "error: seconds must be a whole number from 1 to %d, got '%s'\n",
+                SUSPEND_MAX_SECONDS, argv[1]);
+        return usage(find_command("suspend"));
+    }
+    const char *req[] = {"RAFT.SUSPEND", argv[1]};
+    return call_and_print(c, CLI_ROUTE_THIS, 2, req);
+}
+
+static enum cli_status run_getval(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    const char *req[] = {"GET", argv[1]};
+    return call_and_print(c, CLI_ROUTE_LEADER, 2, req);
+}
+
+static enum cli_status run_setval(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    const char *req[] = {"SET", argv[1], argv[2]};
+    return write_and_print(c, 3, req);
+}
+
+static enum cli_status run_incr(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    const char *req[] = {"INCR", argv[1]};
+    return write_and_print(c, 2, req);
+}
+
+static enum cli_status run_expire(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    long long seconds;
+    if (parse_int(argv[2], &seconds) < 0) {
+        fprintf(stderr, "error: seconds must be a whole number, got '%s'\n", argv[2]);
+        return usage(find_command("expire"));
+    }
+    const char *req[] = {"EXPIRE", argv[1], argv[2]};
+    return write_and_print(c, 3, req);
+}
+
+static enum cli_status run_ttl(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    const char *req[] = {"TTL", argv[1]};
+    return call_and_print(c, CLI_ROUTE_LEADER, 2, req);
+}
+
+static enum cli_status run_del(struct cli_conn *c, int argc, char **argv)
+{
+    const char *req[CLI_LINE_MAX_WORDS] = {"DEL"};
+    for (int i = 1; i < argc; i++)
+        req[i] = argv[i];
+    return write_and_print(c, (size_t)argc, req);
+}
+
+static enum cli_status run_help(struct cli_conn *c, int argc, char **argv)
+{
+    (void)c;
+    if (argc == 2) {
+        const struct cli_command *cmd = find_command(argv[1]);
+        if (cmd == NULL) {
+            fprintf(stderr, "error: unknown command '%s' (try help)\n", argv[1]);
+            return CLI_USAGE;
+        }
+        printf("usage: %s\n", cmd->usage);
+        return CLI_OK;
+    }
+    cli_command_help(stdout);
+    return CLI_OK;
+}
+
+static enum cli_status run_quit(struct cli_conn *c, int argc, char **argv)
+{
+    (void)c;
+    (void)argc;
+    (void)argv;
+    return CLI_QUIT;
+}
