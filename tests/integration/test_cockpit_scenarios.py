@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Every demo in assets/scenarios/ passes headless.
+
+Each scenario runs as `raftkv --headless --script FILE` on its own ports and
+data dir; it must exit 0 (every expectation held) and leave no node running.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCENARIOS = os.path.join(ROOT, "assets", "scenarios")
+PORTS_PER_RUN = 12  # a 5-node cluster needs 10 (peers and clients)
+RUN_TIMEOUT_S = 150
+
+
+def processes_with(text):
+    """pids whose command line contains text."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def wait_until(predicate, timeout_s, interval_s=0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
+
+
+def run_scenario(build, path, port_base, work):
+    data = os.path.join(work, os.path.basename(path)[:-4])
+    cmd = [
+        os.path.join(build, "raftkv"),
+        "--headless",
+        "--script", path,
+        "--port-base", str(port_base),
+        "--data", data,
+        "--node-bin", os.path.join(build, "raftkv-node"),
+    ]
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, out, err = "timeout", e.stdout or "", e.stderr or ""
+        if isinstance(out, bytes):
+            out = out.decode(errors="replace")
+        if isinstance(err, bytes):
+            err = err.decode(errors="replace")
+    seconds = time.monotonic() - started
+    problems = []
+    if rc != 0:
+        problems.append(f"exit status {rc}")
+    if "script passed" not in out:
+        problems.append("no 'script passed' line")
+    if not wait_until(lambda: not processes_with(data), 5):
+        pids = processes_with(data)
+        problems.append(f"nodes left running: {pids}")
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+    return problems, seconds, out, err
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--build", required=True)
+    parser.add_argument("--port-base", type=int, required=True)
+    args = parser.parse_args()
+    build = os.path.abspath(args.build)
+    for program in ("raftkv", "raftkv-node"):
+        if not os.access(os.path.join(build, program), os.X_OK):
+            print(f"missing {program} in {build}")
+            return 1
+
+    scenarios = sorted(f for f in os.listdir(SCENARIOS) if f.endswith(".txt"))
+    if len(scenarios) < 6:
+        print(f"expected at least 6 scenarios in {SCENARIOS}, found {len(scenarios)}")
+        return 1
+    if len(scenarios) * PORTS_PER_RUN > 100:
+        print("too many scenarios for this test's 100 ports")
+        return 1
+
+    work = tempfile.mkdtemp(prefix="raftkv-scenarios-")
+    failed = 0
+    try:
+        for i, name in enumerate(scenarios):
+            path = os.path.join(SCENARIOS, name)
+            with open(path) as f:
+                first = f.readline()
+            if not first.startswith("#"):
+                print(f"FAIL {name}: no comment header saying what it shows")
+                failed += 1
+                continue
+            problems, seconds, out, err = run_scenario(
+                build, path, args.port_base + i * PORTS_PER_RUN, work)
+            if problems:
+                failed += 1
+                print(f"FAIL {name} ({seconds:.1f} s): {'; '.join(problems)}")
+                print("---- stdout\n" + out[-6000:])
+                print("---- stderr\n" + err[-3000:])
+            else:
+                print(f"ok   {name} ({seconds:.1f} s)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{len(scenarios) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+/* supervisor.h - starts, stops and breaks raftkv-node processes.
+ *
+ * Process faults are signals (suspend = SIGSTOP, resume = SIGCONT, kill =
+ * SIGKILL); network faults and timers are Control messages pushed to each
+ * node's peer URL. The faults we want are remembered and sent again until a
+ * node's status shows them, so a restarted node gets them too.
+ *
+ * No orphans: every child gets PR_SET_PDEATHSIG(SIGKILL), and the cockpit
+ * stops every node on quit, on SIGINT/SIGTERM/SIGHUP and on a crash.
+ */
+#ifndef RAFTKV_UI_SUPERVISOR_H
+#define RAFTKV_UI_SUPERVISOR_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cluster.h"
+#include "model.h"
+
+struct sup_options {
+    size_t nodes;            /* when no config file is given */
+    const char *data_dir;    /* NULL: a fresh temporary dir, removed on quit */
+    const char *config_path; /* NULL: write one */
+    const char *node_bin;    /* NULL: raftkv-node next to this program */
+    int port_base;           /* 0: free ports chosen by the system */
+    double speed;
+};
+
+struct sup_node {
+    uint32_t id;
+    pid_t pid;             /* 0: no process */
+    bool stopped;          /* SIGSTOPped by us */
+    bool killed;           /* we sent SIGKILL; not reaped yet */
+    bool restart_pending;  /* start again once reaped */
+    uint64_t resume_at_ms; /* suspend N seconds: SIGCONT then; 0: never */
+    char data_dir[PATH_MAX];
+    char log_path[PATH_MAX];
+    int control;           /* NN_PUSH connected to the node's peer URL */
+    uint32_t want_blocked; /* bit per node id */
+    uint64_t last_control_ms;
+    uint64_t timeout_until_ms; /* a timeout_now not yet delivered */
+};
+
+struct supervisor {
+    struct cluster cluster;
+    char dir[PATH_MAX];
+    bool remove_dir;
+    char cluster_path[PATH_MAX];
+    char node_bin[PATH_MAX];
+    char status_url[PATH_MAX + 16];
+    int status_sock; /* NN_PULL */
+    int status_fd;   /* its NN_RCVFD, for poll */
+    double speed;
+    uint32_t drop_percent;
+    uint32_t delay_ms;
+    struct sup_node nodes[CLUSTER_MAX_NODES];
+    struct model *model;
+    uint64_t statuses, bad_statuses;
+};
+
+/* Make the data dir, write or load the cluster file, bind the status socket.
+ * Returns 0, or -1 with err filled. */
+int sup_open(struct supervisor *s, const struct sup_options *o, char *err, size_t errlen);
+/* The model to report to (set before starting nodes). */
+void sup_attach_model(struct supervisor *s, struct model *m);
+void sup_start_all(struct supervisor *s, uint64_t now_ms);
+/* Stop every node (SIGTERM, then SIGKILL after a grace time), remove a
+ * temporary data dir. */
+void sup_close(struct supervisor *s);
+
+struct sup_node *sup_node(struct supervisor *s, uint32_t id);
+
+/* Faults. Each returns 0, or -1 with err filled ("node 2 is down"). */
+int sup_suspend(struct supervisor *s, uint32_t id, double seconds, uint64_t now_ms, char *err,
+                size_t errlen);
+int sup_resume(struct supervisor *s, uint32_t id, char *err, size_t errlen);
+int sup_kill(struct supervisor *s, uint32_t id, char *err, size_t errlen);
+int sup_restart(struct supervisor *s, uint32_t id, uint64_t now_ms, char *err, size_t errlen);
+int sup_isolate(struct supervisor *s, uint32_t id, uint64_t now_ms, char *err, size_t errlen);
+/* groups[i] is a bit mask of node ids; nodes in no group form one more. */
+int sup_partition(struct supervisor *s, const uint32_t *groups, size_t n_groups, uint64_t now_ms,
+                  char *err, size_t errlen);
+void sup_heal(struct supervisor *s, uint64_t now_ms);
+int sup_drop(struct supervisor *s, uint32_t percent, uint64_t now_ms, char *err, size_t errlen);
+int sup_delay(struct supervisor *s, uint32_t ms, uint64_t now_ms, char *err, size_t errlen);
+int sup_speed(struct supervisor *s, double speed, uint64_t now_ms, char *err, size_t errlen);
+int sup_timeout(struct supervisor *s, uint32_t id, uint64_t now_ms, char *err, size_t errlen);
+
+/* Once per loop: reap children, resume on schedule, resend faults. */
+void sup_tick(struct supervisor *s, uint64_t now_ms);
+/* Read every waiting Status into the model (never blocks). */
+void sup_receive(struct supervisor *s);
+/* From a signal handler: SIGKILL every node. Async-signal-safe. */
+void sup_kill_all_now(void);
+
+#endif
