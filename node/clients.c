@@ -146,7 +146,9 @@ void clients_read(struct node *n, struct client *c)
             break;
         if (rc == RESP_PARSE_ERROR) {
             /* As Redis: answer with the protocol error, then hang up. */
-            client_error_and_close(n, c, err);
+            char msg[160];
+            snprintf(msg, sizeof(msg), "ERR %s", err);
+            client_error_and_close(n, c, msg);
             break;
         }
         if (n->req.argc > 0)

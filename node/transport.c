@@ -63,7 +63,8 @@ int transport_open(struct node *n, char *err, size_t errlen)
         int s = nn_socket(AF_SP, NN_PUSH);
         if (s < 0)
             return transport_nn_error(err, errlen, "cannot open a socket for", peer->peer_url);
-        int sndbuf = 4 * 1024 * 1024, ivl = 50, ivl_max = 500, linger = 0;
+        /* Reconnect to a restarted peer well within an election timeout. */
+        int sndbuf = 4 * 1024 * 1024, ivl = 25, ivl_max = 0, linger = 0;
         nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDBUF, &sndbuf, sizeof(sndbuf));
         nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL, &ivl, sizeof(ivl));
         nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));

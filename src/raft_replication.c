@@ -184,10 +184,13 @@ int raft_recv_append_reply(struct raft *r, const struct raft_msg *m)
             }
             if (next > m->rejected_index)
                 next = m->rejected_index;
-            if (next < pr->match + 1)
-                next = pr->match + 1;
             if (next < 1)
                 next = 1;
+            /* A follower that rejects at or below what it once acknowledged
+             * has lost entries (a damaged disk): forget what it had. matchIndex
+             * only feeds the commit rule, and commitIndex never moves back. */
+            if (pr->match >= next)
+                pr->match = next - 1;
             pr->next = next;
             pr->probing = true;
             raft_send_append(r, slot, true);
