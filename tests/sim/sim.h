@@ -1,0 +1,215 @@
+/* sim.h - a deterministic simulation of a cluster of pure Raft cores.
+ *
+ * N cores live in one process on one virtual clock (milliseconds). Each is
+ * driven as the real node drives it: an event (tick, message, proposal,
+ * read), then every ready carried out as persist, send, apply, reads,
+ * advance. The network delays, drops, duplicates and reorders messages and
+ * can be partitioned; nodes crash and restart from what they persisted. All
+ * randomness comes from one seed, so a failing run replays exactly. After
+ * every event the checker (sim_check.c) verifies the safety properties of
+ * the Raft paper's Figure 3.
+ */
+#ifndef RAFTKV_SIM_H
+#define RAFTKV_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raft.h"
+
+/* ------------------------------------------------------------ randomness */
+
+/* xorshift64*, seeded through splitmix64. */
+struct sim_rng {
+    uint64_t state;
+};
+
+void sim_rng_seed(struct sim_rng *g, uint64_t seed);
+uint64_t sim_rng_next(struct sim_rng *g);
+uint64_t sim_rng_below(struct sim_rng *g, uint64_t n);               /* [0, n), 0 when n == 0 */
+uint64_t sim_rng_range(struct sim_rng *g, uint64_t lo, uint64_t hi); /* [lo, hi] */
+bool sim_rng_chance(struct sim_rng *g, double p);
+
+/* ------------------------------------------------------------ the cluster */
+
+/* What a node wrote to its disk: all that survives a crash. */
+struct sim_disk {
+    uint64_t term;
+    uint32_t vote;
+    struct raft_entry *entries; /* entries[i] has index i + 1; deep copies */
+    size_t len, cap;
+    uint32_t *vote_of_term; /* every vote ever persisted, by term */
+    size_t n_vote_of_term;
+};
+
+/* A message in flight, owning a copy of its entries. */
+struct sim_packet {
+    uint64_t deliver_ms;
+    uint64_t seq; /* tie-break: equal times deliver in send order */
+    struct raft_msg msg;
+};
+
+struct sim_net {
+    struct sim_packet *heap; /* min-heap on (deliver_ms, seq) */
+    size_t len, cap;
+    uint64_t next_seq;
+    double drop;                              /* chance a message is lost */
+    double dup;                               /* chance a message arrives twice */
+    uint32_t max_delay_ms;                    /* delays are 1..max_delay_ms */
+    bool cut[RAFT_MAX_NODES][RAFT_MAX_NODES]; /* [from slot][to slot]: link down */
+    uint64_t sent, lost, delivered;
+};
+
+/* The checker's memory of one entry of a node's log. */
+struct sim_shadow {
+    uint64_t term;
+    const uint8_t *data; /* where the data was: unchanged entries keep it */
+    uint64_t hash;       /* of the data: a re-made but equal entry matches */
+    uint32_t len;
+    uint8_t type;
+};
+
+struct sim_node {
+    uint32_t id;
+    size_t slot;
+    bool up;
+    unsigned life;       /* how many times it was started */
+    uint64_t restart_ms; /* while down: when it comes back, 0 = not by itself */
+    uint64_t next_tick_ms;
+    struct raft r; /* valid while up */
+    struct sim_disk disk;
+
+    /* What the checker saw of this node after its last event. */
+    struct sim_shadow *shadow;
+    size_t shadow_len, shadow_cap;
+    uint64_t seen_commit;
+    uint64_t seen_term;
+    enum raft_role seen_role;
+    uint64_t applied;       /* entries applied in this life */
+    uint64_t complete_upto; /* committed entries verified in its log while leader */
+    uint64_t checks;        /* how many times the checker looked at it */
+};
+
+struct sim_params {
+    uint32_t election_min_ms, election_max_ms, heartbeat_ms;
+    uint32_t tick_ms;       /* a node is ticked at least this often */
+    bool tick_at_deadlines; /* and also exactly when its timers expire */
+    bool tick_before_event; /* a tick to the current time before each step */
+    double send_first;      /* chance to send before persisting, when the core allows it */
+    double crash_in_ready;  /* chance to crash between persisting and sending */
+    uint32_t down_min_ms, down_max_ms; /* how long a crashed node stays down */
+};
+
+/* A read asked of a leader, as the checker remembers it. */
+struct sim_read {
+    uint32_t node;
+    unsigned life;
+    uint64_t term;
+    uint64_t must_cover; /* everything committed anywhere when it was asked */
+    bool answered;
+    bool ok;
+    uint64_t index;
+};
+
+/* A client command: where the leader said it would sit, where it committed. */
+struct sim_command {
+    uint64_t index, term;
+    uint64_t committed_at;
+};
+
+/* The committed entry at one index, as first seen committed by any node. */
+struct sim_committed {
+    struct raft_entry e;
+    uint64_t term_seen; /* lowest current_term of a node that saw it committed */
+};
+
+typedef void sim_observer(void *arg, const struct raft_msg *m);
+
+struct sim {
+    size_t n;
+    struct sim_node nodes[RAFT_MAX_NODES];
+    struct sim_params p;
+    struct sim_net net;
+    struct sim_rng rng;
+    uint64_t now;
+    uint64_t events;
+    uint64_t work;       /* events plus entries copied into messages */
+    uint64_t work_limit; /* more than this is a runaway, not a test */
+    bool verbose;
+    bool failed;
+    char failure[512];
+
+    /* Global record kept by the checker. */
+    uint32_t *leader_of_term;
+    size_t n_leader_of_term;
+    struct sim_committed *committed;
+    size_t n_committed, cap_committed;
+    struct sim_read *reads; /* read id k is reads[k - 1] */
+    size_t n_reads, cap_reads;
+    struct sim_command *commands; /* command id k is commands[k] */
+    size_t n_commands, cap_commands;
+
+    /* Scenario hook: sees every message a node sends. */
+    sim_observer *observe;
+    void *observe_arg;
+};
+
+/* sim_cluster.c: the nodes and how they are driven. */
+void *sim_realloc(void *p, size_t size); /* exits when memory runs out */
+void sim_init(struct sim *s, size_t n, uint64_t seed, const struct sim_params *p, bool verbose);
+void sim_free(struct sim *s);
+void sim_fail(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sim_trace(struct sim *s, uint32_t id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sim_disk_append(struct sim_disk *d, uint64_t term, uint8_t type, const void *data,
+                     uint32_t len);
+void sim_start(struct sim *s, struct sim_node *nd);
+void sim_start_all(struct sim *s);
+void sim_crash(struct sim *s, struct sim_node *nd, uint64_t restart_ms);
+/* Runs the next tick, delivery or restart due at or before until; false
+ * (with the clock moved to until) when there is none. */
+bool sim_step(struct sim *s, uint64_t until);
+void sim_run_for(struct sim *s, uint64_t ms);
+typedef bool sim_pred(struct sim *s, void *arg);
+bool sim_run_until(struct sim *s, uint64_t deadline_ms, sim_pred *pred, void *arg);
+/* Client events at one node. Return the core's result. */
+int sim_propose(struct sim *s, struct sim_node *nd, uint64_t *index, uint64_t *term);
+/* Several commands in one go, as a node batches its clients; how many were taken. */
+size_t sim_propose_batch(struct sim *s, struct sim_node *nd, size_t count);
+int sim_read(struct sim *s, struct sim_node *nd, uint64_t *read_id);
+void sim_timeout_now(struct sim *s, struct sim_node *nd);
+/* Hands a hand-made message to a node as if it had arrived. */
+void sim_inject(struct sim *s, struct sim_node *nd, const struct raft_msg *m);
+struct sim_node *sim_node_by_id(struct sim *s, uint32_t id);
+/* The live leader with the highest term, NULL if none. */
+struct sim_node *sim_leader(struct sim *s);
+const char *sim_msg_name(enum raft_msg_type type);
+
+/* sim_net.c: the network. */
+void sim_net_send(struct sim *s, const struct raft_msg *m);
+bool sim_net_pop(struct sim *s, struct sim_packet *out); /* caller frees with sim_packet_free */
+void sim_packet_free(struct sim_packet *p);
+void sim_net_heal(struct sim *s);
+void sim_net_isolate(struct sim *s, size_t slot);
+void sim_net_free(struct sim *s);
+
+/* sim_check.c: the safety properties, checked after every event. */
+void sim_check_node(struct sim *s, struct sim_node *nd);
+void sim_check_restored(struct sim *s, struct sim_node *nd);
+void sim_check_sent(struct sim *s, struct sim_node *nd, const struct raft_msg *m);
+void sim_check_persist(struct sim *s, struct sim_node *nd, const struct raft_ready *rd);
+void sim_check_apply(struct sim *s, struct sim_node *nd, uint64_t index,
+                     const struct raft_entry *e);
+void sim_check_read(struct sim *s, struct sim_node *nd, const struct raft_read_result *res);
+void sim_check_full(struct sim *s);
+void sim_note_command(struct sim *s, uint64_t id, uint64_t index, uint64_t term);
+bool sim_entry_equal(const struct raft_entry *a, const struct raft_entry *b);
+
+/* sim_chaos.c: one seeded random run; true when it passed. */
+bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose);
+
+/* sim_scenarios.c: directed tests; returns how many failed. */
+int sim_run_scenarios(bool verbose);
+
+#endif

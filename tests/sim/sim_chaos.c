@@ -1,0 +1,309 @@
+/* sim_chaos.c - one seeded random run: a chaotic phase (loss, duplicates,
+ * delays, partitions, crashes, forced elections, client writes and reads),
+ * then everything heals and the cluster must make progress: within 10
+ * virtual seconds a leader, a fresh write committed on every node and a
+ * successful read. Every choice comes from the seed. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "sim.h"
+
+#define HEAL_DEADLINE_MS 10000
+
+/* How hard a run shakes the cluster: drawn from the seed. */
+struct chaos {
+    uint64_t chaos_ms;
+    uint64_t propose_every_ms;
+    uint64_t read_every_ms;
+    uint64_t fault_every_ms; /* 0: no faults */
+    bool partitions;
+    bool crashes;
+    double drop, dup;
+    uint32_t max_delay_ms;
+
+    uint64_t next_propose_ms, next_read_ms, next_fault_ms;
+};
+
+static uint64_t pick(struct sim_rng *g, const uint64_t *choices, size_t n)
+{
+    return choices[sim_rng_below(g, n)];
+}
+
+#define PICK(g, ...)                                                                               \
+    pick(g, (const uint64_t[]){__VA_ARGS__},                                                       \
+         sizeof((const uint64_t[]){__VA_ARGS__}) / sizeof(uint64_t))
+
+static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c)
+{
+    p->election_min_ms = (uint32_t)PICK(g, 150, 150, 100, 200, 300);
+    p->election_max_ms = p->election_min_ms * 2;
+    p->heartbeat_ms = (uint32_t)PICK(g, 50, 50, 30, 20);
+    p->tick_ms = (uint32_t)PICK(g, 1, 5, 10, 10, 20, 50);
+    p->tick_at_deadlines = sim_rng_chance(g, 0.5);
+    p->tick_before_event = sim_rng_chance(g, 0.5);
+    p->send_first = PICK(g, 0, 50, 100) / 100.0;
+    p->crash_in_ready = PICK(g, 0, 0, 2, 10) / 1000.0;
+    p->down_min_ms = 10;
+    p->down_max_ms = (uint32_t)PICK(g, 100, 1000, 3000);
+
+    c->chaos_ms = sim_rng_range(g, 5000, 20000);
+    c->propose_every_ms = PICK(g, 5, 20, 50, 100, 300);
+    c->read_every_ms = PICK(g, 10, 50, 100, 300);
+    c->fault_every_ms = PICK(g, 0, 200, 500, 1000, 2000);
+    c->partitions = sim_rng_chance(g, 0.7);
+    c->crashes = sim_rng_chance(g, 0.6);
+    c->drop = PICK(g, 0, 0, 1, 5, 10, 30) / 100.0;
+    c->dup = PICK(g, 0, 0, 2, 10) / 100.0;
+    c->max_delay_ms = (uint32_t)PICK(g, 1, 3, 10, 20, 50);
+}
+
+static uint64_t next_time(struct sim *s, uint64_t every)
+{
+    return s->now + sim_rng_range(&s->rng, 1, 2 * every);
+}
+
+/* A random client: mostly at a leader (a stale one too), sometimes anywhere. */
+static struct sim_node *client_target(struct sim *s)
+{
+    struct sim_node *leaders[RAFT_MAX_NODES], *live[RAFT_MAX_NODES];
+    size_t n_leaders = 0, n_live = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        struct sim_node *nd = &s->nodes[i];
+        if (!nd->up)
+            continue;
+        live[n_live++] = nd;
+        if (nd->r.role == RAFT_LEADER)
+            leaders[n_leaders++] = nd;
+    }
+    if (n_leaders > 0 && sim_rng_chance(&s->rng, 0.9))
+        return leaders[sim_rng_below(&s->rng, n_leaders)];
+    return n_live > 0 ? live[sim_rng_below(&s->rng, n_live)] : NULL;
+}
+
+static void client_propose(struct sim *s, struct chaos *c)
+{
+    c->next_propose_ms = next_time(s, c->propose_every_ms);
+    struct sim_node *nd = client_target(s);
+    if (nd == NULL)
+        return;
+    size_t count = sim_rng_chance(&s->rng, 0.2) ? sim_rng_range(&s->rng, 2, 20) : 1;
+    sim_propose_batch(s, nd, count);
+}
+
+static void client_read(struct sim *s, struct chaos *c)
+{
+    c->next_read_ms = next_time(s, c->read_every_ms);
+    struct sim_node *nd = client_target(s);
+    uint64_t id;
+    if (nd != NULL)
+        sim_read(s, nd, &id);
+}
+
+/* Half the time the leader: faults there make logs diverge. */
+static struct sim_node *random_node(struct sim *s)
+{
+    struct sim_node *ld = sim_leader(s);
+    if (ld != NULL && sim_rng_chance(&s->rng, 0.5))
+        return ld;
+    return &s->nodes[sim_rng_below(&s->rng, s->n)];
+}
+
+static void partition(struct sim *s)
+{
+    sim_net_heal(s);
+    uint64_t shape = sim_rng_below(&s->rng, 3);
+    if (shape == 0) {
+        size_t slot = random_node(s)->slot;
+        sim_net_isolate(s, slot);
+        sim_trace(s, RAFT_NONE, "net: node %zu isolated", slot + 1);
+    } else if (shape == 1) {
+        /* Two sides, neither empty. */
+        bool side[RAFT_MAX_NODES];
+        size_t first = sim_rng_below(&s->rng, s->n);
+        for (size_t i = 0; i < s->n; i++)
+            side[i] = i == first ? false : sim_rng_chance(&s->rng, 0.5);
+        side[(first + 1 + sim_rng_below(&s->rng, s->n - 1)) % s->n] = true;
+        char desc[64];
+        size_t used = 0;
+        for (int want = 0; want < 2; want++) {
+            used += (size_t)snprintf(desc + used, sizeof(desc) - used, "%s", want ? " | " : "");
+            for (size_t i = 0; i < s->n; i++)
+                if (side[i] == (bool)want)
+                    used += (size_t)snprintf(desc + used, sizeof(desc) - used, "%zu ", i + 1);
+        }
+        for (size_t i = 0; i < s->n; i++)
+            for (size_t j = 0; j < s->n; j++)
+                s->net.cut[i][j] = side[i] != side[j];
+        sim_trace(s, RAFT_NONE, "net: partition %s", desc);
+    } else {
+        /* Some links fail one way only. */
+        for (size_t i = 0; i < s->n; i++)
+            for (size_t j = 0; j < s->n; j++)
+                s->net.cut[i][j] = i != j && sim_rng_chance(&s->rng, 0.3);
+        sim_trace(s, RAFT_NONE, "net: random one-way link failures");
+    }
+}
+
+static void fault(struct sim *s, struct chaos *c)
+{
+    c->next_fault_ms = next_time(s, c->fault_every_ms);
+    uint64_t roll = sim_rng_below(&s->rng, 100);
+    if (roll < 35 && c->partitions) {
+        partition(s);
+    } else if (roll < 55 && c->partitions) {
+        sim_net_heal(s);
+        sim_trace(s, RAFT_NONE, "net: healed");
+    } else if (roll < 85 && c->crashes) {
+        struct sim_node *nd = random_node(s);
+        uint64_t down = sim_rng_range(&s->rng, s->p.down_min_ms, s->p.down_max_ms);
+        sim_crash(s, nd, s->now + down);
+    } else {
+        struct sim_node *nd = &s->nodes[sim_rng_below(&s->rng, s->n)];
+        sim_timeout_now(s, nd);
+    }
+}
+
+/* Runs events up to limit, then the client and fault events due then. */
+static void run_until_next(struct sim *s, struct chaos *c, uint64_t limit, bool faults)
+{
+    uint64_t next = c->next_propose_ms < c->next_read_ms ? c->next_propose_ms : c->next_read_ms;
+    if (faults && c->next_fault_ms < next)
+        next = c->next_fault_ms;
+    if (next > limit)
+        next = limit;
+    if (sim_step(s, next))
+        return;
+    if (s->now >= c->next_propose_ms)
+        client_propose(s, c);
+    else if (s->now >= c->next_read_ms)
+        client_read(s, c);
+    else if (faults && s->now >= c->next_fault_ms)
+        fault(s, c);
+}
+
+/* What the healed cluster must do, one goal after the other. */
+struct liveness {
+    int stage; /* 0 write, 1 wait commit, 2 read, 3 wait read, 4 done */
+    uint64_t index, term, read_id;
+};
+
+static bool committed_everywhere(struct sim *s, uint64_t index, uint64_t term)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const struct sim_node *nd = &s->nodes[i];
+        if (!nd->up || nd->r.commit_index < index || raft_term_at(&nd->r, index) != term)
+            return false;
+    }
+    return true;
+}
+
+static void liveness_step(struct sim *s, struct liveness *lv)
+{
+    struct sim_node *ld = sim_leader(s);
+    switch (lv->stage) {
+    case 0:
+        if (ld != NULL && sim_propose(s, ld, &lv->index, &lv->term) == RAFT_OK)
+            lv->stage = 1;
+        break;
+    case 1:
+        if (committed_everywhere(s, lv->index, lv->term))
+            lv->stage = 2;
+        else if (s->n_committed >= lv->index && s->committed[lv->index - 1].e.term != lv->term)
+            lv->stage = 0; /* overwritten by another leader: write again */
+        break;
+    case 2:
+        if (ld != NULL && sim_read(s, ld, &lv->read_id) == RAFT_OK)
+            lv->stage = 3;
+        break;
+    case 3: {
+        const struct sim_read *rd = &s->reads[lv->read_id - 1];
+        if (rd->answered)
+            lv->stage = rd->ok ? 4 : 2;
+        break;
+    }
+    }
+}
+
+static const char *liveness_goal(int stage)
+{
+    static const char *goals[] = {"no leader took a write", "the write did not commit everywhere",
+                                  "no leader took a read", "the read did not succeed", "done"};
+    return goals[stage];
+}
+
+bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
+{
+    struct sim_rng g;
+    sim_rng_seed(&g, seed ^ ((uint64_t)n << 56));
+    struct sim_params p;
+    struct chaos c;
+    draw_params(&g, &p, &c);
+    struct sim s;
+    sim_init(&s, n, sim_rng_next(&g), &p, verbose);
+    s.work_limit += 100 * steps;
+    s.net.drop = c.drop;
+    s.net.dup = c.dup;
+    s.net.max_delay_ms = c.max_delay_ms;
+    if (verbose) {
+        char faults[96] = "no faults";
+        if (c.fault_every_ms)
+            snprintf(faults, sizeof(faults), "faults every %" PRIu64 " ms (%s%sforced elections)",
+                     c.fault_every_ms, c.partitions ? "partitions, " : "",
+                     c.crashes ? "crashes, " : "");
+        printf("seed %" PRIu64 ": %zu nodes, election %u-%u ms, heartbeat %u ms, tick %u ms%s%s, "
+               "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
+               "%.1f%%, send first %.0f%%\n",
+               seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
+               p.tick_at_deadlines ? " and at deadlines" : "",
+               p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
+               c.max_delay_ms, faults, p.crash_in_ready * 100, p.send_first * 100);
+    }
+
+    sim_start_all(&s);
+    c.next_propose_ms = next_time(&s, c.propose_every_ms);
+    c.next_read_ms = next_time(&s, c.read_every_ms);
+    c.next_fault_ms = c.fault_every_ms ? next_time(&s, c.fault_every_ms) : UINT64_MAX;
+    bool faults = c.fault_every_ms != 0;
+    uint64_t chaos_end = steps ? UINT64_MAX : c.chaos_ms;
+    while (!s.failed && s.now < chaos_end && (steps == 0 || s.events < steps))
+        run_until_next(&s, &c, chaos_end, faults);
+
+    /* Heal: no loss, no partition, every node up, no more crashes. */
+    uint64_t heal_ms = s.now;
+    if (!s.failed)
+        sim_trace(&s, RAFT_NONE, "heal: everything up, no loss, no partition");
+    s.net.drop = 0;
+    s.net.dup = 0;
+    if (s.net.max_delay_ms > 10)
+        s.net.max_delay_ms = 10;
+    s.p.crash_in_ready = 0;
+    sim_net_heal(&s);
+    for (size_t i = 0; i < n; i++)
+        sim_start(&s, &s.nodes[i]);
+    struct liveness lv = {0};
+    uint64_t deadline = heal_ms + HEAL_DEADLINE_MS;
+    while (!s.failed && lv.stage != 4 && s.now < deadline) {
+        run_until_next(&s, &c, deadline, false);
+        liveness_step(&s, &lv);
+    }
+    if (!s.failed && lv.stage != 4)
+        sim_fail(&s, "liveness: %d ms after healing, %s", HEAL_DEADLINE_MS,
+                 liveness_goal(lv.stage));
+    if (!s.failed)
+        sim_check_full(&s);
+
+    bool ok = !s.failed;
+    if (!ok)
+        printf("FAIL seed %" PRIu64 " %s (replay: raftkv-sim --nodes %zu --seed %" PRIu64
+               " --verbose)\n",
+               seed, s.failure, n, seed);
+    else if (verbose)
+        printf("seed %" PRIu64 ": ok, %" PRIu64 " events, work %" PRIu64 ", %" PRIu64
+               " messages (%" PRIu64 " lost), %zu entries committed, %zu reads, healed in %" PRIu64
+               " ms\n",
+               seed, s.events, s.work, s.net.sent, s.net.lost, s.n_committed, s.n_reads,
+               s.now - heal_ms);
+    fflush(stdout);
+    sim_free(&s);
+    return ok;
+}

@@ -1,0 +1,551 @@
+/* sim_check.c - the safety properties of the Raft paper (Figure 3), checked
+ * after every event, plus the durability promises of Figure 2:
+ *
+ * - Election Safety: at most one leader can be elected in a given term.
+ * - Leader Append-Only: a leader never overwrites or deletes entries in its
+ *   log; it only appends new entries.
+ * - Log Matching: if two logs contain an entry with the same index and term,
+ *   then the logs are identical in all entries up through the given index.
+ * - Leader Completeness: if a log entry is committed in a given term, then
+ *   that entry will be present in the logs of the leaders for all
+ *   higher-numbered terms.
+ * - State Machine Safety: if a server has applied a log entry at a given
+ *   index to its state machine, no other server will ever apply a different
+ *   log entry for the same index.
+ *
+ * The checks are incremental: after an event only the node it touched has
+ * changed, and only from the first log index that differs from what the
+ * checker saw last time (its shadow of the log).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+bool sim_entry_equal(const struct raft_entry *a, const struct raft_entry *b)
+{
+    return a->term == b->term && a->type == b->type && a->len == b->len &&
+           (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+static const char *entry_type_name(uint8_t type)
+{
+    return type == RAFT_ENTRY_NOOP ? "no-op" : "command";
+}
+
+/* A client command made by sim_propose: its id, or -1. */
+static int64_t command_id(const struct raft_entry *e)
+{
+    if (e->type != RAFT_ENTRY_COMMAND || e->len < 12 || memcmp(e->data, "cmd:", 4) != 0)
+        return -1;
+    uint64_t id = 0;
+    for (int i = 0; i < 8; i++)
+        id |= (uint64_t)e->data[4 + i] << (8 * i);
+    return (int64_t)(id & INT64_MAX);
+}
+
+void sim_note_command(struct sim *s, uint64_t id, uint64_t index, uint64_t term)
+{
+    if (id != s->n_commands)
+        return;
+    if (s->n_commands == s->cap_commands) {
+        s->cap_commands = s->cap_commands ? s->cap_commands * 2 : 256;
+        s->commands = sim_realloc(s->commands, s->cap_commands * sizeof(*s->commands));
+    }
+    s->commands[s->n_commands++] = (struct sim_command){.index = index, .term = term};
+}
+
+/* Record entry index as committed, or check it is what was committed there. */
+static void record_committed(struct sim *s, struct sim_node *nd, uint64_t index,
+                             const struct raft_entry *e)
+{
+    if (index <= s->n_committed) {
+        struct sim_committed *c = &s->committed[index - 1];
+        if (!sim_entry_equal(&c->e, e)) {
+            sim_fail(s,
+                     "state machine safety: node %u has a %s of term %" PRIu64 " at index %" PRIu64
+                     ", where a %s of term %" PRIu64 " was committed",
+                     nd->id, entry_type_name(e->type), e->term, index, entry_type_name(c->e.type),
+                     c->e.term);
+            return;
+        }
+        if (nd->r.current_term < c->term_seen)
+            c->term_seen = nd->r.current_term;
+        return;
+    }
+    if (index != s->n_committed + 1) {
+        sim_fail(s, "checker: node %u commits %" PRIu64 " past the record's end %zu", nd->id, index,
+                 s->n_committed);
+        return;
+    }
+    if (s->n_committed == s->cap_committed) {
+        s->cap_committed = s->cap_committed ? s->cap_committed * 2 : 256;
+        s->committed = sim_realloc(s->committed, s->cap_committed * sizeof(*s->committed));
+    }
+    struct sim_committed *c = &s->committed[s->n_committed++];
+    c->e = *e;
+    c->e.index = index;
+    c->e.data = NULL;
+    if (e->len > 0) {
+        c->e.data = sim_realloc(NULL, e->len);
+        memcpy(c->e.data, e->data, e->len);
+    }
+    c->term_seen = nd->r.current_term;
+
+    int64_t id = command_id(e);
+    if (id < 0)
+        return;
+    if ((uint64_t)id >= s->n_commands) {
+        sim_fail(s, "node %u: committed command #%" PRId64 " at %" PRIu64 " was never proposed",
+                 nd->id, id, index);
+        return;
+    }
+    struct sim_command *cmd = &s->commands[id];
+    if (cmd->index != index || cmd->term != e->term || cmd->committed_at != 0)
+        sim_fail(s,
+                 "command #%" PRId64 " committed at %" PRIu64 "/%" PRIu64
+                 ", but it was proposed at %" PRIu64 "/%" PRIu64,
+                 id, index, e->term, cmd->index, cmd->term);
+    cmd->committed_at = index;
+}
+
+/* Election Safety, and the leader's own vote must be on its disk. */
+static void note_leader(struct sim *s, struct sim_node *nd)
+{
+    uint64_t term = nd->r.current_term;
+    if (term >= s->n_leader_of_term) {
+        size_t n = term + 64;
+        s->leader_of_term = sim_realloc(s->leader_of_term, n * sizeof(*s->leader_of_term));
+        memset(s->leader_of_term + s->n_leader_of_term, 0,
+               (n - s->n_leader_of_term) * sizeof(*s->leader_of_term));
+        s->n_leader_of_term = n;
+    }
+    uint32_t *leader = &s->leader_of_term[term];
+    if (*leader == RAFT_NONE)
+        *leader = nd->id;
+    else if (*leader != nd->id)
+        sim_fail(s, "election safety: term %" PRIu64 " has two leaders, %u and %u", term, *leader,
+                 nd->id);
+    if (nd->disk.term != term || nd->disk.vote != nd->id)
+        sim_fail(s, "node %u leads term %" PRIu64 " but its disk says term %" PRIu64 ", vote %u",
+                 nd->id, term, nd->disk.term, nd->disk.vote);
+}
+
+/* Leader Completeness for one leader, from where it was last verified. An
+ * entry first seen committed by a node in term T was committed in a term no
+ * later than T, so every leader of term T or later must hold it; a deposed
+ * leader still in an older term need not. */
+static void check_complete(struct sim *s, struct sim_node *ld)
+{
+    const struct raft *r = &ld->r;
+    for (uint64_t k = ld->complete_upto + 1; k <= s->n_committed && !s->failed; k++) {
+        const struct sim_committed *c = &s->committed[k - 1];
+        if (c->term_seen <= r->current_term) {
+            if (k > r->log.len)
+                sim_fail(s,
+                         "leader completeness: leader %u of term %" PRIu64
+                         " lacks committed entry %" PRIu64,
+                         ld->id, r->current_term, k);
+            else if (!sim_entry_equal(&r->log.entries[k - 1], &c->e))
+                sim_fail(s,
+                         "leader completeness: leader %u of term %" PRIu64 " has term %" PRIu64
+                         " at committed index %" PRIu64 ", committed was term %" PRIu64,
+                         ld->id, r->current_term, r->log.entries[k - 1].term, k, c->e.term);
+        }
+        ld->complete_upto = k;
+    }
+}
+
+/* Log Matching between a (changed from index first) and b. Checking that an
+ * equal term at k means equal entries at k and an equal term at k - 1 is
+ * enough: by induction the logs agree up through k. */
+static void check_matching(struct sim *s, const struct sim_node *a, const struct sim_node *b,
+                           uint64_t first)
+{
+    const struct raft_log *la = &a->r.log, *lb = &b->r.log;
+    size_t common = la->len < lb->len ? la->len : lb->len;
+    for (uint64_t k = first; k <= common; k++) {
+        const struct raft_entry *ea = &la->entries[k - 1], *eb = &lb->entries[k - 1];
+        if (ea->term != eb->term)
+            continue;
+        if (!sim_entry_equal(ea, eb)) {
+            sim_fail(s,
+                     "log matching: nodes %u and %u hold different entries of term %" PRIu64
+                     " at index %" PRIu64,
+                     a->id, b->id, ea->term, k);
+            return;
+        }
+        if (k > 1 && ea[-1].term != eb[-1].term) {
+            sim_fail(s,
+                     "log matching: nodes %u and %u agree on term %" PRIu64 " at index %" PRIu64
+                     " but not at %" PRIu64 " (%" PRIu64 " vs %" PRIu64 ")",
+                     a->id, b->id, ea->term, k, k - 1, ea[-1].term, eb[-1].term);
+            return;
+        }
+    }
+}
+
+/* FNV-1a: the shadow keeps a hash of each entry's data, not the data. */
+static uint64_t data_hash(const struct raft_entry *e)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint32_t i = 0; i < e->len; i++)
+        h = (h ^ e->data[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static bool shadow_differs(const struct sim_node *nd, size_t i)
+{
+    const struct raft_entry *e = &nd->r.log.entries[i];
+    const struct sim_shadow *sh = &nd->shadow[i];
+    if (e->term != sh->term || e->len != sh->len || e->type != sh->type)
+        return true;
+    return e->data != sh->data && data_hash(e) != sh->hash;
+}
+
+/* The first index where the log differs from the shadow (a changed or
+ * removed entry), or one past the shadow when it only grew. A log changes by
+ * truncating and appending, so the quick way looks back from the end over
+ * the changed suffix only; every FULL_SCAN_EVERY checks of a node the whole
+ * log is compared, so a change in the middle cannot go unseen for long. */
+#define FULL_SCAN_EVERY 64
+
+static uint64_t first_change(struct sim_node *nd)
+{
+    size_t len = nd->r.log.len;
+    size_t common = len < nd->shadow_len ? len : nd->shadow_len;
+    if (++nd->checks % FULL_SCAN_EVERY == 0) {
+        for (size_t i = 0; i < common; i++)
+            if (shadow_differs(nd, i))
+                return i + 1;
+        return common + 1;
+    }
+    size_t i = common;
+    while (i > 0 && shadow_differs(nd, i - 1))
+        i--;
+    return i + 1;
+}
+
+static void trace_changes(struct sim *s, struct sim_node *nd)
+{
+    const struct raft *r = &nd->r;
+    if (r->role != nd->seen_role || r->current_term != nd->seen_term) {
+        if (r->role == RAFT_LEADER) {
+            char votes[64] = "";
+            size_t used = 0;
+            for (uint32_t id = 1; id <= s->n && used + 4 < sizeof(votes); id++)
+                if (r->votes & (1u << id))
+                    used += (size_t)snprintf(votes + used, sizeof(votes) - used, "%s%u",
+                                             used ? "," : "", id);
+            sim_trace(s, nd->id, "term %" PRIu64 " %s -> Leader (votes from %s)", r->current_term,
+                      raft_role_name(nd->seen_role), votes);
+        } else if (r->role != nd->seen_role) {
+            sim_trace(s, nd->id, "term %" PRIu64 " %s -> %s", r->current_term,
+                      raft_role_name(nd->seen_role), raft_role_name(r->role));
+        } else {
+            sim_trace(s, nd->id, "term %" PRIu64 " (was %" PRIu64 ") %s", r->current_term,
+                      nd->seen_term, raft_role_name(r->role));
+        }
+    }
+    if (r->commit_index != nd->seen_commit)
+        sim_trace(s, nd->id, "commit %" PRIu64 " (log %zu)", r->commit_index, r->log.len);
+}
+
+void sim_check_node(struct sim *s, struct sim_node *nd)
+{
+    if (!nd->up || s->failed)
+        return;
+    const struct raft *r = &nd->r;
+    if (s->verbose)
+        trace_changes(s, nd);
+
+    /* Figure 2: currentTerm "increases monotonically". */
+    if (r->current_term < nd->seen_term) {
+        sim_fail(s, "node %u: term went back from %" PRIu64 " to %" PRIu64, nd->id, nd->seen_term,
+                 r->current_term);
+        return;
+    }
+    bool same_leader =
+        nd->seen_role == RAFT_LEADER && r->role == RAFT_LEADER && nd->seen_term == r->current_term;
+
+    uint64_t first = first_change(nd);
+    if (same_leader && first <= nd->shadow_len) {
+        sim_fail(s, "leader append-only: leader %u of term %" PRIu64 " changed its entry %" PRIu64,
+                 nd->id, r->current_term, first);
+        return;
+    }
+    for (uint64_t k = first; k <= r->log.len; k++) {
+        const struct raft_entry *e = &r->log.entries[k - 1];
+        if (e->index != k || e->term > r->current_term || e->term == 0 ||
+            (k > 1 && e->term < e[-1].term) || e->type > RAFT_ENTRY_COMMAND ||
+            (e->len > 0 && e->data == NULL)) {
+            sim_fail(s,
+                     "node %u: bad log entry at position %" PRIu64 ": index %" PRIu64
+                     ", term %" PRIu64 " (current term %" PRIu64 "), type %u",
+                     nd->id, k, e->index, e->term, r->current_term, e->type);
+            return;
+        }
+    }
+
+    /* Commit index: never back, never past the log, applied behind it; every
+     * committed entry agrees with the global record. */
+    if (r->commit_index < nd->seen_commit) {
+        sim_fail(s, "node %u: commit index went back from %" PRIu64 " to %" PRIu64, nd->id,
+                 nd->seen_commit, r->commit_index);
+        return;
+    }
+    if (r->commit_index > r->log.len || r->last_applied > r->commit_index) {
+        sim_fail(s, "node %u: commit %" PRIu64 ", applied %" PRIu64 ", log %zu", nd->id,
+                 r->commit_index, r->last_applied, r->log.len);
+        return;
+    }
+    uint64_t from = first < nd->seen_commit + 1 ? first : nd->seen_commit + 1;
+    for (uint64_t k = from; k <= r->commit_index && !s->failed; k++)
+        record_committed(s, nd, k, &r->log.entries[k - 1]);
+    nd->seen_commit = r->commit_index;
+
+    for (size_t i = 0; i < s->n && !s->failed; i++) {
+        const struct sim_node *other = &s->nodes[i];
+        if (other != nd && other->up)
+            check_matching(s, nd, other, first);
+    }
+
+    if (r->log.len > nd->shadow_cap) {
+        nd->shadow_cap = r->log.len * 2;
+        nd->shadow = sim_realloc(nd->shadow, nd->shadow_cap * sizeof(*nd->shadow));
+    }
+    for (uint64_t k = first; k <= r->log.len; k++) {
+        const struct raft_entry *e = &r->log.entries[k - 1];
+        nd->shadow[k - 1] = (struct sim_shadow){
+            .term = e->term, .data = e->data, .hash = data_hash(e), .len = e->len, .type = e->type};
+    }
+    nd->shadow_len = r->log.len;
+
+    if (r->role == RAFT_LEADER && !same_leader)
+        nd->complete_upto = 0;
+    else if (first - 1 < nd->complete_upto)
+        nd->complete_upto = first - 1;
+    if (r->role == RAFT_LEADER)
+        note_leader(s, nd);
+    nd->seen_role = r->role;
+    nd->seen_term = r->current_term;
+
+    for (size_t i = 0; i < s->n && !s->failed; i++)
+        if (s->nodes[i].up && s->nodes[i].r.role == RAFT_LEADER)
+            check_complete(s, &s->nodes[i]);
+}
+
+/* After raft_restore: the core holds exactly what the disk held. */
+void sim_check_restored(struct sim *s, struct sim_node *nd)
+{
+    const struct raft *r = &nd->r;
+    const struct sim_disk *d = &nd->disk;
+    if (r->current_term != d->term || r->voted_for != d->vote || r->log.len != d->len ||
+        r->role != RAFT_FOLLOWER || r->commit_index != 0) {
+        sim_fail(s,
+                 "node %u restarted as a %s with term %" PRIu64 ", vote %u, %zu entries; disk: "
+                 "term %" PRIu64 ", vote %u, %zu entries",
+                 nd->id, raft_role_name(r->role), r->current_term, r->voted_for, r->log.len,
+                 d->term, d->vote, d->len);
+        return;
+    }
+    for (size_t i = 0; i < d->len; i++) {
+        if (!sim_entry_equal(&r->log.entries[i], &d->entries[i])) {
+            sim_fail(s, "node %u restored entry %zu differs from its disk", nd->id, i + 1);
+            return;
+        }
+    }
+}
+
+/* Before a ready is written: terms only go up on disk, one vote per term,
+ * entries appended right after what remains. */
+void sim_check_persist(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
+{
+    struct sim_disk *d = &nd->disk;
+    if (rd->hard_state_changed) {
+        if (rd->term < d->term) {
+            sim_fail(s, "node %u: persisted term goes back from %" PRIu64 " to %" PRIu64, nd->id,
+                     d->term, rd->term);
+            return;
+        }
+        if (rd->voted_for != RAFT_NONE) {
+            if (rd->term >= d->n_vote_of_term) {
+                size_t n = rd->term + 64;
+                d->vote_of_term = sim_realloc(d->vote_of_term, n * sizeof(*d->vote_of_term));
+                memset(d->vote_of_term + d->n_vote_of_term, 0,
+                       (n - d->n_vote_of_term) * sizeof(*d->vote_of_term));
+                d->n_vote_of_term = n;
+            }
+            uint32_t *vote = &d->vote_of_term[rd->term];
+            if (*vote != RAFT_NONE && *vote != rd->voted_for) {
+                sim_fail(s, "node %u voted twice in term %" PRIu64 ": for %u and for %u", nd->id,
+                         rd->term, *vote, rd->voted_for);
+                return;
+            }
+            *vote = rd->voted_for;
+        }
+    }
+    size_t kept = d->len;
+    if (rd->truncate_from != 0 && rd->truncate_from - 1 < kept)
+        kept = rd->truncate_from - 1;
+    for (size_t i = 0; i < rd->n_entries; i++) {
+        if (rd->entries[i].index != kept + 1 + i) {
+            sim_fail(s,
+                     "node %u: ready appends index %" PRIu64 " after %zu stored entries "
+                     "(truncate_from %" PRIu64 ")",
+                     nd->id, rd->entries[i].index, kept + i, rd->truncate_from);
+            return;
+        }
+    }
+}
+
+/* Every message: from its sender, to a member, and whatever it promises is
+ * already on the sender's disk. */
+void sim_check_sent(struct sim *s, struct sim_node *nd, const struct raft_msg *m)
+{
+    const struct raft *r = &nd->r;
+    const struct sim_disk *d = &nd->disk;
+    if (m->from != nd->id || m->to == nd->id || sim_node_by_id(s, m->to) == NULL) {
+        sim_fail(s, "node %u sent a %s from %u to %u", nd->id, sim_msg_name(m->type), m->from,
+                 m->to);
+        return;
+    }
+    if (m->term > r->current_term || m->term > d->term) {
+        sim_fail(s,
+                 "node %u sent a %s of term %" PRIu64 " (current %" PRIu64 ", on disk %" PRIu64 ")",
+                 nd->id, sim_msg_name(m->type), m->term, r->current_term, d->term);
+        return;
+    }
+    switch (m->type) {
+    case RAFT_MSG_VOTE:
+        if (d->term != m->term || d->vote != nd->id)
+            sim_fail(s,
+                     "node %u asked for votes in term %" PRIu64
+                     " before persisting its own vote (disk: term %" PRIu64 ", vote %u)",
+                     nd->id, m->term, d->term, d->vote);
+        break;
+    case RAFT_MSG_VOTE_REPLY:
+        if (m->granted && (d->term != m->term || d->vote != m->to))
+            sim_fail(s,
+                     "node %u granted its vote to %u in term %" PRIu64
+                     " before persisting it (disk: term %" PRIu64 ", vote %u)",
+                     nd->id, m->to, m->term, d->term, d->vote);
+        break;
+    case RAFT_MSG_APPEND:
+        if (m->n_entries > RAFT_MAX_BATCH_ENTRIES || (m->prev_index == 0) != (m->prev_term == 0)) {
+            sim_fail(s, "node %u: AppendEntries with %zu entries after %" PRIu64 "/%" PRIu64,
+                     nd->id, m->n_entries, m->prev_index, m->prev_term);
+            break;
+        }
+        for (size_t i = 0; i < m->n_entries; i++) {
+            const struct raft_entry *e = &m->entries[i];
+            uint64_t before = i == 0 ? m->prev_term : m->entries[i - 1].term;
+            if (e->index != m->prev_index + 1 + i || e->term > m->term || e->term < before) {
+                sim_fail(s,
+                         "node %u: AppendEntries after %" PRIu64 " carries index %" PRIu64
+                         " term %" PRIu64 " at position %zu",
+                         nd->id, m->prev_index, e->index, e->term, i);
+                break;
+            }
+        }
+        break;
+    case RAFT_MSG_APPEND_REPLY:
+        if (m->success && (m->match_index > d->len ||
+                           (m->match_index > 0 && d->entries[m->match_index - 1].term !=
+                                                      raft_term_at(r, m->match_index))))
+            sim_fail(s,
+                     "node %u acknowledged entries up to %" PRIu64
+                     " before persisting them (%zu on disk)",
+                     nd->id, m->match_index, d->len);
+        break;
+    default:
+        sim_fail(s, "node %u sent a message of unknown type %d", nd->id, (int)m->type);
+    }
+}
+
+/* State Machine Safety: entries applied in order, only once committed, and
+ * each the entry committed at its index. */
+void sim_check_apply(struct sim *s, struct sim_node *nd, uint64_t index, const struct raft_entry *e)
+{
+    if (index != nd->applied + 1 || index > nd->r.commit_index || e == NULL) {
+        sim_fail(s,
+                 "node %u applies index %" PRIu64 " (applied %" PRIu64 ", commit %" PRIu64
+                 ", entry %s)",
+                 nd->id, index, nd->applied, nd->r.commit_index, e ? "present" : "missing");
+        return;
+    }
+    record_committed(s, nd, index, e);
+    nd->applied = index;
+}
+
+/* ReadIndex: an ok read has been applied up to its index, and that index
+ * covers everything committed anywhere before the read was asked. */
+void sim_check_read(struct sim *s, struct sim_node *nd, const struct raft_read_result *res)
+{
+    if (res->read_id == 0 || res->read_id > s->n_reads) {
+        sim_fail(s, "node %u answered read #%" PRIu64 ", which nobody asked", nd->id, res->read_id);
+        return;
+    }
+    struct sim_read *rd = &s->reads[res->read_id - 1];
+    if (rd->node != nd->id || rd->life != nd->life || rd->answered) {
+        sim_fail(s, "node %u answered read #%" PRIu64 " (asked of node %u, answered %s)", nd->id,
+                 res->read_id, rd->node, rd->answered ? "already" : "not yet");
+        return;
+    }
+    rd->answered = true;
+    rd->ok = res->ok;
+    rd->index = res->index;
+    if (!res->ok)
+        return;
+    if (res->index < rd->must_cover)
+        sim_fail(s,
+                 "linearizability: read #%" PRIu64 " on node %u served at index %" PRIu64
+                 ", but %" PRIu64 " was committed before it was asked",
+                 res->read_id, nd->id, res->index, rd->must_cover);
+    else if (nd->applied < res->index)
+        sim_fail(s,
+                 "read #%" PRIu64 " on node %u is ready at index %" PRIu64 " but only %" PRIu64
+                 " is applied",
+                 res->read_id, nd->id, res->index, nd->applied);
+}
+
+/* Everything again, from scratch: for the end of a run. */
+void sim_check_full(struct sim *s)
+{
+    for (size_t i = 0; i < s->n && !s->failed; i++) {
+        struct sim_node *a = &s->nodes[i];
+        if (!a->up)
+            continue;
+        const struct raft *r = &a->r;
+        for (size_t j = i + 1; j < s->n && !s->failed; j++)
+            if (s->nodes[j].up)
+                check_matching(s, a, &s->nodes[j], 1);
+        if (r->log.len != a->disk.len) {
+            sim_fail(s, "node %u: %zu entries in memory, %zu on disk", a->id, r->log.len,
+                     a->disk.len);
+            break;
+        }
+        for (size_t k = 0; k < r->log.len && !s->failed; k++)
+            if (!sim_entry_equal(&r->log.entries[k], &a->disk.entries[k]))
+                sim_fail(s, "node %u: entry %zu in memory differs from its disk", a->id, k + 1);
+        for (uint64_t k = 1; k <= r->commit_index && !s->failed; k++)
+            record_committed(s, a, k, &r->log.entries[k - 1]);
+        if (r->role == RAFT_LEADER) {
+            a->complete_upto = 0;
+            check_complete(s, a);
+        }
+    }
+    /* A read is answered unless its node crashed or still leads that term. */
+    for (size_t i = 0; i < s->n_reads && !s->failed; i++) {
+        const struct sim_read *rd = &s->reads[i];
+        const struct sim_node *nd = sim_node_by_id(s, rd->node);
+        if (rd->answered || !nd->up || nd->life != rd->life)
+            continue;
+        if (nd->r.role != RAFT_LEADER || nd->r.current_term != rd->term)
+            sim_fail(
+                s, "read #%zu on node %u was never answered after it stopped leading term %" PRIu64,
+                i + 1, rd->node, rd->term);
+    }
+}

@@ -1,0 +1,401 @@
+/* sim_scenarios.c - directed tests, each named after a rule of the Raft
+ * paper. They run on the simulated cluster with a reliable 1 ms network, so
+ * the checker watches them too; logs are set up by writing the nodes' disks
+ * before they start. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sim.h"
+
+#define EXPECT(s, cond, ...)                                                                       \
+    do {                                                                                           \
+        if (!(s)->failed && !(cond))                                                               \
+            sim_fail((s), __VA_ARGS__);                                                            \
+        if ((s)->failed)                                                                           \
+            return;                                                                                \
+    } while (0)
+
+/* Messages seen leaving the nodes: [type][from][to][granted or success]. */
+struct seen {
+    uint32_t count[5][RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1][2];
+    struct raft_msg last_vote_reply;
+};
+
+static void observe(void *arg, const struct raft_msg *m)
+{
+    struct seen *seen = arg;
+    bool yes = m->type == RAFT_MSG_VOTE_REPLY ? m->granted : m->success;
+    if (m->type >= 1 && m->type <= 4 && m->from <= RAFT_MAX_NODES && m->to <= RAFT_MAX_NODES)
+        seen->count[m->type][m->from][m->to][yes]++;
+    if (m->type == RAFT_MSG_VOTE_REPLY)
+        seen->last_vote_reply = *m;
+}
+
+/* Long election timeouts, so that only forced elections happen unless a
+ * scenario waits for more than a second. */
+static const struct sim_params quiet = {
+    .election_min_ms = 1000,
+    .election_max_ms = 2000,
+    .heartbeat_ms = 100,
+    .tick_ms = 10,
+    .tick_at_deadlines = true,
+    .send_first = 1.0,
+    .down_min_ms = 10,
+    .down_max_ms = 10,
+};
+
+/* The real defaults of raftkv-node. */
+static const struct sim_params lively = {
+    .election_min_ms = 150,
+    .election_max_ms = 300,
+    .heartbeat_ms = 50,
+    .tick_ms = 10,
+    .tick_at_deadlines = true,
+    .send_first = 1.0,
+    .down_min_ms = 10,
+    .down_max_ms = 10,
+};
+
+/* A hand-made log: terms[i] is the term of index i + 1; the data names the
+ * index and term, so equal index and term means equal entry. */
+static void write_log(struct sim_node *nd, uint64_t term, const uint64_t *terms, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char data[32];
+        int len = snprintf(data, sizeof(data), "entry %zu of term %" PRIu64, i + 1, terms[i]);
+        sim_disk_append(&nd->disk, terms[i], RAFT_ENTRY_COMMAND, data, (uint32_t)len);
+    }
+    nd->disk.term = term;
+}
+
+/* Terms for a log of n entries: term t from index from[t - 1] on. */
+static void write_log_by_terms(struct sim_node *nd, uint64_t term, const uint64_t *from,
+                               size_t n_terms, size_t n)
+{
+    uint64_t terms[512];
+    for (size_t i = 0; i < n && i < 512; i++) {
+        terms[i] = 1;
+        for (size_t t = 0; t < n_terms; t++)
+            if (i + 1 >= from[t])
+                terms[i] = t + 1;
+    }
+    write_log(nd, term, terms, n);
+}
+
+static struct sim_node *node(struct sim *s, uint32_t id)
+{
+    return sim_node_by_id(s, id);
+}
+
+static bool has_leader(struct sim *s, void *arg)
+{
+    (void)arg;
+    return sim_leader(s) != NULL;
+}
+
+static bool is_leader(struct sim *s, void *arg)
+{
+    const struct sim_node *nd = arg;
+    (void)s;
+    return nd->up && nd->r.role == RAFT_LEADER;
+}
+
+/* Every live node has committed at least *index. */
+static bool all_committed(struct sim *s, void *arg)
+{
+    uint64_t index = *(const uint64_t *)arg;
+    for (size_t i = 0; i < s->n; i++)
+        if (!s->nodes[i].up || s->nodes[i].r.commit_index < index)
+            return false;
+    return true;
+}
+
+/* A leader whose own-term entry has committed. */
+static bool leader_ready(struct sim *s, void *arg)
+{
+    (void)arg;
+    struct sim_node *ld = sim_leader(s);
+    return ld != NULL && raft_term_at(&ld->r, ld->r.commit_index) == ld->r.current_term;
+}
+
+static bool logs_equal(const struct sim_node *a, const struct sim_node *b)
+{
+    if (a->r.log.len != b->r.log.len)
+        return false;
+    for (size_t i = 0; i < a->r.log.len; i++)
+        if (!sim_entry_equal(&a->r.log.entries[i], &b->r.log.entries[i]))
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------ scenarios */
+
+/* 5.4.1: "the voter denies its vote if its own log is more up-to-date than
+ * that of the candidate". */
+static void stale_candidate_gets_no_vote(struct sim *s, struct seen *seen)
+{
+    write_log(node(s, 1), 2, (const uint64_t[]){1}, 1);
+    write_log(node(s, 2), 2, (const uint64_t[]){1, 2}, 2);
+    write_log(node(s, 3), 2, (const uint64_t[]){1, 2}, 2);
+    sim_start_all(s);
+    sim_timeout_now(s, node(s, 1));
+    sim_run_for(s, 20);
+    EXPECT(s, seen->count[RAFT_MSG_VOTE_REPLY][2][1][0] == 1, "node 2 did not refuse node 1");
+    EXPECT(s, seen->count[RAFT_MSG_VOTE_REPLY][3][1][0] == 1, "node 3 did not refuse node 1");
+    EXPECT(s, seen->count[RAFT_MSG_VOTE_REPLY][2][1][1] == 0, "node 2 voted for a stale log");
+    EXPECT(s, seen->count[RAFT_MSG_VOTE_REPLY][3][1][1] == 0, "node 3 voted for a stale log");
+    EXPECT(s, node(s, 1)->r.role != RAFT_LEADER, "a stale candidate became leader");
+    /* The others time out in their turn; one of them leads, never node 1. */
+    EXPECT(s, sim_run_until(s, s->now + 5000, has_leader, NULL), "no leader after 5 s");
+    EXPECT(s, sim_leader(s)->id != 1, "node 1 with its stale log became leader");
+    uint64_t index = 3;
+    EXPECT(s, sim_run_until(s, s->now + 2000, all_committed, &index), "no commit everywhere");
+    EXPECT(s, s->committed[1].e.term == 2, "entry 2 of term 2 was lost");
+}
+
+/* 5.4.2 and Figure 8: "Raft never commits log entries from previous terms
+ * by counting replicas. Only log entries from the leader's current term are
+ * committed by counting replicas". */
+static void leader_counts_only_its_own_term(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    write_log(node(s, 1), 3, (const uint64_t[]){1, 2}, 2);
+    write_log(node(s, 2), 3, (const uint64_t[]){1, 2}, 2);
+    write_log(node(s, 3), 3, (const uint64_t[]){1}, 1);
+    sim_start_all(s);
+    sim_timeout_now(s, node(s, 1));
+    EXPECT(s, sim_run_until(s, s->now + 50, is_leader, node(s, 1)), "node 1 was not elected");
+    /* Its AppendEntries get lost; node 2 answers that it holds index 2, as
+     * it would to an AppendEntries carrying entries up to 2: entry 2 of term
+     * 2 is now on a majority. */
+    s->net.cut[0][1] = s->net.cut[0][2] = true;
+    struct raft_msg ack = {
+        .type = RAFT_MSG_APPEND_REPLY,
+        .from = 2,
+        .to = 1,
+        .term = node(s, 1)->r.current_term,
+        .success = true,
+        .match_index = 2,
+    };
+    sim_inject(s, node(s, 1), &ack);
+    EXPECT(s, node(s, 1)->r.commit_index == 0,
+           "entry 2 of term 2 committed by counting in term %" PRIu64 " (commit %" PRIu64 ")",
+           node(s, 1)->r.current_term, node(s, 1)->r.commit_index);
+    /* Once its no-op of term 4 is on a majority, everything before commits. */
+    sim_net_heal(s);
+    uint64_t index = 3;
+    EXPECT(s, sim_run_until(s, s->now + 2000, all_committed, &index), "no commit everywhere");
+    EXPECT(s, s->committed[1].e.term == 2 && s->committed[2].e.term == 4,
+           "committed terms %" PRIu64 ", %" PRIu64, s->committed[1].e.term, s->committed[2].e.term);
+}
+
+/* Figure 2, AppendEntries rule 3: "If an existing entry conflicts with a new
+ * one (same index but different terms), delete the existing entry and all
+ * that follow it". Section 8: a new leader starts with a no-op. */
+static void conflict_truncates_follower_log(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    write_log(node(s, 1), 3, (const uint64_t[]){1, 3}, 2);
+    write_log(node(s, 2), 3, (const uint64_t[]){1, 3}, 2);
+    write_log(node(s, 3), 2, (const uint64_t[]){1, 2, 2}, 3);
+    sim_start_all(s);
+    sim_timeout_now(s, node(s, 1));
+    uint64_t index = 3;
+    EXPECT(s, sim_run_until(s, s->now + 2000, all_committed, &index), "no commit everywhere");
+    const struct raft *r3 = &node(s, 3)->r;
+    EXPECT(s, r3->log.len == 3 && raft_term_at(r3, 2) == 3 && raft_term_at(r3, 3) == 4,
+           "node 3 log: %zu entries, terms %" PRIu64 ", %" PRIu64 ", %" PRIu64, r3->log.len,
+           raft_term_at(r3, 1), raft_term_at(r3, 2), raft_term_at(r3, 3));
+    EXPECT(s, node(s, 3)->disk.len == 3 && node(s, 3)->disk.entries[1].term == 3,
+           "node 3 did not truncate its disk");
+    EXPECT(s, raft_entry_at(r3, 3)->type == RAFT_ENTRY_NOOP,
+           "the new term does not start with a no-op");
+}
+
+/* 5.3: "the follower can include the term of the conflicting entry and the
+ * first index it stores for that term. With this information, the leader can
+ * decrement nextIndex to bypass all of the conflicting entries in that term". */
+static void far_behind_follower_uses_hint(struct sim *s, struct seen *seen)
+{
+    write_log_by_terms(node(s, 1), 3, (const uint64_t[]){1, 51, 101}, 3, 200);
+    write_log_by_terms(node(s, 2), 1, (const uint64_t[]){1}, 1, 10);
+    write_log_by_terms(node(s, 3), 2, (const uint64_t[]){1, 51}, 2, 120);
+    sim_start_all(s);
+    sim_timeout_now(s, node(s, 1));
+    uint64_t index = 201;
+    EXPECT(s, sim_run_until(s, s->now + 2000, all_committed, &index), "no commit everywhere");
+    for (uint32_t id = 2; id <= 3; id++) {
+        uint32_t rejected = seen->count[RAFT_MSG_APPEND_REPLY][id][1][0];
+        EXPECT(s, rejected <= 3, "node %u needed %u rejections to find where its log matches", id,
+               rejected);
+        EXPECT(s, logs_equal(node(s, 1), node(s, id)), "node %u's log differs from the leader's",
+               id);
+    }
+}
+
+/* Dissertation 6.4: a leader serves a read only after a heartbeat round
+ * confirms it still leads; one that has been deposed answers "not leader". */
+static void deposed_leader_read_fails(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    sim_start_all(s);
+    EXPECT(s, sim_run_until(s, 5000, leader_ready, NULL), "no leader within 5 s");
+    struct sim_node *old = sim_leader(s);
+    struct sim_node *follower = old->id == 1 ? node(s, 2) : node(s, 1);
+    uint64_t read_id, index, term;
+    EXPECT(s, sim_read(s, follower, &read_id) == RAFT_ENOTLEADER, "a follower took a read");
+    EXPECT(s, sim_propose(s, old, &index, &term) == RAFT_OK, "the leader refused a write");
+
+    sim_net_isolate(s, old->slot);
+    EXPECT(s, sim_read(s, old, &read_id) == RAFT_OK, "the isolated leader refused a read");
+    uint64_t old_term = old->r.current_term;
+    struct sim_node *ld = NULL;
+    uint64_t deadline = s->now + 5000;
+    while ((ld = sim_leader(s)) == NULL || ld == old) {
+        EXPECT(s, sim_step(s, deadline), "the majority elected no new leader");
+    }
+    EXPECT(s, ld->r.current_term > old_term, "new leader's term is not higher");
+    EXPECT(s, sim_run_until(s, s->now + 2000, leader_ready, NULL), "new leader did not commit");
+    const struct sim_read *rd = &s->reads[read_id - 1];
+    EXPECT(s, !rd->answered || !rd->ok, "the deposed leader served a read");
+
+    sim_net_heal(s);
+    deadline = s->now + 3000;
+    while (!rd->answered)
+        EXPECT(s, sim_step(s, deadline), "the deposed leader never answered its read");
+    EXPECT(s, !rd->ok, "the deposed leader served a read after the heal");
+}
+
+/* 5.4: an entry is committed once stored on a majority: a leader cut off
+ * with a minority keeps its writes uncommitted, and they are replaced. */
+static void minority_leader_never_commits(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    sim_start_all(s);
+    EXPECT(s, sim_run_until(s, 5000, leader_ready, NULL), "no leader within 5 s");
+    struct sim_node *old = sim_leader(s);
+    struct sim_node *buddy = old->id == 1 ? node(s, 2) : node(s, 1);
+    for (size_t i = 0; i < s->n; i++)
+        for (size_t j = 0; j < s->n; j++) {
+            bool a = &s->nodes[i] == old || &s->nodes[i] == buddy;
+            bool b = &s->nodes[j] == old || &s->nodes[j] == buddy;
+            s->net.cut[i][j] = a != b;
+        }
+    uint64_t first_command = s->n_commands;
+    EXPECT(s, sim_propose_batch(s, old, 5) == 5, "the leader refused writes");
+    uint64_t commit = old->r.commit_index;
+    sim_run_for(s, 3000);
+    EXPECT(s, old->r.commit_index == commit && buddy->r.commit_index <= commit,
+           "the minority committed: commit %" PRIu64 " -> %" PRIu64, commit, old->r.commit_index);
+    struct sim_node *ld = sim_leader(s);
+    EXPECT(s, ld != NULL && ld != old && ld != buddy, "the majority has no leader");
+    uint64_t index, term;
+    EXPECT(s, sim_propose(s, ld, &index, &term) == RAFT_OK, "the new leader refused a write");
+    sim_net_heal(s);
+    EXPECT(s, sim_run_until(s, s->now + 5000, all_committed, &index),
+           "the cluster did not converge after the heal");
+    for (uint64_t id = first_command; id < first_command + 5; id++)
+        EXPECT(s, s->commands[id].committed_at == 0, "minority write #%" PRIu64 " committed", id);
+    EXPECT(s, raft_term_at(&old->r, index) == term, "the old leader's log was not repaired");
+}
+
+/* Figure 2: votedFor is persistent state: "updated on stable storage before
+ * responding to RPCs"; a node grants at most one vote per term. */
+static void vote_survives_restart(struct sim *s, struct seen *seen)
+{
+    sim_start_all(s);
+    struct sim_node *n3 = node(s, 3);
+    struct raft_msg ask = {.type = RAFT_MSG_VOTE, .from = 1, .to = 3, .term = 5};
+    sim_inject(s, n3, &ask);
+    EXPECT(s, seen->last_vote_reply.to == 1 && seen->last_vote_reply.granted, "vote not granted");
+    sim_crash(s, n3, 0);
+    sim_start(s, n3);
+    ask.from = 2;
+    sim_inject(s, n3, &ask);
+    EXPECT(s, seen->last_vote_reply.to == 2 && !seen->last_vote_reply.granted,
+           "a second vote in term 5 after a restart");
+    ask.from = 1;
+    sim_inject(s, n3, &ask);
+    EXPECT(s, seen->last_vote_reply.to == 1 && seen->last_vote_reply.granted,
+           "the same candidate asking again was refused");
+}
+
+/* Figure 2, AppendEntries rule 5: "set commitIndex = min(leaderCommit, index
+ * of last new entry)": entries beyond those may not be the leader's. */
+static void follower_commits_only_what_it_got(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    write_log(node(s, 1), 3, (const uint64_t[]){1, 1, 3}, 3);
+    write_log(node(s, 2), 3, (const uint64_t[]){1, 1, 3}, 3);
+    write_log(node(s, 3), 2, (const uint64_t[]){1, 1, 2}, 3);
+    sim_start_all(s);
+    /* An AppendEntries of term 3 carrying only entry 2, leader commit 3. */
+    struct raft_entry two = node(s, 1)->disk.entries[1];
+    struct raft_msg append = {
+        .type = RAFT_MSG_APPEND,
+        .from = 1,
+        .to = 3,
+        .term = 3,
+        .prev_index = 1,
+        .prev_term = 1,
+        .commit = 3,
+        .n_entries = 1,
+        .entries = &two,
+    };
+    sim_inject(s, node(s, 3), &append);
+    EXPECT(s, node(s, 3)->r.commit_index == 2,
+           "node 3 committed %" PRIu64 " with a stale entry 3 of term 2",
+           node(s, 3)->r.commit_index);
+}
+
+struct scenario {
+    const char *name;
+    size_t n;
+    const struct sim_params *params;
+    void (*run)(struct sim *s, struct seen *seen);
+};
+
+static const struct scenario scenarios[] = {
+    {"a candidate with a stale log gets no vote", 3, &quiet, stale_candidate_gets_no_vote},
+    {"a leader commits only entries of its own term by counting (Figure 8)", 3, &quiet,
+     leader_counts_only_its_own_term},
+    {"AppendEntries conflict truncates the follower's log", 3, &quiet,
+     conflict_truncates_follower_log},
+    {"a follower whose log is far behind catches up via the hint", 3, &quiet,
+     far_behind_follower_uses_hint},
+    {"a deposed leader's read fails", 3, &lively, deposed_leader_read_fails},
+    {"5 nodes: a minority leader's writes never commit", 5, &lively, minority_leader_never_commits},
+    {"a vote survives a restart: one vote per term", 3, &quiet, vote_survives_restart},
+    {"a follower commits no further than the entries the leader sent", 3, &quiet,
+     follower_commits_only_what_it_got},
+};
+
+int sim_run_scenarios(bool verbose)
+{
+    int failed = 0;
+    size_t count = sizeof(scenarios) / sizeof(scenarios[0]);
+    for (size_t i = 0; i < count; i++) {
+        const struct scenario *sc = &scenarios[i];
+        struct sim s;
+        struct seen seen;
+        memset(&seen, 0, sizeof(seen));
+        if (verbose)
+            printf("scenario: %s\n", sc->name);
+        sim_init(&s, sc->n, 1000 + i, sc->params, verbose);
+        s.observe = observe;
+        s.observe_arg = &seen;
+        sc->run(&s, &seen);
+        if (!s.failed)
+            sim_check_full(&s);
+        if (s.failed) {
+            printf("FAIL scenario \"%s\" %s\n", sc->name, s.failure);
+            failed++;
+        } else if (verbose) {
+            printf("scenario ok: %s\n", sc->name);
+        }
+        sim_free(&s);
+    }
+    printf("sim: %zu scenarios, %d failed\n", count, failed);
+    return failed;
+}
