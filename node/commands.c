@@ -174,7 +174,7 @@ static void run_get(struct node *n, struct client *c, const struct args *a, stru
     (void)c;
     const uint8_t *val;
     uint32_t vlen;
-    if (kv_get(n->kv, a->argv[1], (uint32_t)a->argl[1], node_wall_ms(), &val, &vlen))
+    if (kv_get(n->kv, a->argv[1], (uint32_t)a->argl[1], clock_wall_ms(), &val, &vlen))
         resp_write_bulk(out, val, vlen);
     else
         resp_write_nil(out);
@@ -183,7 +183,7 @@ static void run_get(struct node *n, struct client *c, const struct args *a, stru
 static void run_ttl(struct node *n, struct client *c, const struct args *a, struct buf *out)
 {
     (void)c;
-    int64_t ms = kv_ttl_ms(n->kv, a->argv[1], (uint32_t)a->argl[1], node_wall_ms());
+    int64_t ms = kv_ttl_ms(n->kv, a->argv[1], (uint32_t)a->argl[1], clock_wall_ms());
     /* Redis rounds the seconds left to the nearest second. */
     resp_write_int(out, ms < 0 ? ms : (ms + 500) / 1000);
 }
@@ -192,7 +192,7 @@ static void run_exists(struct node *n, struct client *c, const struct args *a, s
 {
     (void)c;
     int64_t count = 0;
-    uint64_t now = node_wall_ms();
+    uint64_t now = clock_wall_ms();
     for (size_t i = 1; i < a->argc; i++)
         count += kv_ttl_ms(n->kv, a->argv[i], (uint32_t)a->argl[i], now) != -2;
     resp_write_int(out, count);
@@ -309,7 +309,7 @@ static void run_info(struct node *n, struct client *c, const struct args *a, str
                "# Server\r\nredis_version:7.0.0\r\nraftkv_version:0.1.0\r\nredis_mode:"
                "standalone\r\nprocess_id:%d\r\ntcp_port:%d\r\nuptime_in_seconds:%" PRIu64
                "\r\n\r\n# Replication\r\nrole:%s\r\n\r\n# Raft\r\n",
-               (int)getpid(), n->self->client_port, (node_now_ms() - n->started_ms) / 1000,
+               (int)getpid(), n->self->client_port, (clock_monotonic_ms() - n->started_ms) / 1000,
                n->raft.role == RAFT_LEADER ? "master" : "slave");
     info_raft(n, &text);
     buf_printf(&text, "\r\n# Keyspace\r\ndb0:keys=%zu,expires=%zu,avg_ttl=0\r\n", kv_count(n->kv),
@@ -623,7 +623,7 @@ void commands_free(struct node *n)
 /* Stamp the leader's wall clock into a command, never going backwards. */
 static uint64_t command_stamp(struct node *n)
 {
-    uint64_t now = node_wall_ms();
+    uint64_t now = clock_wall_ms();
     if (now < n->last_stamp_ms)
         now = n->last_stamp_ms;
     n->last_stamp_ms = now;
@@ -779,11 +779,11 @@ static void sweep_one(const uint8_t *key, uint32_t klen, const uint8_t *val, uin
  * sweep at a time is in flight. */
 void commands_sweep_expired(struct node *n)
 {
-    uint64_t now = node_now_ms();
+    uint64_t now = clock_monotonic_ms();
     if (n->raft.role != RAFT_LEADER || now < n->next_sweep_ms)
         return;
     n->next_sweep_ms = now + SWEEP_INTERVAL_MS;
     if (kv_count_with_ttl(n->kv) == 0 || n->raft.last_applied < n->sweep_index)
         return;
-    kv_foreach_expired(n->kv, node_wall_ms(), SWEEP_MAX_KEYS, sweep_one, n);
+    kv_foreach_expired(n->kv, clock_wall_ms(), SWEEP_MAX_KEYS, sweep_one, n);
 }

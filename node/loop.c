@@ -122,7 +122,7 @@ void node_process_ready(struct node *n)
 void node_suspend(struct node *n, uint64_t ms)
 {
     n->suspended = true;
-    n->suspend_until_ms = node_now_ms() + ms;
+    n->suspend_until_ms = clock_monotonic_ms() + ms;
     node_event(n, "suspended for %" PRIu64 " ms", ms);
 }
 
@@ -133,7 +133,7 @@ void node_resume(struct node *n)
     n->suspended = false;
     /* Time spent asleep does not count toward the core's timers: a resumed
      * node behaves like a process that was paused. */
-    n->last_real_ms = node_now_ms();
+    n->last_real_ms = clock_monotonic_ms();
     node_event(n, "resumed");
 }
 
@@ -189,7 +189,7 @@ int node_run(struct node *n)
             cap_fds = want * 2;
         }
         size_t nfds = 0;
-        uint64_t now = node_now_ms();
+        uint64_t now = clock_monotonic_ms();
         fds[nfds++] = (struct pollfd){.fd = transport_fd(n), .events = POLLIN};
         fds[nfds++] = (struct pollfd){.fd = n->listen_fd, .events = n->suspended ? 0 : POLLIN};
         for (struct client *c = n->clients; c != NULL; c = c->next) {
@@ -205,7 +205,7 @@ int node_run(struct node *n)
         if (poll(fds, nfds, timeout) < 0 && errno != EINTR)
             node_fatal(n, strerror(errno));
 
-        now = node_now_ms();
+        now = clock_monotonic_ms();
         if (n->suspended && now >= n->suspend_until_ms)
             node_resume(n);
         if (n->suspended) {

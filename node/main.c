@@ -24,20 +24,6 @@ static const char *node_usage =
     "  --status URL              push status to a supervisor at this nanomsg URL\n"
     "  --speed X                 run timers at factor X (default 1; 0.1 is ten times slower)\n";
 
-uint64_t node_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-uint64_t node_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* One line per state change: on stdout, and kept for the next status. */
 void node_event(struct node *n, const char *fmt, ...)
 {
@@ -207,10 +193,10 @@ static int node_init(struct node *n, char *err, size_t errlen)
         snprintf(err, errlen, "%s: no node with id %u", n->opt.config_path, n->opt.id);
         return -1;
     }
-    n->started_ms = node_now_ms();
+    n->started_ms = clock_monotonic_ms();
     n->last_real_ms = n->started_ms;
     n->raft_clock_ms = 0;
-    n->rng = node_wall_ms() ^ ((uint64_t)getpid() << 32) ^ n->opt.id;
+    n->rng = clock_wall_ms() ^ ((uint64_t)getpid() << 32) ^ n->opt.id;
     struct raft_config cfg = {
         .id = n->opt.id,
         .n_nodes = n->cluster.n,

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "cluster.h"
 #include "kv.h"
 #include "raft.h"
@@ -132,8 +133,6 @@ struct node {
 };
 
 /* main.c */
-uint64_t node_now_ms(void);  /* monotonic */
-uint64_t node_wall_ms(void); /* wall clock, for command time stamps */
 void node_event(struct node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* loop.c */

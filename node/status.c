@@ -53,7 +53,7 @@ void status_publish(struct node *n)
     if (n->status_out < 0)
         return;
     const struct raft *r = &n->raft;
-    uint64_t now = node_now_ms();
+    uint64_t now = clock_monotonic_ms();
     Raftkv__Status st = RAFTKV__STATUS__INIT;
     st.id = n->opt.id;
     st.pid = (uint32_t)getpid();
@@ -95,7 +95,7 @@ void status_publish(struct node *n)
 
     static struct status_kv kvs;
     kvs.n = 0;
-    kvs.now_ms = node_wall_ms();
+    kvs.now_ms = clock_wall_ms();
     kv_foreach(n->kv, STATUS_KV_MAX, status_add_kv, &kvs);
     st.n_kv = kvs.n;
     st.kv = kvs.ptrs;

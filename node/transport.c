@@ -134,7 +134,7 @@ static void transport_delay(struct node *n, int slot, const void *data, size_t l
     }
     memcpy(copy, data, len);
     n->delayed[n->n_delayed++] = (struct delayed_msg){
-        .due_ms = node_now_ms() + n->delay_ms, .to_slot = slot, .data = copy, .len = len};
+        .due_ms = clock_monotonic_ms() + n->delay_ms, .to_slot = slot, .data = copy, .len = len};
 }
 
 void transport_flush_delayed(struct node *n, uint64_t now_ms)

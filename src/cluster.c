@@ -1,4 +1,5 @@
 /* cluster.c - the cluster file: one line a node, "id peer-url client-address". */
+#include "error.h"
 #include "cluster.h"
 
 #include <errno.h>
@@ -18,19 +19,6 @@ struct field {
     size_t len;
 };
 
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static bool is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
@@ -47,16 +35,16 @@ int cluster_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
 {
     const char *colon = strrchr(s, ':');
     if (colon == NULL) {
-        set_error(err, errlen, "missing port in '%s' (expected host:port)", s);
+        error_set(err, errlen, "missing port in '%s' (expected host:port)", s);
         return -1;
     }
     size_t host_len = (size_t)(colon - s);
     if (host_len == 0) {
-        set_error(err, errlen, "missing host in '%s' (expected host:port)", s);
+        error_set(err, errlen, "missing host in '%s' (expected host:port)", s);
         return -1;
     }
     if (host_len >= hostlen) {
-        set_error(err, errlen, "host too long in '%s' (max %zu bytes)", s,
+        error_set(err, errlen, "host too long in '%s' (max %zu bytes)", s,
                   hostlen > 0 ? hostlen - 1 : 0);
         return -1;
     }
@@ -72,7 +60,7 @@ int cluster_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
             value = value * 10 + (digits[i] - '0');
     }
     if (!ok || value < 1 || value > 65535) {
-        set_error(err, errlen, "invalid port in '%s' (expected 1..65535)", s);
+        error_set(err, errlen, "invalid port in '%s' (expected 1..65535)", s);
         return -1;
     }
 
@@ -109,12 +97,12 @@ static int add_node(struct cluster *c, int *line_of, const struct field *f, cons
     memset(&node, 0, sizeof node);
 
     if (c->n == CLUSTER_MAX_NODES) {
-        set_error(err, errlen, "%s:%d: too many nodes (max %d)", name, line, CLUSTER_MAX_NODES);
+        error_set(err, errlen, "%s:%d: too many nodes (max %d)", name, line, CLUSTER_MAX_NODES);
         return -1;
     }
 
     if (f[0].len != 1 || f[0].p[0] < '1' || f[0].p[0] > '9') {
-        set_error(err, errlen, "%s:%d: invalid id '%.*s' (expected 1..9)", name, line,
+        error_set(err, errlen, "%s:%d: invalid id '%.*s' (expected 1..9)", name, line,
                   (int)(f[0].len > 32 ? 32 : f[0].len), f[0].p);
         return -1;
     }
@@ -122,19 +110,19 @@ static int add_node(struct cluster *c, int *line_of, const struct field *f, cons
 
     if (!(field_starts_with(f[1], "tcp://") || field_starts_with(f[1], "ipc://")) ||
         f[1].len == strlen("tcp://")) {
-        set_error(err, errlen, "%s:%d: invalid peer url '%.*s' (expected tcp://... or ipc://...)",
+        error_set(err, errlen, "%s:%d: invalid peer url '%.*s' (expected tcp://... or ipc://...)",
                   name, line, (int)(f[1].len > 64 ? 64 : f[1].len), f[1].p);
         return -1;
     }
     if (f[1].len >= CLUSTER_URL_MAX) {
-        set_error(err, errlen, "%s:%d: peer url too long (max %d bytes)", name, line,
+        error_set(err, errlen, "%s:%d: peer url too long (max %d bytes)", name, line,
                   CLUSTER_URL_MAX - 1);
         return -1;
     }
     memcpy(node.peer_url, f[1].p, f[1].len);
 
     if (f[2].len >= CLUSTER_ADDR_MAX) {
-        set_error(err, errlen, "%s:%d: client address too long (max %d bytes)", name, line,
+        error_set(err, errlen, "%s:%d: client address too long (max %d bytes)", name, line,
                   CLUSTER_ADDR_MAX - 1);
         return -1;
     }
@@ -142,24 +130,24 @@ static int add_node(struct cluster *c, int *line_of, const struct field *f, cons
     char reason[256];
     if (cluster_parse_hostport(node.client_addr, node.client_host, sizeof node.client_host,
                                &node.client_port, reason, sizeof reason) < 0) {
-        set_error(err, errlen, "%s:%d: %s", name, line, reason);
+        error_set(err, errlen, "%s:%d: %s", name, line, reason);
         return -1;
     }
 
     for (size_t i = 0; i < c->n; i++) {
         const struct cluster_node *other = &c->nodes[i];
         if (other->id == node.id) {
-            set_error(err, errlen, "%s:%d: duplicate id %u (also on line %d)", name, line,
+            error_set(err, errlen, "%s:%d: duplicate id %u (also on line %d)", name, line,
                       (unsigned)node.id, line_of[i]);
             return -1;
         }
         if (strcmp(other->peer_url, node.peer_url) == 0) {
-            set_error(err, errlen, "%s:%d: duplicate peer url '%s' (also on line %d)", name, line,
+            error_set(err, errlen, "%s:%d: duplicate peer url '%s' (also on line %d)", name, line,
                       node.peer_url, line_of[i]);
             return -1;
         }
         if (strcmp(other->client_addr, node.client_addr) == 0) {
-            set_error(err, errlen, "%s:%d: duplicate client address '%s' (also on line %d)", name,
+            error_set(err, errlen, "%s:%d: duplicate client address '%s' (also on line %d)", name,
                       line, node.client_addr, line_of[i]);
             return -1;
         }
@@ -207,7 +195,7 @@ int cluster_parse(const char *text, const char *name, struct cluster *out, char 
         if (nfields == 0)
             continue;
         if (nfields != 3) {
-            set_error(err, errlen, "%s:%d: expected 3 fields (id peer-url client-address), got %zu",
+            error_set(err, errlen, "%s:%d: expected 3 fields (id peer-url client-address), got %zu",
                       name, line, nfields);
             return -1;
         }
@@ -216,7 +204,7 @@ int cluster_parse(const char *text, const char *name, struct cluster *out, char 
     }
 
     if (c.n == 0) {
-        set_error(err, errlen, "%s: no nodes (expected lines of: id peer-url client-address)",
+        error_set(err, errlen, "%s: no nodes (expected lines of: id peer-url client-address)",
                   name);
         return -1;
     }
@@ -229,13 +217,13 @@ int cluster_load(const char *path, struct cluster *out, char *err, size_t errlen
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        set_error(err, errlen, "%s: %s", path, strerror(errno));
+        error_set(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     char *text = malloc(CLUSTER_FILE_MAX + 1);
     if (text == NULL) {
         fclose(f);
-        set_error(err, errlen, "%s: out of memory", path);
+        error_set(err, errlen, "%s: out of memory", path);
         return -1;
     }
     size_t n = fread(text, 1, CLUSTER_FILE_MAX + 1, f);
@@ -243,17 +231,17 @@ int cluster_load(const char *path, struct cluster *out, char *err, size_t errlen
     bool failed = ferror(f) != 0;
     fclose(f);
     if (failed) {
-        set_error(err, errlen, "%s: %s", path, strerror(read_errno));
+        error_set(err, errlen, "%s: %s", path, strerror(read_errno));
         free(text);
         return -1;
     }
     if (n > CLUSTER_FILE_MAX) {
-        set_error(err, errlen, "%s: file too big (max %d bytes)", path, CLUSTER_FILE_MAX);
+        error_set(err, errlen, "%s: file too big (max %d bytes)", path, CLUSTER_FILE_MAX);
         free(text);
         return -1;
     }
     if (memchr(text, '\0', n) != NULL) {
-        set_error(err, errlen, "%s: contains a NUL byte", path);
+        error_set(err, errlen, "%s: contains a NUL byte", path);
         free(text);
         return -1;
     }

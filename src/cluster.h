@@ -27,7 +27,7 @@ struct cluster_node {
 struct cluster {
     size_t n;
     struct cluster_node nodes[CLUSTER_MAX_NODES]; /* in file order */
-    uint64_t cluster_id; /* hash of the node list: messages carry it */
+    uint64_t cluster_id;                          /* hash of the node list: messages carry it */
 };
 
 /* Parse text; name is used in errors, e.g. "cluster.conf:3: expected 3 fields, got 2".

@@ -93,8 +93,8 @@ size_t kv_memory(const struct kv *kv); /* bytes held, roughly */
 
 /* Visit keys in a deterministic order (sorted by key) up to max (0 = all).
  * deadline_ms is 0 when the key has no TTL. */
-typedef void (*kv_visit_fn)(const uint8_t *key, uint32_t klen, const uint8_t *val,
-                            uint32_t vlen, uint64_t deadline_ms, void *ctx);
+typedef void (*kv_visit_fn)(const uint8_t *key, uint32_t klen, const uint8_t *val, uint32_t vlen,
+                            uint64_t deadline_ms, void *ctx);
 void kv_foreach(const struct kv *kv, size_t max, kv_visit_fn fn, void *ctx);
 /* Keys with deadline <= now_ms, at most max of them (the leader's sweeper). */
 void kv_foreach_expired(const struct kv *kv, uint64_t now_ms, size_t max, kv_visit_fn fn,

@@ -4,6 +4,7 @@
  * start, so a caller simply calls again when more bytes arrive. Every count is
  * checked against its cap before anything is allocated for it.
  */
+#include "error.h"
 #include "resp.h"
 
 #include <stdarg.h>
@@ -18,19 +19,6 @@
 #define RESP_HEADER_MAX 24
 
 enum number_result { NUMBER_BAD = -1, NUMBER_MORE = 0, NUMBER_OK = 1 };
-
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* A byte for an error message: itself if printable, else "\x01". */
 static const char *byte_text(uint8_t c, char text[8])
@@ -114,7 +102,7 @@ static int parse_multibulk(const uint8_t *in, size_t len, struct resp_request *r
     if (r == NUMBER_MORE)
         return RESP_PARSE_MORE;
     if (r == NUMBER_BAD || count > RESP_MAX_ARGS) {
-        set_error(err, errlen, "Protocol error: invalid multibulk length");
+        error_set(err, errlen, "Protocol error: invalid multibulk length");
         return RESP_PARSE_ERROR;
     }
     /* "*0" and "*-1" carry no command: consume them, as Redis does. */
@@ -126,24 +114,24 @@ static int parse_multibulk(const uint8_t *in, size_t len, struct resp_request *r
             return RESP_PARSE_MORE;
         if (*p != '$') {
             char text[8];
-            set_error(err, errlen, "Protocol error: expected '$', got '%s'", byte_text(*p, text));
+            error_set(err, errlen, "Protocol error: expected '$', got '%s'", byte_text(*p, text));
             return RESP_PARSE_ERROR;
         }
         r = parse_number_line(p + 1, end, &n, &data);
         if (r == NUMBER_MORE)
             return RESP_PARSE_MORE;
         if (r == NUMBER_BAD || n < 0 || n > RESP_MAX_BULK) {
-            set_error(err, errlen, "Protocol error: invalid bulk length");
+            error_set(err, errlen, "Protocol error: invalid bulk length");
             return RESP_PARSE_ERROR;
         }
         if ((size_t)(end - data) < (size_t)n + 2)
             return RESP_PARSE_MORE;
         if (data[n] != '\r' || data[n + 1] != '\n') {
-            set_error(err, errlen, "Protocol error: invalid bulk length");
+            error_set(err, errlen, "Protocol error: invalid bulk length");
             return RESP_PARSE_ERROR;
         }
         if (i == req->cap && request_grow(req, (size_t)count) < 0) {
-            set_error(err, errlen, "out of memory");
+            error_set(err, errlen, "out of memory");
             return RESP_PARSE_ERROR;
         }
         req->argv[i] = data;
@@ -204,7 +192,7 @@ static int split_inline(const uint8_t *line, size_t len, struct resp_request *re
     if (len == 0)
         return RESP_PARSE_DONE;
     if (buf_reserve(&req->scratch, len) < 0) {
-        set_error(err, errlen, "out of memory");
+        error_set(err, errlen, "out of memory");
         return RESP_PARSE_ERROR;
     }
     uint8_t *out = req->scratch.data;
@@ -254,7 +242,7 @@ static int split_inline(const uint8_t *line, size_t len, struct resp_request *re
         }
 
         if (argc == req->cap && request_grow(req, len) < 0) {
-            set_error(err, errlen, "out of memory");
+            error_set(err, errlen, "out of memory");
             return RESP_PARSE_ERROR;
         }
         req->argv[argc] = arg;
@@ -265,7 +253,7 @@ static int split_inline(const uint8_t *line, size_t len, struct resp_request *re
     return RESP_PARSE_DONE;
 
 unbalanced:
-    set_error(err, errlen, "Protocol error: unbalanced quotes in request");
+    error_set(err, errlen, "Protocol error: unbalanced quotes in request");
     return RESP_PARSE_ERROR;
 }
 
@@ -277,7 +265,7 @@ static int parse_inline(const uint8_t *in, size_t len, struct resp_request *req,
     const uint8_t *newline = memchr(in, '\n', scan);
     if (newline == NULL) {
         if (len > RESP_MAX_INLINE) {
-            set_error(err, errlen, "Protocol error: too big inline request");
+            error_set(err, errlen, "Protocol error: too big inline request");
             return RESP_PARSE_ERROR;
         }
         return RESP_PARSE_MORE;
@@ -458,7 +446,7 @@ static int parse_value(const uint8_t *p, const uint8_t *end, int depth, struct r
             memchr(line, '\r', avail < RESP_MAX_INLINE + 1 ? avail : RESP_MAX_INLINE + 1);
         if (cr == NULL) {
             if (avail > RESP_MAX_INLINE) {
-                set_error(err, errlen, "Protocol error: too big reply line");
+                error_set(err, errlen, "Protocol error: too big reply line");
                 return RESP_PARSE_ERROR;
             }
             return RESP_PARSE_MORE;
@@ -466,7 +454,7 @@ static int parse_value(const uint8_t *p, const uint8_t *end, int depth, struct r
         if (cr + 1 == end)
             return RESP_PARSE_MORE;
         if (cr[1] != '\n') {
-            set_error(err, errlen, "Protocol error: invalid reply line");
+            error_set(err, errlen, "Protocol error: invalid reply line");
             return RESP_PARSE_ERROR;
         }
         if (v != NULL) {
@@ -482,7 +470,7 @@ static int parse_value(const uint8_t *p, const uint8_t *end, int depth, struct r
         if (r == NUMBER_MORE)
             return RESP_PARSE_MORE;
         if (r == NUMBER_BAD) {
-            set_error(err, errlen, "Protocol error: invalid integer");
+            error_set(err, errlen, "Protocol error: invalid integer");
             return RESP_PARSE_ERROR;
         }
         if (v != NULL) {
@@ -495,7 +483,7 @@ static int parse_value(const uint8_t *p, const uint8_t *end, int depth, struct r
         if (r == NUMBER_MORE)
             return RESP_PARSE_MORE;
         if (r == NUMBER_BAD || n < -1 || n > RESP_MAX_BULK) {
-            set_error(err, errlen, "Protocol error: invalid bulk length");
+            error_set(err, errlen, "Protocol error: invalid bulk length");
             return RESP_PARSE_ERROR;
         }
         if (n == -1) {
@@ -507,7 +495,7 @@ static int parse_value(const uint8_t *p, const uint8_t *end, int depth, struct r
         if ((size_t)(end - data) < (size_t)n + 2)
             return RESP_PARSE_MORE;
         if (data[n] != '\r' || data[n + 1] != '\n') {
-            set_error(err, errlen, "Protocol error: invalid bulk length");
+            error_set(err, errlen, "Protocol error: invalid bulk length");
             return RESP_PARSE_ERROR;
         }
         if (v != NULL) {
@@ -522,7 +510,7 @@ static int parse_value(const uint8_t *p, const uint8_t *end, int depth, struct r
         if (r == NUMBER_MORE)
             return RESP_PARSE_MORE;
         if (r == NUMBER_BAD || n < -1 || n > RESP_MAX_ARGS) {
-            set_error(err, errlen, "Protocol error: invalid multibulk length");
+            error_set(err, errlen, "Protocol error: invalid multibulk length");
             return RESP_PARSE_ERROR;
         }
         if (n == -1) {
@@ -532,7 +520,7 @@ static int parse_value(const uint8_t *p, const uint8_t *end, int depth, struct r
             return RESP_PARSE_DONE;
         }
         if (depth >= RESP_MAX_DEPTH) {
-            set_error(err, errlen, "Protocol error: reply nested too deeply");
+            error_set(err, errlen, "Protocol error: reply nested too deeply");
             return RESP_PARSE_ERROR;
         }
         if (v != NULL) {
@@ -555,13 +543,13 @@ static int parse_value(const uint8_t *p, const uint8_t *end, int depth, struct r
         return RESP_PARSE_DONE;
     default: {
         char text[8];
-        set_error(err, errlen, "Protocol error: unknown reply type '%s'", byte_text(*p, text));
+        error_set(err, errlen, "Protocol error: unknown reply type '%s'", byte_text(*p, text));
         return RESP_PARSE_ERROR;
     }
     }
 
 out_of_memory:
-    set_error(err, errlen, "out of memory");
+    error_set(err, errlen, "out of memory");
     return RESP_PARSE_ERROR;
 }
 

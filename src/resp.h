@@ -13,7 +13,7 @@
 
 #include "buf.h"
 
-#define RESP_MAX_ARGS (1024 * 1024)       /* elements in one multibulk request */
+#define RESP_MAX_ARGS (1024 * 1024)        /* elements in one multibulk request */
 #define RESP_MAX_BULK (8u * 1024u * 1024u) /* bytes in one bulk string */
 #define RESP_MAX_INLINE (64u * 1024u)      /* bytes in one inline command line */
 #define RESP_MAX_DEPTH 8                   /* nesting of reply arrays */
@@ -44,12 +44,12 @@ int resp_parse_request(const uint8_t *in, size_t len, struct resp_request *req, 
 void resp_request_free(struct resp_request *req);
 
 /* Reply writers (server side). All return 0, or -1 when memory runs out. */
-int resp_write_simple(struct buf *out, const char *s);   /* +OK */
-int resp_write_error(struct buf *out, const char *msg);  /* -ERR ..., msg given whole */
-int resp_write_int(struct buf *out, int64_t v);          /* :42 */
+int resp_write_simple(struct buf *out, const char *s);         /* +OK */
+int resp_write_error(struct buf *out, const char *msg);        /* -ERR ..., msg given whole */
+int resp_write_int(struct buf *out, int64_t v);                /* :42 */
 int resp_write_bulk(struct buf *out, const void *p, size_t n); /* $3\r\nabc */
-int resp_write_nil(struct buf *out);                     /* $-1 */
-int resp_write_array(struct buf *out, size_t n);         /* *n header */
+int resp_write_nil(struct buf *out);                           /* $-1 */
+int resp_write_array(struct buf *out, size_t n);               /* *n header */
 
 /* Command writer (client side): a multibulk array of bulk strings. */
 int resp_write_command(struct buf *out, size_t argc, const uint8_t *const *argv,
@@ -60,10 +60,10 @@ enum resp_type { RESP_SIMPLE, RESP_ERROR, RESP_INT, RESP_BULK, RESP_NIL, RESP_AR
 
 struct resp_value {
     enum resp_type type;
-    int64_t integer;           /* RESP_INT */
-    char *str;                 /* SIMPLE, ERROR, BULK: NUL-terminated copy */
-    size_t len;                /* its length (bulk strings may hold NULs) */
-    struct resp_value *elems;  /* RESP_ARRAY */
+    int64_t integer;          /* RESP_INT */
+    char *str;                /* SIMPLE, ERROR, BULK: NUL-terminated copy */
+    size_t len;               /* its length (bulk strings may hold NULs) */
+    struct resp_value *elems; /* RESP_ARRAY */
     size_t n;
 };
 

@@ -26,13 +26,11 @@ struct wal;
 int wal_open(const char *dir, struct wal **out, uint64_t *term, uint32_t *voted_for,
              struct raft_entry **entries, size_t *n, char *err, size_t errlen);
 /* Write term and vote and fsync them. */
-int wal_save_hard_state(struct wal *w, uint64_t term, uint32_t voted_for, char *err,
-                        size_t errlen);
+int wal_save_hard_state(struct wal *w, uint64_t term, uint32_t voted_for, char *err, size_t errlen);
 /* Drop stored entries with index >= from. */
 int wal_truncate(struct wal *w, uint64_t from, char *err, size_t errlen);
 /* Append entries (their indexes follow the last stored one). Not yet durable. */
-int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *err,
-               size_t errlen);
+int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *err, size_t errlen);
 /* Make every append and truncate so far durable (fdatasync). */
 int wal_sync(struct wal *w, char *err, size_t errlen);
 uint64_t wal_last_index(const struct wal *w);

@@ -60,6 +60,7 @@ endforeach()
 #   CC=clang cmake -S . -B build-fuzz -DRAFTKV_FUZZ=ON && cmake --build build-fuzz --target fuzz_resp
 #   build-fuzz/fuzz_resp -max_total_time=60
 set(FUZZ_RESP_SRC ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_resp.c ${CMAKE_SOURCE_DIR}/src/resp.c
+  ${CMAKE_SOURCE_DIR}/src/error.c
   ${CMAKE_SOURCE_DIR}/src/buf.c)
 add_executable(fuzz_resp_smoke ${FUZZ_RESP_SRC} ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_main.c)
 target_include_directories(fuzz_resp_smoke PRIVATE ${CMAKE_SOURCE_DIR}/src)

@@ -13,11 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 int64_t cli_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)clock_monotonic_ms();
 }
 
 void cli_sleep_until(int64_t ms, int64_t deadline)

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
+
 #include "client.h"
 #include "model.h"
 #include "supervisor.h"
@@ -66,8 +68,6 @@ struct cockpit {
 };
 
 /* cockpit_main.c */
-uint64_t cockpit_now_ms(void);  /* monotonic */
-uint64_t cockpit_wall_ms(void); /* wall clock */
 /* Show a command's answer: on the command line, and in headless mode on stdout. */
 void cockpit_message(struct cockpit *ck, bool error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

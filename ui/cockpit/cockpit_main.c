@@ -30,20 +30,6 @@ static volatile sig_atomic_t quit_signal;
 static struct termios saved_termios;
 static volatile sig_atomic_t termios_saved;
 
-uint64_t cockpit_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-uint64_t cockpit_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void cockpit_format_time(uint64_t wall_ms, char *out, size_t size, bool millis)
 {
     time_t t = (time_t)(wall_ms / 1000);
@@ -247,7 +233,7 @@ static uint64_t random_client_id(void)
         close(fd);
     }
     if (!id)
-        id = cockpit_wall_ms() ^ ((uint64_t)getpid() << 32);
+        id = clock_wall_ms() ^ ((uint64_t)getpid() << 32);
     return id ? id : 1;
 }
 
@@ -324,8 +310,8 @@ static void run_loop(struct cockpit *ck)
         if (poll(fds, n, POLL_MS) < 0 && errno != EINTR)
             break;
 
-        ck->now_ms = cockpit_now_ms();
-        model_set_time(&ck->model, ck->now_ms, cockpit_wall_ms());
+        ck->now_ms = clock_monotonic_ms();
+        model_set_time(&ck->model, ck->now_ms, clock_wall_ms());
         sup_receive(&ck->sup);
         sup_tick(&ck->sup, ck->now_ms);
         model_tick(&ck->model);
@@ -408,9 +394,9 @@ int main(int argc, char **argv)
         script_free(ck->script);
         return 1;
     }
-    ck->now_ms = cockpit_now_ms();
+    ck->now_ms = clock_monotonic_ms();
     model_init(&ck->model, &ck->sup.cluster);
-    model_set_time(&ck->model, ck->now_ms, cockpit_wall_ms());
+    model_set_time(&ck->model, ck->now_ms, clock_wall_ms());
     sup_attach_model(&ck->sup, &ck->model);
     client_init(&ck->client, &ck->sup.cluster, random_client_id());
     ck->ui.selected = ck->sup.cluster.nodes[0].id;
