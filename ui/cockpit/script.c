@@ -28,6 +28,7 @@ enum script_state {
     SCRIPT_WAIT_LEADER,
     SCRIPT_WAIT_CLIENT,
     SCRIPT_WAIT_OP,
+    SCRIPT_SETTLE,
     SCRIPT_EXPECT,
     SCRIPT_DONE,
     SCRIPT_FAILED,
@@ -428,6 +429,17 @@ static void run_line(struct cockpit *ck, struct script *s)
         s->state = SCRIPT_WAIT_OP;
         s->op = out.client_op;
         s->op_done = false;
+        return;
+    }
+    /* Network faults reach the nodes as messages: the next line runs once
+     * every node reports them in force, so a script never races its own
+     * faults. */
+    static const char *const network[] = {"delay", "drop", "partition", "isolate", "heal", "speed"};
+    for (size_t i = 0; i < sizeof(network) / sizeof(network[0]); i++) {
+        if (strcmp(w[0], network[i]) == 0) {
+            s->state = SCRIPT_SETTLE;
+            s->until_ms = ck->now_ms + (uint64_t)(EXPECT_MS * slowness(ck));
+        }
     }
 }
 
@@ -487,6 +499,16 @@ void script_tick(struct cockpit *ck)
                 return;
             s->op = 0;
             s->op_done = false;
+            s->state = SCRIPT_RUN;
+            break;
+        case SCRIPT_SETTLE:
+            if (!sup_faults_settled(&ck->sup)) {
+                if (ck->now_ms >= s->until_ms) {
+                    script_fail(ck, s, "the nodes did not report '%s' in force", s->cur->text);
+                    return;
+                }
+                return;
+            }
             s->state = SCRIPT_RUN;
             break;
         case SCRIPT_EXPECT: {

@@ -611,6 +611,16 @@ static bool faults_shown(const struct supervisor *s, const struct sup_node *n)
            mn->delay_ms == s->delay_ms && fabs(mn->speed - s->speed) < 1e-9;
 }
 
+bool sup_faults_settled(const struct supervisor *s)
+{
+    for (size_t i = 0; i < s->cluster.n; i++) {
+        const struct sup_node *n = &s->nodes[i];
+        if (n->pid && !n->stopped && !n->killed && !faults_shown(s, n))
+            return false;
+    }
+    return true;
+}
+
 static void mask_text(uint32_t mask, char *out, size_t size)
 {
     size_t used = 0;

@@ -84,6 +84,9 @@ int sup_isolate(struct supervisor *s, uint32_t id, uint64_t now_ms, char *err, s
 int sup_partition(struct supervisor *s, const uint32_t *groups, size_t n_groups, uint64_t now_ms,
                   char *err, size_t errlen);
 void sup_heal(struct supervisor *s, uint64_t now_ms);
+/* Every running node's last status shows the partitions, loss, delay and
+ * speed asked for. */
+bool sup_faults_settled(const struct supervisor *s);
 int sup_drop(struct supervisor *s, uint32_t percent, uint64_t now_ms, char *err, size_t errlen);
 int sup_delay(struct supervisor *s, uint32_t ms, uint64_t now_ms, char *err, size_t errlen);
 int sup_speed(struct supervisor *s, double speed, uint64_t now_ms, char *err, size_t errlen);
