@@ -137,11 +137,21 @@ void node_resume(struct node *n)
     node_event(n, "resumed");
 }
 
-/* Advance the core's clock by real time elapsed, scaled by speed. */
+/* The longest poll() sleeps, and the most one turn moves the core's clock. */
+#define NODE_POLL_MAX_MS 50
+#define NODE_CLOCK_STEP_MAX_MS (NODE_POLL_MAX_MS + 10)
+
+/* Advance the core's clock by real time elapsed, scaled by speed. One turn
+ * moves it by at most a little more than poll() sleeps: after a stall (a slow disk, a
+ * busy machine) the messages that arrived meanwhile are taken in before the
+ * core can decide that nobody spoke to it. */
 static void node_advance_clock(struct node *n, uint64_t now)
 {
     if (now > n->last_real_ms) {
-        n->raft_clock_ms += (uint64_t)((double)(now - n->last_real_ms) * n->opt.speed + 0.5);
+        uint64_t elapsed = now - n->last_real_ms;
+        if (elapsed > NODE_CLOCK_STEP_MAX_MS)
+            elapsed = NODE_CLOCK_STEP_MAX_MS;
+        n->raft_clock_ms += (uint64_t)((double)elapsed * n->opt.speed + 0.5);
         n->last_real_ms = now;
     }
 }
@@ -151,7 +161,7 @@ static int node_poll_timeout(struct node *n, uint64_t now)
 {
     if (raft_has_ready(&n->raft))
         return 0;
-    uint64_t wait = 50;
+    uint64_t wait = NODE_POLL_MAX_MS;
     const struct raft *r = &n->raft;
     uint64_t due = r->role == RAFT_LEADER ? r->heartbeat_due_ms : r->election_deadline_ms;
     if (!n->suspended) {

@@ -24,9 +24,14 @@ static void raft_drop_queued_appends(struct raft *r)
     r->n_out = kept;
 }
 
+/* A follower that only learns of a higher term keeps its timer running:
+ * Figure 2 resets it on hearing from the current leader or granting a vote,
+ * so a candidate that cannot win does not hold everyone's elections off.
+ * A leader or candidate stepping down starts a fresh timeout. */
 void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
 {
     bool was_leader = r->role == RAFT_LEADER;
+    bool was_follower = r->role == RAFT_FOLLOWER;
     if (term > r->current_term) {
         r->current_term = term;
         r->voted_for = RAFT_NONE;
@@ -35,7 +40,8 @@ void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
     r->role = RAFT_FOLLOWER;
     r->leader_id = leader_id;
     r->votes = 0;
-    raft_reset_election_timer(r);
+    if (!was_follower)
+        raft_reset_election_timer(r);
     if (was_leader) {
         raft_drop_queued_appends(r);
         raft_reads_fail_all(r);
