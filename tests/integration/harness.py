@@ -324,7 +324,7 @@ class Cluster:
     slot picks 20 of the script's 100 ports, so one script can run several
     clusters at once (slot 0..4)."""
 
-    def __init__(self, opt, n, slot=0, name="cluster", node_args=()):
+    def __init__(self, opt, n, slot=0, name="cluster", node_args=(), ipc=False):
         if not 1 <= n <= 9 or not 0 <= slot < PORTS_PER_SCRIPT // PORTS_PER_CLUSTER:
             raise ValueError("cluster size 1..9, slot 0..4")
         self.opt = opt
@@ -333,6 +333,9 @@ class Cluster:
         self.tmp = tempfile.mkdtemp(prefix=f"raftkv-{name}-")
         base = opt.port_base + slot * PORTS_PER_CLUSTER
         self.nodes = {i: Node(self, i, base + i, base + 10 + i) for i in range(1, n + 1)}
+        if ipc:  # peers over Unix sockets in the cluster's temp dir
+            for node in self.nodes.values():
+                node.peer_url = f"ipc://{self.tmp}/peer{node.id}.ipc"
         self.config = os.path.join(self.tmp, "cluster.conf")
         with open(self.config, "w") as f:
             f.write("# id  peer (nanomsg URL)  client (Redis protocol)\n")

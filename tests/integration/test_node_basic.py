@@ -289,9 +289,28 @@ def test_five(opt):
         check_dead_cluster(cluster)
 
 
+def test_ipc(opt):
+    step("3 nodes with ipc:// peer URLs: elect, write, fail over")
+    with Cluster(opt, 3, slot=2, name="basic-ipc", ipc=True) as cluster:
+        check(all(n.peer_url.startswith("ipc://") for n in cluster.nodes.values()),
+              "the cluster file names ipc:// peers")
+        cluster.start()
+        leader = cluster.wait_leader(timeout=10)
+        check_eq(cluster.call(leader, "SET", "over", "ipc"), "OK", "SET at the leader")
+        check_eq(cluster.call(leader, "INCR", "hits"), 1, "INCR at the leader")
+        cluster.kill(leader)
+        new_leader = cluster.wait_leader(timeout=10, exclude=(leader,))
+        check(new_leader != leader, f"node {new_leader} leads after node {leader} was killed")
+        check_eq(cluster.call(new_leader, "GET", "over"), b"ipc", "the write survived")
+        check_eq(cluster.call(new_leader, "INCR", "hits"), 2, "INCR at the new leader")
+        cluster.check_alive([i for i in cluster.ids if i != leader])
+        cluster.shutdown()
+
+
 def main(opt):
     test_three(opt)
     test_five(opt)
+    test_ipc(opt)
 
 
 if __name__ == "__main__":
