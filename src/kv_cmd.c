@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define KV_CMD_VERSION 1
 #define VARINT_MAX_BYTES 10
@@ -243,6 +244,20 @@ static const char *op_name(uint8_t op)
     return "?";
 }
 
+/* " until 14:03:07.250": the deadline as a local time of day, to the
+ * millisecond; " @<ms>" when it is not a plausible date. */
+static void describe_deadline(int64_t deadline_ms, char *out, size_t size)
+{
+    time_t t = (time_t)(deadline_ms / 1000);
+    struct tm tm;
+    if (deadline_ms <= 0 || localtime_r(&t, &tm) == NULL) {
+        snprintf(out, size, " @%" PRId64, deadline_ms);
+        return;
+    }
+    snprintf(out, size, " until %02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(deadline_ms % 1000));
+}
+
 void kv_cmd_describe(const uint8_t *buf, uint32_t len, char *out, size_t size)
 {
     struct kv_cmd cmd_storage;
@@ -261,9 +276,9 @@ void kv_cmd_describe(const uint8_t *buf, uint32_t len, char *out, size_t size)
     }
 
     /* EXPIRE keeps room for its deadline after the key. */
-    char suffix[32] = "";
+    char suffix[40] = "";
     if (cmd->op == KV_OP_EXPIRE)
-        snprintf(suffix, sizeof(suffix), " @%" PRId64, cmd->deadline_ms);
+        describe_deadline(cmd->deadline_ms, suffix, sizeof(suffix));
     size_t args_limit = limit;
     if (strlen(suffix) + strlen("EXPIRE ...") <= limit)
         args_limit = limit - strlen(suffix);

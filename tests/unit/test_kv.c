@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Each evaluates its reply expression once: it applies a command. */
 #define CHECK_OK(expr)                                                                             \
@@ -921,14 +922,19 @@ static void test_describe(void)
     cmd.args[0] = (struct kv_arg){(const uint8_t *)"k", 1};
     CHECK_STR_EQ(describe(&cmd, 100), "SWEEP k");
     cmd.op = KV_OP_EXPIRE;
+    cmd.deadline_ms = 1700000000123LL; /* 2023-11-14 22:13:20.123 UTC */
+    setenv("TZ", "UTC", 1);
+    tzset();
+    CHECK_STR_EQ(describe(&cmd, 100), "EXPIRE k until 22:13:20.123");
+    cmd.deadline_ms = 0;
+    CHECK_STR_EQ(describe(&cmd, 100), "EXPIRE k @0");
     cmd.deadline_ms = 1700000000123LL;
-    CHECK_STR_EQ(describe(&cmd, 100), "EXPIRE k @1700000000123");
 
     /* A long key is shortened, the deadline kept. */
     static char long_key[300];
     memset(long_key, 'x', sizeof(long_key));
     cmd.args[0] = (struct kv_arg){(const uint8_t *)long_key, sizeof(long_key)};
-    CHECK_STR_EQ(describe(&cmd, 32), "EXPIRE xxxxxx... @1700000000123");
+    CHECK_STR_EQ(describe(&cmd, 32), "EXPIRE xx... until 22:13:20.123");
 
     /* A big value in a small line. */
     uint8_t *big = malloc(KV_MAX_VALUE);

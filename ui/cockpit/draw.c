@@ -312,8 +312,9 @@ static void draw_timer_line(const struct model *m, const struct model_node *n, e
         return;
     }
     if (role == ROLE_LEADER) {
-        put(y, x, w, style(P_LEADER), w >= 20 ? "heartbeat every %ums" : "heartbeat %ums",
-            n->heartbeat_ms);
+        /* In real time: at speed 0.1 a 50 ms heartbeat comes every 500 ms. */
+        unsigned every = (unsigned)(n->heartbeat_ms / (n->speed > 0 ? n->speed : 1) + 0.5);
+        put(y, x, w, style(P_LEADER), w >= 20 ? "heartbeat every %ums" : "heartbeat %ums", every);
         return;
     }
     /* The election timer runs on between reports: extrapolate at the node's speed. */
