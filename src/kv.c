@@ -222,11 +222,11 @@ static int insert_item(struct kv *kv, const uint8_t *key, uint32_t klen, uint64_
 /* New value for the item in slot i; nothing changes when memory runs out. */
 static int replace_value(struct kv *kv, size_t i, const uint8_t *val, uint32_t vlen, bool clear_ttl)
 {
-    struct kv_item *it = kv->slots[i];
-    uint32_t old_vlen = it->vlen;
-    it = realloc(it, sizeof(*it) + (size_t)it->klen + vlen);
+    struct kv_item *old = kv->slots[i];
+    uint32_t old_vlen = old->vlen;
+    struct kv_item *it = realloc(old, sizeof(*old) + (size_t)old->klen + vlen);
     if (it == NULL)
-        return -1;
+        return -1; /* old is untouched and still in its slot */
     kv->slots[i] = it;
     kv->item_bytes = kv->item_bytes - item_size(it->klen, old_vlen) + item_size(it->klen, vlen);
     it->vlen = vlen;
