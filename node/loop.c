@@ -87,8 +87,6 @@ static void node_note_state(struct node *n)
     } else {
         node_event(n, "term %" PRIu64 " Follower (new term)", r->current_term);
     }
-    if (n->shown_role == RAFT_LEADER && r->role != RAFT_LEADER)
-        commands_fail_pending(n, "TRYAGAIN leader changed, retry the request");
     n->shown_role = r->role;
     n->shown_term = r->current_term;
 }
@@ -117,6 +115,11 @@ void node_process_ready(struct node *n)
         raft_advance(&n->raft, &rd);
     }
     node_note_state(n);
+    /* A node that no longer leads cannot tell whether its uncommitted writes
+     * will survive: the client retries (RAFT.REQ makes that safe). Writes
+     * committed before the change were answered when applied. */
+    if (n->raft.role != RAFT_LEADER)
+        commands_fail_pending(n, "TRYAGAIN leader changed, retry the request");
 }
 
 void node_suspend(struct node *n, uint64_t ms)
