@@ -34,6 +34,10 @@ int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *
 /* Make every append and truncate so far durable (fdatasync). */
 int wal_sync(struct wal *w, char *err, size_t errlen);
 uint64_t wal_last_index(const struct wal *w);
+/* Bytes of records in DIR/log. The file itself may be longer while the node
+ * runs: it is extended with zeros ahead of the records, and cut back to the
+ * records on a clean wal_close (or when opened after a crash). */
+uint64_t wal_log_size(const struct wal *w);
 void wal_close(struct wal *w);
 
 #endif

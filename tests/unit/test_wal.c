@@ -370,12 +370,14 @@ static void make_three(const char *dir, long size[3])
     struct opened o;
     CHECK_INT_EQ(open_dir(dir, &o), 0);
     append_text(o.w, 1, "first");
-    size[0] = file_size(log);
+    size[0] = (long)wal_log_size(o.w);
     append_text(o.w, 1, "second");
-    size[1] = file_size(log);
+    size[1] = (long)wal_log_size(o.w);
     append_text(o.w, 2, "0123456789012345678901234567890123456789");
-    size[2] = file_size(log);
+    size[2] = (long)wal_log_size(o.w);
+    CHECK(file_size(log) >= size[2]); /* zeros written ahead while open */
     close_opened(&o);
+    CHECK_INT_EQ(file_size(log), size[2]); /* and cut back on a clean close */
 }
 
 static void check_two_left(const char *dir, long expected_size)
@@ -598,6 +600,45 @@ static void test_missing_parent(void)
     CHECK_STR_EQ(err, expected);
 }
 
+/* A process killed while its log file runs ahead with zeros: the records are
+ * all there, the zeros are cut off at the next open, and appends go on. */
+static void test_killed_with_zeros_ahead(void)
+{
+    char dir[256], log[300];
+    sub_dir(dir, sizeof dir, "zeros-ahead");
+    file_in(log, sizeof log, dir, "log");
+    fflush(stdout);
+    fflush(stderr);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child < 0)
+        return;
+    if (child == 0) {
+        struct opened o;
+        if (open_dir(dir, &o) != 0)
+            _exit(1);
+        for (int i = 0; i < 3; i++)
+            append_text(o.w, 1, "kept");
+        kill(getpid(), SIGKILL);
+        _exit(1);
+    }
+    int status = 0;
+    CHECK_INT_EQ(waitpid(child, &status, 0), child);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK(file_size(log) > 3 * 29); /* zeros were written ahead */
+
+    struct opened o;
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 3);
+    CHECK_INT_EQ(file_size(log), (long)wal_log_size(o.w));
+    append_text(o.w, 2, "after");
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 4);
+    CHECK(o.n == 4 && data_is(&o.entries[3], "after"));
+    close_opened(&o);
+}
+
 int main(void)
 {
     if (mkdtemp(root) == NULL) {
@@ -613,6 +654,7 @@ int main(void)
     test_damage();
     test_lock();
     test_lock_killed_child();
+    test_killed_with_zeros_ahead();
     test_missing_parent();
     CHECK(nftw(root, remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0);
     CHECK_DONE();
