@@ -4,7 +4,6 @@
 Each scenario runs as `raftkv --headless --script FILE` on its own ports and
 data dir; it must exit 0 (every expectation held) and leave no node running.
 """
-import argparse
 import os
 import shutil
 import subprocess
@@ -12,35 +11,14 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cockpit_checks import (  # noqa: E402  (tests/cockpit_checks.py)
+    node_processes, parse_args, wait_until)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = os.path.join(ROOT, "assets", "scenarios")
 PORTS_PER_RUN = 12  # a 5-node cluster needs 10 (peers and clients)
 RUN_TIMEOUT_S = 150
-
-
-def processes_with(text):
-    """pids whose command line contains text."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(pid))
-    return found
-
-
-def wait_until(predicate, timeout_s, interval_s=0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()
 
 
 def run_scenario(build, path, port_base, work):
@@ -69,8 +47,8 @@ def run_scenario(build, path, port_base, work):
         problems.append(f"exit status {rc}")
     if "script passed" not in out:
         problems.append("no 'script passed' line")
-    if not wait_until(lambda: not processes_with(data), 5):
-        pids = processes_with(data)
+    if not wait_until(lambda: not node_processes(data), 5):
+        pids = node_processes(data)
         problems.append(f"nodes left running: {pids}")
         for pid in pids:
             try:
@@ -81,15 +59,10 @@ def run_scenario(build, path, port_base, work):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--build", required=True)
-    parser.add_argument("--port-base", type=int, required=True)
-    args = parser.parse_args()
-    build = os.path.abspath(args.build)
-    for program in ("raftkv", "raftkv-node"):
-        if not os.access(os.path.join(build, program), os.X_OK):
-            print(f"missing {program} in {build}")
-            return 1
+    args = parse_args()
+    if args is None:
+        return 1
+    build = args.build
 
     scenarios = sorted(f for f in os.listdir(SCENARIOS) if f.endswith(".txt"))
     if len(scenarios) < 6:

@@ -12,7 +12,6 @@
 The cockpit runs headless with a script; this test watches /proc and the
 cockpit's output while the script waits.
 """
-import argparse
 import os
 import queue
 import shutil
@@ -23,70 +22,23 @@ import tempfile
 import threading
 import time
 
-FAILURES = []
-PASSED = []
-
-
-def check(condition, what):
-    if condition:
-        PASSED.append(what)
-        print(f"ok   {what}")
-    else:
-        print(f"FAIL {what}")
-        FAILURES.append(what)
-    return condition
-
-
-def wait_until(predicate, timeout_s, interval_s=0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    return predicate()
-
-
-def read_proc(pid, name):
-    try:
-        with open(f"/proc/{pid}/{name}", "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cockpit_checks import (  # noqa: E402  (tests/cockpit_checks.py)
+    FAILURES, check, node_processes, parse_args, proc_stat_field, report, wait_until)
 
 def node_pids(data_dir):
     """{node id: pid} of live raftkv-node processes using data_dir."""
-    found = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        raw = read_proc(pid, "cmdline")
-        if not raw:
-            continue
-        args = raw.decode(errors="replace").split("\0")
-        if not any(a.startswith(data_dir) for a in args) or "--id" not in args:
-            continue
-        stat = read_proc(pid, "stat")
-        if not stat or proc_state(int(pid)) == "Z":
-            continue
-        found[int(args[args.index("--id") + 1])] = int(pid)
-    return found
+    return {int(args[args.index("--id") + 1]): pid
+            for pid, args in node_processes(data_dir).items() if "--id" in args}
 
 
 def proc_state(pid):
-    stat = read_proc(pid, "stat")
-    if not stat:
-        return None
-    # pid (comm) state ppid ...: comm may hold spaces, so split after ')'
-    return stat.decode().rsplit(")", 1)[1].split()[0]
+    return proc_stat_field(pid, 0)
 
 
 def proc_ppid(pid):
-    stat = read_proc(pid, "stat")
-    if not stat:
-        return None
-    return int(stat.decode().rsplit(")", 1)[1].split()[1])
+    ppid = proc_stat_field(pid, 1)
+    return int(ppid) if ppid is not None else None
 
 
 def kill_leftovers(data_dir):
@@ -281,15 +233,10 @@ def test_bad_node_program(build, port_base, work):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--build", required=True)
-    parser.add_argument("--port-base", type=int, required=True)
-    args = parser.parse_args()
-    build = os.path.abspath(args.build)
-    for program in ("raftkv", "raftkv-node"):
-        if not os.access(os.path.join(build, program), os.X_OK):
-            print(f"missing {program} in {build}")
-            return 1
+    args = parse_args()
+    if args is None:
+        return 1
+    build = args.build
     work = tempfile.mkdtemp(prefix="raftkv-supervisor-")
     try:
         test_faults(build, args.port_base, work)
@@ -300,9 +247,7 @@ def main():
         test_bad_node_program(build, args.port_base + 50, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{len(PASSED)} passed, {len(FAILURES)} failed")
-    return 1 if FAILURES else 0
-
+    return report()
 
 if __name__ == "__main__":
     sys.exit(main())

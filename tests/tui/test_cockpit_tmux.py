@@ -7,57 +7,24 @@ one Leader and two Followers, `:setval greeting hello` showing in all three
 KV tables, `s` on the leader's card leading to a new leader, `:screenshot`
 and `P` writing both files, and `q` (confirmed) leaving no node running.
 """
-import argparse
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cockpit_checks import (  # noqa: E402  (tests/cockpit_checks.py)
+    FAILURES, check, node_processes, parse_args, report, wait_until)
 
 # A card's title: " 2  * Leader" or ">2< - Follower" (selected).
 CARD = re.compile(r"[ >]([1-9])[ <] [*?\-ZX~] (Leader|Candidate|Follower|Suspended|Down|Starting)")
-FAILURES = []
-PASSED = []
-
-
-def check(condition, what):
-    if condition:
-        PASSED.append(what)
-        print(f"ok   {what}")
-    else:
-        print(f"FAIL {what}")
-        FAILURES.append(what)
-    return condition
-
-
-def wait_until(predicate, timeout_s, interval_s=0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    return predicate()
 
 
 def node_pids(text):
     """pids of live raftkv-node processes with text in their command line."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().decode(errors="replace").split("\0")
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if args[0].endswith("raftkv-node") and any(text in a for a in args) and state != "Z":
-            found.append(int(pid))
-    return found
+    return list(node_processes(text))
 
 
 class Terminal:
@@ -178,26 +145,17 @@ def run_size(build, port, cols, rows, work, no_color):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--build", required=True)
-    parser.add_argument("--port-base", type=int, required=True)
-    args = parser.parse_args()
-    build = os.path.abspath(args.build)
-    if not shutil.which("tmux"):
-        print("tmux is not installed")
+    args = parse_args(need_tmux=True)
+    if args is None:
         return 1
-    for program in ("raftkv", "raftkv-node"):
-        if not os.access(os.path.join(build, program), os.X_OK):
-            print(f"missing {program} in {build}")
-            return 1
+    build = args.build
     work = tempfile.mkdtemp(prefix="raftkv-tui-")
     try:
         run_size(build, args.port_base, 120, 40, work, no_color=False)
         run_size(build, args.port_base + 20, 80, 24, work, no_color=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{len(PASSED)} passed, {len(FAILURES)} failed")
-    return 1 if FAILURES else 0
+    return report()
 
 
 if __name__ == "__main__":
