@@ -142,6 +142,8 @@ void node_resume(struct node *n);
 void node_process_ready(struct node *n);
 
 /* transport.c */
+struct Raftkv__Envelope;
+int transport_pack(struct node *n, struct Raftkv__Envelope *env); /* into n->pack */
 int transport_open(struct node *n, char *err, size_t errlen);
 void transport_close(struct node *n);
 void transport_send(struct node *n, const struct raft_msg *m);

@@ -145,16 +145,11 @@ void status_publish(struct node *n)
     st.client_address = (char *)n->self->client_addr;
 
     Raftkv__Envelope env = RAFTKV__ENVELOPE__INIT;
-    env.cluster_id = n->cluster.cluster_id;
-    env.from = n->opt.id;
     env.body_case = RAFTKV__ENVELOPE__BODY_STATUS;
     env.status = &st;
-    size_t len = raftkv__envelope__get_packed_size(&env);
-    buf_reset(&n->pack);
-    if (buf_reserve(&n->pack, len) != 0)
+    if (transport_pack(n, &env) != 0)
         return;
-    raftkv__envelope__pack(&env, n->pack.data);
-    if (nn_send(n->status_out, n->pack.data, len, NN_DONTWAIT) < 0)
+    if (nn_send(n->status_out, n->pack.data, n->pack.len, NN_DONTWAIT) < 0)
         return; /* the supervisor is busy or gone: keep the events for next time */
     for (size_t i = 0; i < n->n_events; i++)
         free(n->events[i]);

@@ -224,19 +224,13 @@ void transport_send(struct node *n, const struct raft_msg *m)
     pm.hint_index = m->hint_index;
     pm.hint_term = m->hint_term;
     Raftkv__Envelope env = RAFTKV__ENVELOPE__INIT;
-    env.cluster_id = n->cluster.cluster_id;
-    env.from = n->opt.id;
     env.body_case = RAFTKV__ENVELOPE__BODY_PEER;
     env.peer = &pm;
-
-    size_t len = raftkv__envelope__get_packed_size(&env);
-    buf_reset(&n->pack);
-    if (buf_reserve(&n->pack, len) == 0) {
-        raftkv__envelope__pack(&env, n->pack.data);
+    if (transport_pack(n, &env) == 0) {
         if (n->delay_ms > 0)
-            transport_delay(n, slot, n->pack.data, len);
+            transport_delay(n, slot, n->pack.data, n->pack.len);
         else
-            transport_raw_send(n, slot, n->pack.data, len);
+            transport_raw_send(n, slot, n->pack.data, n->pack.len);
     } else {
         n->msgs_dropped++;
     }
@@ -244,6 +238,20 @@ void transport_send(struct node *n, const struct raft_msg *m)
         free(entries);
         free(ptrs);
     }
+}
+
+/* Stamp an envelope with our cluster and id and encode it into n->pack. */
+int transport_pack(struct node *n, Raftkv__Envelope *env)
+{
+    env->cluster_id = n->cluster.cluster_id;
+    env->from = n->opt.id;
+    size_t len = raftkv__envelope__get_packed_size(env);
+    buf_reset(&n->pack);
+    if (buf_reserve(&n->pack, len) != 0)
+        return -1;
+    raftkv__envelope__pack(env, n->pack.data);
+    n->pack.len = len;
+    return 0;
 }
 
 static void transport_control(struct node *n, const Raftkv__Control *c)
