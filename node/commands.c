@@ -363,8 +363,8 @@ static void run_raft_suspend(struct node *n, struct client *c, const struct args
 {
     (void)c;
     int64_t secs;
-    if (arg_int64(a, 1, &secs) != 0 || secs <= 0 || secs > 3600) {
-        resp_write_error(out, "ERR seconds must be a whole number from 1 to 3600");
+    if (arg_int64(a, 1, &secs) != 0 || secs <= 0 || secs > 86400) {
+        resp_write_error(out, "ERR seconds must be a whole number from 1 to 86400");
         return;
     }
     resp_write_simple(out, "OK");

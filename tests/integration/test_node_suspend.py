@@ -94,11 +94,14 @@ def main(opt):
         step("the data survived both changes")
         check_eq(cluster.call(leader, "GET", "before"), b"1", "a key from before is there")
         check_eq(cluster.call(leader, "RAFT.SUSPEND", "abc"),
-                 RespError("ERR seconds must be a whole number from 1 to 3600"),
+                 RespError("ERR seconds must be a whole number from 1 to 86400"),
                  "RAFT.SUSPEND abc is an error")
         check_eq(cluster.call(leader, "RAFT.SUSPEND", "0"),
-                 RespError("ERR seconds must be a whole number from 1 to 3600"),
+                 RespError("ERR seconds must be a whole number from 1 to 86400"),
                  "RAFT.SUSPEND 0 is an error")
+        check_eq(cluster.call(leader, "RAFT.SUSPEND", "86401"),
+                 RespError("ERR seconds must be a whole number from 1 to 86400"),
+                 "RAFT.SUSPEND over a day is an error (as raftkv-cli's limit)")
         check_eq(cluster.info(leader)["role"], "leader", "bad arguments suspended nothing")
         cluster.check_alive()
         cluster.shutdown()
