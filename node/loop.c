@@ -70,12 +70,8 @@ static void node_note_state(struct node *n)
     if (r->role == n->shown_role && r->current_term == n->shown_term)
         return;
     if (r->role == RAFT_LEADER) {
-        char votes[64] = "";
-        size_t len = 0;
-        for (uint32_t id = 1; id <= RAFT_MAX_NODES; id++)
-            if (r->votes & (1u << id))
-                len +=
-                    (size_t)snprintf(votes + len, sizeof(votes) - len, "%s%u", len ? "," : "", id);
+        char votes[64];
+        cluster_ids_text(r->votes, votes, sizeof(votes));
         node_event(n, "term %" PRIu64 " %s -> Leader (votes from %s)", r->current_term,
                    raft_role_name(n->shown_role), votes);
     } else if (r->role == RAFT_CANDIDATE) {

@@ -162,8 +162,6 @@ void status_maybe_publish(struct node *n, uint64_t now_ms)
 {
     if (n->status_out < 0)
         return;
-    if (n->raft.role != n->shown_role || n->raft.current_term != n->shown_term)
-        n->status_dirty = true;
     uint64_t earliest = n->next_status_ms > STATUS_INTERVAL_MS
                             ? n->next_status_ms - STATUS_INTERVAL_MS + STATUS_MIN_GAP_MS
                             : 0;

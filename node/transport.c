@@ -267,12 +267,8 @@ static void transport_control(struct node *n, const Raftkv__Control *c)
             if (mask == 0)
                 node_event(n, "network healed");
             else {
-                char ids[64] = "";
-                size_t len = 0;
-                for (uint32_t id = 1; id <= CLUSTER_MAX_NODES; id++)
-                    if (mask & (1u << id))
-                        len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%u",
-                                                len ? "," : "", id);
+                char ids[64];
+                cluster_ids_text(mask, ids, sizeof(ids));
                 node_event(n, "cut off from %s", ids);
             }
         }

@@ -259,3 +259,14 @@ const struct cluster_node *cluster_find(const struct cluster *c, uint32_t id)
     }
     return NULL;
 }
+
+void cluster_ids_text(uint32_t mask, char *out, size_t size)
+{
+    size_t used = 0;
+    if (size == 0)
+        return;
+    out[0] = '\0';
+    for (uint32_t id = 1; id <= CLUSTER_MAX_NODES && used + 3 < size; id++)
+        if (mask & (1u << id))
+            used += (size_t)snprintf(out + used, size - used, "%s%u", used ? "," : "", id);
+}

@@ -134,11 +134,7 @@ static uint32_t node_bit(uint32_t id)
 /* "1,2,3" from a bit mask of node ids. */
 static void mask_text(uint32_t mask, char *out, size_t size)
 {
-    size_t used = 0;
-    out[0] = '\0';
-    for (uint32_t id = 1; id <= CLUSTER_MAX_NODES && used + 3 < size; id++)
-        if (mask & node_bit(id))
-            used += (size_t)snprintf(out + used, size - used, "%s%u", used ? "," : "", id);
+    cluster_ids_text(mask, out, size);
     if (!out[0])
         snprintf(out, size, "none");
 }

@@ -621,15 +621,6 @@ bool sup_faults_settled(const struct supervisor *s)
     return true;
 }
 
-static void mask_text(uint32_t mask, char *out, size_t size)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (uint32_t id = 1; id <= CLUSTER_MAX_NODES && used + 3 < size; id++)
-        if (mask & bit(id))
-            used += (size_t)snprintf(out + used, size - used, "%s%u", used ? "," : "", id);
-}
-
 int sup_isolate(struct supervisor *s, uint32_t id, uint64_t now_ms, char *err, size_t errlen)
 {
     struct sup_node *n = sup_node(s, id);
@@ -672,7 +663,7 @@ int sup_partition(struct supervisor *s, const uint32_t *groups, size_t n_groups,
     size_t used = 0;
     for (size_t i = 0; i < ng; i++) {
         char one[40];
-        mask_text(g[i], one, sizeof one);
+        cluster_ids_text(g[i], one, sizeof one);
         used += (size_t)snprintf(text + used, sizeof text - used, "%s{%s}", i ? " | " : "", one);
         for (size_t k = 0; k < s->cluster.n; k++)
             if (g[i] & bit(s->nodes[k].id))
