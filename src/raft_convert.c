@@ -13,13 +13,19 @@ void raft_reset_election_timer(struct raft *r)
     r->election_deadline_ms = r->now_ms + r->election_timeout_ms;
 }
 
-/* A deposed leader's queued AppendEntries speak for a term that is over, and
- * name log positions that may now be rewritten: drop them. */
-static void raft_drop_queued_appends(struct raft *r)
+/* Messages are queued as events are taken in and leave only after the
+ * ready that follows has been persisted. A message of an older term promises
+ * what the new term may already have undone: a vote granted in term 5 that
+ * was never written because term 6 replaced it, an acknowledgement of
+ * entries that a later message of the same batch truncated, a deposed
+ * leader's AppendEntries naming positions that may be rewritten. Losing
+ * messages is always allowed (5.1: "servers retry RPCs if they do not
+ * receive a response in a timely manner"): when the term rises, drop them. */
+static void raft_drop_queued_before(struct raft *r, uint64_t term)
 {
     size_t kept = 0;
     for (size_t i = 0; i < r->n_out; i++)
-        if (r->out_msgs[i].type != RAFT_MSG_APPEND)
+        if (r->out_msgs[i].term >= term)
             r->out_msgs[kept++] = r->out_msgs[i];
     r->n_out = kept;
 }
@@ -36,6 +42,7 @@ void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
         r->current_term = term;
         r->voted_for = RAFT_NONE;
         r->hard_state_dirty = true;
+        raft_drop_queued_before(r, term);
     }
     r->role = RAFT_FOLLOWER;
     r->leader_id = leader_id;
@@ -43,7 +50,6 @@ void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
     if (!was_follower)
         raft_reset_election_timer(r);
     if (was_leader) {
-        raft_drop_queued_appends(r);
         raft_reads_fail_all(r);
         r->read_broadcast_needed = false;
     }
@@ -54,12 +60,11 @@ void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
  * RPCs to all other servers". */
 void raft_become_candidate(struct raft *r)
 {
-    if (r->role == RAFT_LEADER) {
-        raft_drop_queued_appends(r);
+    if (r->role == RAFT_LEADER)
         raft_reads_fail_all(r);
-    }
     r->role = RAFT_CANDIDATE;
     r->current_term++;
+    raft_drop_queued_before(r, r->current_term);
     r->voted_for = r->cfg.id;
     r->hard_state_dirty = true;
     r->leader_id = RAFT_NONE;

@@ -92,12 +92,14 @@ int raft_recv_append(struct raft *r, const struct raft_msg *m)
     if (m->term < r->current_term) /* rule 1: tell the stale leader our term */
         return raft_send(r, &reply);
 
-    /* A current leader exists: candidates step down, everyone resets the
-     * election timer. */
+    /* A current leader exists: candidates step down, and a follower learns
+     * who leads. Figure 2, Followers: the election timer restarts on every
+     * AppendEntries from the current leader, its first heartbeat included
+     * (a follower that just restarted, or refused this leader its vote, is
+     * already a follower of this term and must not time out all the same). */
     if (r->role != RAFT_FOLLOWER || r->leader_id != m->from)
         raft_become_follower(r, m->term, m->from);
-    else
-        raft_reset_election_timer(r);
+    raft_reset_election_timer(r);
 
     if (m->prev_index > raft_last_index(r) ||
         raft_term_at(r, m->prev_index) != m->prev_term) { /* rule 2 */
