@@ -174,7 +174,7 @@ static void run_get(struct node *n, struct client *c, const struct args *a, stru
     (void)c;
     const uint8_t *val;
     uint32_t vlen;
-    if (kv_get(n->kv, a->argv[1], (uint32_t)a->argl[1], clock_wall_ms(), &val, &vlen))
+    if (kv_get(n->kv, a->argv[1], (uint32_t)a->argl[1], commands_now(n), &val, &vlen))
         resp_write_bulk(out, val, vlen);
     else
         resp_write_nil(out);
@@ -183,7 +183,7 @@ static void run_get(struct node *n, struct client *c, const struct args *a, stru
 static void run_ttl(struct node *n, struct client *c, const struct args *a, struct buf *out)
 {
     (void)c;
-    int64_t ms = kv_ttl_ms(n->kv, a->argv[1], (uint32_t)a->argl[1], clock_wall_ms());
+    int64_t ms = kv_ttl_ms(n->kv, a->argv[1], (uint32_t)a->argl[1], commands_now(n));
     /* Redis rounds the seconds left to the nearest second. */
     resp_write_int(out, ms < 0 ? ms : (ms + 500) / 1000);
 }
@@ -192,7 +192,7 @@ static void run_exists(struct node *n, struct client *c, const struct args *a, s
 {
     (void)c;
     int64_t count = 0;
-    uint64_t now = clock_wall_ms();
+    uint64_t now = commands_now(n);
     for (size_t i = 1; i < a->argc; i++)
         count += kv_ttl_ms(n->kv, a->argv[i], (uint32_t)a->argl[i], now) != -2;
     resp_write_int(out, count);
@@ -371,6 +371,28 @@ static void run_raft_suspend(struct node *n, struct client *c, const struct args
     node_suspend(n, (uint64_t)secs * 1000);
 }
 
+/* DEBUG DIGEST: a digest of the data set as of the last applied index, from
+ * any node (compare nodes at the same RAFT.INFO last_applied).
+ * DEBUG SET-ACTIVE-EXPIRE 0|1: stop or restart the leader's background
+ * deletion of expired keys (reads still delete what they find expired). */
+static void run_debug(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)c;
+    if (a->argc == 2 && arg_is(a, 1, "digest")) {
+        char hex[KV_STATE_DIGEST_HEX + 1];
+        kv_state_digest(n->kv, hex);
+        resp_write_simple(out, hex);
+        return;
+    }
+    if (a->argc == 3 && arg_is(a, 1, "set-active-expire") &&
+        (arg_is(a, 2, "0") || arg_is(a, 2, "1"))) {
+        n->active_expire = arg_is(a, 2, "1");
+        resp_write_simple(out, "OK");
+        return;
+    }
+    resp_write_error(out, "ERR DEBUG supports DIGEST and SET-ACTIVE-EXPIRE 0|1");
+}
+
 /* ------------------------------------------------------------ the table */
 
 static const struct command command_table[] = {
@@ -390,6 +412,7 @@ static const struct command command_table[] = {
     {"info", -1, CMD_LOCAL, NULL, run_info},
     {"hello", -1, CMD_LOCAL, NULL, run_hello},
     {"client", -2, CMD_LOCAL, NULL, run_ok},
+    {"debug", -2, CMD_LOCAL, NULL, run_debug},
     {"raft.leader", 1, CMD_LOCAL, NULL, run_raft_leader},
     {"raft.info", 1, CMD_LOCAL, NULL, run_raft_info},
     {"raft.suspend", 2, CMD_LOCAL, NULL, run_raft_suspend},
@@ -432,7 +455,7 @@ static void reply_unknown(struct buf *out, const struct args *a)
 
 /* A follower sends the client to the leader: "-MOVED 0 host:port", which
  * redis-cli -c follows; with no leader known, "-TRYAGAIN". */
-static void reply_not_leader(struct node *n, struct buf *out)
+void commands_reply_not_leader(struct node *n, struct buf *out)
 {
     const struct cluster_node *leader = cluster_find(&n->cluster, n->raft.leader_id);
     if (leader == NULL || leader->id == n->opt.id) {
@@ -444,190 +467,31 @@ static void reply_not_leader(struct node *n, struct buf *out)
     resp_write_error(out, msg);
 }
 
-/* ------------------------------------------------------------ pending */
-
-static int pending_write_push(struct node *n, uint64_t index, uint64_t term,
-                              struct reply_slot *slot)
-{
-    if (n->writes_head > 0 && n->writes_head == n->n_writes) {
-        n->writes_head = 0;
-        n->n_writes = 0;
-    }
-    if (n->n_writes == n->cap_writes) {
-        if (n->writes_head > 0) {
-            memmove(n->writes, n->writes + n->writes_head,
-                    (n->n_writes - n->writes_head) * sizeof(*n->writes));
-            n->n_writes -= n->writes_head;
-            n->writes_head = 0;
-        } else {
-            size_t cap = n->cap_writes ? n->cap_writes * 2 : 256;
-            struct pending_write *p = realloc(n->writes, cap * sizeof(*p));
-            if (p == NULL)
-                return -1;
-            n->writes = p;
-            n->cap_writes = cap;
-        }
-    }
-    n->writes[n->n_writes++] = (struct pending_write){.index = index, .term = term, .slot = slot};
-    return 0;
-}
-
 static void slot_error(struct node *n, struct reply_slot *s, const char *msg)
 {
     resp_write_error(&s->data, msg);
     client_slot_done(n, s);
 }
 
-static void reply_from_kv(struct buf *out, const struct kv_reply *r)
-{
-    switch (r->type) {
-    case KV_REPLY_OK:
-        resp_write_simple(out, "OK");
-        break;
-    case KV_REPLY_INT:
-        resp_write_int(out, r->integer);
-        break;
-    case KV_REPLY_NIL:
-        resp_write_nil(out);
-        break;
-    case KV_REPLY_BULK:
-        resp_write_bulk(out, r->bulk, r->bulk_len);
-        break;
-    case KV_REPLY_ERR:
-        resp_write_error(out, r->err);
-        break;
-    }
-}
-
-/* Figure 2, Leaders: "respond after entry applied to state machine". */
-void commands_on_applied(struct node *n, uint64_t index, uint64_t term,
-                         const struct kv_reply *reply)
-{
-    while (n->writes_head < n->n_writes && n->writes[n->writes_head].index <= index) {
-        struct pending_write *w = &n->writes[n->writes_head++];
-        if (w->index == index && w->term == term) {
-            reply_from_kv(&w->slot->data, reply);
-            client_slot_done(n, w->slot);
-        } else {
-            /* Another leader's entry took this place: ours was never applied. */
-            slot_error(n, w->slot, "TRYAGAIN leader changed, retry the request");
-        }
-    }
-}
-
-static void pending_read_free(struct pending_read *p)
-{
-    for (size_t i = 0; i < p->argc; i++)
-        free(p->argv[i]);
-    free(p->argv);
-    free(p->argl);
-}
-
-void commands_on_read(struct node *n, const struct raft_read_result *rr)
-{
-    for (size_t i = n->reads_head; i < n->n_reads; i++) {
-        struct pending_read *p = &n->reads[i];
-        if (p->read_id != rr->read_id)
-            continue;
-        if (rr->ok) {
-            const struct command *cmd = command_find(p->argv[0], p->argl[0]);
-            struct args a = {p->argc, (const uint8_t *const *)p->argv, p->argl};
-            cmd->run(n, NULL, &a, &p->slot->data);
-            client_slot_done(n, p->slot);
-        } else {
-            reply_not_leader(n, &p->slot->data);
-            client_slot_done(n, p->slot);
-        }
-        pending_read_free(p);
-        p->slot = NULL;
-        break;
-    }
-    /* Drop answered reads from the front. */
-    while (n->reads_head < n->n_reads && n->reads[n->reads_head].slot == NULL)
-        n->reads_head++;
-    if (n->reads_head == n->n_reads)
-        n->reads_head = n->n_reads = 0;
-}
-
-static int pending_read_push(struct node *n, uint64_t read_id, struct reply_slot *slot,
-                             const struct args *a)
-{
-    if (n->n_reads == n->cap_reads) {
-        size_t cap = n->cap_reads ? n->cap_reads * 2 : 256;
-        struct pending_read *p = realloc(n->reads, cap * sizeof(*p));
-        if (p == NULL)
-            return -1;
-        n->reads = p;
-        n->cap_reads = cap;
-    }
-    struct pending_read *p = &n->reads[n->n_reads];
-    memset(p, 0, sizeof(*p));
-    p->argv = calloc(a->argc, sizeof(*p->argv));
-    p->argl = calloc(a->argc, sizeof(*p->argl));
-    if (p->argv == NULL || p->argl == NULL) {
-        free(p->argv);
-        free(p->argl);
-        return -1;
-    }
-    for (size_t i = 0; i < a->argc; i++) {
-        p->argv[i] = malloc(a->argl[i] + 1);
-        if (p->argv[i] == NULL) {
-            p->argc = i;
-            pending_read_free(p);
-            return -1;
-        }
-        memcpy(p->argv[i], a->argv[i], a->argl[i]);
-        p->argl[i] = a->argl[i];
-    }
-    p->argc = a->argc;
-    p->read_id = read_id;
-    p->slot = slot;
-    n->n_reads++;
-    return 0;
-}
-
-void commands_fail_pending(struct node *n, const char *why)
-{
-    for (size_t i = n->writes_head; i < n->n_writes; i++)
-        slot_error(n, n->writes[i].slot, why);
-    n->writes_head = n->n_writes = 0;
-    for (size_t i = n->reads_head; i < n->n_reads; i++) {
-        if (n->reads[i].slot == NULL)
-            continue;
-        slot_error(n, n->reads[i].slot, why);
-        pending_read_free(&n->reads[i]);
-    }
-    n->reads_head = n->n_reads = 0;
-}
-
-void commands_free(struct node *n)
-{
-    for (size_t i = n->writes_head; i < n->n_writes; i++) {
-        buf_free(&n->writes[i].slot->data);
-        if (n->writes[i].slot->client == NULL)
-            free(n->writes[i].slot);
-    }
-    for (size_t i = n->reads_head; i < n->n_reads; i++) {
-        if (n->reads[i].slot == NULL)
-            continue;
-        if (n->reads[i].slot->client == NULL)
-            free(n->reads[i].slot);
-        pending_read_free(&n->reads[i]);
-    }
-    free(n->writes);
-    free(n->reads);
-}
-
 /* ------------------------------------------------------------ dispatch */
 
-/* Stamp the leader's wall clock into a command, never going backwards. */
-static uint64_t command_stamp(struct node *n)
+uint64_t commands_now(struct node *n)
 {
-    uint64_t now = clock_wall_ms();
+    int64_t wall = (int64_t)clock_wall_ms() + n->opt.clock_offset_ms;
+    uint64_t now = wall > 0 ? (uint64_t)wall : 0;
+    uint64_t floor = kv_time_floor(n->kv);
+    if (now < floor)
+        now = floor;
     if (now < n->last_stamp_ms)
         now = n->last_stamp_ms;
-    n->last_stamp_ms = now;
     return now;
+}
+
+/* Stamp the leader's time into a command: it never goes backwards. */
+static uint64_t command_stamp(struct node *n)
+{
+    n->last_stamp_ms = commands_now(n);
+    return n->last_stamp_ms;
 }
 
 static void propose(struct node *n, struct reply_slot *slot, const struct kv_cmd *cmd)
@@ -645,8 +509,12 @@ static void propose(struct node *n, struct reply_slot *slot, const struct kv_cmd
         slot_error(n, slot, "ERR cannot append to the log");
         return;
     }
-    if (pending_write_push(n, index, term, slot) != 0)
+    if (pending_write_push(n, index, term, slot) != 0) {
         slot_error(n, slot, "ERR out of memory");
+        return;
+    }
+    if (slot->client != NULL)
+        slot->client->last_write_index = index;
 }
 
 static void dispatch_write(struct node *n, struct reply_slot *slot, const struct command *cmd,
@@ -691,7 +559,7 @@ static void dispatch_request(struct node *n, struct reply_slot *slot, const stru
         return;
     }
     if (n->raft.role != RAFT_LEADER) {
-        reply_not_leader(n, &slot->data);
+        commands_reply_not_leader(n, &slot->data);
         client_slot_done(n, slot);
         return;
     }
@@ -729,7 +597,7 @@ void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint
         return;
     }
     if (n->raft.role != RAFT_LEADER) {
-        reply_not_leader(n, &slot->data);
+        commands_reply_not_leader(n, &slot->data);
         client_slot_done(n, slot);
         return;
     }
@@ -737,26 +605,24 @@ void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint
         dispatch_write(n, slot, cmd, &a, 0, 0);
         return;
     }
+    /* A read waits for the connection's earlier writes, so that a
+     * connection's commands take effect in the order they were sent. */
     uint64_t read_id = ++n->next_read_id;
-    if (pending_read_push(n, read_id, slot, &a) != 0) {
+    if (pending_read_push(n, read_id, slot, argc, argv, argl, c->last_write_index) != 0) {
         slot_error(n, slot, "ERR out of memory");
         return;
     }
     if (raft_read(&n->raft, read_id) != RAFT_OK) {
         struct raft_read_result rr = {.read_id = read_id, .ok = false};
-        commands_on_read(n, &rr);
+        pending_on_read(n, &rr);
     }
 }
 
 /* ------------------------------------------------------------ expiry */
 
-static void sweep_one(const uint8_t *key, uint32_t klen, const uint8_t *val, uint32_t vlen,
-                      uint64_t deadline_ms, void *ctx)
+/* Propose deleting key if it is expired at the time stamped into the entry. */
+static int propose_sweep(struct node *n, const uint8_t *key, uint32_t klen, uint64_t *index)
 {
-    (void)val;
-    (void)vlen;
-    (void)deadline_ms;
-    struct node *n = ctx;
     static struct kv_cmd kc;
     memset(&kc, 0, sizeof(kc));
     kc.op = KV_OP_SWEEP;
@@ -766,12 +632,25 @@ static void sweep_one(const uint8_t *key, uint32_t klen, const uint8_t *val, uin
     kc.args[0].len = klen;
     uint8_t *data;
     uint32_t len;
-    uint64_t index, term;
+    uint64_t term;
     if (kv_cmd_encode(&kc, &data, &len) != 0)
-        return;
-    if (raft_propose(&n->raft, data, len, &index, &term) == RAFT_OK)
-        n->sweep_index = index;
+        return -1;
+    int rc = raft_propose(&n->raft, data, len, index, &term);
     free(data);
+    if (rc != RAFT_OK)
+        return -1;
+    n->sweep_index = *index;
+    return 0;
+}
+
+static void sweep_one(const uint8_t *key, uint32_t klen, const uint8_t *val, uint32_t vlen,
+                      uint64_t deadline_ms, void *ctx)
+{
+    (void)val;
+    (void)vlen;
+    (void)deadline_ms;
+    uint64_t index;
+    propose_sweep(ctx, key, klen, &index);
 }
 
 /* The leader deletes expired keys through the log, as a Redis master sends
@@ -780,10 +659,36 @@ static void sweep_one(const uint8_t *key, uint32_t klen, const uint8_t *val, uin
 void commands_sweep_expired(struct node *n)
 {
     uint64_t now = clock_monotonic_ms();
-    if (n->raft.role != RAFT_LEADER || now < n->next_sweep_ms)
+    if (!n->active_expire || n->raft.role != RAFT_LEADER || now < n->next_sweep_ms)
         return;
     n->next_sweep_ms = now + SWEEP_INTERVAL_MS;
     if (kv_count_with_ttl(n->kv) == 0 || n->raft.last_applied < n->sweep_index)
         return;
-    kv_foreach_expired(n->kv, clock_wall_ms(), SWEEP_MAX_KEYS, sweep_one, n);
+    kv_foreach_expired(n->kv, commands_now(n), SWEEP_MAX_KEYS, sweep_one, n);
+}
+
+/* A read that finds a key expired by this leader's clock but not yet by the
+ * log's clock first has the delete committed, then runs. Judged by the
+ * leader's clock alone, expiry could go back in time: a leader whose clock
+ * runs ahead answers nil, dies before its delete commits, and the next leader
+ * (its clock behind) answers the old value. Once the delete is in the log,
+ * every later leader agrees. Every read command's arguments are keys. */
+int commands_run_read(struct node *n, size_t argc, const uint8_t *const *argv, const size_t *argl,
+                      struct buf *out, uint64_t *wait_index)
+{
+    uint64_t now = commands_now(n);
+    uint64_t floor = kv_time_floor(n->kv);
+    for (size_t i = 1; i < argc; i++) {
+        int64_t left = kv_ttl_ms(n->kv, argv[i], (uint32_t)argl[i], floor);
+        if (left < 0 || floor + (uint64_t)left > now)
+            continue;
+        if (n->raft.role != RAFT_LEADER ||
+            propose_sweep(n, argv[i], (uint32_t)argl[i], wait_index) != 0)
+            return COMMANDS_READ_NOT_LEADER;
+        return COMMANDS_READ_WAIT;
+    }
+    const struct command *cmd = command_find(argv[0], argl[0]);
+    struct args a = {argc, argv, argl};
+    cmd->run(n, NULL, &a, out);
+    return COMMANDS_READ_DONE;
 }

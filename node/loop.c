@@ -57,7 +57,7 @@ static void node_apply(struct node *n, const struct raft_ready *rd)
         struct kv_reply reply;
         if (kv_apply(n->kv, i, e->data, e->len, &reply) != 0)
             node_fatal(n, "out of memory applying the log");
-        commands_on_applied(n, i, e->term, &reply);
+        pending_on_applied(n, i, e->term, &reply);
         kv_reply_free(&reply);
     }
     n->status_dirty = true;
@@ -107,15 +107,14 @@ void node_process_ready(struct node *n)
         }
         node_apply(n, &rd);
         for (size_t i = 0; i < rd.n_reads; i++)
-            commands_on_read(n, &rd.reads[i]);
+            pending_on_read(n, &rd.reads[i]);
         raft_advance(&n->raft, &rd);
+        /* After raft_advance: a read may propose the delete of an expired
+         * key, which the next ready carries. */
+        pending_serve_reads(n);
     }
     node_note_state(n);
-    /* A node that no longer leads cannot tell whether its uncommitted writes
-     * will survive: the client retries (RAFT.REQ makes that safe). Writes
-     * committed before the change were answered when applied. */
-    if (n->raft.role != RAFT_LEADER)
-        commands_fail_pending(n, "TRYAGAIN leader changed, retry the request");
+    pending_check(n);
 }
 
 void node_suspend(struct node *n, uint64_t ms)
@@ -241,6 +240,11 @@ int node_run(struct node *n)
         clients_reap(n);
         status_maybe_publish(n, now);
     }
+    /* Tell every waiting client what is known before the connections close. */
+    pending_fail_all_on_shutdown(n);
+    for (struct client *c = n->clients; c != NULL; c = c->next)
+        if (c->out.len > 0)
+            clients_write(n, c);
     free(fds);
     free(owners);
     if (!n->opt.quiet) {

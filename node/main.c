@@ -22,7 +22,8 @@ static const char *node_usage =
     "  --heartbeat MS            leader heartbeat interval (default 50)\n"
     "  --quiet                   do not print state changes\n"
     "  --status URL              push status to a supervisor at this nanomsg URL\n"
-    "  --speed X                 run timers at factor X (default 1; 0.1 is ten times slower)\n";
+    "  --speed X                 run timers at factor X (default 1; 0.1 is ten times slower)\n"
+    "  --clock-offset-ms MS      add MS (may be negative) to the wall clock: tests of clock skew\n";
 
 /* One line per state change: on stdout, and kept for the next status. */
 void node_event(struct node *n, const char *fmt, ...)
@@ -69,6 +70,7 @@ static int parse_options(int argc, char **argv, struct node_options *o)
         {"quiet", no_argument, NULL, 'q'},
         {"status", required_argument, NULL, 's'},
         {"speed", required_argument, NULL, 'x'},
+        {"clock-offset-ms", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -137,6 +139,21 @@ static int parse_options(int argc, char **argv, struct node_options *o)
                         optarg);
                 return -1;
             }
+            break;
+        }
+        case 'o': {
+            char *end;
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || v < -86400000LL * 365 ||
+                v > 86400000LL * 365) {
+                fprintf(stderr,
+                        "raftkv-node: --clock-offset-ms wants milliseconds within a year, not "
+                        "'%s'\n",
+                        optarg);
+                return -1;
+            }
+            o->clock_offset_ms = v;
             break;
         }
         case 'h':
@@ -218,6 +235,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    n->active_expire = true;
     n->listen_fd = -1;
     n->peer_in = -1;
     n->status_out = -1;
@@ -234,7 +252,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
 static void node_close(struct node *n)
 {
     clients_close_all(n);
-    commands_free(n);
+    pending_free(n);
     transport_close(n);
     if (n->wal != NULL)
         wal_close(n->wal);

@@ -35,21 +35,26 @@ struct client {
     struct buf in;
     struct buf out;
     struct reply_slot *head, *tail;
-    size_t pending; /* slots not yet ready */
-    bool closing;   /* close once out is written */
+    size_t pending;            /* slots not yet ready */
+    bool closing;              /* close once out is written */
+    uint64_t last_write_index; /* log index of its latest write: its reads wait for it */
 };
 
-/* A write waiting for its log entry to be applied. */
+/* A write waiting for its log entry to be applied (pending.c). */
 struct pending_write {
     uint64_t index;
     uint64_t term;
     struct reply_slot *slot;
+    uint64_t lost_ms; /* core time this node stopped leading term; 0 while it leads */
 };
 
-/* A read waiting for ReadIndex. */
+/* A read waiting for ReadIndex, then for wait_index to be applied. */
 struct pending_read {
     uint64_t read_id;
-    struct reply_slot *slot;
+    struct reply_slot *slot; /* NULL once answered */
+    bool confirmed;          /* ReadIndex said this node led when the read arrived */
+    uint64_t wait_index;     /* serve once this index is applied */
+    uint64_t lost_ms;        /* core time this node stopped leading; 0 while it leads */
     size_t argc;
     uint8_t **argv;
     size_t *argl;
@@ -74,6 +79,7 @@ struct node_options {
     uint32_t heartbeat_ms;
     double speed;
     bool quiet;
+    int64_t clock_offset_ms; /* added to the wall clock: for tests of clock skew */
 };
 
 struct node {
@@ -89,7 +95,7 @@ struct node {
     /* Time: the core runs on a clock that advances at `speed`. */
     uint64_t last_real_ms;
     uint64_t raft_clock_ms;
-    uint64_t last_stamp_ms; /* last wall-clock time stamped into a command */
+    uint64_t last_stamp_ms; /* last time stamped into a command */
 
     /* Peers and the supervisor (nanomsg). */
     int peer_in;                     /* NN_PULL bound at our peer URL */
@@ -117,10 +123,11 @@ struct node {
     struct pending_write *writes;
     size_t n_writes, cap_writes, writes_head;
     struct pending_read *reads;
-    size_t n_reads, cap_reads, reads_head;
+    size_t n_reads, cap_reads;
     uint64_t next_read_id;
     uint64_t sweep_index; /* last expiry sweep proposed; none in flight once applied */
     uint64_t next_sweep_ms;
+    bool active_expire; /* the leader's background sweeper (DEBUG SET-ACTIVE-EXPIRE) */
 
     /* Status and state-change lines. */
     enum raft_role shown_role;
@@ -165,12 +172,28 @@ void client_slot_done(struct node *n, struct reply_slot *s);
 /* commands.c */
 void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint8_t **argv,
                        const size_t *argl);
-void commands_on_applied(struct node *n, uint64_t index, uint64_t term,
-                         const struct kv_reply *reply);
-void commands_on_read(struct node *n, const struct raft_read_result *rr);
-void commands_fail_pending(struct node *n, const char *why);
+enum { COMMANDS_READ_DONE = 0, COMMANDS_READ_WAIT = 1, COMMANDS_READ_NOT_LEADER = 2 };
+/* Run a confirmed read into out; or ask to wait until *wait_index is applied
+ * (an expired key's delete was proposed); or say this node cannot. */
+int commands_run_read(struct node *n, size_t argc, const uint8_t *const *argv, const size_t *argl,
+                      struct buf *out, uint64_t *wait_index);
+void commands_reply_not_leader(struct node *n, struct buf *out);
 void commands_sweep_expired(struct node *n);
-void commands_free(struct node *n);
+/* The time a leader stamps into commands and judges expiry by: its wall
+ * clock, never below the log's clock (kv_time_floor) or an earlier stamp. */
+uint64_t commands_now(struct node *n);
+
+/* pending.c */
+int pending_write_push(struct node *n, uint64_t index, uint64_t term, struct reply_slot *slot);
+void pending_on_applied(struct node *n, uint64_t index, uint64_t term,
+                        const struct kv_reply *reply);
+int pending_read_push(struct node *n, uint64_t read_id, struct reply_slot *slot, size_t argc,
+                      const uint8_t *const *argv, const size_t *argl, uint64_t after_index);
+void pending_on_read(struct node *n, const struct raft_read_result *rr);
+void pending_serve_reads(struct node *n);
+void pending_check(struct node *n);
+void pending_fail_all_on_shutdown(struct node *n);
+void pending_free(struct node *n);
 
 /* status.c */
 void status_publish(struct node *n);

@@ -95,7 +95,7 @@ void status_publish(struct node *n)
 
     static struct status_kv kvs;
     kvs.n = 0;
-    kvs.now_ms = clock_wall_ms();
+    kvs.now_ms = commands_now(n);
     kv_foreach(n->kv, STATUS_KV_MAX, status_add_kv, &kvs);
     st.n_kv = kvs.n;
     st.kv = kvs.ptrs;

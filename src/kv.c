@@ -47,6 +47,7 @@ struct kv {
 
     uint64_t applied_index;
     uint64_t digest;
+    uint64_t time_floor_ms; /* the highest now_ms applied: the log's clock */
 };
 
 /* ---------------------------------------------------------------- hashing */
@@ -562,7 +563,16 @@ int kv_apply(struct kv *kv, uint64_t index, const uint8_t *data, uint32_t len,
     if (reply == NULL)
         reply = &unused;
     memset(reply, 0, sizeof(*reply));
-    if (kv_cmd_decode(data, len, &cmd) != 0)
+    int decoded = kv_cmd_decode(data, len, &cmd);
+    if (decoded == 0) {
+        /* The log's clock never goes back: a leader whose clock is behind
+         * the last one's applies its commands at the time already reached,
+         * so a key that expired stays expired. */
+        if (cmd.now_ms < kv->time_floor_ms)
+            cmd.now_ms = kv->time_floor_ms;
+        kv->time_floor_ms = cmd.now_ms;
+    }
+    if (decoded != 0)
         reply_error(reply, "ERR malformed command");
     else if (cmd.client_id == 0)
         rc = execute(kv, &cmd, reply);
@@ -613,6 +623,31 @@ uint64_t kv_applied_index(const struct kv *kv)
 uint64_t kv_digest(const struct kv *kv)
 {
     return kv->digest;
+}
+
+uint64_t kv_time_floor(const struct kv *kv)
+{
+    return kv->time_floor_ms;
+}
+
+/* Two independent lanes of the same hash over one key's key, value and
+ * deadline; the data set's digest is the XOR of every key's, so it does not
+ * depend on the table's layout or the order keys were added in. */
+void kv_state_digest(const struct kv *kv, char out[KV_STATE_DIGEST_HEX + 1])
+{
+    static const uint64_t lane_seed[2] = {0x64696765737431ULL, 0x64696765737432ULL};
+    uint64_t lanes[2] = {0, 0};
+    for (size_t i = 0; i < kv->nslots; i++) {
+        const struct kv_item *it = kv->slots[i];
+        if (it == NULL)
+            continue;
+        for (int l = 0; l < 2; l++) {
+            uint64_t h = hash_bytes(lane_seed[l], it->data, it->klen);
+            h = hash_bytes(h, item_val(it), it->vlen);
+            lanes[l] ^= mix64(h ^ mix64(it->deadline_ms + lane_seed[l]));
+        }
+    }
+    snprintf(out, KV_STATE_DIGEST_HEX + 1, "%016" PRIx64 "%016" PRIx64, lanes[0], lanes[1]);
 }
 
 /* Keys held, including expired ones not deleted yet. */

@@ -3,10 +3,10 @@
  * Deterministic: applying the same log gives byte-identical state on every
  * node. It never reads the clock: each command carries the leader's time
  * (now_ms) and an EXPIRE carries an absolute deadline, so expiry is the same on
- * every replica. A key whose deadline is <= a command's now_ms is treated as
- * missing by that command. Followers never expire keys on their own: the
- * leader proposes KV_OP_SWEEP entries, which delete a key only if it is still
- * expired at the entry's now_ms.
+ * every replica. A key whose deadline is <= a command's now_ms (or the time
+ * floor, kv_time_floor) is treated as missing by that command. Followers never expire keys on their
+ * own: the leader proposes KV_OP_SWEEP entries, which delete a key only if it is still expired at
+ * the entry's now_ms.
  *
  * Exactly-once writes (Raft dissertation 6.3): a command with client_id != 0
  * and a seq <= the last seq applied for that client is not applied again; it
@@ -85,8 +85,17 @@ bool kv_get(const struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t now
 int64_t kv_ttl_ms(const struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t now_ms);
 
 uint64_t kv_applied_index(const struct kv *kv);
-/* Digest of everything applied so far: equal at equal indexes on every node. */
+/* Digest of every log entry applied so far: equal at equal indexes on every
+ * node. Cheap: kept up to date by kv_apply. */
 uint64_t kv_digest(const struct kv *kv);
+/* Digest of the data set itself (keys, values, deadlines), as DEBUG DIGEST
+ * shows it: hex, all zeros for an empty store. Walks every key. */
+#define KV_STATE_DIGEST_HEX 32
+void kv_state_digest(const struct kv *kv, char out[KV_STATE_DIGEST_HEX + 1]);
+/* The log's clock: the highest now_ms of any command applied. Commands are
+ * applied at max(their now_ms, this), so time in the state machine never
+ * goes back, whatever the clocks of successive leaders. */
+uint64_t kv_time_floor(const struct kv *kv);
 size_t kv_count(const struct kv *kv);
 size_t kv_count_with_ttl(const struct kv *kv);
 size_t kv_memory(const struct kv *kv); /* bytes held, roughly */

@@ -1,0 +1,306 @@
+/* pending.c - client requests waiting for the log or for a read check, and
+ * what each one is finally told.
+ *
+ * A write waits for its log entry to be applied. Its answer says only what
+ * is known (the contract in README.md, "Commands"):
+ *   - the entry at its index was applied with its term: the state machine's
+ *     answer, whoever leads now;
+ *   - an entry of another term was applied at that index: it never will be,
+ *     so "-TRYAGAIN";
+ *   - the node stopped leading that term and the index is still not applied
+ *     after PENDING_FATE_TIMEOUTS longest election timeouts, or the node
+ *     shuts down: "-UNCERTAIN", since a new leader may still commit it.
+ * A log entry of another term at that index that is not committed proves
+ * nothing: a later leader holding the old entry may still win and commit it.
+ *
+ * A read waits for ReadIndex to confirm the leadership, then until the node
+ * has applied both the read index and the connection's earlier writes (so a
+ * connection's commands take effect in order, as in Redis); then it runs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+
+/* How long, in the core's clock, a node that lost leadership waits for the
+ * fate of the writes it proposed before answering -UNCERTAIN. */
+#define PENDING_FATE_TIMEOUTS 4
+
+static const char *const uncertain_stepped_down =
+    "UNCERTAIN leadership changed before the write committed; it may or may not have been "
+    "applied";
+static const char *const uncertain_shutdown =
+    "UNCERTAIN the node is shutting down before the write committed; it may or may not have "
+    "been applied";
+static const char *const not_applied = "TRYAGAIN leader changed, the write was not applied";
+
+static void slot_error(struct node *n, struct reply_slot *s, const char *msg)
+{
+    resp_write_error(&s->data, msg);
+    client_slot_done(n, s);
+}
+
+static void reply_from_kv(struct buf *out, const struct kv_reply *r)
+{
+    switch (r->type) {
+    case KV_REPLY_OK:
+        resp_write_simple(out, "OK");
+        break;
+    case KV_REPLY_INT:
+        resp_write_int(out, r->integer);
+        break;
+    case KV_REPLY_NIL:
+        resp_write_nil(out);
+        break;
+    case KV_REPLY_BULK:
+        resp_write_bulk(out, r->bulk, r->bulk_len);
+        break;
+    case KV_REPLY_ERR:
+        resp_write_error(out, r->err);
+        break;
+    }
+}
+
+/* ------------------------------------------------------------ writes */
+
+int pending_write_push(struct node *n, uint64_t index, uint64_t term, struct reply_slot *slot)
+{
+    if (n->writes_head > 0 && n->writes_head == n->n_writes) {
+        n->writes_head = 0;
+        n->n_writes = 0;
+    }
+    if (n->n_writes == n->cap_writes) {
+        if (n->writes_head > 0) {
+            memmove(n->writes, n->writes + n->writes_head,
+                    (n->n_writes - n->writes_head) * sizeof(*n->writes));
+            n->n_writes -= n->writes_head;
+            n->writes_head = 0;
+        } else {
+            size_t cap = n->cap_writes ? n->cap_writes * 2 : 256;
+            struct pending_write *p = realloc(n->writes, cap * sizeof(*p));
+            if (p == NULL)
+                return -1;
+            n->writes = p;
+            n->cap_writes = cap;
+        }
+    }
+    n->writes[n->n_writes++] =
+        (struct pending_write){.index = index, .term = term, .slot = slot, .lost_ms = 0};
+    return 0;
+}
+
+/* Figure 2, Leaders: "respond after entry applied to state machine". Also
+ * answers writes proposed in an earlier term of this node's leadership. */
+void pending_on_applied(struct node *n, uint64_t index, uint64_t term, const struct kv_reply *reply)
+{
+    while (n->writes_head < n->n_writes && n->writes[n->writes_head].index <= index) {
+        struct pending_write *w = &n->writes[n->writes_head++];
+        if (w->index == index && w->term == term) {
+            reply_from_kv(&w->slot->data, reply);
+            client_slot_done(n, w->slot);
+        } else {
+            /* Another term's entry was applied at this index: ours was not
+             * and never will be (committed entries never change). */
+            slot_error(n, w->slot, not_applied);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ reads */
+
+static void pending_read_free(struct pending_read *p)
+{
+    for (size_t i = 0; i < p->argc; i++)
+        free(p->argv[i]);
+    free(p->argv);
+    free(p->argl);
+    p->argv = NULL;
+    p->argl = NULL;
+    p->argc = 0;
+}
+
+int pending_read_push(struct node *n, uint64_t read_id, struct reply_slot *slot, size_t argc,
+                      const uint8_t *const *argv, const size_t *argl, uint64_t after_index)
+{
+    if (n->n_reads == n->cap_reads) {
+        size_t cap = n->cap_reads ? n->cap_reads * 2 : 256;
+        struct pending_read *p = realloc(n->reads, cap * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        n->reads = p;
+        n->cap_reads = cap;
+    }
+    struct pending_read *p = &n->reads[n->n_reads];
+    memset(p, 0, sizeof(*p));
+    p->argv = calloc(argc, sizeof(*p->argv));
+    p->argl = calloc(argc, sizeof(*p->argl));
+    if (p->argv == NULL || p->argl == NULL) {
+        pending_read_free(p);
+        return -1;
+    }
+    for (size_t i = 0; i < argc; i++) {
+        p->argv[i] = malloc(argl[i] + 1);
+        if (p->argv[i] == NULL) {
+            p->argc = i;
+            pending_read_free(p);
+            return -1;
+        }
+        memcpy(p->argv[i], argv[i], argl[i]);
+        p->argl[i] = argl[i];
+        p->argc = i + 1;
+    }
+    p->read_id = read_id;
+    p->slot = slot;
+    p->wait_index = after_index;
+    n->n_reads++;
+    return 0;
+}
+
+/* Drop answered reads, keeping the others in order. */
+static void pending_reads_compact(struct node *n)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n->n_reads; i++)
+        if (n->reads[i].slot != NULL)
+            n->reads[kept++] = n->reads[i];
+    n->n_reads = kept;
+}
+
+static void pending_read_answer_error(struct node *n, struct pending_read *p, const char *msg)
+{
+    slot_error(n, p->slot, msg);
+    p->slot = NULL;
+    pending_read_free(p);
+}
+
+/* The core's answer to a ReadIndex request. */
+void pending_on_read(struct node *n, const struct raft_read_result *rr)
+{
+    for (size_t i = 0; i < n->n_reads; i++) {
+        struct pending_read *p = &n->reads[i];
+        if (p->slot == NULL || p->confirmed || p->read_id != rr->read_id)
+            continue;
+        if (!rr->ok) {
+            commands_reply_not_leader(n, &p->slot->data);
+            client_slot_done(n, p->slot);
+            p->slot = NULL;
+            pending_read_free(p);
+            pending_reads_compact(n);
+            return;
+        }
+        p->confirmed = true;
+        if (rr->index > p->wait_index)
+            p->wait_index = rr->index;
+        return;
+    }
+}
+
+/* Run every confirmed read whose index has been applied. */
+void pending_serve_reads(struct node *n)
+{
+    uint64_t applied = kv_applied_index(n->kv);
+    bool answered = false;
+    for (size_t i = 0; i < n->n_reads; i++) {
+        struct pending_read *p = &n->reads[i];
+        if (p->slot == NULL || !p->confirmed || p->wait_index > applied)
+            continue;
+        uint64_t wait = 0;
+        int rc = commands_run_read(n, p->argc, (const uint8_t *const *)p->argv, p->argl,
+                                   &p->slot->data, &wait);
+        if (rc == COMMANDS_READ_WAIT) {
+            p->wait_index = wait;
+            continue;
+        }
+        if (rc == COMMANDS_READ_NOT_LEADER) {
+            commands_reply_not_leader(n, &p->slot->data);
+            client_slot_done(n, p->slot);
+        } else {
+            client_slot_done(n, p->slot);
+        }
+        p->slot = NULL;
+        pending_read_free(p);
+        answered = true;
+    }
+    if (answered)
+        pending_reads_compact(n);
+}
+
+/* ------------------------------------------------------------ fate */
+
+/* A node that no longer leads the term of a waiting write learns its fate
+ * from the next leader's commit index. If that takes too long (the node is
+ * cut off, or no leader is elected), the client is told it is uncertain and
+ * may retry with the same client id and sequence number. Confirmed reads
+ * waiting for an index are simply failed after the same time. */
+void pending_check(struct node *n)
+{
+    const struct raft *r = &n->raft;
+    uint64_t now = n->raft_clock_ms;
+    uint64_t limit = (uint64_t)PENDING_FATE_TIMEOUTS * r->cfg.election_max_ms;
+    for (size_t i = n->writes_head; i < n->n_writes; i++) {
+        struct pending_write *w = &n->writes[i];
+        bool leads_its_term = r->role == RAFT_LEADER && r->current_term == w->term;
+        if (!leads_its_term && w->lost_ms == 0)
+            w->lost_ms = now == 0 ? 1 : now;
+    }
+    /* Writes lose leadership in index order: the oldest give up first. */
+    while (n->writes_head < n->n_writes) {
+        struct pending_write *w = &n->writes[n->writes_head];
+        if (w->lost_ms == 0 || now - w->lost_ms < limit)
+            break;
+        slot_error(n, w->slot, uncertain_stepped_down);
+        n->writes_head++;
+    }
+    bool answered = false;
+    for (size_t i = 0; i < n->n_reads; i++) {
+        struct pending_read *p = &n->reads[i];
+        if (p->slot == NULL || !p->confirmed)
+            continue;
+        if (r->role == RAFT_LEADER) {
+            p->lost_ms = 0;
+            continue;
+        }
+        if (p->lost_ms == 0) {
+            p->lost_ms = now == 0 ? 1 : now;
+        } else if (now - p->lost_ms >= limit) {
+            pending_read_answer_error(n, p, "TRYAGAIN leader changed, retry the request");
+            answered = true;
+        }
+    }
+    if (answered)
+        pending_reads_compact(n);
+}
+
+/* The node stops: every waiting client hears what is known. */
+void pending_fail_all_on_shutdown(struct node *n)
+{
+    for (size_t i = n->writes_head; i < n->n_writes; i++)
+        slot_error(n, n->writes[i].slot, uncertain_shutdown);
+    n->writes_head = n->n_writes = 0;
+    for (size_t i = 0; i < n->n_reads; i++)
+        if (n->reads[i].slot != NULL)
+            pending_read_answer_error(n, &n->reads[i], "TRYAGAIN the node is shutting down");
+    n->n_reads = 0;
+}
+
+void pending_free(struct node *n)
+{
+    for (size_t i = n->writes_head; i < n->n_writes; i++) {
+        buf_free(&n->writes[i].slot->data);
+        if (n->writes[i].slot->client == NULL)
+            free(n->writes[i].slot);
+    }
+    for (size_t i = 0; i < n->n_reads; i++) {
+        struct pending_read *p = &n->reads[i];
+        if (p->slot != NULL && p->slot->client == NULL) {
+            buf_free(&p->slot->data);
+            free(p->slot);
+        }
+        pending_read_free(p);
+    }
+    free(n->writes);
+    free(n->reads);
+    n->writes = NULL;
+    n->reads = NULL;
+}
