@@ -302,7 +302,11 @@ int cli_conn_call(struct cli_conn *c, enum cli_route route, size_t argc, const c
             }
             continue;
         }
-        if (starts_with(reply->str, "TRYAGAIN")) {
+        /* TRYAGAIN: not applied; UNCERTAIN: the node lost leadership before
+         * it learned the write's fate. Either way the same request (the same
+         * client id and sequence number) goes again: it applies at most once,
+         * and a retry of an applied write gets the first answer. */
+        if (starts_with(reply->str, "TRYAGAIN") || starts_with(reply->str, "UNCERTAIN")) {
             any_answered = true;
             moved_in_row = 0;
             snprintf(last_answer, sizeof last_answer, "%s", reply->str);

@@ -346,8 +346,15 @@ static void handle_reply(struct client *c, const struct resp_value *v, uint64_t 
         c->retry_at_ms = now_ms; /* at once */
         return;
     }
-    if (v->type == RESP_ERROR && strncmp(v->str, "TRYAGAIN", 8) == 0 && !op->only_node) {
-        give_up_on_node(c, now_ms, "knows no leader yet");
+    /* TRYAGAIN: not applied. UNCERTAIN: the node lost leadership before it
+     * learned the write's fate. The retry carries the same client id and
+     * sequence number, so it applies at most once and gets the first answer. */
+    bool uncertain = v->type == RESP_ERROR && strncmp(v->str, "UNCERTAIN", 9) == 0;
+    if (v->type == RESP_ERROR && (uncertain || strncmp(v->str, "TRYAGAIN", 8) == 0) &&
+        !op->only_node) {
+        give_up_on_node(c, now_ms,
+                        uncertain ? "lost leadership before the write committed"
+                                  : "knows no leader yet");
         c->tried_mask &= ~(1u << c->target); /* it may know one soon */
         return;
     }
