@@ -136,6 +136,11 @@ void clients_read(struct node *n, struct client *c)
         if ((size_t)got < CLIENT_READ_CHUNK)
             break;
     }
+    clients_parse(n, c);
+}
+
+void clients_parse(struct node *n, struct client *c)
+{
     size_t off = 0;
     while (off < c->in.len && !c->closing) {
         size_t used = 0;
@@ -151,8 +156,11 @@ void clients_read(struct node *n, struct client *c)
             client_error_and_close(n, c, msg);
             break;
         }
-        if (n->req.argc > 0)
+        if (n->req.argc > 0) {
+            if (commands_must_wait(c, n->req.argc, n->req.argv, n->req.argl))
+                break; /* parsed again once the reads are answered */
             commands_dispatch(n, c, n->req.argc, n->req.argv, n->req.argl);
+        }
         off += used;
     }
     buf_consume(&c->in, off);

@@ -566,6 +566,22 @@ static void dispatch_request(struct node *n, struct reply_slot *slot, const stru
     dispatch_write(n, slot, cmd, &inner, client_id, seq);
 }
 
+static bool is_raft_req(const uint8_t *name, size_t len)
+{
+    return len == 8 && strncasecmp((const char *)name, "raft.req", 8) == 0;
+}
+
+bool commands_must_wait(const struct client *c, size_t argc, const uint8_t **argv,
+                        const size_t *argl)
+{
+    if (c->reads_pending == 0)
+        return false;
+    if (is_raft_req(argv[0], argl[0]))
+        return true;
+    const struct command *cmd = command_find(argv[0], argl[0]);
+    return cmd != NULL && (cmd->flags & CMD_WRITE) && argc > 0;
+}
+
 void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint8_t **argv,
                        const size_t *argl)
 {
@@ -575,7 +591,7 @@ void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint
         return;
     }
     struct args a = {argc, argv, argl};
-    if (argl[0] == 8 && strncasecmp((const char *)argv[0], "raft.req", 8) == 0) {
+    if (is_raft_req(argv[0], argl[0])) {
         dispatch_request(n, slot, &a);
         return;
     }
@@ -612,6 +628,7 @@ void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint
         slot_error(n, slot, "ERR out of memory");
         return;
     }
+    c->reads_pending++;
     if (raft_read(&n->raft, read_id) != RAFT_OK) {
         struct raft_read_result rr = {.read_id = read_id, .ok = false};
         pending_on_read(n, &rr);

@@ -231,6 +231,12 @@ int node_run(struct node *n)
             if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
                 clients_read(n, owners[i]);
         }
+        for (struct client *c = n->clients; c != NULL; c = c->next) {
+            if (c->parse_again) {
+                c->parse_again = false;
+                clients_parse(n, c);
+            }
+        }
         commands_sweep_expired(n);
         node_process_ready(n);
         transport_flush_delayed(n, now);

@@ -38,6 +38,8 @@ struct client {
     size_t pending;            /* slots not yet ready */
     bool closing;              /* close once out is written */
     uint64_t last_write_index; /* log index of its latest write: its reads wait for it */
+    size_t reads_pending;      /* reads not answered yet: its next write waits for them */
+    bool parse_again;          /* requests wait in `in` and may go now */
 };
 
 /* A write waiting for its log entry to be applied (pending.c). */
@@ -164,6 +166,8 @@ int clients_listen(struct node *n, char *err, size_t errlen);
 void clients_close_all(struct node *n);
 void clients_accept(struct node *n);
 void clients_read(struct node *n, struct client *c);
+/* Run the requests already read from c, up to one that must wait. */
+void clients_parse(struct node *n, struct client *c);
 void clients_write(struct node *n, struct client *c);
 void clients_reap(struct node *n);
 struct reply_slot *client_slot_new(struct client *c);
@@ -172,6 +176,11 @@ void client_slot_done(struct node *n, struct reply_slot *s);
 /* commands.c */
 void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint8_t **argv,
                        const size_t *argl);
+/* Whether a request must wait before it is dispatched: a write waits for the
+ * connection's unanswered reads, so that a read never sees a write sent
+ * after it on the same connection. */
+bool commands_must_wait(const struct client *c, size_t argc, const uint8_t **argv,
+                        const size_t *argl);
 enum { COMMANDS_READ_DONE = 0, COMMANDS_READ_WAIT = 1, COMMANDS_READ_NOT_LEADER = 2 };
 /* Run a confirmed read into out; or ask to wait until *wait_index is applied
  * (an expired key's delete was proposed); or say this node cannot. */

@@ -167,11 +167,22 @@ static void pending_reads_compact(struct node *n)
     n->n_reads = kept;
 }
 
-static void pending_read_answer_error(struct node *n, struct pending_read *p, const char *msg)
+/* The read's reply is in its slot: send it, and let the connection's next
+ * write go (it waited for this read). */
+static void pending_read_finish(struct node *n, struct pending_read *p)
 {
-    slot_error(n, p->slot, msg);
+    struct client *c = p->slot->client;
+    if (c != NULL && c->reads_pending > 0 && --c->reads_pending == 0 && c->in.len > 0)
+        c->parse_again = true;
+    client_slot_done(n, p->slot);
     p->slot = NULL;
     pending_read_free(p);
+}
+
+static void pending_read_answer_error(struct node *n, struct pending_read *p, const char *msg)
+{
+    resp_write_error(&p->slot->data, msg);
+    pending_read_finish(n, p);
 }
 
 /* The core's answer to a ReadIndex request. */
@@ -183,9 +194,7 @@ void pending_on_read(struct node *n, const struct raft_read_result *rr)
             continue;
         if (!rr->ok) {
             commands_reply_not_leader(n, &p->slot->data);
-            client_slot_done(n, p->slot);
-            p->slot = NULL;
-            pending_read_free(p);
+            pending_read_finish(n, p);
             pending_reads_compact(n);
             return;
         }
@@ -212,14 +221,9 @@ void pending_serve_reads(struct node *n)
             p->wait_index = wait;
             continue;
         }
-        if (rc == COMMANDS_READ_NOT_LEADER) {
+        if (rc == COMMANDS_READ_NOT_LEADER)
             commands_reply_not_leader(n, &p->slot->data);
-            client_slot_done(n, p->slot);
-        } else {
-            client_slot_done(n, p->slot);
-        }
-        p->slot = NULL;
-        pending_read_free(p);
+        pending_read_finish(n, p);
         answered = true;
     }
     if (answered)
