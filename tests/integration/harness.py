@@ -563,7 +563,7 @@ class Cluster:
 
 class LeaderClient:
     """A client that finds the leader by itself, as a real client would: it
-    follows MOVED, waits out TRYAGAIN, and moves on to the next node of the
+    follows MOVED, waits out TRYAGAIN (and UNCERTAIN for RAFT.REQ), and moves on to the next node of the
     cluster file when a connection fails. It only uses the cluster file, so a
     writer thread may use it while the test kills nodes."""
 
@@ -617,6 +617,13 @@ class LeaderClient:
                 self.target = reply.split()[-1]
                 continue
             if isinstance(reply, RespError) and reply.startswith("TRYAGAIN"):
+                last = reply
+                time.sleep(0.05)
+                continue
+            # UNCERTAIN: the write's fate is unknown. Only a RAFT.REQ can be
+            # sent again safely (the same client id and seq apply once).
+            if (isinstance(reply, RespError) and reply.startswith("UNCERTAIN")
+                    and str(args[0]).upper() == "RAFT.REQ"):
                 last = reply
                 time.sleep(0.05)
                 continue
