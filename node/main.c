@@ -194,6 +194,14 @@ static int node_open_storage(struct node *n, char *err, size_t errlen)
     size_t count;
     if (wal_open(n->opt.data_dir, &n->wal, &term, &vote, &entries, &count, err, errlen) != 0)
         return -1;
+    if (term > RAFT_TERM_MAX) {
+        snprintf(err, errlen, "%s/meta: term %" PRIu64 " is past the largest a cluster can reach",
+                 n->opt.data_dir, term);
+        for (size_t i = 0; i < count; i++)
+            raft_entry_free(&entries[i]);
+        free(entries);
+        return -1;
+    }
     if (raft_restore(&n->raft, term, vote, entries, count) != RAFT_OK) {
         snprintf(err, errlen, "%s: the log does not start at index 1", n->opt.data_dir);
         return -1;

@@ -58,7 +58,7 @@ int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms)
 int raft_restore(struct raft *r, uint64_t term, uint32_t voted_for, struct raft_entry *entries,
                  size_t n)
 {
-    int rv = RAFT_OK;
+    int rv = term > RAFT_TERM_MAX ? RAFT_EINVAL : RAFT_OK;
     r->current_term = term;
     r->voted_for = voted_for;
     for (size_t i = 0; i < n; i++) {
@@ -179,11 +179,48 @@ void raft_tick(struct raft *r, uint64_t now_ms)
         raft_become_candidate(r);
 }
 
+/* Whether a message's numbers could have come from a correct peer. Anything
+ * else (a term near 2^64, entries whose indexes or terms do not follow,
+ * indexes past any real log) is dropped before it can change anything. */
+static bool raft_msg_plausible(const struct raft_msg *m)
+{
+    if (m->term == 0 || m->term > RAFT_TERM_MAX)
+        return false;
+    switch (m->type) {
+    case RAFT_MSG_VOTE:
+        return m->last_log_term <= m->term && m->last_log_index <= RAFT_INDEX_MAX &&
+               (m->last_log_index == 0) == (m->last_log_term == 0);
+    case RAFT_MSG_VOTE_REPLY:
+        return true;
+    case RAFT_MSG_APPEND: {
+        if (m->prev_index > RAFT_INDEX_MAX || m->prev_term > m->term ||
+            m->commit > RAFT_INDEX_MAX || m->n_entries > RAFT_MAX_BATCH_ENTRIES ||
+            (m->n_entries > 0 && m->entries == NULL))
+            return false;
+        uint64_t term = m->prev_term;
+        for (size_t i = 0; i < m->n_entries; i++) {
+            const struct raft_entry *e = &m->entries[i];
+            if (e->index != m->prev_index + 1 + i || e->term < term || e->term > m->term ||
+                e->term == 0 || (e->type != RAFT_ENTRY_NOOP && e->type != RAFT_ENTRY_COMMAND) ||
+                (e->len > 0 && e->data == NULL))
+                return false;
+            term = e->term;
+        }
+        return true;
+    }
+    case RAFT_MSG_APPEND_REPLY:
+        return m->match_index <= RAFT_INDEX_MAX && m->rejected_index <= RAFT_INDEX_MAX &&
+               m->hint_index <= RAFT_INDEX_MAX && m->hint_term <= m->term;
+    }
+    return false;
+}
+
 /* Figure 2, All Servers: "If RPC request or response contains term T >
  * currentTerm: set currentTerm = T, convert to follower". */
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
-    if (m->to != r->cfg.id || m->from == r->cfg.id || raft_node_slot(r, m->from) < 0)
+    if (m->to != r->cfg.id || m->from == r->cfg.id || raft_node_slot(r, m->from) < 0 ||
+        !raft_msg_plausible(m))
         return RAFT_EINVAL;
     if (m->term > r->current_term) {
         uint32_t leader = m->type == RAFT_MSG_APPEND ? m->from : RAFT_NONE;

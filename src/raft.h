@@ -27,6 +27,12 @@
 /* Entries a leader sends ahead of a follower's acknowledgements. */
 #define RAFT_MAX_INFLIGHT 8192
 
+/* No term or index from the network is trusted beyond these: a message that
+ * claims more is dropped, so nothing can wrap (a term of 2^64 - 1 would turn
+ * into 0 at the next election). Real clusters stay far below. */
+#define RAFT_TERM_MAX (UINT64_C(1) << 62)
+#define RAFT_INDEX_MAX (UINT64_C(1) << 62)
+
 enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE = 1, RAFT_LEADER = 2 };
 
 enum raft_entry_type { RAFT_ENTRY_NOOP = 0, RAFT_ENTRY_COMMAND = 1 };

@@ -60,6 +60,8 @@ void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
  * RPCs to all other servers". */
 void raft_become_candidate(struct raft *r)
 {
+    if (r->current_term >= RAFT_TERM_MAX)
+        return; /* never reached by a real cluster: messages past it are dropped */
     if (r->role == RAFT_LEADER)
         raft_reads_fail_all(r);
     r->role = RAFT_CANDIDATE;

@@ -186,6 +186,8 @@ int raft_recv_append_reply(struct raft *r, const struct raft_msg *m)
             }
             if (next > m->rejected_index)
                 next = m->rejected_index;
+            if (next > raft_last_index(r) + 1)
+                next = raft_last_index(r) + 1;
             if (next < 1)
                 next = 1;
             /* A follower that rejects at or below what it once acknowledged

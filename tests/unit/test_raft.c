@@ -140,8 +140,41 @@ static void test_no_vote_sent_that_was_not_written(void)
     raft_close(&r);
 }
 
+/* Numbers no correct peer sends are dropped before they change anything. */
+static void test_implausible_messages_dropped(void)
+{
+    struct raft r;
+    core_init(&r, 3);
+    struct raft_msg huge = {.type = RAFT_MSG_VOTE, .from = 1, .to = 2, .term = UINT64_MAX};
+    CHECK_INT_EQ(raft_step(&r, &huge), RAFT_EINVAL);
+    huge.term = RAFT_TERM_MAX + 1;
+    CHECK_INT_EQ(raft_step(&r, &huge), RAFT_EINVAL);
+    CHECK_INT_EQ(r.current_term, 3);
+
+    uint8_t a = 'a';
+    struct raft_entry gap[2] = {
+        {.term = 3, .index = 1, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+        {.term = 3, .index = 5, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+    };
+    struct raft_msg m = append_msg(3, 1, 0, 0, gap, 2);
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_EINVAL); /* indexes do not follow */
+    struct raft_entry future = {
+        .term = 9, .index = 1, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a};
+    m = append_msg(3, 1, 0, 0, &future, 1);
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_EINVAL); /* an entry from a later term */
+    m = append_msg(3, 1, RAFT_INDEX_MAX + 1, 3, NULL, 0);
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_EINVAL);
+    struct raft_msg reply = {
+        .type = RAFT_MSG_APPEND_REPLY, .from = 1, .to = 2, .term = 3, .hint_index = UINT64_MAX};
+    CHECK_INT_EQ(raft_step(&r, &reply), RAFT_EINVAL);
+    CHECK_INT_EQ(raft_last_index(&r), 0);
+    CHECK_INT_EQ(r.leader_id, RAFT_NONE);
+    raft_close(&r);
+}
+
 int main(void)
 {
+    test_implausible_messages_dropped();
     test_first_heartbeat_resets_timer();
     test_no_reply_promises_a_truncated_entry();
     test_no_vote_sent_that_was_not_written();
