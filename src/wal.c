@@ -1,12 +1,69 @@
 /* wal.c - the data dir: the lock, the hard state (meta) and the log.
  *
- * meta: two 64-byte slots, written in turn; the valid one with the higher
- * sequence number wins:
- *   magic u32 | version u32 | seq u64 | term u64 | voted_for u32 | zeros | crc u32 (at 60)
+ * All numbers are little-endian.
  *
- * log: one record an entry, appended; all numbers little-endian:
- *   magic u32 | length u32 | crc u32 | term u64 | index u64 | type u8 | payload
- * The crc covers the header (without the crc field) and the payload.
+ * meta: two 64-byte slots at offsets 0 and 64, written in turn (slot seq % 2)
+ * and fsynced; the valid one with the higher sequence number wins:
+ *   magic u32 "RKVM" | version u32 (1) | seq u64 | term u64 | voted_for u32 |
+ *   flags u32 | zeros | crc u32 (at 60, over bytes 0..59)
+ * flags bit 0 (META_LOG_HEADER): DIR/log was created in (or converted to) the
+ * format below, so a log that is missing or has no header is damage, never an
+ * old log or a new node. Older metas have 0 there.
+ *
+ * log: a header of LOG_DATA_START (4096) bytes, then one record an entry.
+ *   header: slot A at 0 and slot B at 512, each in its own 512-byte sector,
+ *   64 bytes each, zeros elsewhere; the valid slot with the higher sequence
+ *   number wins:
+ *     magic u32 "RKVH" | version u32 (1) | seq u64 | synced_end u64 |
+ *     synced_index u64 | zeros | crc u32 (at 60, over bytes 0..59)
+ *   record, from offset 4096 on, each right after the previous one:
+ *     magic u32 "RKVL" | length u32 | crc u32 | term u64 | index u64 | type u8 |
+ *     payload (length bytes)
+ *   The record crc covers its header (without the crc field) and payload.
+ *
+ * The synced mark (synced_end, synced_index): the byte offset just past the
+ * record with index synced_index, where the log ended at a completed
+ * fdatasync. Everything before it was durable when the slot was written, so
+ * the mark is true whenever it reaches the disk:
+ *   - wal_sync: fdatasync, then write the next slot with the new end, without
+ *     syncing it; the next fdatasync (or wal_close) carries it. No extra sync a
+ *     write: the mark on disk may lag one sync behind, never run ahead.
+ *   - A slot is overwritten only once the other slot is durable, so a torn
+ *     slot leaves the other, older but true.
+ *   - wal_truncate lowers the mark to at most the cut and syncs it, then cuts
+ *     the file and syncs the cut, before any record is written over the cut
+ *     region: after a power cut no truncated record can reappear after a new
+ *     one.
+ *
+ * Recovery (wal_open):
+ *   - up to the mark every record must be there and valid: magic, length,
+ *     crc, index = previous + 1, term not below the previous record's, the
+ *     last one ending exactly at synced_end with index synced_index. Anything
+ *     else is damage: "FILE: damaged at offset N (reason)"; a file shorter
+ *     than the mark is "FILE: cut short at N, below the synced end M".
+ *   - past the mark nothing was promised: records are read while they are
+ *     valid and continue the sequence (index + 1, term not lower); the first
+ *     one that is not ends the log and the rest of the file is dropped. There
+ *     is no looking further for a valid record, so no stored value (a payload
+ *     may hold a well-formed record) changes what recovery does.
+ *   - the kept tail is synced and the mark raised to it, so everything
+ *     wal_open returns is durable.
+ * Limits: the mark on disk may lag one sync, so the records of the last sync
+ * before a crash can lie past it; damage there cannot be told from a torn
+ * write and is dropped. A write that shares a page with synced records is
+ * assumed to leave those records' bytes intact (as every log does).
+ *
+ * While the node runs the file is extended with zeros ahead of the records
+ * (LOG_PREALLOCATE); recovery reads them as the end of the log, and a clean
+ * wal_close cuts them off.
+ *
+ * Old logs (records from offset 0, no header: the file is empty, starts with
+ * a record's magic, or has the header's magic at neither slot) are read the
+ * old way: a bad record with no valid record anywhere
+ * after it is a torn tail, otherwise damage. They are then converted: the
+ * records are copied behind a header into log.tmp, which is fsynced and
+ * renamed over log, and the dir fsynced, so a crash leaves the old file or the
+ * new one. New logs are created the same way.
  */
 #include "wal.h"
 
@@ -30,6 +87,14 @@
 #define META_VERSION 1u
 #define META_SLOT_SIZE 64
 #define META_CRC_AT 60
+#define META_LOG_HEADER 1u /* flags: the log has a header */
+
+#define HEADER_MAGIC 0x48564b52u /* "RKVH" */
+#define HEADER_VERSION 1u
+#define HEADER_SLOT_SIZE 64
+#define HEADER_SLOT_STRIDE 512 /* slot A at 0, slot B at 512: one sector each */
+#define HEADER_CRC_AT 60
+#define LOG_DATA_START 4096u /* the first record; the header has a page to itself */
 
 #define LOG_MAGIC 0x4c564b52u /* "RKVL" */
 #define LOG_HEADER_SIZE 29
@@ -49,12 +114,20 @@ struct wal {
     int meta_fd;
     int log_fd;
     uint64_t meta_seq; /* sequence number of the newest meta slot */
+    uint64_t term;     /* the hard state as last saved */
+    uint32_t voted_for;
+    uint32_t meta_flags;
     uint64_t *offsets; /* offsets[i]: where the record with index i + 1 starts */
     size_t n_records;
     size_t offsets_cap;
-    uint64_t log_end;   /* where the next record goes */
-    uint64_t file_size; /* the file's size: log_end, or more once zeros are written ahead */
-    uint8_t *out;       /* wal_append's buffer, reused between calls */
+    uint64_t log_end;    /* where the next record goes */
+    uint64_t file_size;  /* the file's size: log_end, or more once zeros are written ahead */
+    uint64_t header_seq; /* sequence number of the newest header slot */
+    uint64_t synced_end; /* the mark in the newest header slot */
+    uint64_t synced_index;
+    bool mark_pending; /* a header slot was written since the last fdatasync */
+    bool log_ready;    /* the log was read (or created) whole: wal_close may write it */
+    uint8_t *out;      /* wal_append's buffer, reused between calls */
     size_t out_cap;
 };
 
@@ -147,6 +220,16 @@ static int sync_data(int fd)
     int rc;
     do
         rc = fdatasync(fd);
+    while (rc < 0 && errno == EINTR);
+    return rc;
+}
+
+/* fsync: data and every attribute, for a file about to be renamed into place. */
+static int sync_all(int fd)
+{
+    int rc;
+    do
+        rc = fsync(fd);
     while (rc < 0 && errno == EINTR);
     return rc;
 }
@@ -258,7 +341,8 @@ static int take_lock(struct wal *w, char *err, size_t errlen)
 
 /* ---------------------------------------------------------------- meta */
 
-static void meta_encode(uint8_t *slot, uint64_t seq, uint64_t term, uint32_t voted_for)
+static void meta_encode(uint8_t *slot, uint64_t seq, uint64_t term, uint32_t voted_for,
+                        uint32_t flags)
 {
     memset(slot, 0, META_SLOT_SIZE);
     put_u32(slot, META_MAGIC);
@@ -266,10 +350,12 @@ static void meta_encode(uint8_t *slot, uint64_t seq, uint64_t term, uint32_t vot
     put_u64(slot + 8, seq);
     put_u64(slot + 16, term);
     put_u32(slot + 24, voted_for);
+    put_u32(slot + 28, flags);
     put_u32(slot + META_CRC_AT, crc32c(0, slot, META_CRC_AT));
 }
 
-static bool meta_decode(const uint8_t *slot, uint64_t *seq, uint64_t *term, uint32_t *voted_for)
+static bool meta_decode(const uint8_t *slot, uint64_t *seq, uint64_t *term, uint32_t *voted_for,
+                        uint32_t *flags)
 {
     if (get_u32(slot) != META_MAGIC || get_u32(slot + 4) != META_VERSION)
         return false;
@@ -278,6 +364,7 @@ static bool meta_decode(const uint8_t *slot, uint64_t *seq, uint64_t *term, uint
     *seq = get_u64(slot + 8);
     *term = get_u64(slot + 16);
     *voted_for = get_u32(slot + 24);
+    *flags = get_u32(slot + 28);
     return true;
 }
 
@@ -294,7 +381,7 @@ static int create_meta(struct wal *w, const char *path, char *err, size_t errlen
     w->meta_fd = fd;
 
     uint8_t slots[2 * META_SLOT_SIZE] = {0};
-    meta_encode(slots, 0, 0, RAFT_NONE);
+    meta_encode(slots, 0, 0, RAFT_NONE, 0);
     if (write_all_at(fd, slots, sizeof slots, 0) < 0 || sync_data(fd) < 0)
         return fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
     if (rename(tmp, path) < 0)
@@ -305,13 +392,14 @@ static int create_meta(struct wal *w, const char *path, char *err, size_t errlen
     return 0;
 }
 
-static int open_meta(struct wal *w, uint64_t *term, uint32_t *voted_for, char *err, size_t errlen)
+static int open_meta(struct wal *w, char *err, size_t errlen)
 {
     char path[PATH_MAX];
     if (make_path(path, sizeof path, w->dir, "meta", err, errlen) < 0)
         return -1;
-    *term = 0;
-    *voted_for = RAFT_NONE;
+    w->term = 0;
+    w->voted_for = RAFT_NONE;
+    w->meta_flags = 0;
 
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0 && errno != ENOENT)
@@ -333,36 +421,135 @@ static int open_meta(struct wal *w, uint64_t *term, uint32_t *voted_for, char *e
     bool found = false;
     for (int i = 0; i < 2; i++) {
         uint64_t seq, slot_term;
-        uint32_t slot_vote;
+        uint32_t slot_vote, slot_flags;
         if (got < (i + 1) * META_SLOT_SIZE)
             break;
-        if (!meta_decode(slots + i * META_SLOT_SIZE, &seq, &slot_term, &slot_vote))
+        if (!meta_decode(slots + i * META_SLOT_SIZE, &seq, &slot_term, &slot_vote, &slot_flags))
             continue;
         if (found && seq <= w->meta_seq)
             continue;
         found = true;
         w->meta_seq = seq;
-        *term = slot_term;
-        *voted_for = slot_vote;
+        w->term = slot_term;
+        w->voted_for = slot_vote;
+        w->meta_flags = slot_flags;
     }
     if (!found)
         return fail(err, errlen, "%s: damaged at offset 0 (bad checksum)", path);
     return 0;
 }
 
-int wal_save_hard_state(struct wal *w, uint64_t term, uint32_t voted_for, char *err, size_t errlen)
+static int write_meta(struct wal *w, uint64_t term, uint32_t voted_for, uint32_t flags, char *err,
+                      size_t errlen)
 {
     uint64_t seq = w->meta_seq + 1;
     uint8_t slot[META_SLOT_SIZE];
-    meta_encode(slot, seq, term, voted_for);
+    meta_encode(slot, seq, term, voted_for, flags);
     if (write_all_at(w->meta_fd, slot, sizeof slot, (seq % 2) * META_SLOT_SIZE) < 0 ||
         sync_data(w->meta_fd) < 0)
         return fail(err, errlen, "cannot write %s/meta: %s", w->dir, strerror(errno));
     w->meta_seq = seq;
+    w->term = term;
+    w->voted_for = voted_for;
+    w->meta_flags = flags;
     return 0;
 }
 
-/* ---------------------------------------------------------------- log reading */
+int wal_save_hard_state(struct wal *w, uint64_t term, uint32_t voted_for, char *err, size_t errlen)
+{
+    return write_meta(w, term, voted_for, w->meta_flags, err, errlen);
+}
+
+/* ---------------------------------------------------------------- log header */
+
+static void header_slot_encode(uint8_t *slot, uint64_t seq, uint64_t synced_end,
+                               uint64_t synced_index)
+{
+    memset(slot, 0, HEADER_SLOT_SIZE);
+    put_u32(slot, HEADER_MAGIC);
+    put_u32(slot + 4, HEADER_VERSION);
+    put_u64(slot + 8, seq);
+    put_u64(slot + 16, synced_end);
+    put_u64(slot + 24, synced_index);
+    put_u32(slot + HEADER_CRC_AT, crc32c(0, slot, HEADER_CRC_AT));
+}
+
+/* A slot with the right magic, version and checksum, and a mark that can be
+ * true: at least a record header's worth of bytes for every record. */
+static bool header_slot_decode(const uint8_t *slot, uint64_t *seq, uint64_t *synced_end,
+                               uint64_t *synced_index)
+{
+    if (get_u32(slot) != HEADER_MAGIC || get_u32(slot + 4) != HEADER_VERSION)
+        return false;
+    if (get_u32(slot + HEADER_CRC_AT) != crc32c(0, slot, HEADER_CRC_AT))
+        return false;
+    uint64_t end = get_u64(slot + 16), index = get_u64(slot + 24);
+    if (end < LOG_DATA_START || (end - LOG_DATA_START) / LOG_HEADER_SIZE < index ||
+        (index == 0) != (end == LOG_DATA_START))
+        return false;
+    *seq = get_u64(slot + 8);
+    *synced_end = end;
+    *synced_index = index;
+    return true;
+}
+
+/* Write the next header slot with the mark (end, index). The slot written
+ * before must be durable first, so that a torn write of this one leaves it:
+ * it is, unless a slot was written since the last fdatasync. With sync the new
+ * slot is durable on return; without, the next fdatasync carries it. */
+static int write_mark(struct wal *w, uint64_t end, uint64_t index, bool sync, char *err,
+                      size_t errlen)
+{
+    if (w->mark_pending) {
+        if (sync_data(w->log_fd) < 0)
+            return fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
+        w->mark_pending = false;
+    }
+    uint64_t seq = w->header_seq + 1;
+    uint8_t slot[HEADER_SLOT_SIZE];
+    header_slot_encode(slot, seq, end, index);
+    if (write_all_at(w->log_fd, slot, sizeof slot, (seq % 2) * HEADER_SLOT_STRIDE) < 0)
+        return fail(err, errlen, "cannot write the header of %s/log: %s", w->dir, strerror(errno));
+    w->mark_pending = true;
+    if (sync) {
+        if (sync_data(w->log_fd) < 0)
+            return fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
+        w->mark_pending = false;
+    }
+    w->header_seq = seq;
+    w->synced_end = end;
+    w->synced_index = index;
+    return 0;
+}
+
+/* Read both header slots of path; the valid one with the higher sequence
+ * number gives the mark. */
+static int read_header(struct wal *w, const char *path, char *err, size_t errlen)
+{
+    uint8_t slots[HEADER_SLOT_STRIDE + HEADER_SLOT_SIZE];
+    ssize_t got = read_at(w->log_fd, slots, sizeof slots, 0);
+    if (got < 0)
+        return fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    bool found = false;
+    for (int i = 0; i < 2; i++) {
+        uint64_t seq, end, index;
+        if (got < i * HEADER_SLOT_STRIDE + HEADER_SLOT_SIZE)
+            break;
+        if (!header_slot_decode(slots + i * HEADER_SLOT_STRIDE, &seq, &end, &index))
+            continue;
+        if (found && seq <= w->header_seq)
+            continue;
+        found = true;
+        w->header_seq = seq;
+        w->synced_end = end;
+        w->synced_index = index;
+    }
+    if (!found)
+        return fail(err, errlen, "%s: damaged at offset 0 (no valid header slot)", path);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- log records */
 
 /* Reads a file front to back through a buffer of about READ_CHUNK bytes. */
 struct reader {
@@ -448,30 +635,64 @@ static uint32_t record_crc(const uint8_t *rec, uint32_t len)
     return crc32c(crc, rec + LOG_HEADER_SIZE, len);
 }
 
-/* Whether a whole record with a good checksum starts at off. -1: read error. */
-static int record_valid_at(struct reader *r, uint64_t off, bool *valid)
+/* Whether a whole record with a good checksum lies at off, before end (the
+ * synced end when synced, else the end of the file). 1: yes, with rec and
+ * *payload filled in (valid until the next read). 0: no, with the reason.
+ * -1: read error. Index and term are the caller's to check. */
+static int read_record(struct reader *r, uint64_t off, uint64_t end, bool synced,
+                       struct record *rec, const uint8_t **payload, char *reason, size_t reasonlen)
 {
-    *valid = false;
-    if (r->size - off < LOG_HEADER_SIZE)
+    char limit[64];
+    if (synced)
+        snprintf(limit, sizeof limit, "the synced end %" PRIu64, end);
+    else
+        snprintf(limit, sizeof limit, "end of file");
+
+    if (end - off < LOG_HEADER_SIZE) {
+        snprintf(reason, reasonlen, "record header past %s", limit);
         return 0;
+    }
     const uint8_t *h = reader_at(r, off, LOG_HEADER_SIZE);
     if (h == NULL)
         return -1;
-    struct record rec;
-    header_decode(h, &rec);
-    if (rec.magic != LOG_MAGIC || rec.len > LOG_MAX_PAYLOAD ||
-        rec.len > r->size - off - LOG_HEADER_SIZE)
+    header_decode(h, rec);
+    if (rec->magic != LOG_MAGIC) {
+        snprintf(reason, reasonlen, "bad magic");
         return 0;
-    const uint8_t *p = reader_at(r, off, LOG_HEADER_SIZE + (size_t)rec.len);
+    }
+    if (rec->len > LOG_MAX_PAYLOAD) {
+        snprintf(reason, reasonlen, "length %" PRIu32 " over limit", rec->len);
+        return 0;
+    }
+    if (rec->len > end - off - LOG_HEADER_SIZE) {
+        snprintf(reason, reasonlen, "length %" PRIu32 " past %s", rec->len, limit);
+        return 0;
+    }
+    const uint8_t *p = reader_at(r, off, LOG_HEADER_SIZE + (size_t)rec->len);
     if (p == NULL)
         return -1;
-    *valid = record_crc(p, rec.len) == rec.crc;
-    return 0;
+    if (record_crc(p, rec->len) != rec->crc) {
+        snprintf(reason, reasonlen, "bad checksum");
+        return 0;
+    }
+    *payload = p + LOG_HEADER_SIZE;
+    return 1;
 }
 
-/* Whether a valid record starts anywhere after the bad one at off. If none
- * does, the bad record is a torn tail. -1: read error. */
-static int valid_record_after(struct reader *r, uint64_t off, bool *found)
+/* Whether a whole record with a good checksum starts at off. -1: read error. */
+static int record_valid_at(struct reader *r, uint64_t off, bool *valid)
+{
+    struct record rec;
+    const uint8_t *payload;
+    char reason[80];
+    int k = read_record(r, off, r->size, false, &rec, &payload, reason, sizeof reason);
+    *valid = k == 1;
+    return k < 0 ? -1 : 0;
+}
+
+/* Old logs only: whether a valid record starts anywhere after the bad one at
+ * off. If none does, the bad record is a torn tail. -1: read error. */
+static int legacy_valid_record_after(struct reader *r, uint64_t off, bool *found)
 {
     *found = false;
     for (uint64_t at = off + 1; at + LOG_HEADER_SIZE <= r->size; at++) {
@@ -488,6 +709,20 @@ static int valid_record_after(struct reader *r, uint64_t off, bool *found)
     return 0;
 }
 
+/* The entries read so far. */
+struct entry_list {
+    struct raft_entry *v;
+    size_t n;
+    size_t cap;
+};
+
+static void free_entries(struct raft_entry *entries, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(entries[i].data);
+    free(entries);
+}
+
 static int add_offset(struct wal *w, uint64_t off)
 {
     if (w->n_records == w->offsets_cap) {
@@ -502,131 +737,318 @@ static int add_offset(struct wal *w, uint64_t off)
     return 0;
 }
 
-static void free_entries(struct raft_entry *entries, size_t n)
+/* Keep the record at off as the next entry. -1: out of memory. */
+static int keep_record(struct wal *w, struct entry_list *l, const struct record *rec,
+                       const uint8_t *payload, uint64_t off)
 {
-    for (size_t i = 0; i < n; i++)
-        free(entries[i].data);
-    free(entries);
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 1024;
+        struct raft_entry *grown = realloc(l->v, cap * sizeof *grown);
+        if (grown == NULL)
+            return -1;
+        l->v = grown;
+        l->cap = cap;
+    }
+    struct raft_entry *e = &l->v[l->n];
+    *e = (struct raft_entry){
+        .term = rec->term, .index = rec->index, .type = rec->type, .len = rec->len};
+    if (rec->len > 0) {
+        e->data = malloc(rec->len);
+        if (e->data == NULL)
+            return -1;
+        memcpy(e->data, payload, rec->len);
+    }
+    l->n++;
+    return add_offset(w, off);
 }
 
-/* Read every record; drop a torn tail; fail on any other damage. */
-static int read_log(struct wal *w, struct raft_entry **entries_out, size_t *n_out, char *err,
-                    size_t errlen)
+/* Read a log with a header (path is w->dir/log): every record up to the mark
+ * must be valid, then a tail is kept while it continues the sequence, and the
+ * rest of the file dropped. See the top of this file. */
+static int read_log(struct wal *w, const char *path, struct entry_list *l, char *err, size_t errlen)
 {
     struct stat st;
     if (fstat(w->log_fd, &st) < 0)
-        return fail(err, errlen, "cannot stat %s/log: %s", w->dir, strerror(errno));
-
+        return fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+    if (read_header(w, path, err, errlen) < 0)
+        return -1;
     struct reader r = {.fd = w->log_fd, .size = (uint64_t)st.st_size};
-    struct raft_entry *entries = NULL;
-    size_t n = 0, cap = 0;
+    if (r.size < w->synced_end)
+        return fail(err, errlen, "%s: cut short at %" PRIu64 ", below the synced end %" PRIu64,
+                    path, r.size, w->synced_end);
+
+    uint64_t off = LOG_DATA_START, last_term = 0;
+    struct record rec;
+    const uint8_t *payload;
+    char reason[96];
+
+    /* Up to the mark: all of it was durable, so anything wrong is damage. */
+    while (off < w->synced_end) {
+        int k = read_record(&r, off, w->synced_end, true, &rec, &payload, reason, sizeof reason);
+        if (k < 0)
+            goto err_read;
+        if (k == 1 && rec.index != l->n + 1) {
+            snprintf(reason, sizeof reason, "index %" PRIu64 ", expected %zu", rec.index, l->n + 1);
+            k = 0;
+        } else if (k == 1 && rec.term < last_term) {
+            snprintf(reason, sizeof reason,
+                     "term %" PRIu64 " below the previous record's term %" PRIu64, rec.term,
+                     last_term);
+            k = 0;
+        }
+        if (k == 0) {
+            fail(err, errlen, "%s: damaged at offset %" PRIu64 " (%s)", path, off, reason);
+            goto err_free;
+        }
+        if (keep_record(w, l, &rec, payload, off) < 0)
+            goto err_memory;
+        last_term = rec.term;
+        off += LOG_HEADER_SIZE + (uint64_t)rec.len;
+    }
+    if (l->n != w->synced_index) {
+        fail(err, errlen,
+             "%s: damaged at offset %" PRIu64 " (the synced end follows index %zu, the header "
+             "says %" PRIu64 ")",
+             path, off, l->n, w->synced_index);
+        goto err_free;
+    }
+
+    /* Past the mark nothing was promised: keep what continues the log. */
+    while (off < r.size) {
+        int k = read_record(&r, off, r.size, false, &rec, &payload, reason, sizeof reason);
+        if (k < 0)
+            goto err_read;
+        if (k == 0 || rec.index != l->n + 1 || rec.term < last_term)
+            break;
+        if (keep_record(w, l, &rec, payload, off) < 0)
+            goto err_memory;
+        last_term = rec.term;
+        off += LOG_HEADER_SIZE + (uint64_t)rec.len;
+    }
+    free(r.buf);
+    r.buf = NULL;
+
+    /* Drop the rest; make what is kept durable and mark it. */
+    if (off < r.size && truncate_to(w->log_fd, off) < 0) {
+        fail(err, errlen, "cannot drop the unsynced tail of %s: %s", path, strerror(errno));
+        goto err_free;
+    }
+    if ((off < r.size || off > w->synced_end) && sync_data(w->log_fd) < 0) {
+        fail(err, errlen, "cannot sync %s: %s", path, strerror(errno));
+        goto err_free;
+    }
+    if (off > w->synced_end && write_mark(w, off, l->n, true, err, errlen) < 0)
+        goto err_free;
+    w->log_end = off;
+    w->file_size = off;
+    return 0;
+
+err_memory:
+    fail(err, errlen, "out of memory reading %s", path);
+    goto err_free;
+err_read:
+    fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
+err_free:
+    free(r.buf);
+    return -1;
+}
+
+/* Read an old log (records from offset 0, no header) the old way: a bad
+ * record is a torn tail when no valid record starts anywhere after it, else
+ * damage. *end: where the last good record ends. The file is left as it is. */
+static int read_legacy_log(struct wal *w, const char *path, struct entry_list *l, uint64_t *end,
+                           char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(w->log_fd, &st) < 0)
+        return fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+    struct reader r = {.fd = w->log_fd, .size = (uint64_t)st.st_size};
     uint64_t off = 0;
-    char reason[64];
+    struct record rec;
+    const uint8_t *payload;
+    char reason[96];
 
     while (off < r.size) {
-        uint64_t rest = r.size - off;
-        if (rest < LOG_HEADER_SIZE)
-            break; /* torn: cut short inside a header */
-        const uint8_t *h = reader_at(&r, off, LOG_HEADER_SIZE);
-        if (h == NULL)
+        int k = read_record(&r, off, r.size, false, &rec, &payload, reason, sizeof reason);
+        if (k < 0)
             goto err_read;
-        struct record rec;
-        header_decode(h, &rec);
-
-        if (rec.magic != LOG_MAGIC) {
-            snprintf(reason, sizeof reason, "bad magic");
-        } else if (rec.len > LOG_MAX_PAYLOAD) {
-            snprintf(reason, sizeof reason, "length %" PRIu32 " over limit", rec.len);
-        } else if (rec.len > rest - LOG_HEADER_SIZE) {
-            snprintf(reason, sizeof reason, "length %" PRIu32 " past end of file", rec.len);
-        } else {
-            const uint8_t *p = reader_at(&r, off, LOG_HEADER_SIZE + (size_t)rec.len);
-            if (p == NULL)
-                goto err_read;
-            if (record_crc(p, rec.len) == rec.crc) {
-                if (rec.index != n + 1) {
-                    fail(err, errlen,
-                         "%s/log: damaged at offset %" PRIu64 " (index %" PRIu64 ", expected %zu)",
-                         w->dir, off, rec.index, n + 1);
-                    goto err_free;
-                }
-                if (n == cap) {
-                    size_t new_cap = cap ? 2 * cap : 1024;
-                    struct raft_entry *grown = realloc(entries, new_cap * sizeof *grown);
-                    if (grown == NULL)
-                        goto err_memory;
-                    entries = grown;
-                    cap = new_cap;
-                }
-                struct raft_entry *e = &entries[n];
-                *e = (struct raft_entry){
-                    .term = rec.term, .index = rec.index, .type = rec.type, .len = rec.len};
-                if (rec.len > 0) {
-                    e->data = malloc(rec.len);
-                    if (e->data == NULL)
-                        goto err_memory;
-                    memcpy(e->data, p + LOG_HEADER_SIZE, rec.len);
-                }
-                n++;
-                if (add_offset(w, off) < 0)
-                    goto err_memory;
-                off += LOG_HEADER_SIZE + (uint64_t)rec.len;
-                continue;
+        if (k == 1) {
+            if (rec.index != l->n + 1) {
+                fail(err, errlen,
+                     "%s: damaged at offset %" PRIu64 " (index %" PRIu64 ", expected %zu)", path,
+                     off, rec.index, l->n + 1);
+                goto err_free;
             }
-            snprintf(reason, sizeof reason, "bad checksum");
+            if (keep_record(w, l, &rec, payload, off) < 0)
+                goto err_memory;
+            off += LOG_HEADER_SIZE + (uint64_t)rec.len;
+            continue;
         }
-
-        /* A bad record: a torn tail when nothing valid follows it. */
+        if (r.size - off < LOG_HEADER_SIZE)
+            break; /* torn: cut short inside a header */
         bool found;
-        if (valid_record_after(&r, off, &found) < 0)
+        if (legacy_valid_record_after(&r, off, &found) < 0)
             goto err_read;
         if (found) {
-            fail(err, errlen, "%s/log: damaged at offset %" PRIu64 " (%s)", w->dir, off, reason);
+            fail(err, errlen, "%s: damaged at offset %" PRIu64 " (%s)", path, off, reason);
             goto err_free;
         }
         break;
     }
-
-    if (off < r.size && (truncate_to(w->log_fd, off) < 0 || sync_data(w->log_fd) < 0)) {
-        fail(err, errlen, "cannot drop the torn tail of %s/log: %s", w->dir, strerror(errno));
-        goto err_free;
-    }
     free(r.buf);
-    w->log_end = off;
-    w->file_size = off;
-    *entries_out = entries;
-    *n_out = n;
+    *end = off;
     return 0;
 
 err_memory:
-    fail(err, errlen, "out of memory reading %s/log", w->dir);
+    fail(err, errlen, "out of memory reading %s", path);
     goto err_free;
 err_read:
-    fail(err, errlen, "cannot read %s/log: %s", w->dir, strerror(errno));
+    fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
 err_free:
     free(r.buf);
-    free_entries(entries, n);
     return -1;
 }
 
-static int open_log(struct wal *w, struct raft_entry **entries, size_t *n, char *err, size_t errlen)
-{
-    char path[PATH_MAX];
-    if (make_path(path, sizeof path, w->dir, "log", err, errlen) < 0)
-        return -1;
-    w->log_fd = open(path, O_RDWR | O_CLOEXEC);
-    if (w->log_fd >= 0)
-        return read_log(w, entries, n, err, errlen);
-    if (errno != ENOENT)
-        return fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
+/* ---------------------------------------------------------------- creating and converting */
 
-    w->log_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (w->log_fd < 0)
-        return fail(err, errlen, "cannot create %s: %s", path, strerror(errno));
-    if (sync_dir(w->dir) < 0)
-        return fail(err, errlen, "cannot sync data dir %s: %s", w->dir, strerror(errno));
-    w->log_end = 0;
-    w->file_size = 0;
+/* Put a new log in place of w->dir/log: a header marking everything synced,
+ * then the src_len bytes of records at the start of src_fd (-1 and 0 for an
+ * empty log), holding n_records records. Written to log.tmp, fsynced, renamed
+ * over log, then the dir fsynced: a crash leaves the old file or the new one.
+ * On success w->log_fd is the new file (the old descriptor is closed). */
+static int write_new_log(struct wal *w, int src_fd, uint64_t src_len, uint64_t n_records, char *err,
+                         size_t errlen)
+{
+    char path[PATH_MAX], tmp[PATH_MAX];
+    if (make_path(path, sizeof path, w->dir, "log", err, errlen) < 0 ||
+        make_path(tmp, sizeof tmp, w->dir, "log.tmp", err, errlen) < 0)
+        return -1;
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+
+    uint8_t *buf = malloc(READ_CHUNK);
+    if (buf == NULL) {
+        fail(err, errlen, "out of memory writing %s", tmp);
+        goto err_close;
+    }
+    memset(buf, 0, LOG_DATA_START);
+    header_slot_encode(buf, 0, LOG_DATA_START + src_len, n_records);
+    if (write_all_at(fd, buf, LOG_DATA_START, 0) < 0) {
+        fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        goto err_free;
+    }
+    for (uint64_t done = 0; done < src_len;) {
+        size_t n = src_len - done < READ_CHUNK ? (size_t)(src_len - done) : READ_CHUNK;
+        ssize_t got = read_at(src_fd, buf, n, done);
+        if (got < 0 || (size_t)got != n) {
+            if (got >= 0)
+                errno = EIO; /* the file shrank while we copied it */
+            fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
+            goto err_free;
+        }
+        if (write_all_at(fd, buf, n, LOG_DATA_START + done) < 0) {
+            fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+            goto err_free;
+        }
+        done += n;
+    }
+    free(buf);
+    buf = NULL;
+    if (sync_all(fd) < 0) {
+        fail(err, errlen, "cannot sync %s: %s", tmp, strerror(errno));
+        goto err_close;
+    }
+    if (rename(tmp, path) < 0) {
+        fail(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        goto err_close;
+    }
+    if (sync_dir(w->dir) < 0) {
+        fail(err, errlen, "cannot sync data dir %s: %s", w->dir, strerror(errno));
+        goto err_close;
+    }
+    if (w->log_fd >= 0)
+        close(w->log_fd);
+    w->log_fd = fd;
+    w->header_seq = 0;
+    w->synced_end = LOG_DATA_START + src_len;
+    w->synced_index = n_records;
+    w->mark_pending = false;
+    w->log_end = w->synced_end;
+    w->file_size = w->synced_end;
+    return 0;
+
+err_free:
+    free(buf);
+err_close:
+    close(fd);
+    return -1;
+}
+
+/* Whether the open log file is an old one: records from offset 0, no header.
+ * It is when empty, when it starts with a record's magic, or when neither
+ * header slot has the header's magic (an old log whose first record is torn). */
+static int log_is_legacy(struct wal *w, const char *path, uint64_t size, bool *legacy, char *err,
+                         size_t errlen)
+{
+    uint8_t head[HEADER_SLOT_STRIDE + 4];
+    ssize_t got = read_at(w->log_fd, head, sizeof head, 0);
+    if (got < 0)
+        return fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    uint32_t first = got >= 4 ? get_u32(head) : 0;
+    uint32_t second = got >= (ssize_t)sizeof head ? get_u32(head + HEADER_SLOT_STRIDE) : 0;
+    *legacy = size == 0 || first == LOG_MAGIC || (first != HEADER_MAGIC && second != HEADER_MAGIC);
+    return 0;
+}
+
+static int open_log(struct wal *w, struct entry_list *l, char *err, size_t errlen)
+{
+    char path[PATH_MAX], tmp[PATH_MAX];
+    if (make_path(path, sizeof path, w->dir, "log", err, errlen) < 0 ||
+        make_path(tmp, sizeof tmp, w->dir, "log.tmp", err, errlen) < 0)
+        return -1;
+    /* Left by a crash while creating or converting the log: the log is whole without it. */
+    if (unlink(tmp) < 0 && errno != ENOENT)
+        return fail(err, errlen, "cannot remove %s: %s", tmp, strerror(errno));
+
+    bool has_header = (w->meta_flags & META_LOG_HEADER) != 0;
+    w->log_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (w->log_fd < 0) {
+        if (errno != ENOENT)
+            return fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        if (has_header)
+            return fail(err, errlen, "%s is missing (%s/meta says it was created)", path, w->dir);
+        if (write_new_log(w, -1, 0, 0, err, errlen) < 0)
+            return -1;
+    } else {
+        struct stat st;
+        if (fstat(w->log_fd, &st) < 0)
+            return fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+        uint64_t size = (uint64_t)st.st_size;
+        bool legacy = false;
+        if (log_is_legacy(w, path, size, &legacy, err, errlen) < 0)
+            return -1;
+        if (legacy && has_header && size < LOG_DATA_START)
+            return fail(err, errlen, "%s: cut short at %" PRIu64 ", inside the header", path, size);
+        if (legacy && has_header)
+            return fail(err, errlen, "%s: damaged at offset 0 (no header)", path);
+        if (legacy) {
+            uint64_t end = 0;
+            if (read_legacy_log(w, path, l, &end, err, errlen) < 0)
+                return -1;
+            if (write_new_log(w, w->log_fd, end, l->n, err, errlen) < 0)
+                return -1;
+            for (size_t i = 0; i < w->n_records; i++)
+                w->offsets[i] += LOG_DATA_START;
+        } else if (read_log(w, path, l, err, errlen) < 0) {
+            return -1;
+        }
+    }
+    /* From now on a log without a header is damage. */
+    if (!has_header &&
+        write_meta(w, w->term, w->voted_for, w->meta_flags | META_LOG_HEADER, err, errlen) < 0)
+        return -1;
+    w->log_ready = true;
     return 0;
 }
 
@@ -651,18 +1073,25 @@ int wal_open(const char *dir, struct wal **out, uint64_t *term, uint32_t *voted_
         return fail(err, errlen, "out of memory opening data dir %s", dir);
     }
 
+    struct entry_list l = {0};
     if (make_dir(dir, err, errlen) < 0 || take_lock(w, err, errlen) < 0 ||
-        open_meta(w, term, voted_for, err, errlen) < 0 ||
-        open_log(w, entries, n, err, errlen) < 0) {
+        open_meta(w, err, errlen) < 0 || open_log(w, &l, err, errlen) < 0) {
+        free_entries(l.v, l.n);
         wal_close(w);
-        *term = 0;
-        *voted_for = RAFT_NONE;
         return -1;
     }
     *out = w;
+    *term = w->term;
+    *voted_for = w->voted_for;
+    *entries = l.v;
+    *n = l.n;
     return 0;
 }
 
+/* Drop the records with index >= from. The mark comes down first (synced),
+ * then the file is cut and the cut synced: no record is ever written over
+ * the cut region before the cut is durable, so a power cut cannot leave a
+ * truncated record after a new one. */
 int wal_truncate(struct wal *w, uint64_t from, char *err, size_t errlen)
 {
     if (from == 0)
@@ -670,11 +1099,16 @@ int wal_truncate(struct wal *w, uint64_t from, char *err, size_t errlen)
     if (from > w->n_records)
         return 0;
     uint64_t off = w->offsets[from - 1];
+    if (w->synced_end > off && write_mark(w, off, from - 1, true, err, errlen) < 0)
+        return -1;
     if (truncate_to(w->log_fd, off) < 0)
         return fail(err, errlen, "cannot truncate %s/log: %s", w->dir, strerror(errno));
     w->n_records = (size_t)(from - 1);
     w->log_end = off;
     w->file_size = off;
+    if (sync_data(w->log_fd) < 0)
+        return fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
+    w->mark_pending = false;
     return 0;
 }
 
@@ -777,11 +1211,17 @@ int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *
     return 0;
 }
 
+/* fdatasync, then record the new end in the next header slot without syncing
+ * it: the mark is true from the moment it is written, and the next fdatasync
+ * (or wal_close) makes it durable. */
 int wal_sync(struct wal *w, char *err, size_t errlen)
 {
     if (sync_data(w->log_fd) < 0)
         return fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
-    return 0;
+    w->mark_pending = false;
+    if (w->synced_end == w->log_end && w->synced_index == w->n_records)
+        return 0;
+    return write_mark(w, w->log_end, w->n_records, false, err, errlen);
 }
 
 uint64_t wal_last_index(const struct wal *w)
@@ -798,12 +1238,20 @@ void wal_close(struct wal *w)
 {
     if (w == NULL)
         return;
-    if (w->log_fd >= 0) {
-        /* A clean close leaves no zeros after the last record. */
+    if (w->log_fd >= 0 && w->log_ready) {
+        /* A clean close leaves no zeros after the last record, and the exact
+         * mark. Nothing to report errors to: what fails here is recovered
+         * from at the next open like a crash. */
         if (w->file_size > w->log_end && truncate_to(w->log_fd, w->log_end) == 0)
-            sync_data(w->log_fd);
-        close(w->log_fd);
+            w->file_size = w->log_end;
+        if (sync_data(w->log_fd) == 0) {
+            w->mark_pending = false;
+            if (w->synced_end != w->log_end || w->synced_index != w->n_records)
+                write_mark(w, w->log_end, w->n_records, true, NULL, 0);
+        }
     }
+    if (w->log_fd >= 0)
+        close(w->log_fd);
     if (w->meta_fd >= 0)
         close(w->meta_fd);
     if (w->lock_fd >= 0) {

@@ -1,4 +1,5 @@
-/* test_wal.c - the data dir: hard state, log records, torn tails, damage, lock. */
+/* test_wal.c - the data dir: hard state, log records, the synced mark, torn
+ * tails, damage, old logs, lock. Real files under a temp dir, real fsync. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -17,6 +18,11 @@
 
 static char root[] = "/tmp/raftkv-test-wal-XXXXXX";
 static char err[512];
+
+/* The on-disk format, as described at the top of src/wal.c. */
+#define DATA_START 4096L /* the first record; before it the header */
+#define SLOT_STRIDE 512L /* header slot A at 0, slot B at 512 */
+#define REC 29L          /* a record's header */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -74,6 +80,61 @@ static void xor_byte(const char *path, long off, uint8_t mask)
     close(fd);
 }
 
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Recompute the checksum of the record at rec (after changing a field). */
+static void reseal(uint8_t *rec)
+{
+    uint32_t len = (uint32_t)get_le(rec + 4, 4);
+    uint32_t crc = crc32c(0, rec, 8);
+    crc = crc32c(crc, rec + 12, 17);
+    crc = crc32c(crc, rec + REC, len);
+    put_le(rec + 8, crc, 4);
+}
+
+/* A well-formed log record, encoded as wal.c does. Returns its size. */
+static size_t encode_record(uint8_t *out, uint64_t term, uint64_t index, const char *text)
+{
+    uint32_t len = (uint32_t)strlen(text);
+    put_le(out, 0x4c564b52u, 4); /* "RKVL" */
+    put_le(out + 4, len, 4);
+    put_le(out + 12, term, 8);
+    put_le(out + 20, index, 8);
+    out[28] = RAFT_ENTRY_COMMAND;
+    memcpy(out + REC, text, len);
+    reseal(out);
+    return (size_t)REC + len;
+}
+
+/* Header slot i (0: A, 1: B) of the log file in data. */
+static uint64_t slot_seq(const uint8_t *data, int i)
+{
+    return get_le(data + i * SLOT_STRIDE + 8, 8);
+}
+
+static uint64_t slot_end(const uint8_t *data, int i)
+{
+    return get_le(data + i * SLOT_STRIDE + 16, 8);
+}
+
+/* The slot holding the newest mark (both assumed valid). */
+static int newest_slot(const uint8_t *data)
+{
+    return slot_seq(data, 1) > slot_seq(data, 0) ? 1 : 0;
+}
+
 static struct raft_entry make_entry(uint64_t term, uint64_t index, const char *text)
 {
     struct raft_entry e = {.term = term, .index = index, .type = RAFT_ENTRY_COMMAND};
@@ -127,6 +188,40 @@ static void close_opened(struct opened *o)
     wal_close(o->w);
     free_entries(o->entries, o->n);
     memset(o, 0, sizeof *o);
+}
+
+/* Append one entry holding text, not synced. */
+static void append_unsynced(struct wal *w, uint64_t term, const char *text)
+{
+    struct raft_entry e = make_entry(term, wal_last_index(w) + 1, text);
+    CHECK_INT_EQ(wal_append(w, &e, 1, err, sizeof err), 0);
+    free(e.data);
+}
+
+/* Run fn on dir, opened in a child process that then exits without
+ * wal_close, as a crash would: what was written is in the file, and what was
+ * not synced is not marked as synced. */
+static void run_then_crash(const char *dir, void (*fn)(struct wal *w, void *arg), void *arg)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child < 0)
+        return;
+    if (child == 0) {
+        struct opened o;
+        if (open_dir(dir, &o) != 0) {
+            fprintf(stderr, "child: %s\n", err);
+            _exit(1);
+        }
+        int before = check_failures;
+        fn(o.w, arg);
+        _exit(check_failures == before ? 0 : 2);
+    }
+    int status = 0;
+    CHECK_INT_EQ(waitpid(child, &status, 0), child);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -392,17 +487,38 @@ static void check_two_left(const char *dir, long expected_size)
     close_opened(&o);
 }
 
+/* "first" and "second" synced, then the 40-byte third record appended and
+ * never synced: the process dies. */
+static void third_unsynced(struct wal *w, void *arg)
+{
+    (void)arg;
+    append_text(w, 1, "first");
+    append_text(w, 1, "second");
+    append_unsynced(w, 2, "0123456789012345678901234567890123456789");
+}
+
+/* The log as make_three leaves it, but with the third record past the synced
+ * mark (as after a crash before its sync): a torn third record is dropped.
+ * Before the synced mark this test cut the closed log of make_three at every
+ * byte; that log is synced through its end now, so such a cut is damage
+ * (test_cut_short). */
 static void test_torn_tail(void)
 {
     char dir[256], log[300];
     sub_dir(dir, sizeof dir, "torn");
     file_in(log, sizeof log, dir, "log");
+    run_then_crash(dir, third_unsynced, NULL);
     long size[3];
-    make_three(dir, size);
+    size[0] = DATA_START + REC + 5;
+    size[1] = size[0] + REC + 6;
+    size[2] = size[1] + REC + 40;
     size_t len;
     uint8_t *full = read_whole(log, &len);
-    CHECK(full != NULL && (long)len == size[2]);
+    CHECK(full != NULL && (long)len >= size[2]); /* zeros written ahead */
+    CHECK_INT_EQ(slot_end(full, newest_slot(full)), size[1]);
+    len = (size_t)size[2];
 
+    /* Torn at every byte of the third record. */
     int failures_before = check_failures;
     for (long cut = size[1]; cut < size[2] && check_failures == failures_before; cut++) {
         write_whole(log, full, (size_t)cut);
@@ -438,7 +554,8 @@ static void test_torn_tail(void)
     xor_byte(log, size[1], 0x01);
     check_two_left(dir, size[1]);
 
-    /* Zeros after the last record (a file extended but never written): dropped. */
+    /* Zeros after the last record (a file extended but never written): the
+     * unsynced record is whole, kept, and now marked synced. */
     uint8_t *padded = calloc(1, len + 4096);
     memcpy(padded, full, len);
     write_whole(log, padded, len + 4096);
@@ -447,8 +564,13 @@ static void test_torn_tail(void)
     CHECK_INT_EQ(o.n, 3);
     CHECK_INT_EQ(file_size(log), size[2]);
     close_opened(&o);
+    size_t now_len;
+    uint8_t *now = read_whole(log, &now_len);
+    CHECK(now != NULL && slot_end(now, newest_slot(now)) == (uint64_t)size[2]);
+    free(now);
 
     /* The last record's bytes zeroed: dropped. */
+    memcpy(padded, full, len);
     memset(padded + size[1], 0, len - (size_t)size[1]);
     write_whole(log, padded, len);
     check_two_left(dir, size[1]);
@@ -467,6 +589,8 @@ static void expect_damage(const char *dir, long offset, const char *reason)
     CHECK(strstr(err, "log") != NULL);
 }
 
+/* Damage anywhere up to the synced mark is refused with the file and offset
+ * of the record. The log of make_three is synced through its end. */
 static void test_damage(void)
 {
     char dir[256], log[300];
@@ -476,6 +600,8 @@ static void test_damage(void)
     make_three(dir, size);
     size_t len;
     uint8_t *full = read_whole(log, &len);
+    char past_end[64];
+    snprintf(past_end, sizeof past_end, "length 65542 past the synced end %ld", size[2]);
 
     /* Middle record's payload. */
     xor_byte(log, size[1] - 1, 0x01);
@@ -491,29 +617,48 @@ static void test_damage(void)
     xor_byte(log, size[0] + 7, 0x40);
     expect_damage(dir, size[0], "length 1073741830 over limit");
 
-    /* Middle record's length: past the end of the file, yet records follow. */
+    /* Middle record's length: past the synced end, yet records follow. */
     write_whole(log, full, len);
     xor_byte(log, size[0] + 6, 0x01);
-    expect_damage(dir, size[0], "length 65542 past end of file");
+    expect_damage(dir, size[0], past_end);
 
     /* First record. */
     write_whole(log, full, len);
-    xor_byte(log, 12, 0x01);
-    expect_damage(dir, 0, "bad checksum");
+    xor_byte(log, DATA_START + 12, 0x01);
+    expect_damage(dir, DATA_START, "bad checksum");
+
+    /* Last record: synced, so damage too (before the synced mark, a bad last
+     * record was taken for a torn tail and dropped). */
+    write_whole(log, full, len);
+    xor_byte(log, size[2] - 1, 0x01);
+    expect_damage(dir, size[1], "bad checksum");
+    write_whole(log, full, len);
+    xor_byte(log, size[1], 0x01);
+    expect_damage(dir, size[1], "bad magic");
 
     /* An index out of order, with a good checksum. */
-    write_whole(log, full, len);
     uint8_t *copy = malloc(len);
     memcpy(copy, full, len);
-    uint8_t *rec = copy + size[0];
-    rec[20] = 7;
-    uint32_t crc = crc32c(0, rec, 8);
-    crc = crc32c(crc, rec + 12, 17);
-    crc = crc32c(crc, rec + 29, (size_t)(size[1] - size[0] - 29));
-    for (int i = 0; i < 4; i++)
-        rec[8 + i] = (uint8_t)(crc >> (8 * i));
+    copy[size[0] + 20] = 7;
+    reseal(copy + size[0]);
     write_whole(log, copy, len);
     expect_damage(dir, size[0], "index 7, expected 2");
+
+    /* A term lower than the previous record's, with a good checksum. */
+    memcpy(copy, full, len);
+    copy[size[1] + 12] = 0;
+    reseal(copy + size[1]);
+    write_whole(log, copy, len);
+    expect_damage(dir, size[1], "term 0 below the previous record's term 1");
+
+    /* A header slot (well-formed) whose mark names the wrong index. */
+    memcpy(copy, full, len);
+    int newest = newest_slot(copy);
+    uint8_t *slot = copy + newest * SLOT_STRIDE;
+    put_le(slot + 24, 2, 8);
+    put_le(slot + 60, crc32c(0, slot, 60), 4);
+    write_whole(log, copy, len);
+    expect_damage(dir, size[2], "the synced end follows index 3, the header says 2");
     free(copy);
 
     /* The damaged file was left alone and the lock released: repaired, it opens. */
@@ -524,6 +669,437 @@ static void test_damage(void)
     CHECK_INT_EQ(o.n, 3);
     close_opened(&o);
     free(full);
+}
+
+/* A log cut below its synced mark (an operator's mistake, a bad disk) is
+ * damage naming the file and both offsets, never a torn tail; and so is a
+ * log that is missing or has lost its header once meta says it has one. */
+static void test_cut_short(void)
+{
+    char dir[256], log[300];
+    sub_dir(dir, sizeof dir, "cut-short");
+    file_in(log, sizeof log, dir, "log");
+    long size[3];
+    make_three(dir, size);
+    size_t len;
+    uint8_t *full = read_whole(log, &len);
+    struct opened o;
+    char expected[700];
+
+    int failures_before = check_failures;
+    for (long cut = DATA_START; cut < size[2] && check_failures == failures_before; cut++) {
+        write_whole(log, full, (size_t)cut);
+        CHECK_INT_EQ(open_dir(dir, &o), -1);
+        snprintf(expected, sizeof expected, "%s: cut short at %ld, below the synced end %ld", log,
+                 cut, size[2]);
+        CHECK_STR_EQ(err, expected);
+        CHECK_INT_EQ(file_size(log), cut); /* left alone */
+        if (check_failures != failures_before)
+            fprintf(stderr, "cut short: failed with the log cut at %ld\n", cut);
+    }
+
+    /* Cut inside the header: the slot left gives an older mark, still above. */
+    write_whole(log, full, 1000);
+    CHECK_INT_EQ(open_dir(dir, &o), -1);
+    snprintf(expected, sizeof expected, "%s: cut short at 1000, below the synced end ", log);
+    CHECK(strncmp(err, expected, strlen(expected)) == 0);
+
+    /* Cut to nothing, or gone: meta says the log was created with a header. */
+    write_whole(log, full, 0);
+    CHECK_INT_EQ(open_dir(dir, &o), -1);
+    snprintf(expected, sizeof expected, "%s: cut short at 0, inside the header", log);
+    CHECK_STR_EQ(err, expected);
+    CHECK_INT_EQ(unlink(log), 0);
+    CHECK_INT_EQ(open_dir(dir, &o), -1);
+    snprintf(expected, sizeof expected, "%s is missing (%s/meta says it was created)", log, dir);
+    CHECK_STR_EQ(err, expected);
+
+    write_whole(log, full, len);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 3);
+    close_opened(&o);
+    free(full);
+}
+
+/* Three entries synced, then four appended in one write and never synced;
+ * each of those is 9000 bytes, more than two pages. */
+static void four_unsynced(struct wal *w, void *arg)
+{
+    (void)arg;
+    append_text(w, 1, "s1");
+    append_text(w, 1, "s2");
+    append_text(w, 2, "s3");
+    struct raft_entry batch[4];
+    for (int i = 0; i < 4; i++) {
+        batch[i] = (struct raft_entry){.term = 2,
+                                       .index = (uint64_t)(4 + i),
+                                       .type = RAFT_ENTRY_COMMAND,
+                                       .len = 9000,
+                                       .data = malloc(9000)};
+        memset(batch[i].data, 'a' + i, 9000);
+    }
+    CHECK_INT_EQ(wal_append(w, batch, 4, err, sizeof err), 0);
+    for (int i = 0; i < 4; i++)
+        free(batch[i].data);
+}
+
+/* A power cut while unsynced records were being written: later pages reached
+ * the disk, an earlier one did not. The node starts with every synced entry
+ * and the unsynced ones before the hole; the rest is dropped. */
+static void test_unsynced_hole(void)
+{
+    char dir[256], log[300];
+    sub_dir(dir, sizeof dir, "hole");
+    file_in(log, sizeof log, dir, "log");
+    run_then_crash(dir, four_unsynced, NULL);
+    long synced = DATA_START + 3 * REC + 6;
+    long rec[5]; /* rec[i]: where unsynced record i (index 4 + i) starts; rec[4]: the end */
+    for (int i = 0; i <= 4; i++)
+        rec[i] = synced + i * (REC + 9000);
+    size_t len;
+    uint8_t *full = read_whole(log, &len);
+    CHECK(full != NULL && (long)len >= rec[4]);
+    CHECK_INT_EQ(slot_end(full, newest_slot(full)), synced);
+
+    /* lost: the page lost, keep: entries expected back. */
+    struct {
+        long lost;
+        size_t keep;
+    } cases[] = {
+        {(rec[1] / 4096 + 1) * 4096, 4}, /* inside record 5 */
+        {(rec[2] / 4096) * 4096, 4},     /* record 5's end and record 6's header */
+        {(rec[2] / 4096 + 1) * 4096, 5}, /* inside record 6 */
+        {(synced / 4096 + 1) * 4096, 3}, /* inside record 4 */
+        {DATA_START, 0},                 /* the page of records 1-3: synced, so damage */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        uint8_t *copy = malloc(len);
+        memcpy(copy, full, len);
+        memset(copy + cases[c].lost, 0, 4096);
+        write_whole(log, copy, len);
+        free(copy);
+        struct opened o;
+        if (cases[c].keep == 0) {
+            expect_damage(dir, DATA_START, "bad magic");
+            continue;
+        }
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        CHECK_INT_EQ(o.n, cases[c].keep);
+        CHECK(o.n >= 3 && data_is(&o.entries[0], "s1") && data_is(&o.entries[2], "s3"));
+        for (size_t i = 3; i < o.n; i++)
+            CHECK(o.entries[i].len == 9000 && o.entries[i].data[8999] == 'a' + (int)(i - 3));
+        CHECK_INT_EQ(file_size(log), rec[cases[c].keep - 3]);
+        append_text(o.w, 3, "next");
+        close_opened(&o);
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        CHECK_INT_EQ(o.n, cases[c].keep + 1);
+        CHECK(o.n == cases[c].keep + 1 && data_is(&o.entries[o.n - 1], "next"));
+        close_opened(&o);
+    }
+    free(full);
+}
+
+/* A value holding a well-formed record, stored in an unsynced entry, or
+ * (*arg true) in a synced entry followed by an unsynced one. */
+static void stored_record(struct wal *w, void *arg)
+{
+    bool synced_carrier = *(const bool *)arg;
+    char value[400];
+    uint8_t inner[200];
+    append_text(w, 1, "a");
+    append_text(w, 1, "b");
+    /* The carrier is entry 3; the record inside it claims index 3 (or 4). */
+    size_t n = encode_record(inner, 1, synced_carrier ? 4 : 3, "smuggled");
+    memset(value, 'v', sizeof value);
+    memcpy(value + 40, inner, n);
+    struct raft_entry e = {.term = 1, .index = 3, .type = RAFT_ENTRY_COMMAND, .len = 198};
+    e.data = (uint8_t *)value;
+    CHECK_INT_EQ(wal_append(w, &e, 1, err, sizeof err), 0);
+    if (synced_carrier) {
+        CHECK_INT_EQ(wal_sync(w, err, sizeof err), 0);
+        e.index = 4; /* carries a record too, claiming index 5 */
+        n = encode_record(inner, 1, 5, "smuggled");
+        memcpy(value + 40, inner, n);
+        value[0] = 'w';
+        CHECK_INT_EQ(wal_append(w, &e, 1, err, sizeof err), 0);
+    }
+}
+
+/* No stored value changes what recovery does: a value holding a well-formed
+ * record, then a torn last record, reopens with every synced entry (before
+ * the synced mark: "damaged at offset 78 (length 198 past end of file)"). */
+static void test_stored_record(void)
+{
+    char dir[256], log[300];
+    long start = DATA_START + 2 * REC + 2; /* the last record, 29 + 198 bytes */
+    for (int variant = 0; variant < 2; variant++) {
+        sub_dir(dir, sizeof dir, variant == 0 ? "stored-torn" : "stored-synced");
+        file_in(log, sizeof log, dir, "log");
+        bool synced_carrier = variant == 1;
+        run_then_crash(dir, stored_record, &synced_carrier);
+        if (variant == 1)
+            start += REC + 198;
+        size_t len;
+        uint8_t *full = read_whole(log, &len);
+        CHECK(full != NULL && (long)len >= start + REC + 198);
+        size_t keep = variant == 0 ? 2 : 3;
+
+        int failures_before = check_failures;
+        for (long cut = start; cut < start + REC + 198 && check_failures == failures_before;
+             cut++) {
+            write_whole(log, full, (size_t)cut);
+            struct opened o;
+            CHECK_INT_EQ(open_dir(dir, &o), 0);
+            CHECK_INT_EQ(o.n, keep);
+            if (o.n == 3)
+                CHECK(o.entries[2].len == 198 && o.entries[2].data[40] == 0x52 &&
+                      o.entries[2].data[197] == 'v');
+            CHECK_INT_EQ(file_size(log), start);
+            close_opened(&o);
+            if (check_failures != failures_before)
+                fprintf(stderr, "stored record, variant %d: failed with the log cut at %ld\n",
+                        variant, cut);
+        }
+        /* Untorn, everything is there. */
+        write_whole(log, full, len);
+        struct opened o;
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        CHECK_INT_EQ(o.n, keep + 1);
+        close_opened(&o);
+        free(full);
+    }
+}
+
+/* A torn header slot leaves the other one: its mark is older, and the
+ * records after it are read as a tail that continues the log. */
+static void test_header_slots(void)
+{
+    char dir[256], log[300];
+    sub_dir(dir, sizeof dir, "header");
+    file_in(log, sizeof log, dir, "log");
+    struct opened o;
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    append_text(o.w, 1, "one");
+    append_text(o.w, 1, "two");
+    append_text(o.w, 1, "three");
+    close_opened(&o);
+    size_t len;
+    uint8_t *full = read_whole(log, &len);
+    CHECK(full != NULL && (long)len == DATA_START + 3 * REC + 11);
+    int newest = newest_slot(full);
+    CHECK_INT_EQ(slot_end(full, newest), (long)len);
+    CHECK_INT_EQ(slot_end(full, 1 - newest), DATA_START + 2 * REC + 6);
+    CHECK_INT_EQ(slot_seq(full, newest), slot_seq(full, 1 - newest) + 1);
+
+    for (int torn = 0; torn < 2; torn++) {
+        write_whole(log, full, len);
+        uint8_t junk[32];
+        memset(junk, 0xa5, sizeof junk);
+        int fd = open(log, O_RDWR);
+        CHECK(fd >= 0 && pwrite(fd, junk, sizeof junk, torn * SLOT_STRIDE + 30) == 32);
+        close(fd);
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        CHECK_INT_EQ(o.n, 3);
+        CHECK(o.n == 3 && data_is(&o.entries[2], "three"));
+        append_text(o.w, 2, "four"); /* goes on writing slots in turn */
+        append_text(o.w, 2, "five");
+        close_opened(&o);
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        CHECK_INT_EQ(o.n, 5);
+        close_opened(&o);
+    }
+
+    /* The newest slot torn, and the log cut between the two marks: a torn
+     * tail as far as the disk can tell. */
+    write_whole(log, full, len - 2);
+    xor_byte(log, newest * SLOT_STRIDE + 20, 0x10);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 2);
+    close_opened(&o);
+
+    /* Both slots bad: refused. */
+    write_whole(log, full, len);
+    xor_byte(log, 20, 0x10);
+    xor_byte(log, SLOT_STRIDE + 20, 0x10);
+    CHECK_INT_EQ(open_dir(dir, &o), -1);
+    char expected[400];
+    snprintf(expected, sizeof expected, "%s: damaged at offset 0 (no valid header slot)", log);
+    CHECK_STR_EQ(err, expected);
+    free(full);
+}
+
+/* Five entries of term 1, each synced; truncate from 3; "THREE" of term 2,
+ * the same length as "three", appended and not synced; the process dies. */
+static void truncate_then_crash(struct wal *w, void *arg)
+{
+    (void)arg;
+    const char *texts[] = {"one", "two", "three", "four", "five"};
+    for (int i = 0; i < 5; i++)
+        append_text(w, 1, texts[i]);
+    CHECK_INT_EQ(wal_truncate(w, 3, err, sizeof err), 0);
+    append_unsynced(w, 2, "THREE");
+}
+
+static void five_synced(struct wal *w, void *arg)
+{
+    (void)arg;
+    const char *texts[] = {"one", "two", "three", "four", "five"};
+    for (int i = 0; i < 5; i++)
+        append_text(w, 1, texts[i]);
+}
+
+/* A truncated record never comes back after a new one. */
+static void test_truncate_crash(void)
+{
+    char dir[256], log[300];
+    sub_dir(dir, sizeof dir, "truncate-crash");
+    file_in(log, sizeof log, dir, "log");
+    long cut = DATA_START + 2 * REC + 6; /* where "three" was, and "THREE" is */
+    long end = cut + 3 * REC + 13;       /* where "five" ended */
+
+    /* The process dies after the truncation and the new append. */
+    run_then_crash(dir, truncate_then_crash, NULL);
+    size_t len;
+    uint8_t *after = read_whole(log, &len);
+    CHECK(after != NULL && (long)len >= cut + REC + 5);
+    CHECK_INT_EQ(slot_end(after, newest_slot(after)), cut); /* the mark came down */
+    struct opened o;
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 3);
+    CHECK(o.n == 3 && data_is(&o.entries[2], "THREE") && o.entries[2].term == 2);
+    close_opened(&o);
+
+    /* If the cut had not reached the disk (wal_truncate syncs it, so it
+     * does), "four" would sit right after "THREE" with the next index: its
+     * term going down ends the log there. */
+    char dir2[256], log2[300];
+    sub_dir(dir2, sizeof dir2, "truncate-crash-before");
+    file_in(log2, sizeof log2, dir2, "log");
+    run_then_crash(dir2, five_synced, NULL);
+    size_t before_len;
+    uint8_t *before = read_whole(log2, &before_len);
+    CHECK(before != NULL && (long)before_len >= end);
+    uint8_t *mixed = malloc((size_t)end);
+    memcpy(mixed, before, (size_t)end);
+    memcpy(mixed, after, (size_t)(cut + REC + 5)); /* lowered mark, "THREE" */
+    write_whole(log, mixed, (size_t)end);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 3);
+    CHECK(o.n == 3 && data_is(&o.entries[2], "THREE"));
+    CHECK_INT_EQ(file_size(log), cut + REC + 5);
+    close_opened(&o);
+
+    /* The mark lowered but the cut lost, and no new record: the old records
+     * are an intact tail, as if the truncation had not happened. */
+    memcpy(mixed, before, (size_t)end);
+    memcpy(mixed, after, (size_t)DATA_START);
+    write_whole(log, mixed, (size_t)end);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 5);
+    CHECK(o.n == 5 && data_is(&o.entries[4], "five") && o.entries[4].term == 1);
+    close_opened(&o);
+    free(mixed);
+    free(before);
+    free(after);
+}
+
+/* A meta file as the code before the synced mark wrote it. */
+static void write_old_meta(const char *dir, uint64_t term, uint32_t vote)
+{
+    uint8_t slots[128] = {0};
+    put_le(slots, 0x4d564b52u, 4); /* "RKVM" */
+    put_le(slots + 4, 1, 4);
+    put_le(slots + 16, term, 8);
+    put_le(slots + 24, vote, 4);
+    put_le(slots + 60, crc32c(0, slots, 60), 4);
+    char meta[300];
+    file_in(meta, sizeof meta, dir, "meta");
+    write_whole(meta, slots, sizeof slots);
+}
+
+/* Logs written before the synced mark (records from offset 0, no header) are
+ * read as before and converted. */
+static void test_old_log(void)
+{
+    char dir[256], log[300], tmp[300];
+    uint8_t old[1024];
+    size_t size[3];
+    size[0] = encode_record(old, 1, 1, "one");
+    size[1] = size[0] + encode_record(old + size[0], 1, 2, "two");
+    size[2] = size[1] + encode_record(old + size[1], 2, 3, "the third entry");
+    struct opened o;
+
+    /* A clean old log, and one torn in its last record with zeros ahead; each
+     * also with a log.tmp left by a crash in the middle of a conversion. */
+    for (int variant = 0; variant < 4; variant++) {
+        char name[64];
+        snprintf(name, sizeof name, "old-%d", variant);
+        sub_dir(dir, sizeof dir, name);
+        file_in(log, sizeof log, dir, "log");
+        file_in(tmp, sizeof tmp, dir, "log.tmp");
+        CHECK_INT_EQ(mkdir(dir, 0755), 0);
+        write_old_meta(dir, 5, 2);
+        bool torn = variant % 2 == 1;
+        uint8_t file[4096] = {0};
+        memcpy(file, old, torn ? size[2] - 4 : size[2]);
+        write_whole(log, file, torn ? sizeof file : size[2]);
+        if (variant >= 2)
+            write_whole(tmp, old, size[1] + 10);
+
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        CHECK_INT_EQ(o.term, 5);
+        CHECK_INT_EQ(o.vote, 2);
+        size_t n = torn ? 2 : 3;
+        CHECK_INT_EQ(o.n, n);
+        CHECK(o.n >= 2 && data_is(&o.entries[1], "two") && o.entries[1].index == 2);
+        CHECK(torn || (o.n == 3 && data_is(&o.entries[2], "the third entry")));
+        long converted = DATA_START + (long)size[n - 1];
+        CHECK_INT_EQ(file_size(log), converted);
+        CHECK_INT_EQ(file_size(tmp), -1);
+        size_t len;
+        uint8_t *now = read_whole(log, &len);
+        CHECK(now != NULL && memcmp(now, "RKVH", 4) == 0 &&
+              memcmp(now + DATA_START, old, size[n - 1]) == 0);
+        CHECK(now != NULL && slot_end(now, 0) == (uint64_t)converted);
+        free(now);
+        append_text(o.w, 6, "new");
+        close_opened(&o);
+
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        CHECK_INT_EQ(o.n, n + 1);
+        CHECK(o.n == n + 1 && data_is(&o.entries[n], "new") && o.entries[n].index == n + 1);
+        CHECK_INT_EQ(o.term, 5);
+        close_opened(&o);
+    }
+
+    /* An empty old log. */
+    sub_dir(dir, sizeof dir, "old-empty");
+    file_in(log, sizeof log, dir, "log");
+    CHECK_INT_EQ(mkdir(dir, 0755), 0);
+    write_old_meta(dir, 1, 1);
+    write_whole(log, old, 0);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 0);
+    CHECK_INT_EQ(file_size(log), DATA_START);
+    close_opened(&o);
+
+    /* A damaged old log: refused as before, and left as it was. */
+    sub_dir(dir, sizeof dir, "old-damaged");
+    file_in(log, sizeof log, dir, "log");
+    CHECK_INT_EQ(mkdir(dir, 0755), 0);
+    write_old_meta(dir, 1, 1);
+    uint8_t bad[1024];
+    memcpy(bad, old, size[2]);
+    bad[size[0] + REC] ^= 0x01;
+    write_whole(log, bad, size[2]);
+    CHECK_INT_EQ(open_dir(dir, &o), -1);
+    char expected[400];
+    snprintf(expected, sizeof expected, "%s: damaged at offset %zu (bad checksum)", log, size[0]);
+    CHECK_STR_EQ(err, expected);
+    size_t len;
+    uint8_t *now = read_whole(log, &len);
+    CHECK(now != NULL && len == size[2] && memcmp(now, bad, len) == 0);
+    free(now);
 }
 
 static void test_lock(void)
@@ -652,6 +1228,12 @@ int main(void)
     test_meta_slots();
     test_torn_tail();
     test_damage();
+    test_cut_short();
+    test_unsynced_hole();
+    test_stored_record();
+    test_header_slots();
+    test_truncate_crash();
+    test_old_log();
     test_lock();
     test_lock_killed_child();
     test_killed_with_zeros_ahead();
