@@ -1,14 +1,9 @@
-/* wal.c - the data dir: the lock, the hard state (meta) and the log.
+/* wal.c - DIR/log: the header with its synced mark, the records, recovery,
+ * and the API (open, append, sync, truncate, close). The lock and the file
+ * helpers are in wal_file.c, DIR/meta in wal_meta.c, and the log as the first
+ * release wrote it (no header) in wal_legacy.c.
  *
  * All numbers are little-endian.
- *
- * meta: two 64-byte slots at offsets 0 and 64, written in turn (slot seq % 2)
- * and fsynced; the valid one with the higher sequence number wins:
- *   magic u32 "RKVM" | version u32 (1) | seq u64 | term u64 | voted_for u32 |
- *   flags u32 | zeros | crc u32 (at 60, over bytes 0..59)
- * flags bit 0 (META_LOG_HEADER): DIR/log was created in (or converted to) the
- * format below, so a log that is missing or has no header is damage, never an
- * old log or a new node. Older metas have 0 there.
  *
  * log: a header of LOG_DATA_START (4096) bytes, then one record an entry.
  *   header: slot A at 0 and slot B at 512, each in its own 512-byte sector,
@@ -20,6 +15,8 @@
  *     magic u32 "RKVL" | length u32 | crc u32 | term u64 | index u64 | type u8 |
  *     payload (length bytes)
  *   The record crc covers its header (without the crc field) and payload.
+ * Once DIR/meta has its META_LOG_HEADER flag (wal_meta.c), a log that is
+ * missing or has no header is damage.
  *
  * The synced mark (synced_end, synced_index): the byte offset just past the
  * record with index synced_index, where the log ended at a completed
@@ -57,48 +54,24 @@
  * (LOG_PREALLOCATE); recovery reads them as the end of the log, and a clean
  * wal_close cuts them off.
  *
- * Old logs (records from offset 0, no header: the file is empty, starts with
- * a record's magic, or has the header's magic at neither slot) are read the
- * old way: a bad record with no valid record anywhere
- * after it is a torn tail, otherwise damage. They are then converted: the
- * records are copied behind a header into log.tmp, which is fsynced and
- * renamed over log, and the dir fsynced, so a crash leaves the old file or the
- * new one. New logs are created the same way.
+ * A new log is created whole: a header, written to log.tmp, fsynced and
+ * renamed over log, and the dir fsynced (wal_write_new_log; an old log is
+ * converted the same way), so a crash leaves no log or a whole one.
  */
-#include "wal.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/types.h>
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "wal_internal.h"
 
-#define META_MAGIC 0x4d564b52u /* "RKVM" */
-#define META_VERSION 1u
-#define META_SLOT_SIZE 64
-#define META_CRC_AT 60
-#define META_LOG_HEADER 1u /* flags: the log has a header */
-
-#define HEADER_MAGIC 0x48564b52u /* "RKVH" */
-#define HEADER_VERSION 1u
-#define HEADER_SLOT_SIZE 64
-#define HEADER_SLOT_STRIDE 512 /* slot A at 0, slot B at 512: one sector each */
-#define HEADER_CRC_AT 60
-#define LOG_DATA_START 4096u /* the first record; the header has a page to itself */
-
-#define LOG_MAGIC 0x4c564b52u /* "RKVL" */
-#define LOG_HEADER_SIZE 29
-#define LOG_MAX_PAYLOAD (64u * 1024u * 1024u)
 /* The log file is extended with zeros this much at a time, ahead of the
  * records: overwriting blocks that already exist lets fdatasync skip the
  * inode (the file's size does not change), which makes every sync cheaper.
@@ -108,370 +81,18 @@
 #define READ_CHUNK (1u << 20)
 #define KEEP_OUT_BUFFER (16u * 1024u * 1024u) /* larger append buffers are freed after use */
 
-struct wal {
-    char *dir;
-    int lock_fd;
-    int meta_fd;
-    int log_fd;
-    uint64_t meta_seq; /* sequence number of the newest meta slot */
-    uint64_t term;     /* the hard state as last saved */
-    uint32_t voted_for;
-    uint32_t meta_flags;
-    uint64_t *offsets; /* offsets[i]: where the record with index i + 1 starts */
-    size_t n_records;
-    size_t offsets_cap;
-    uint64_t log_end;    /* where the next record goes */
-    uint64_t file_size;  /* the file's size: log_end, or more once zeros are written ahead */
-    uint64_t header_seq; /* sequence number of the newest header slot */
-    uint64_t synced_end; /* the mark in the newest header slot */
-    uint64_t synced_index;
-    bool mark_pending; /* a header slot was written since the last fdatasync */
-    bool log_ready;    /* the log was read (or created) whole: wal_close may write it */
-    uint8_t *out;      /* wal_append's buffer, reused between calls */
-    size_t out_cap;
-};
-
-/* ---------------------------------------------------------------- helpers */
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* Write all n bytes at off. Returns 0, or -1 with errno set. */
-static int write_all_at(int fd, const void *p, size_t n, uint64_t off)
-{
-    const uint8_t *bytes = p;
-    while (n > 0) {
-        ssize_t k = pwrite(fd, bytes, n, (off_t)off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -1;
-        if (k == 0) {
-            errno = EIO;
-            return -1;
-        }
-        bytes += k;
-        n -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
-}
-
-/* Read up to n bytes at off, stopping early only at end of file.
- * Returns the count read, or -1 with errno set. */
-static ssize_t read_at(int fd, void *p, size_t n, uint64_t off)
-{
-    uint8_t *bytes = p;
-    size_t done = 0;
-    while (done < n) {
-        ssize_t k = pread(fd, bytes + done, n - done, (off_t)(off + done));
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -1;
-        if (k == 0)
-            break;
-        done += (size_t)k;
-    }
-    return (ssize_t)done;
-}
-
-static int sync_data(int fd)
-{
-    int rc;
-    do
-        rc = fdatasync(fd);
-    while (rc < 0 && errno == EINTR);
-    return rc;
-}
-
-/* fsync: data and every attribute, for a file about to be renamed into place. */
-static int sync_all(int fd)
-{
-    int rc;
-    do
-        rc = fsync(fd);
-    while (rc < 0 && errno == EINTR);
-    return rc;
-}
-
-static int truncate_to(int fd, uint64_t size)
-{
-    int rc;
-    do
-        rc = ftruncate(fd, (off_t)size);
-    while (rc < 0 && errno == EINTR);
-    return rc;
-}
-
-/* fsync a directory, so that names created in it survive a crash. */
-static int sync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc;
-    do
-        rc = fsync(fd);
-    while (rc < 0 && errno == EINTR);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
-static int make_path(char *out, size_t outlen, const char *dir, const char *name, char *err,
-                     size_t errlen)
-{
-    int k = snprintf(out, outlen, "%s/%s", dir, name);
-    if (k < 0 || (size_t)k >= outlen)
-        return fail(err, errlen, "data dir path %s is too long", dir);
-    return 0;
-}
-
-/* The directory holding path ("." or "/" at the top). */
-static void parent_dir(const char *path, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "%s", path);
-    size_t len = strlen(out);
-    while (len > 1 && out[len - 1] == '/')
-        out[--len] = '\0';
-    char *slash = strrchr(out, '/');
-    if (slash == NULL)
-        snprintf(out, outlen, ".");
-    else if (slash == out)
-        out[1] = '\0';
-    else
-        *slash = '\0';
-}
-
-/* ---------------------------------------------------------------- dir and lock */
-
-static int make_dir(const char *dir, char *err, size_t errlen)
-{
-    if (mkdir(dir, 0755) == 0) {
-        char parent[PATH_MAX];
-        parent_dir(dir, parent, sizeof parent);
-        if (sync_dir(parent) < 0)
-            return fail(err, errlen, "cannot sync %s: %s", parent, strerror(errno));
-        return 0;
-    }
-    if (errno != EEXIST)
-        return fail(err, errlen, "cannot create data dir %s: %s", dir, strerror(errno));
-    struct stat st;
-    if (stat(dir, &st) < 0)
-        return fail(err, errlen, "cannot use data dir %s: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode))
-        return fail(err, errlen, "data dir %s is not a directory", dir);
-    return 0;
-}
-
-static int take_lock(struct wal *w, char *err, size_t errlen)
-{
-    char path[PATH_MAX];
-    if (make_path(path, sizeof path, w->dir, "LOCK", err, errlen) < 0)
-        return -1;
-    w->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (w->lock_fd < 0)
-        return fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
-
-    while (flock(w->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        if (errno == EINTR)
-            continue;
-        if (errno != EWOULDBLOCK)
-            return fail(err, errlen, "cannot lock %s: %s", path, strerror(errno));
-        char text[32];
-        ssize_t k = read_at(w->lock_fd, text, sizeof text - 1, 0);
-        long pid = 0;
-        if (k > 0) {
-            text[k] = '\0';
-            pid = strtol(text, NULL, 10);
-        }
-        if (pid > 0)
-            return fail(err, errlen, "data dir %s is in use by another process (pid %ld)", w->dir,
-                        pid);
-        return fail(err, errlen, "data dir %s is in use by another process", w->dir);
-    }
-
-    char text[32];
-    int len = snprintf(text, sizeof text, "%ld\n", (long)getpid());
-    if (truncate_to(w->lock_fd, 0) < 0 || write_all_at(w->lock_fd, text, (size_t)len, 0) < 0)
-        return fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
-    return 0;
-}
-
-/* ---------------------------------------------------------------- meta */
-
-static void meta_encode(uint8_t *slot, uint64_t seq, uint64_t term, uint32_t voted_for,
-                        uint32_t flags)
-{
-    memset(slot, 0, META_SLOT_SIZE);
-    put_u32(slot, META_MAGIC);
-    put_u32(slot + 4, META_VERSION);
-    put_u64(slot + 8, seq);
-    put_u64(slot + 16, term);
-    put_u32(slot + 24, voted_for);
-    put_u32(slot + 28, flags);
-    put_u32(slot + META_CRC_AT, crc32c(0, slot, META_CRC_AT));
-}
-
-static bool meta_decode(const uint8_t *slot, uint64_t *seq, uint64_t *term, uint32_t *voted_for,
-                        uint32_t *flags)
-{
-    if (get_u32(slot) != META_MAGIC || get_u32(slot + 4) != META_VERSION)
-        return false;
-    if (get_u32(slot + META_CRC_AT) != crc32c(0, slot, META_CRC_AT))
-        return false;
-    *seq = get_u64(slot + 8);
-    *term = get_u64(slot + 16);
-    *voted_for = get_u32(slot + 24);
-    *flags = get_u32(slot + 28);
-    return true;
-}
-
-/* Create meta with term 0 and no vote: written to meta.tmp, synced, then
- * renamed, so a crash leaves either no meta or a whole one. */
-static int create_meta(struct wal *w, const char *path, char *err, size_t errlen)
-{
-    char tmp[PATH_MAX];
-    if (make_path(tmp, sizeof tmp, w->dir, "meta.tmp", err, errlen) < 0)
-        return -1;
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-    w->meta_fd = fd;
-
-    uint8_t slots[2 * META_SLOT_SIZE] = {0};
-    meta_encode(slots, 0, 0, RAFT_NONE, 0);
-    if (write_all_at(fd, slots, sizeof slots, 0) < 0 || sync_data(fd) < 0)
-        return fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-    if (rename(tmp, path) < 0)
-        return fail(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
-    if (sync_dir(w->dir) < 0)
-        return fail(err, errlen, "cannot sync data dir %s: %s", w->dir, strerror(errno));
-    w->meta_seq = 0;
-    return 0;
-}
-
-static int open_meta(struct wal *w, char *err, size_t errlen)
-{
-    char path[PATH_MAX];
-    if (make_path(path, sizeof path, w->dir, "meta", err, errlen) < 0)
-        return -1;
-    w->term = 0;
-    w->voted_for = RAFT_NONE;
-    w->meta_flags = 0;
-
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0 && errno != ENOENT)
-        return fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
-    if (fd < 0)
-        return create_meta(w, path, err, errlen);
-    w->meta_fd = fd;
-
-    uint8_t slots[2 * META_SLOT_SIZE];
-    ssize_t got = read_at(fd, slots, sizeof slots, 0);
-    if (got < 0)
-        return fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
-    if (got == 0) {
-        close(fd);
-        w->meta_fd = -1;
-        return create_meta(w, path, err, errlen);
-    }
-
-    bool found = false;
-    for (int i = 0; i < 2; i++) {
-        uint64_t seq, slot_term;
-        uint32_t slot_vote, slot_flags;
-        if (got < (i + 1) * META_SLOT_SIZE)
-            break;
-        if (!meta_decode(slots + i * META_SLOT_SIZE, &seq, &slot_term, &slot_vote, &slot_flags))
-            continue;
-        if (found && seq <= w->meta_seq)
-            continue;
-        found = true;
-        w->meta_seq = seq;
-        w->term = slot_term;
-        w->voted_for = slot_vote;
-        w->meta_flags = slot_flags;
-    }
-    if (!found)
-        return fail(err, errlen, "%s: damaged at offset 0 (bad checksum)", path);
-    return 0;
-}
-
-static int write_meta(struct wal *w, uint64_t term, uint32_t voted_for, uint32_t flags, char *err,
-                      size_t errlen)
-{
-    uint64_t seq = w->meta_seq + 1;
-    uint8_t slot[META_SLOT_SIZE];
-    meta_encode(slot, seq, term, voted_for, flags);
-    if (write_all_at(w->meta_fd, slot, sizeof slot, (seq % 2) * META_SLOT_SIZE) < 0 ||
-        sync_data(w->meta_fd) < 0)
-        return fail(err, errlen, "cannot write %s/meta: %s", w->dir, strerror(errno));
-    w->meta_seq = seq;
-    w->term = term;
-    w->voted_for = voted_for;
-    w->meta_flags = flags;
-    return 0;
-}
-
-int wal_save_hard_state(struct wal *w, uint64_t term, uint32_t voted_for, char *err, size_t errlen)
-{
-    return write_meta(w, term, voted_for, w->meta_flags, err, errlen);
-}
-
 /* ---------------------------------------------------------------- log header */
 
 static void header_slot_encode(uint8_t *slot, uint64_t seq, uint64_t synced_end,
                                uint64_t synced_index)
 {
     memset(slot, 0, HEADER_SLOT_SIZE);
-    put_u32(slot, HEADER_MAGIC);
-    put_u32(slot + 4, HEADER_VERSION);
-    put_u64(slot + 8, seq);
-    put_u64(slot + 16, synced_end);
-    put_u64(slot + 24, synced_index);
-    put_u32(slot + HEADER_CRC_AT, crc32c(0, slot, HEADER_CRC_AT));
+    wal_put_u32(slot, HEADER_MAGIC);
+    wal_put_u32(slot + 4, HEADER_VERSION);
+    wal_put_u64(slot + 8, seq);
+    wal_put_u64(slot + 16, synced_end);
+    wal_put_u64(slot + 24, synced_index);
+    wal_put_u32(slot + HEADER_CRC_AT, crc32c(0, slot, HEADER_CRC_AT));
 }
 
 /* A slot with the right magic, version and checksum, and a mark that can be
@@ -479,15 +100,15 @@ static void header_slot_encode(uint8_t *slot, uint64_t seq, uint64_t synced_end,
 static bool header_slot_decode(const uint8_t *slot, uint64_t *seq, uint64_t *synced_end,
                                uint64_t *synced_index)
 {
-    if (get_u32(slot) != HEADER_MAGIC || get_u32(slot + 4) != HEADER_VERSION)
+    if (wal_get_u32(slot) != HEADER_MAGIC || wal_get_u32(slot + 4) != HEADER_VERSION)
         return false;
-    if (get_u32(slot + HEADER_CRC_AT) != crc32c(0, slot, HEADER_CRC_AT))
+    if (wal_get_u32(slot + HEADER_CRC_AT) != crc32c(0, slot, HEADER_CRC_AT))
         return false;
-    uint64_t end = get_u64(slot + 16), index = get_u64(slot + 24);
+    uint64_t end = wal_get_u64(slot + 16), index = wal_get_u64(slot + 24);
     if (end < LOG_DATA_START || (end - LOG_DATA_START) / LOG_HEADER_SIZE < index ||
         (index == 0) != (end == LOG_DATA_START))
         return false;
-    *seq = get_u64(slot + 8);
+    *seq = wal_get_u64(slot + 8);
     *synced_end = end;
     *synced_index = index;
     return true;
@@ -501,19 +122,20 @@ static int write_mark(struct wal *w, uint64_t end, uint64_t index, bool sync, ch
                       size_t errlen)
 {
     if (w->mark_pending) {
-        if (sync_data(w->log_fd) < 0)
-            return fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
+        if (wal_sync_data(w->log_fd) < 0)
+            return wal_fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
         w->mark_pending = false;
     }
     uint64_t seq = w->header_seq + 1;
     uint8_t slot[HEADER_SLOT_SIZE];
     header_slot_encode(slot, seq, end, index);
-    if (write_all_at(w->log_fd, slot, sizeof slot, (seq % 2) * HEADER_SLOT_STRIDE) < 0)
-        return fail(err, errlen, "cannot write the header of %s/log: %s", w->dir, strerror(errno));
+    if (wal_write_all_at(w->log_fd, slot, sizeof slot, (seq % 2) * HEADER_SLOT_STRIDE) < 0)
+        return wal_fail(err, errlen, "cannot write the header of %s/log: %s", w->dir,
+                        strerror(errno));
     w->mark_pending = true;
     if (sync) {
-        if (sync_data(w->log_fd) < 0)
-            return fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
+        if (wal_sync_data(w->log_fd) < 0)
+            return wal_fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
         w->mark_pending = false;
     }
     w->header_seq = seq;
@@ -527,9 +149,9 @@ static int write_mark(struct wal *w, uint64_t end, uint64_t index, bool sync, ch
 static int read_header(struct wal *w, const char *path, char *err, size_t errlen)
 {
     uint8_t slots[HEADER_SLOT_STRIDE + HEADER_SLOT_SIZE];
-    ssize_t got = read_at(w->log_fd, slots, sizeof slots, 0);
+    ssize_t got = wal_read_at(w->log_fd, slots, sizeof slots, 0);
     if (got < 0)
-        return fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return wal_fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
     bool found = false;
     for (int i = 0; i < 2; i++) {
         uint64_t seq, end, index;
@@ -545,25 +167,15 @@ static int read_header(struct wal *w, const char *path, char *err, size_t errlen
         w->synced_index = index;
     }
     if (!found)
-        return fail(err, errlen, "%s: damaged at offset 0 (no valid header slot)", path);
+        return wal_fail(err, errlen, "%s: damaged at offset 0 (no valid header slot)", path);
     return 0;
 }
 
 /* ---------------------------------------------------------------- log records */
 
-/* Reads a file front to back through a buffer of about READ_CHUNK bytes. */
-struct reader {
-    int fd;
-    uint64_t size;
-    uint8_t *buf;
-    size_t cap;
-    uint64_t base; /* file offset of buf[0] */
-    size_t len;    /* bytes in buf */
-};
-
 /* Point at the n bytes at off (off + n <= size), valid until the next call.
  * Cheap when reading forward. NULL with errno set on a read error. */
-static const uint8_t *reader_at(struct reader *r, uint64_t off, size_t n)
+const uint8_t *wal_reader_at(struct reader *r, uint64_t off, size_t n)
 {
     if (off >= r->base && off + n <= r->base + r->len)
         return r->buf + (off - r->base);
@@ -598,32 +210,23 @@ static const uint8_t *reader_at(struct reader *r, uint64_t off, size_t n)
     return r->buf;
 }
 
-struct record {
-    uint32_t magic;
-    uint32_t len;
-    uint32_t crc;
-    uint64_t term;
-    uint64_t index;
-    uint8_t type;
-};
-
 static void header_encode(uint8_t *h, const struct raft_entry *e)
 {
-    put_u32(h, LOG_MAGIC);
-    put_u32(h + 4, e->len);
-    put_u32(h + 8, 0); /* crc, filled in once the payload is in place */
-    put_u64(h + 12, e->term);
-    put_u64(h + 20, e->index);
+    wal_put_u32(h, LOG_MAGIC);
+    wal_put_u32(h + 4, e->len);
+    wal_put_u32(h + 8, 0); /* crc, filled in once the payload is in place */
+    wal_put_u64(h + 12, e->term);
+    wal_put_u64(h + 20, e->index);
     h[28] = e->type;
 }
 
 static void header_decode(const uint8_t *h, struct record *rec)
 {
-    rec->magic = get_u32(h);
-    rec->len = get_u32(h + 4);
-    rec->crc = get_u32(h + 8);
-    rec->term = get_u64(h + 12);
-    rec->index = get_u64(h + 20);
+    rec->magic = wal_get_u32(h);
+    rec->len = wal_get_u32(h + 4);
+    rec->crc = wal_get_u32(h + 8);
+    rec->term = wal_get_u64(h + 12);
+    rec->index = wal_get_u64(h + 20);
     rec->type = h[28];
 }
 
@@ -639,8 +242,8 @@ static uint32_t record_crc(const uint8_t *rec, uint32_t len)
  * synced end when synced, else the end of the file). 1: yes, with rec and
  * *payload filled in (valid until the next read). 0: no, with the reason.
  * -1: read error. Index and term are the caller's to check. */
-static int read_record(struct reader *r, uint64_t off, uint64_t end, bool synced,
-                       struct record *rec, const uint8_t **payload, char *reason, size_t reasonlen)
+int wal_read_record(struct reader *r, uint64_t off, uint64_t end, bool synced, struct record *rec,
+                    const uint8_t **payload, char *reason, size_t reasonlen)
 {
     char limit[64];
     if (synced)
@@ -652,7 +255,7 @@ static int read_record(struct reader *r, uint64_t off, uint64_t end, bool synced
         snprintf(reason, reasonlen, "record header past %s", limit);
         return 0;
     }
-    const uint8_t *h = reader_at(r, off, LOG_HEADER_SIZE);
+    const uint8_t *h = wal_reader_at(r, off, LOG_HEADER_SIZE);
     if (h == NULL)
         return -1;
     header_decode(h, rec);
@@ -668,7 +271,7 @@ static int read_record(struct reader *r, uint64_t off, uint64_t end, bool synced
         snprintf(reason, reasonlen, "length %" PRIu32 " past %s", rec->len, limit);
         return 0;
     }
-    const uint8_t *p = reader_at(r, off, LOG_HEADER_SIZE + (size_t)rec->len);
+    const uint8_t *p = wal_reader_at(r, off, LOG_HEADER_SIZE + (size_t)rec->len);
     if (p == NULL)
         return -1;
     if (record_crc(p, rec->len) != rec->crc) {
@@ -678,43 +281,6 @@ static int read_record(struct reader *r, uint64_t off, uint64_t end, bool synced
     *payload = p + LOG_HEADER_SIZE;
     return 1;
 }
-
-/* Whether a whole record with a good checksum starts at off. -1: read error. */
-static int record_valid_at(struct reader *r, uint64_t off, bool *valid)
-{
-    struct record rec;
-    const uint8_t *payload;
-    char reason[80];
-    int k = read_record(r, off, r->size, false, &rec, &payload, reason, sizeof reason);
-    *valid = k == 1;
-    return k < 0 ? -1 : 0;
-}
-
-/* Old logs only: whether a valid record starts anywhere after the bad one at
- * off. If none does, the bad record is a torn tail. -1: read error. */
-static int legacy_valid_record_after(struct reader *r, uint64_t off, bool *found)
-{
-    *found = false;
-    for (uint64_t at = off + 1; at + LOG_HEADER_SIZE <= r->size; at++) {
-        const uint8_t *h = reader_at(r, at, 4);
-        if (h == NULL)
-            return -1;
-        if (get_u32(h) != LOG_MAGIC)
-            continue;
-        if (record_valid_at(r, at, found) < 0)
-            return -1;
-        if (*found)
-            return 0;
-    }
-    return 0;
-}
-
-/* The entries read so far. */
-struct entry_list {
-    struct raft_entry *v;
-    size_t n;
-    size_t cap;
-};
 
 static void free_entries(struct raft_entry *entries, size_t n)
 {
@@ -738,8 +304,8 @@ static int add_offset(struct wal *w, uint64_t off)
 }
 
 /* Keep the record at off as the next entry. -1: out of memory. */
-static int keep_record(struct wal *w, struct entry_list *l, const struct record *rec,
-                       const uint8_t *payload, uint64_t off)
+int wal_keep_record(struct wal *w, struct entry_list *l, const struct record *rec,
+                    const uint8_t *payload, uint64_t off)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 1024;
@@ -769,13 +335,13 @@ static int read_log(struct wal *w, const char *path, struct entry_list *l, char 
 {
     struct stat st;
     if (fstat(w->log_fd, &st) < 0)
-        return fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+        return wal_fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
     if (read_header(w, path, err, errlen) < 0)
         return -1;
     struct reader r = {.fd = w->log_fd, .size = (uint64_t)st.st_size};
     if (r.size < w->synced_end)
-        return fail(err, errlen, "%s: cut short at %" PRIu64 ", below the synced end %" PRIu64,
-                    path, r.size, w->synced_end);
+        return wal_fail(err, errlen, "%s: cut short at %" PRIu64 ", below the synced end %" PRIu64,
+                        path, r.size, w->synced_end);
 
     uint64_t off = LOG_DATA_START, last_term = 0;
     struct record rec;
@@ -784,7 +350,8 @@ static int read_log(struct wal *w, const char *path, struct entry_list *l, char 
 
     /* Up to the mark: all of it was durable, so anything wrong is damage. */
     while (off < w->synced_end) {
-        int k = read_record(&r, off, w->synced_end, true, &rec, &payload, reason, sizeof reason);
+        int k =
+            wal_read_record(&r, off, w->synced_end, true, &rec, &payload, reason, sizeof reason);
         if (k < 0)
             goto err_read;
         if (k == 1 && rec.index != l->n + 1) {
@@ -797,30 +364,30 @@ static int read_log(struct wal *w, const char *path, struct entry_list *l, char 
             k = 0;
         }
         if (k == 0) {
-            fail(err, errlen, "%s: damaged at offset %" PRIu64 " (%s)", path, off, reason);
+            wal_fail(err, errlen, "%s: damaged at offset %" PRIu64 " (%s)", path, off, reason);
             goto err_free;
         }
-        if (keep_record(w, l, &rec, payload, off) < 0)
+        if (wal_keep_record(w, l, &rec, payload, off) < 0)
             goto err_memory;
         last_term = rec.term;
         off += LOG_HEADER_SIZE + (uint64_t)rec.len;
     }
     if (l->n != w->synced_index) {
-        fail(err, errlen,
-             "%s: damaged at offset %" PRIu64 " (the synced end follows index %zu, the header "
-             "says %" PRIu64 ")",
-             path, off, l->n, w->synced_index);
+        wal_fail(err, errlen,
+                 "%s: damaged at offset %" PRIu64 " (the synced end follows index %zu, the header "
+                 "says %" PRIu64 ")",
+                 path, off, l->n, w->synced_index);
         goto err_free;
     }
 
     /* Past the mark nothing was promised: keep what continues the log. */
     while (off < r.size) {
-        int k = read_record(&r, off, r.size, false, &rec, &payload, reason, sizeof reason);
+        int k = wal_read_record(&r, off, r.size, false, &rec, &payload, reason, sizeof reason);
         if (k < 0)
             goto err_read;
         if (k == 0 || rec.index != l->n + 1 || rec.term < last_term)
             break;
-        if (keep_record(w, l, &rec, payload, off) < 0)
+        if (wal_keep_record(w, l, &rec, payload, off) < 0)
             goto err_memory;
         last_term = rec.term;
         off += LOG_HEADER_SIZE + (uint64_t)rec.len;
@@ -829,12 +396,12 @@ static int read_log(struct wal *w, const char *path, struct entry_list *l, char 
     r.buf = NULL;
 
     /* Drop the rest; make what is kept durable and mark it. */
-    if (off < r.size && truncate_to(w->log_fd, off) < 0) {
-        fail(err, errlen, "cannot drop the unsynced tail of %s: %s", path, strerror(errno));
+    if (off < r.size && wal_truncate_to(w->log_fd, off) < 0) {
+        wal_fail(err, errlen, "cannot drop the unsynced tail of %s: %s", path, strerror(errno));
         goto err_free;
     }
-    if ((off < r.size || off > w->synced_end) && sync_data(w->log_fd) < 0) {
-        fail(err, errlen, "cannot sync %s: %s", path, strerror(errno));
+    if ((off < r.size || off > w->synced_end) && wal_sync_data(w->log_fd) < 0) {
+        wal_fail(err, errlen, "cannot sync %s: %s", path, strerror(errno));
         goto err_free;
     }
     if (off > w->synced_end && write_mark(w, off, l->n, true, err, errlen) < 0)
@@ -844,127 +411,71 @@ static int read_log(struct wal *w, const char *path, struct entry_list *l, char 
     return 0;
 
 err_memory:
-    fail(err, errlen, "out of memory reading %s", path);
+    wal_fail(err, errlen, "out of memory reading %s", path);
     goto err_free;
 err_read:
-    fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    wal_fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
 err_free:
     free(r.buf);
     return -1;
 }
 
-/* Read an old log (records from offset 0, no header) the old way: a bad
- * record is a torn tail when no valid record starts anywhere after it, else
- * damage. *end: where the last good record ends. The file is left as it is. */
-static int read_legacy_log(struct wal *w, const char *path, struct entry_list *l, uint64_t *end,
-                           char *err, size_t errlen)
-{
-    struct stat st;
-    if (fstat(w->log_fd, &st) < 0)
-        return fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
-    struct reader r = {.fd = w->log_fd, .size = (uint64_t)st.st_size};
-    uint64_t off = 0;
-    struct record rec;
-    const uint8_t *payload;
-    char reason[96];
-
-    while (off < r.size) {
-        int k = read_record(&r, off, r.size, false, &rec, &payload, reason, sizeof reason);
-        if (k < 0)
-            goto err_read;
-        if (k == 1) {
-            if (rec.index != l->n + 1) {
-                fail(err, errlen,
-                     "%s: damaged at offset %" PRIu64 " (index %" PRIu64 ", expected %zu)", path,
-                     off, rec.index, l->n + 1);
-                goto err_free;
-            }
-            if (keep_record(w, l, &rec, payload, off) < 0)
-                goto err_memory;
-            off += LOG_HEADER_SIZE + (uint64_t)rec.len;
-            continue;
-        }
-        if (r.size - off < LOG_HEADER_SIZE)
-            break; /* torn: cut short inside a header */
-        bool found;
-        if (legacy_valid_record_after(&r, off, &found) < 0)
-            goto err_read;
-        if (found) {
-            fail(err, errlen, "%s: damaged at offset %" PRIu64 " (%s)", path, off, reason);
-            goto err_free;
-        }
-        break;
-    }
-    free(r.buf);
-    *end = off;
-    return 0;
-
-err_memory:
-    fail(err, errlen, "out of memory reading %s", path);
-    goto err_free;
-err_read:
-    fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
-err_free:
-    free(r.buf);
-    return -1;
-}
-
-/* ---------------------------------------------------------------- creating and converting */
+/* ---------------------------------------------------------------- creating and opening */
 
 /* Put a new log in place of w->dir/log: a header marking everything synced,
  * then the src_len bytes of records at the start of src_fd (-1 and 0 for an
  * empty log), holding n_records records. Written to log.tmp, fsynced, renamed
  * over log, then the dir fsynced: a crash leaves the old file or the new one.
  * On success w->log_fd is the new file (the old descriptor is closed). */
-static int write_new_log(struct wal *w, int src_fd, uint64_t src_len, uint64_t n_records, char *err,
-                         size_t errlen)
+int wal_write_new_log(struct wal *w, int src_fd, uint64_t src_len, uint64_t n_records, char *err,
+                      size_t errlen)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
-    if (make_path(path, sizeof path, w->dir, "log", err, errlen) < 0 ||
-        make_path(tmp, sizeof tmp, w->dir, "log.tmp", err, errlen) < 0)
+    if (wal_make_path(path, sizeof path, w->dir, "log", err, errlen) < 0 ||
+        wal_make_path(tmp, sizeof tmp, w->dir, "log.tmp", err, errlen) < 0)
         return -1;
     int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        return wal_fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
 
     uint8_t *buf = malloc(READ_CHUNK);
     if (buf == NULL) {
-        fail(err, errlen, "out of memory writing %s", tmp);
+        wal_fail(err, errlen, "out of memory writing %s", tmp);
         goto err_close;
     }
     memset(buf, 0, LOG_DATA_START);
     header_slot_encode(buf, 0, LOG_DATA_START + src_len, n_records);
-    if (write_all_at(fd, buf, LOG_DATA_START, 0) < 0) {
-        fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+    if (wal_write_all_at(fd, buf, LOG_DATA_START, 0) < 0) {
+        wal_fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         goto err_free;
     }
     for (uint64_t done = 0; done < src_len;) {
         size_t n = src_len - done < READ_CHUNK ? (size_t)(src_len - done) : READ_CHUNK;
-        ssize_t got = read_at(src_fd, buf, n, done);
+        ssize_t got = wal_read_at(src_fd, buf, n, done);
         if (got < 0 || (size_t)got != n) {
             if (got >= 0)
                 errno = EIO; /* the file shrank while we copied it */
-            fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
+            wal_fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
             goto err_free;
         }
-        if (write_all_at(fd, buf, n, LOG_DATA_START + done) < 0) {
-            fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        if (wal_write_all_at(fd, buf, n, LOG_DATA_START + done) < 0) {
+            wal_fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
             goto err_free;
         }
         done += n;
     }
     free(buf);
     buf = NULL;
-    if (sync_all(fd) < 0) {
-        fail(err, errlen, "cannot sync %s: %s", tmp, strerror(errno));
+    if (wal_sync_all(fd) < 0) {
+        wal_fail(err, errlen, "cannot sync %s: %s", tmp, strerror(errno));
         goto err_close;
     }
     if (rename(tmp, path) < 0) {
-        fail(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        wal_fail(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         goto err_close;
     }
-    if (sync_dir(w->dir) < 0) {
-        fail(err, errlen, "cannot sync data dir %s: %s", w->dir, strerror(errno));
+    if (wal_sync_dir(w->dir) < 0) {
+        wal_fail(err, errlen, "cannot sync data dir %s: %s", w->dir, strerror(errno));
         goto err_close;
     }
     if (w->log_fd >= 0)
@@ -985,68 +496,51 @@ err_close:
     return -1;
 }
 
-/* Whether the open log file is an old one: records from offset 0, no header.
- * It is when empty, when it starts with a record's magic, or when neither
- * header slot has the header's magic (an old log whose first record is torn). */
-static int log_is_legacy(struct wal *w, const char *path, uint64_t size, bool *legacy, char *err,
-                         size_t errlen)
-{
-    uint8_t head[HEADER_SLOT_STRIDE + 4];
-    ssize_t got = read_at(w->log_fd, head, sizeof head, 0);
-    if (got < 0)
-        return fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
-    uint32_t first = got >= 4 ? get_u32(head) : 0;
-    uint32_t second = got >= (ssize_t)sizeof head ? get_u32(head + HEADER_SLOT_STRIDE) : 0;
-    *legacy = size == 0 || first == LOG_MAGIC || (first != HEADER_MAGIC && second != HEADER_MAGIC);
-    return 0;
-}
-
+/* Open DIR/log into w and l: create it, read it, or convert a first-release
+ * log (wal_legacy.c); then mark in DIR/meta that the log has a header. */
 static int open_log(struct wal *w, struct entry_list *l, char *err, size_t errlen)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
-    if (make_path(path, sizeof path, w->dir, "log", err, errlen) < 0 ||
-        make_path(tmp, sizeof tmp, w->dir, "log.tmp", err, errlen) < 0)
+    if (wal_make_path(path, sizeof path, w->dir, "log", err, errlen) < 0 ||
+        wal_make_path(tmp, sizeof tmp, w->dir, "log.tmp", err, errlen) < 0)
         return -1;
     /* Left by a crash while creating or converting the log: the log is whole without it. */
     if (unlink(tmp) < 0 && errno != ENOENT)
-        return fail(err, errlen, "cannot remove %s: %s", tmp, strerror(errno));
+        return wal_fail(err, errlen, "cannot remove %s: %s", tmp, strerror(errno));
 
     bool has_header = (w->meta_flags & META_LOG_HEADER) != 0;
     w->log_fd = open(path, O_RDWR | O_CLOEXEC);
     if (w->log_fd < 0) {
         if (errno != ENOENT)
-            return fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
+            return wal_fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
         if (has_header)
-            return fail(err, errlen, "%s is missing (%s/meta says it was created)", path, w->dir);
-        if (write_new_log(w, -1, 0, 0, err, errlen) < 0)
+            return wal_fail(err, errlen, "%s is missing (%s/meta says it was created)", path,
+                            w->dir);
+        if (wal_write_new_log(w, -1, 0, 0, err, errlen) < 0)
             return -1;
     } else {
         struct stat st;
         if (fstat(w->log_fd, &st) < 0)
-            return fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+            return wal_fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
         uint64_t size = (uint64_t)st.st_size;
         bool legacy = false;
-        if (log_is_legacy(w, path, size, &legacy, err, errlen) < 0)
+        if (wal_log_is_legacy(w, path, size, &legacy, err, errlen) < 0)
             return -1;
         if (legacy && has_header && size < LOG_DATA_START)
-            return fail(err, errlen, "%s: cut short at %" PRIu64 ", inside the header", path, size);
+            return wal_fail(err, errlen, "%s: cut short at %" PRIu64 ", inside the header", path,
+                            size);
         if (legacy && has_header)
-            return fail(err, errlen, "%s: damaged at offset 0 (no header)", path);
+            return wal_fail(err, errlen, "%s: damaged at offset 0 (no header)", path);
         if (legacy) {
-            uint64_t end = 0;
-            if (read_legacy_log(w, path, l, &end, err, errlen) < 0)
+            if (wal_convert_legacy_log(w, path, l, err, errlen) < 0)
                 return -1;
-            if (write_new_log(w, w->log_fd, end, l->n, err, errlen) < 0)
-                return -1;
-            for (size_t i = 0; i < w->n_records; i++)
-                w->offsets[i] += LOG_DATA_START;
         } else if (read_log(w, path, l, err, errlen) < 0) {
             return -1;
         }
     }
     /* From now on a log without a header is damage. */
     if (!has_header &&
-        write_meta(w, w->term, w->voted_for, w->meta_flags | META_LOG_HEADER, err, errlen) < 0)
+        wal_write_meta(w, w->term, w->voted_for, w->meta_flags | META_LOG_HEADER, err, errlen) < 0)
         return -1;
     w->log_ready = true;
     return 0;
@@ -1065,17 +559,17 @@ int wal_open(const char *dir, struct wal **out, uint64_t *term, uint32_t *voted_
 
     struct wal *w = calloc(1, sizeof *w);
     if (w == NULL)
-        return fail(err, errlen, "out of memory opening data dir %s", dir);
+        return wal_fail(err, errlen, "out of memory opening data dir %s", dir);
     w->lock_fd = w->meta_fd = w->log_fd = -1;
     w->dir = strdup(dir);
     if (w->dir == NULL) {
         free(w);
-        return fail(err, errlen, "out of memory opening data dir %s", dir);
+        return wal_fail(err, errlen, "out of memory opening data dir %s", dir);
     }
 
     struct entry_list l = {0};
-    if (make_dir(dir, err, errlen) < 0 || take_lock(w, err, errlen) < 0 ||
-        open_meta(w, err, errlen) < 0 || open_log(w, &l, err, errlen) < 0) {
+    if (wal_make_dir(dir, err, errlen) < 0 || wal_take_lock(w, err, errlen) < 0 ||
+        wal_open_meta(w, err, errlen) < 0 || open_log(w, &l, err, errlen) < 0) {
         free_entries(l.v, l.n);
         wal_close(w);
         return -1;
@@ -1095,19 +589,19 @@ int wal_open(const char *dir, struct wal **out, uint64_t *term, uint32_t *voted_
 int wal_truncate(struct wal *w, uint64_t from, char *err, size_t errlen)
 {
     if (from == 0)
-        return fail(err, errlen, "cannot truncate %s/log from index 0", w->dir);
+        return wal_fail(err, errlen, "cannot truncate %s/log from index 0", w->dir);
     if (from > w->n_records)
         return 0;
     uint64_t off = w->offsets[from - 1];
     if (w->synced_end > off && write_mark(w, off, from - 1, true, err, errlen) < 0)
         return -1;
-    if (truncate_to(w->log_fd, off) < 0)
-        return fail(err, errlen, "cannot truncate %s/log: %s", w->dir, strerror(errno));
+    if (wal_truncate_to(w->log_fd, off) < 0)
+        return wal_fail(err, errlen, "cannot truncate %s/log: %s", w->dir, strerror(errno));
     w->n_records = (size_t)(from - 1);
     w->log_end = off;
     w->file_size = off;
-    if (sync_data(w->log_fd) < 0)
-        return fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
+    if (wal_sync_data(w->log_fd) < 0)
+        return wal_fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
     w->mark_pending = false;
     return 0;
 }
@@ -1123,8 +617,8 @@ static int preallocate(struct wal *w, uint64_t need, char *err, size_t errlen)
     while (w->file_size < target) {
         size_t n =
             target - w->file_size < sizeof zeros ? (size_t)(target - w->file_size) : sizeof zeros;
-        if (write_all_at(w->log_fd, zeros, n, w->file_size) < 0)
-            return fail(err, errlen, "cannot extend %s/log: %s", w->dir, strerror(errno));
+        if (wal_write_all_at(w->log_fd, zeros, n, w->file_size) < 0)
+            return wal_fail(err, errlen, "cannot extend %s/log: %s", w->dir, strerror(errno));
         w->file_size += n;
     }
     return 0;
@@ -1140,15 +634,15 @@ int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *
         const struct raft_entry *e = &entries[i];
         uint64_t expected = (uint64_t)w->n_records + 1 + i;
         if (e->index != expected)
-            return fail(err, errlen, "cannot append entry %" PRIu64 ": expected index %" PRIu64,
-                        e->index, expected);
+            return wal_fail(err, errlen, "cannot append entry %" PRIu64 ": expected index %" PRIu64,
+                            e->index, expected);
         if (e->len > LOG_MAX_PAYLOAD)
-            return fail(err, errlen,
-                        "cannot append entry %" PRIu64 ": %" PRIu32
-                        " bytes is over the limit of %u",
-                        e->index, e->len, LOG_MAX_PAYLOAD);
+            return wal_fail(err, errlen,
+                            "cannot append entry %" PRIu64 ": %" PRIu32
+                            " bytes is over the limit of %u",
+                            e->index, e->len, LOG_MAX_PAYLOAD);
         if (e->len > 0 && e->data == NULL)
-            return fail(err, errlen, "cannot append entry %" PRIu64 ": no data", e->index);
+            return wal_fail(err, errlen, "cannot append entry %" PRIu64 ": no data", e->index);
         total += LOG_HEADER_SIZE + (size_t)e->len;
     }
 
@@ -1159,14 +653,14 @@ int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *
             cap *= 2;
         uint64_t *offsets = realloc(w->offsets, cap * sizeof *offsets);
         if (offsets == NULL)
-            return fail(err, errlen, "out of memory appending to %s/log", w->dir);
+            return wal_fail(err, errlen, "out of memory appending to %s/log", w->dir);
         w->offsets = offsets;
         w->offsets_cap = cap;
     }
     if (total > w->out_cap) {
         uint8_t *out = realloc(w->out, total);
         if (out == NULL)
-            return fail(err, errlen, "out of memory appending to %s/log", w->dir);
+            return wal_fail(err, errlen, "out of memory appending to %s/log", w->dir);
         w->out = out;
         w->out_cap = total;
     }
@@ -1182,18 +676,18 @@ int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *
         header_encode(rec, e);
         if (e->len > 0)
             memcpy(rec + LOG_HEADER_SIZE, e->data, e->len);
-        put_u32(rec + 8, record_crc(rec, e->len));
+        wal_put_u32(rec + 8, record_crc(rec, e->len));
         pos += LOG_HEADER_SIZE + (size_t)e->len;
     }
-    if (write_all_at(w->log_fd, w->out, total, w->log_end) < 0) {
+    if (wal_write_all_at(w->log_fd, w->out, total, w->log_end) < 0) {
         int saved = errno;
         /* Best effort: cut off whatever part of the batch reached the file. */
-        if (truncate_to(w->log_fd, w->log_end) < 0) {
+        if (wal_truncate_to(w->log_fd, w->log_end) < 0) {
             /* the next append overwrites it anyway */
         } else {
             w->file_size = w->log_end;
         }
-        return fail(err, errlen, "cannot write %s/log: %s", w->dir, strerror(saved));
+        return wal_fail(err, errlen, "cannot write %s/log: %s", w->dir, strerror(saved));
     }
 
     uint64_t off = w->log_end;
@@ -1216,8 +710,8 @@ int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *
  * (or wal_close) makes it durable. */
 int wal_sync(struct wal *w, char *err, size_t errlen)
 {
-    if (sync_data(w->log_fd) < 0)
-        return fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
+    if (wal_sync_data(w->log_fd) < 0)
+        return wal_fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
     w->mark_pending = false;
     if (w->synced_end == w->log_end && w->synced_index == w->n_records)
         return 0;
@@ -1242,9 +736,9 @@ void wal_close(struct wal *w)
         /* A clean close leaves no zeros after the last record, and the exact
          * mark. Nothing to report errors to: what fails here is recovered
          * from at the next open like a crash. */
-        if (w->file_size > w->log_end && truncate_to(w->log_fd, w->log_end) == 0)
+        if (w->file_size > w->log_end && wal_truncate_to(w->log_fd, w->log_end) == 0)
             w->file_size = w->log_end;
-        if (sync_data(w->log_fd) == 0) {
+        if (wal_sync_data(w->log_fd) == 0) {
             w->mark_pending = false;
             if (w->synced_end != w->log_end || w->synced_index != w->n_records)
                 write_mark(w, w->log_end, w->n_records, true, NULL, 0);

@@ -14,9 +14,15 @@
  * byte offset ("DIR/log: damaged at offset N (reason)", "DIR/log: cut short
  * at N, below the synced end M"). Past the mark nothing was promised: records
  * are kept while they are valid and continue the log, and the rest is
- * dropped (a crash mid-write, whatever reached the disk). The byte layout and
- * its rules are at the top of wal.c. A log written before the header existed
- * (records from offset 0) is read as before and converted on open.
+ * dropped (a crash mid-write, whatever reached the disk). A log written
+ * before the header existed (records from offset 0) is read as before and
+ * converted on open.
+ *
+ * The code, each file with its byte layout and rules at the top:
+ *   wal.c         the log: header and synced mark, records, recovery; the API
+ *   wal_meta.c    the meta file
+ *   wal_legacy.c  the first-release log and its conversion
+ *   wal_file.c    file I/O helpers, the data dir and its lock
  */
 #ifndef RAFTKV_WAL_H
 #define RAFTKV_WAL_H
