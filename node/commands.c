@@ -19,7 +19,13 @@
 #define SWEEP_INTERVAL_MS 100
 #define SWEEP_MAX_KEYS 128
 
-enum command_flags { CMD_WRITE = 1, CMD_READ = 2, CMD_LOCAL = 4 };
+enum command_flags {
+    CMD_WRITE = 1,
+    CMD_READ = 2,
+    CMD_LOCAL = 4,
+    CMD_NOAUTH = 8, /* allowed before AUTH */
+    CMD_ADMIN = 16, /* refused with --admin-commands off */
+};
 
 struct args {
     size_t argc;
@@ -318,10 +324,45 @@ static void run_info(struct node *n, struct client *c, const struct args *a, str
     buf_free(&text);
 }
 
+static void run_auth(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    const char *err = access_auth(n, c, a->argc, a->argv, a->argl);
+    if (err != NULL)
+        resp_write_error(out, err);
+    else
+        resp_write_simple(out, "OK");
+}
+
+/* HELLO [2 [AUTH user password] [SETNAME name]] */
 static void run_hello(struct node *n, struct client *c, const struct args *a, struct buf *out)
 {
     if (a->argc >= 2 && !arg_is(a, 1, "2")) {
         resp_write_error(out, "NOPROTO unsupported protocol version");
+        return;
+    }
+    for (size_t i = 2; i < a->argc; i++) {
+        if (arg_is(a, i, "auth") && i + 2 < a->argc) {
+            const char *err = access_auth(n, c, 3, a->argv + i, a->argl + i);
+            if (err != NULL) {
+                resp_write_error(out, err);
+                return;
+            }
+            i += 2;
+        } else if (arg_is(a, i, "setname") && i + 1 < a->argc) {
+            i += 1;
+        } else {
+            resp_write_error(out, "ERR syntax error in HELLO option");
+            return;
+        }
+    }
+    const char *why;
+    if (access_check(n, c, &why) != 0) {
+        resp_write_error(out, n->opt.requirepass != NULL
+                                  ? "NOAUTH HELLO must be called with the client already "
+                                    "authenticated, otherwise the HELLO <proto> AUTH <user> "
+                                    "<pass> option can be used to authenticate the client and "
+                                    "select the RESP protocol version at the same time"
+                                  : why);
         return;
     }
     char id[32];
@@ -405,17 +446,18 @@ static const struct command command_table[] = {
     {"exists", -2, CMD_READ, NULL, run_exists},
     {"ping", -1, CMD_LOCAL, NULL, run_ping},
     {"echo", 2, CMD_LOCAL, NULL, run_echo},
-    {"quit", -1, CMD_LOCAL, NULL, run_quit},
+    {"quit", -1, CMD_LOCAL | CMD_NOAUTH, NULL, run_quit},
+    {"auth", -2, CMD_LOCAL | CMD_NOAUTH, NULL, run_auth},
     {"select", 2, CMD_LOCAL, NULL, run_select},
     {"command", -1, CMD_LOCAL, NULL, run_command},
     {"config", -2, CMD_LOCAL, NULL, run_config},
     {"info", -1, CMD_LOCAL, NULL, run_info},
-    {"hello", -1, CMD_LOCAL, NULL, run_hello},
+    {"hello", -1, CMD_LOCAL | CMD_NOAUTH, NULL, run_hello},
     {"client", -2, CMD_LOCAL, NULL, run_ok},
-    {"debug", -2, CMD_LOCAL, NULL, run_debug},
+    {"debug", -2, CMD_LOCAL | CMD_ADMIN, NULL, run_debug},
     {"raft.leader", 1, CMD_LOCAL, NULL, run_raft_leader},
     {"raft.info", 1, CMD_LOCAL, NULL, run_raft_info},
-    {"raft.suspend", 2, CMD_LOCAL, NULL, run_raft_suspend},
+    {"raft.suspend", 2, CMD_LOCAL | CMD_ADMIN, NULL, run_raft_suspend},
 };
 
 static const struct command *command_find(const uint8_t *name, size_t len)
@@ -591,11 +633,20 @@ void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint
         return;
     }
     struct args a = {argc, argv, argl};
-    if (is_raft_req(argv[0], argl[0])) {
+    bool req = is_raft_req(argv[0], argl[0]);
+    const struct command *cmd = req ? NULL : command_find(argv[0], argl[0]);
+    /* With a password, AUTH, HELLO and QUIT come first; in protected mode a
+     * remote client gets nothing at all. */
+    const char *why;
+    bool before_auth = cmd != NULL && (cmd->flags & CMD_NOAUTH) && n->opt.requirepass != NULL;
+    if (!before_auth && access_check(n, c, &why) != 0) {
+        slot_error(n, slot, why);
+        return;
+    }
+    if (req) {
         dispatch_request(n, slot, &a);
         return;
     }
-    const struct command *cmd = command_find(argv[0], argl[0]);
     if (cmd == NULL) {
         reply_unknown(&slot->data, &a);
         client_slot_done(n, slot);
@@ -604,6 +655,13 @@ void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint
     if (!arity_ok(cmd, argc)) {
         char msg[96];
         snprintf(msg, sizeof(msg), "ERR wrong number of arguments for '%s' command", cmd->name);
+        slot_error(n, slot, msg);
+        return;
+    }
+    if ((cmd->flags & CMD_ADMIN) && !n->opt.admin_commands) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "ERR %s is disabled on this node (--admin-commands off)",
+                 cmd->name);
         slot_error(n, slot, msg);
         return;
     }

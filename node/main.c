@@ -23,7 +23,10 @@ static const char *node_usage =
     "  --quiet                   do not print state changes\n"
     "  --status URL              push status to a supervisor at this nanomsg URL\n"
     "  --speed X                 run timers at factor X (default 1; 0.1 is ten times slower)\n"
-    "  --clock-offset-ms MS      add MS (may be negative) to the wall clock: tests of clock skew\n";
+    "  --clock-offset-ms MS      add MS (may be negative) to the wall clock: tests of clock skew\n"
+    "  --requirepass-file FILE   clients must AUTH with the password in FILE first; without it\n"
+    "                            only loopback clients are served (protected mode)\n"
+    "  --admin-commands on|off   allow RAFT.SUSPEND and DEBUG (default on)\n";
 
 /* One line per state change: on stdout, and kept for the next status. */
 void node_event(struct node *n, const char *fmt, ...)
@@ -71,6 +74,8 @@ static int parse_options(int argc, char **argv, struct node_options *o)
         {"status", required_argument, NULL, 's'},
         {"speed", required_argument, NULL, 'x'},
         {"clock-offset-ms", required_argument, NULL, 'o'},
+        {"requirepass-file", required_argument, NULL, 'P'},
+        {"admin-commands", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -79,6 +84,7 @@ static int parse_options(int argc, char **argv, struct node_options *o)
     o->election_max_ms = 300;
     o->heartbeat_ms = 50;
     o->speed = 1.0;
+    o->admin_commands = true;
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -156,6 +162,17 @@ static int parse_options(int argc, char **argv, struct node_options *o)
             o->clock_offset_ms = v;
             break;
         }
+        case 'P':
+            o->requirepass_file = optarg;
+            break;
+        case 'A':
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
+                fprintf(stderr, "raftkv-node: --admin-commands wants on or off, not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            o->admin_commands = strcmp(optarg, "on") == 0;
+            break;
         case 'h':
             fputs(node_usage, stdout);
             exit(0);
@@ -218,6 +235,17 @@ static int node_init(struct node *n, char *err, size_t errlen)
         snprintf(err, errlen, "%s: no node with id %u", n->opt.config_path, n->opt.id);
         return -1;
     }
+    if (n->opt.requirepass_file != NULL &&
+        access_load_password(n->opt.requirepass_file, &n->opt.requirepass, err, errlen) != 0)
+        return -1;
+    if (n->opt.requirepass == NULL && !access_host_is_loopback(n->self->client_host)) {
+        snprintf(err, errlen,
+                 "client address %s is not a loopback address and no --requirepass-file is "
+                 "given: anyone who reaches it could read and write; set a password or use "
+                 "127.0.0.1",
+                 n->self->client_addr);
+        return -1;
+    }
     n->started_ms = clock_monotonic_ms();
     n->last_real_ms = n->started_ms;
     n->raft_clock_ms = 0;
@@ -270,6 +298,7 @@ static void node_close(struct node *n)
     resp_request_free(&n->req);
     for (size_t i = 0; i < n->n_events; i++)
         free(n->events[i]);
+    free(n->opt.requirepass);
 }
 
 int main(int argc, char **argv)
@@ -291,6 +320,9 @@ int main(int argc, char **argv)
                " log entries, peers on %s, clients on %s\n",
                node.opt.id, node.raft.current_term, raft_last_index(&node.raft),
                node.self->peer_url, node.self->client_addr);
+        if (node.opt.requirepass == NULL)
+            printf("node %u: protected mode: no --requirepass-file, clients on loopback only\n",
+                   node.opt.id);
         fflush(stdout);
     }
     int rv = node_run(&node);

@@ -40,6 +40,9 @@ struct client {
     uint64_t last_write_index; /* log index of its latest write: its reads wait for it */
     size_t reads_pending;      /* reads not answered yet: its next write waits for them */
     bool parse_again;          /* requests wait in `in` and may go now */
+    bool authenticated;        /* AUTH succeeded (access.c) */
+    bool access_checked;       /* remote worked out */
+    bool remote;               /* not a loopback client: refused in protected mode */
 };
 
 /* A write waiting for its log entry to be applied (pending.c). */
@@ -82,6 +85,9 @@ struct node_options {
     double speed;
     bool quiet;
     int64_t clock_offset_ms; /* added to the wall clock: for tests of clock skew */
+    const char *requirepass_file;
+    char *requirepass;   /* loaded from requirepass_file; NULL: protected mode */
+    bool admin_commands; /* RAFT.SUSPEND and DEBUG allowed */
 };
 
 struct node {
@@ -191,6 +197,16 @@ void commands_sweep_expired(struct node *n);
 /* The time a leader stamps into commands and judges expiry by: its wall
  * clock, never below the log's clock (kv_time_floor) or an earlier stamp. */
 uint64_t commands_now(struct node *n);
+
+/* access.c */
+int access_load_password(const char *path, char **out, char *err, size_t errlen);
+bool access_host_is_loopback(const char *host);
+/* 0: c may run commands; -1: *why is the error to answer (the client may be
+ * marked closing). */
+int access_check(struct node *n, struct client *c, const char **why);
+/* AUTH's arguments (argv[0] is "AUTH"): NULL on success, or the error. */
+const char *access_auth(struct node *n, struct client *c, size_t argc, const uint8_t *const *argv,
+                        const size_t *argl);
 
 /* pending.c */
 int pending_write_push(struct node *n, uint64_t index, uint64_t term, struct reply_slot *slot);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -65,6 +66,8 @@ void cli_conn_close(struct cli_conn *c)
     drop_connection(c);
     buf_free(&c->in);
     buf_free(&c->out);
+    free(c->password);
+    c->password = NULL;
 }
 
 int cli_conn_add_node(struct cli_conn *c, uint32_t id, const char *host, int port)
@@ -126,39 +129,10 @@ void cli_conn_describe(const struct cli_conn *c, char *out, size_t outlen)
         snprintf(out, outlen, "%s", node->addr);
 }
 
-static int connect_current(struct cli_conn *c, int64_t deadline, char *err, size_t errlen)
+/* Read one whole reply from the current connection. */
+static enum exchange_result read_reply(struct cli_conn *c, int64_t deadline,
+                                       struct resp_value *reply, char *err, size_t errlen)
 {
-    if (c->fd >= 0)
-        return 0;
-    const struct cli_node *node = cli_conn_node(c);
-    int fd = cli_net_connect(node->host, node->port, deadline, err, errlen);
-    if (fd < 0)
-        return -1;
-    c->fd = fd;
-    buf_reset(&c->in);
-    return 0;
-}
-
-int cli_conn_open(struct cli_conn *c, char *err, size_t errlen)
-{
-    return connect_current(c, cli_now_ms() + c->timeout_ms, err, errlen);
-}
-
-uint64_t cli_conn_next_seq(struct cli_conn *c)
-{
-    return ++c->seq;
-}
-
-/* Send the request in c->out to the current node and read one reply. */
-static enum exchange_result exchange(struct cli_conn *c, int64_t deadline, struct resp_value *reply,
-                                     char *err, size_t errlen)
-{
-    if (connect_current(c, deadline, err, errlen) < 0)
-        return EXCHANGE_UNREACHABLE;
-    if (cli_net_send_all(c->fd, c->out.data, c->out.len, deadline, err, errlen) < 0) {
-        drop_connection(c);
-        return EXCHANGE_UNREACHABLE;
-    }
     for (;;) {
         size_t used = 0;
         char perr[128];
@@ -187,6 +161,79 @@ static enum exchange_result exchange(struct cli_conn *c, int64_t deadline, struc
         }
         c->in.len += (size_t)got;
     }
+}
+
+/* AUTH on a new connection, as redis-cli -a does. */
+static enum exchange_result authenticate(struct cli_conn *c, int64_t deadline, char *err,
+                                         size_t errlen)
+{
+    const char *argv[2] = {"AUTH", c->password};
+    size_t argl[2] = {4, strlen(c->password)};
+    struct buf cmd = {0};
+    if (resp_write_command(&cmd, 2, (const uint8_t *const *)argv, argl) < 0) {
+        buf_free(&cmd);
+        snprintf(err, errlen, "out of memory");
+        return EXCHANGE_FATAL;
+    }
+    int sent = cli_net_send_all(c->fd, cmd.data, cmd.len, deadline, err, errlen);
+    buf_free(&cmd);
+    if (sent < 0) {
+        drop_connection(c);
+        return EXCHANGE_UNREACHABLE;
+    }
+    struct resp_value reply;
+    enum exchange_result r = read_reply(c, deadline, &reply, err, errlen);
+    if (r != EXCHANGE_ANSWER)
+        return r;
+    if (reply.type == RESP_ERROR) {
+        snprintf(err, errlen, "authentication failed at %s: %s", cli_conn_node(c)->addr, reply.str);
+        resp_value_free(&reply);
+        drop_connection(c);
+        return EXCHANGE_FATAL;
+    }
+    resp_value_free(&reply);
+    return EXCHANGE_ANSWER;
+}
+
+static enum exchange_result connect_current(struct cli_conn *c, int64_t deadline, char *err,
+                                            size_t errlen)
+{
+    if (c->fd >= 0)
+        return EXCHANGE_ANSWER;
+    const struct cli_node *node = cli_conn_node(c);
+    int fd = cli_net_connect(node->host, node->port, deadline, err, errlen);
+    if (fd < 0)
+        return EXCHANGE_UNREACHABLE;
+    c->fd = fd;
+    buf_reset(&c->in);
+    if (c->password != NULL)
+        return authenticate(c, deadline, err, errlen);
+    return EXCHANGE_ANSWER;
+}
+
+int cli_conn_open(struct cli_conn *c, char *err, size_t errlen)
+{
+    return connect_current(c, cli_now_ms() + c->timeout_ms, err, errlen) == EXCHANGE_ANSWER ? 0
+                                                                                            : -1;
+}
+
+uint64_t cli_conn_next_seq(struct cli_conn *c)
+{
+    return ++c->seq;
+}
+
+/* Send the request in c->out to the current node and read one reply. */
+static enum exchange_result exchange(struct cli_conn *c, int64_t deadline, struct resp_value *reply,
+                                     char *err, size_t errlen)
+{
+    enum exchange_result r = connect_current(c, deadline, err, errlen);
+    if (r != EXCHANGE_ANSWER)
+        return r;
+    if (cli_net_send_all(c->fd, c->out.data, c->out.len, deadline, err, errlen) < 0) {
+        drop_connection(c);
+        return EXCHANGE_UNREACHABLE;
+    }
+    return read_reply(c, deadline, reply, err, errlen);
 }
 
 static bool starts_with(const char *s, const char *prefix)

@@ -39,6 +39,7 @@ struct cli_conn {
     int64_t timeout_ms; /* total time one command may take */
     uint64_t client_id; /* random, never 0: makes retried writes apply once */
     uint64_t seq;       /* the last write's sequence number */
+    char *password;     /* sent with AUTH on every new connection; NULL: none */
 };
 
 /* Returns 0, or -1 with err filled when no random client id could be drawn. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "cli_commands.h"
@@ -20,7 +21,8 @@
 #define DEFAULT_TIMEOUT_S 5.0
 #define MAX_TIMEOUT_S 86400.0
 #define USAGE_LINE                                                                                 \
-    "usage: raftkv-cli [--config FILE | --connect HOST:PORT] [--timeout S] [COMMAND ...]\n"
+    "usage: raftkv-cli [--config FILE | --connect HOST:PORT] [--timeout S] [--askpass]\n"          \
+    "                  [COMMAND ...]\n"
 #define HISTORY_FILE ".raftkv_history"
 #define HISTORY_MAX 1000
 
@@ -33,6 +35,8 @@ static void print_usage(FILE *out)
             "  --connect HOST:PORT the node to talk to first (default " DEFAULT_ADDRESS ")\n"
             "  --timeout S         seconds one command may take, retries included (default "
             "5)\n"
+            "  --askpass           ask for the nodes' password (AUTH) on the terminal; without\n"
+            "                      it, the REDISCLI_AUTH environment variable is used if set\n"
             "  --help              this text\n"
             "\n"
             "Without a command: an interactive prompt. With one: run it, print the answer and\n"
@@ -46,21 +50,21 @@ struct cli_options {
     const char *config;
     const char *connect;
     double timeout_s;
+    bool askpass;
 };
 
 /* Returns the index of the first command word, -1 to exit 0 (--help), -2 on bad flags. */
 static int parse_flags(int argc, char **argv, struct cli_options *opt)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"connect", required_argument, NULL, 'a'},
-        {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},  {"connect", required_argument, NULL, 'a'},
+        {"timeout", required_argument, NULL, 't'}, {"askpass", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     opt->config = NULL;
     opt->connect = NULL;
     opt->timeout_s = DEFAULT_TIMEOUT_S;
+    opt->askpass = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
         switch (ch) {
@@ -83,6 +87,9 @@ static int parse_flags(int argc, char **argv, struct cli_options *opt)
             opt->timeout_s = t;
             break;
         }
+        case 'p':
+            opt->askpass = true;
+            break;
         case 'h':
             return -1;
         default: /* getopt has said what is wrong */
@@ -121,6 +128,61 @@ static int setup_nodes(struct cli_conn *c, const struct cli_options *opt)
             return -1;
         }
         cli_conn_select(c, (size_t)index);
+    }
+    return 0;
+}
+
+/* Read a password from the terminal without echoing it. NULL when there is
+ * no terminal or nothing was typed. */
+static char *ask_password(void)
+{
+    FILE *tty = fopen("/dev/tty", "r+");
+    if (tty == NULL)
+        return NULL;
+    struct termios old, quiet;
+    bool echo_off = tcgetattr(fileno(tty), &old) == 0;
+    if (echo_off) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+    }
+    fputs("Please input password: ", tty);
+    fflush(tty);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len = getline(&line, &cap, tty);
+    if (echo_off)
+        tcsetattr(fileno(tty), TCSAFLUSH, &old);
+    fputc('\n', tty);
+    fclose(tty);
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = '\0';
+    if (len <= 0) {
+        free(line);
+        return NULL;
+    }
+    return line;
+}
+
+/* The password from --askpass or REDISCLI_AUTH (as redis-cli). Returns 0, or
+ * -1 after printing the error. */
+static int setup_password(struct cli_conn *c, const struct cli_options *opt)
+{
+    if (opt->askpass) {
+        c->password = ask_password();
+        if (c->password == NULL) {
+            fprintf(stderr, "error: --askpass: no password read from the terminal\n");
+            return -1;
+        }
+        return 0;
+    }
+    const char *env = getenv("REDISCLI_AUTH");
+    if (env != NULL && *env != '\0') {
+        c->password = strdup(env);
+        if (c->password == NULL) {
+            fprintf(stderr, "error: out of memory\n");
+            return -1;
+        }
     }
     return 0;
 }
@@ -230,7 +292,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: %s\n", err);
         return CLI_FAILED;
     }
-    if (setup_nodes(&conn, &opt) < 0) {
+    if (setup_nodes(&conn, &opt) < 0 || setup_password(&conn, &opt) < 0) {
         cli_conn_close(&conn);
         return CLI_FAILED;
     }

@@ -264,6 +264,14 @@ static int build_request(struct client *c, const struct client_op *op)
     for (size_t i = 0; i < n; i++)
         argl[i] = strlen((const char *)argv[i]);
     buf_reset(&c->out);
+    /* Every attempt opens a new connection: AUTH goes first on it. */
+    c->auth_pending = c->password != NULL;
+    if (c->auth_pending) {
+        const uint8_t *auth[2] = {(const uint8_t *)"AUTH", (const uint8_t *)c->password};
+        size_t auth_len[2] = {4, strlen(c->password)};
+        if (resp_write_command(&c->out, 2, auth, auth_len) < 0)
+            return -1;
+    }
     return resp_write_command(&c->out, n, argv, argl);
 }
 
@@ -407,18 +415,33 @@ static void on_readable(struct client *c, uint64_t now_ms)
             return;
         }
     }
-    struct resp_value v;
-    size_t used;
-    char err[128];
-    int rc = resp_parse_reply(c->in.data, c->in.len, &v, &used, err, sizeof err);
-    if (rc == RESP_PARSE_MORE)
-        return;
-    if (rc == RESP_PARSE_ERROR) {
-        give_up_on_node(c, now_ms, "sent a bad reply");
-        return;
+    for (;;) {
+        struct resp_value v;
+        size_t used;
+        char err[128];
+        int rc = resp_parse_reply(c->in.data, c->in.len, &v, &used, err, sizeof err);
+        if (rc == RESP_PARSE_MORE)
+            return;
+        if (rc == RESP_PARSE_ERROR) {
+            give_up_on_node(c, now_ms, "sent a bad reply");
+            return;
+        }
+        buf_consume(&c->in, used);
+        if (!c->auth_pending) {
+            handle_reply(c, &v, now_ms);
+            resp_value_free(&v);
+            return;
+        }
+        c->auth_pending = false;
+        if (v.type == RESP_ERROR) {
+            char text[CLIENT_TEXT];
+            snprintf(text, sizeof text, "error: authentication failed: %.160s", v.str);
+            resp_value_free(&v);
+            finish(c, false, text, now_ms);
+            return;
+        }
+        resp_value_free(&v);
     }
-    handle_reply(c, &v, now_ms);
-    resp_value_free(&v);
 }
 
 void client_tick(struct client *c, uint64_t now_ms, const struct client_hints *h)

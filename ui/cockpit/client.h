@@ -86,6 +86,8 @@ struct client {
     size_t round_robin;
     struct buf out, in;
     char last_error[128];
+    const char *password; /* sent with AUTH before every request; NULL: none */
+    bool auth_pending;    /* the AUTH reply comes first */
 
     struct client_result results[CLIENT_QUEUE];
     size_t rhead, rcount;
