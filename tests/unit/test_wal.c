@@ -19,7 +19,8 @@
 static char root[] = "/tmp/raftkv-test-wal-XXXXXX";
 static char err[512];
 
-/* The on-disk format, as described at the top of src/wal.c. */
+/* The on-disk format, as described at the top of src/wal.c (the log) and
+ * src/wal_meta.c (the meta file). */
 #define DATA_START 4096L /* the first record; before it the header */
 #define SLOT_STRIDE 512L /* header slot A at 0, slot B at 512 */
 #define REC 29L          /* a record's header */
