@@ -52,21 +52,10 @@ static bool arg_is(const struct args *a, size_t i, const char *word)
     return a->argl[i] == len && strncasecmp((const char *)a->argv[i], word, len) == 0;
 }
 
-/* A base-10 signed 64-bit integer, all of the argument. */
+/* A base-10 signed 64-bit integer, all of the argument, by Redis's rules. */
 static int arg_int64(const struct args *a, size_t i, int64_t *out)
 {
-    char tmp[32];
-    if (a->argl[i] == 0 || a->argl[i] >= sizeof(tmp))
-        return -1;
-    memcpy(tmp, a->argv[i], a->argl[i]);
-    tmp[a->argl[i]] = '\0';
-    char *end;
-    errno = 0;
-    long long v = strtoll(tmp, &end, 10);
-    if (errno != 0 || *end != '\0' || isspace((unsigned char)tmp[0]))
-        return -1;
-    *out = v;
-    return 0;
+    return kv_parse_int64(a->argv[i], a->argl[i], out) ? 0 : -1;
 }
 
 static int arg_uint64(const struct args *a, size_t i, uint64_t *out)
@@ -159,16 +148,21 @@ static int build_expire(struct node *n, const struct args *a, struct kv_cmd *cmd
 {
     (void)n;
     int64_t secs;
-    if (arg_int64(a, 2, &secs) != 0 || secs > INT64_MAX / 1000 || secs < INT64_MIN / 1000) {
+    if (arg_int64(a, 2, &secs) != 0) {
         snprintf(err, errlen, "ERR value is not an integer or out of range");
+        return -1;
+    }
+    /* As Redis: a deadline that does not fit in 64 bits is refused, not
+     * clamped into a TTL of millions of years. */
+    int64_t now = (int64_t)cmd->now_ms;
+    if (secs > (INT64_MAX - now) / 1000 || secs < INT64_MIN / 1000) {
+        snprintf(err, errlen, "ERR invalid expire time in 'expire' command");
         return -1;
     }
     if (check_key(a, 1, err, errlen) != 0)
         return -1;
     cmd->op = KV_OP_EXPIRE;
-    int64_t ms = secs * 1000;
-    int64_t now = (int64_t)cmd->now_ms;
-    cmd->deadline_ms = ms > INT64_MAX - now ? INT64_MAX : now + ms;
+    cmd->deadline_ms = now + secs * 1000;
     cmd_add_arg(cmd, a, 1);
     return 0;
 }
@@ -235,6 +229,48 @@ static void run_ok(struct node *n, struct client *c, const struct args *a, struc
     resp_write_simple(out, "OK");
 }
 
+/* CLIENT ID | GETNAME | SETNAME name | SETINFO attr value (redis-cli and
+ * client libraries send these); anything else is refused. */
+static void run_client(struct node *n, struct client *c, const struct args *a, struct buf *out)
+{
+    (void)n;
+    if (a->argc == 2 && arg_is(a, 1, "id")) {
+        resp_write_int(out, (int64_t)c->id);
+    } else if (a->argc == 2 && arg_is(a, 1, "getname")) {
+        if (c->name.len > 0)
+            resp_write_bulk(out, c->name.data, c->name.len);
+        else
+            resp_write_nil(out);
+    } else if (a->argc == 3 && arg_is(a, 1, "setname")) {
+        for (size_t i = 0; i < a->argl[2]; i++) {
+            if (a->argv[2][i] <= ' ' || a->argv[2][i] > '~') {
+                resp_write_error(out, "ERR Client names cannot contain spaces, newlines or "
+                                      "special characters.");
+                return;
+            }
+        }
+        buf_reset(&c->name);
+        if (buf_append(&c->name, a->argv[2], a->argl[2]) != 0) {
+            resp_write_error(out, "ERR out of memory");
+            return;
+        }
+        resp_write_simple(out, "OK");
+    } else if (a->argc == 4 && arg_is(a, 1, "setinfo")) {
+        resp_write_simple(out, "OK");
+    } else {
+        struct buf msg = {0};
+        buf_append_str(&msg, "ERR unknown subcommand or wrong number of arguments for '");
+        buf_append(&msg, a->argv[1], a->argl[1] > 64 ? 64 : a->argl[1]);
+        buf_append_str(&msg, "'. Try CLIENT ID, GETNAME, SETNAME, SETINFO.");
+        buf_append(&msg, "", 1);
+        for (size_t i = 0; msg.data != NULL && i + 1 < msg.len; i++)
+            if (msg.data[i] < ' ')
+                msg.data[i] = '?';
+        resp_write_error(out, msg.data ? (const char *)msg.data : "ERR unknown subcommand");
+        buf_free(&msg);
+    }
+}
+
 static void run_quit(struct node *n, struct client *c, const struct args *a, struct buf *out)
 {
     run_ok(n, c, a, out);
@@ -294,6 +330,8 @@ static void info_raft(struct node *n, struct buf *out)
                n->opt.id, roles[r->role], r->current_term, r->leader_id, r->commit_index,
                r->last_applied, raft_last_index(r), raft_last_term(r), r->voted_for,
                kv_count(n->kv), n->cluster.n);
+    buf_printf(out, "peer_auth:%s\r\nauth_failures:%" PRIu64 "\r\nstale_controls:%" PRIu64 "\r\n",
+               n->key.enabled ? "secret" : "loopback-only", n->auth_failures, n->stale_controls);
 }
 
 static void run_raft_info(struct node *n, struct client *c, const struct args *a, struct buf *out)
@@ -453,7 +491,7 @@ static const struct command command_table[] = {
     {"config", -2, CMD_LOCAL, NULL, run_config},
     {"info", -1, CMD_LOCAL, NULL, run_info},
     {"hello", -1, CMD_LOCAL | CMD_NOAUTH, NULL, run_hello},
-    {"client", -2, CMD_LOCAL, NULL, run_ok},
+    {"client", -2, CMD_LOCAL, NULL, run_client},
     {"debug", -2, CMD_LOCAL | CMD_ADMIN, NULL, run_debug},
     {"raft.leader", 1, CMD_LOCAL, NULL, run_raft_leader},
     {"raft.info", 1, CMD_LOCAL, NULL, run_raft_info},
@@ -488,9 +526,13 @@ static void reply_unknown(struct buf *out, const struct args *a)
         buf_append_str(&msg, "' ");
     }
     buf_append(&msg, "", 1);
+    /* The error is one line of text: line breaks become spaces and a NUL
+     * (which would cut the message short) a '?'. */
     for (size_t i = 0; i + 1 < msg.len; i++)
         if (msg.data[i] == '\r' || msg.data[i] == '\n')
             msg.data[i] = ' ';
+        else if (msg.data[i] == '\0')
+            msg.data[i] = '?';
     resp_write_error(out, msg.data ? (const char *)msg.data : "ERR unknown command");
     buf_free(&msg);
 }

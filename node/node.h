@@ -14,6 +14,7 @@
 #include "raft.h"
 #include "resp.h"
 #include "wal.h"
+#include "wire.h"
 
 #define NODE_MAX_EVENTS 32 /* state-change lines kept for the next status */
 
@@ -43,6 +44,7 @@ struct client {
     bool authenticated;        /* AUTH succeeded (access.c) */
     bool access_checked;       /* remote worked out */
     bool remote;               /* not a loopback client: refused in protected mode */
+    struct buf name;           /* CLIENT SETNAME */
 };
 
 /* A write waiting for its log entry to be applied (pending.c). */
@@ -85,6 +87,7 @@ struct node_options {
     double speed;
     bool quiet;
     int64_t clock_offset_ms; /* added to the wall clock: for tests of clock skew */
+    const char *secret_path; /* --secret-file: MACs on peer, control and status messages */
     const char *requirepass_file;
     char *requirepass;   /* loaded from requirepass_file; NULL: protected mode */
     bool admin_commands; /* RAFT.SUSPEND and DEBUG allowed */
@@ -116,7 +119,15 @@ struct node {
     size_t n_delayed, cap_delayed;
     uint64_t msgs_sent, msgs_received, msgs_dropped, bad_messages;
     uint64_t sent_to[CLUSTER_MAX_NODES], received_from[CLUSTER_MAX_NODES];
-    struct buf pack; /* scratch for encoding */
+    struct buf pack;            /* scratch for encoding */
+    struct wire_key key;        /* from --secret-file; disabled without one */
+    uint64_t auth_failures;     /* messages whose MAC did not verify */
+    uint64_t stale_controls;    /* authentic controls whose seq was not new */
+    uint64_t other_cluster;     /* messages of another cluster id */
+    uint64_t control_seq;       /* seq of the last control taken */
+    uint64_t control_seq_floor; /* with a secret, a control's seq must exceed this */
+    uint64_t next_auth_warn_ms; /* rate limit of the warnings below */
+    uint64_t next_cluster_warn_ms;
 
     /* Suspension (RAFT.SUSPEND or the supervisor). */
     bool suspended;
@@ -159,6 +170,8 @@ void node_process_ready(struct node *n);
 /* transport.c */
 struct Raftkv__Envelope;
 int transport_pack(struct node *n, struct Raftkv__Envelope *env); /* into n->pack */
+/* Load --secret-file, or check every peer URL is on loopback (protected mode). */
+int transport_auth_init(struct node *n, char *err, size_t errlen);
 int transport_open(struct node *n, char *err, size_t errlen);
 void transport_close(struct node *n);
 void transport_send(struct node *n, const struct raft_msg *m);

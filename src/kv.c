@@ -333,9 +333,7 @@ static struct kv_session *session_add(struct kv *kv, uint64_t client_id)
 
 /* ---------------------------------------------------------------- commands */
 
-/* Redis's rule for integers: base 10, no spaces, no '+', no leading zeros,
- * at most 20 characters, within int64. */
-static bool parse_int64(const uint8_t *p, uint32_t len, int64_t *out)
+bool kv_parse_int64(const uint8_t *p, size_t len, int64_t *out)
 {
     if (len == 0 || len > 20)
         return false;
@@ -407,7 +405,7 @@ static int do_incr(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *rep
     uint64_t hash = key_hash(key);
     size_t i = find_live(kv, key->p, key->len, hash, cmd->now_ms);
     int64_t v = 0;
-    bool valid = i == SIZE_MAX || parse_int64(item_val(kv->slots[i]), kv->slots[i]->vlen, &v);
+    bool valid = i == SIZE_MAX || kv_parse_int64(item_val(kv->slots[i]), kv->slots[i]->vlen, &v);
     if (!valid || v == INT64_MAX) {
         reply_error(reply, "ERR value is not an integer or out of range");
         return 0;

@@ -46,6 +46,10 @@ struct kv_cmd {
     struct kv_arg args[KV_MAX_ARGS];
 };
 
+/* Redis's rule for integers: base 10, no spaces, no '+', no leading zeros,
+ * at most 20 characters, within int64. */
+bool kv_parse_int64(const uint8_t *p, size_t len, int64_t *out);
+
 /* Encode into a malloc'd buffer (the log entry's data). 0 or -1. */
 int kv_cmd_encode(const struct kv_cmd *cmd, uint8_t **out, uint32_t *len);
 /* Decode; args point into buf. 0, or -1 for a malformed buffer. */
