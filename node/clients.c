@@ -203,6 +203,7 @@ static void client_free(struct client *c)
     close(c->fd);
     buf_free(&c->in);
     buf_free(&c->out);
+    buf_free(&c->name);
     free(c);
 }
 
