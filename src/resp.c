@@ -1,8 +1,10 @@
 /* resp.c - the Redis protocol (RESP2).
  *
- * Both parsers are stateless: each call looks at the bytes given from the
- * start, so a caller simply calls again when more bytes arrive. Every count is
- * checked against its cap before anything is allocated for it.
+ * The reply parser is stateless: each call looks at the bytes given from the
+ * start, so a caller simply calls again when more bytes arrive. The request
+ * parser keeps how far it got (struct resp_parser), so that a server reading
+ * a big request in many pieces does not check its start again at every read.
+ * Every count is checked against its cap before anything is allocated for it.
  */
 #include "error.h"
 #include "resp.h"
@@ -72,12 +74,13 @@ static int parse_number_line(const uint8_t *p, const uint8_t *end, int64_t *valu
 
 /* ------------------------------------------------------------ requests */
 
-/* Make room for one more argument; limit is the most the request can need. */
-static int request_grow(struct resp_request *req, size_t limit)
+/* Make room for n arguments. Called once a request is whole, so memory is
+ * spent only on arguments that arrived. */
+static int request_reserve(struct resp_request *req, size_t n)
 {
-    size_t cap = req->cap == 0 ? 8 : req->cap * 2;
-    if (cap > limit)
-        cap = limit;
+    if (n <= req->cap)
+        return 0;
+    size_t cap = n < 8 ? 8 : n;
     const uint8_t **argv = realloc(req->argv, cap * sizeof *argv);
     if (argv == NULL)
         return -1;
@@ -90,56 +93,113 @@ static int request_grow(struct resp_request *req, size_t limit)
     return 0;
 }
 
-/* "*<count>\r\n" then count times "$<len>\r\n<len bytes>\r\n". */
-static int parse_multibulk(const uint8_t *in, size_t len, struct resp_request *req,
-                           size_t *consumed, char *err, size_t errlen)
+/* Make room for one more inline argument; limit is the most the line can need. */
+static int request_grow(struct resp_request *req, size_t limit)
 {
-    const uint8_t *end = in + len;
-    const uint8_t *p;
-    int64_t count;
+    size_t cap = req->cap == 0 ? 8 : req->cap * 2;
+    return request_reserve(req, cap < limit ? cap : limit);
+}
 
-    int r = parse_number_line(in + 1, end, &count, &p);
-    if (r == NUMBER_MORE)
-        return RESP_PARSE_MORE;
-    if (r == NUMBER_BAD || count > RESP_MAX_ARGS) {
-        error_set(err, errlen, "Protocol error: invalid multibulk length");
-        return RESP_PARSE_ERROR;
-    }
-    /* "*0" and "*-1" carry no command: consume them, as Redis does. */
-    for (size_t i = 0; count > 0 && i < (size_t)count; i++) {
+/* parse_number_line, counting the bytes it looks at: up to *next when whole,
+ * else up to end (a number line still arriving is at most 21 bytes long, as
+ * a bad byte ends it at once). */
+static int number_line_counted(struct resp_parser *ps, const uint8_t *p, const uint8_t *end,
+                               int64_t *value, const uint8_t **next)
+{
+    int r = parse_number_line(p, end, value, next);
+    ps->examined += (uint64_t)((r == NUMBER_OK ? *next : end) - p);
+    return r;
+}
+
+/* The request [in, in + len) was checked whole: point argv at its
+ * arguments. Only the headers are read again, not the data. */
+static int multibulk_fill(struct resp_parser *ps, const uint8_t *in, size_t len,
+                          struct resp_request *req)
+{
+    const uint8_t *end = in + len, *p;
+    int64_t n;
+
+    if (request_reserve(req, ps->count) < 0)
+        return -1;
+    number_line_counted(ps, in + 1, end, &n, &p);
+    for (size_t i = 0; i < ps->count; i++) {
         const uint8_t *data;
-        int64_t n;
-
-        if (p == end)
-            return RESP_PARSE_MORE;
-        if (*p != '$') {
-            char text[8];
-            error_set(err, errlen, "Protocol error: expected '$', got '%s'", byte_text(*p, text));
-            return RESP_PARSE_ERROR;
-        }
-        r = parse_number_line(p + 1, end, &n, &data);
-        if (r == NUMBER_MORE)
-            return RESP_PARSE_MORE;
-        if (r == NUMBER_BAD || n < 0 || n > RESP_MAX_BULK) {
-            error_set(err, errlen, "Protocol error: invalid bulk length");
-            return RESP_PARSE_ERROR;
-        }
-        if ((size_t)(end - data) < (size_t)n + 2)
-            return RESP_PARSE_MORE;
-        if (data[n] != '\r' || data[n + 1] != '\n') {
-            error_set(err, errlen, "Protocol error: invalid bulk length");
-            return RESP_PARSE_ERROR;
-        }
-        if (i == req->cap && request_grow(req, (size_t)count) < 0) {
-            error_set(err, errlen, "out of memory");
-            return RESP_PARSE_ERROR;
-        }
+        number_line_counted(ps, p + 1, end, &n, &data);
         req->argv[i] = data;
         req->argl[i] = (size_t)n;
         p = data + n + 2;
     }
-    req->argc = count > 0 ? (size_t)count : 0;
-    *consumed = (size_t)(p - in);
+    req->argc = ps->count;
+    return 0;
+}
+
+/* "*<count>\r\n" then count times "$<len>\r\n<len bytes>\r\n", going on from
+ * where the parser stopped: the data of a bulk string is never read, only
+ * its length checked against what arrived and the "\r\n" after it. */
+static int parse_multibulk(struct resp_parser *ps, const uint8_t *in, size_t len,
+                           struct resp_request *req, size_t *consumed, char *err, size_t errlen)
+{
+    const uint8_t *end = in + len;
+    const uint8_t *p = in + ps->checked;
+    int r;
+
+    if (!ps->multibulk) {
+        int64_t count;
+        r = number_line_counted(ps, in + 1, end, &count, &p);
+        if (r == NUMBER_MORE)
+            return RESP_PARSE_MORE;
+        if (r == NUMBER_BAD || count > RESP_MAX_ARGS) {
+            error_set(err, errlen, "Protocol error: invalid multibulk length");
+            return RESP_PARSE_ERROR;
+        }
+        /* "*0" and "*-1" carry no command: consume them, as Redis does. */
+        ps->multibulk = true;
+        ps->count = count > 0 ? (size_t)count : 0;
+        ps->checked = (size_t)(p - in);
+    }
+    while (ps->done < ps->count) {
+        if (!ps->in_bulk) {
+            const uint8_t *data;
+            int64_t n;
+
+            if (p == end)
+                return RESP_PARSE_MORE;
+            ps->examined++;
+            if (*p != '$') {
+                char text[8];
+                error_set(err, errlen, "Protocol error: expected '$', got '%s'",
+                          byte_text(*p, text));
+                return RESP_PARSE_ERROR;
+            }
+            r = number_line_counted(ps, p + 1, end, &n, &data);
+            if (r == NUMBER_MORE)
+                return RESP_PARSE_MORE;
+            if (r == NUMBER_BAD || n < 0 || n > RESP_MAX_BULK) {
+                error_set(err, errlen, "Protocol error: invalid bulk length");
+                return RESP_PARSE_ERROR;
+            }
+            ps->in_bulk = true;
+            ps->bulk_len = (size_t)n;
+            p = data;
+            ps->checked = (size_t)(p - in);
+        }
+        if ((size_t)(end - p) < ps->bulk_len + 2)
+            return RESP_PARSE_MORE;
+        ps->examined += 2;
+        if (p[ps->bulk_len] != '\r' || p[ps->bulk_len + 1] != '\n') {
+            error_set(err, errlen, "Protocol error: invalid bulk length");
+            return RESP_PARSE_ERROR;
+        }
+        p += ps->bulk_len + 2;
+        ps->checked = (size_t)(p - in);
+        ps->in_bulk = false;
+        ps->done++;
+    }
+    if (multibulk_fill(ps, in, ps->checked, req) < 0) {
+        error_set(err, errlen, "out of memory");
+        return RESP_PARSE_ERROR;
+    }
+    *consumed = ps->checked;
     return RESP_PARSE_DONE;
 }
 
@@ -257,12 +317,19 @@ unbalanced:
     return RESP_PARSE_ERROR;
 }
 
-/* A line ending in "\n" (or "\r\n") of at most RESP_MAX_INLINE bytes. */
-static int parse_inline(const uint8_t *in, size_t len, struct resp_request *req, size_t *consumed,
-                        char *err, size_t errlen)
+/* A line ending in "\n" (or "\r\n") of at most RESP_MAX_INLINE bytes. The
+ * search for the newline goes on from where the previous call stopped. */
+static int parse_inline(struct resp_parser *ps, const uint8_t *in, size_t len,
+                        struct resp_request *req, size_t *consumed, char *err, size_t errlen)
 {
     size_t scan = len < RESP_MAX_INLINE + 1 ? len : RESP_MAX_INLINE + 1;
-    const uint8_t *newline = memchr(in, '\n', scan);
+    const uint8_t *newline = NULL;
+    if (ps->checked < scan) {
+        newline = memchr(in + ps->checked, '\n', scan - ps->checked);
+        size_t upto = newline != NULL ? (size_t)(newline - in) + 1 : scan;
+        ps->examined += upto - ps->checked;
+        ps->checked = upto;
+    }
     if (newline == NULL) {
         if (len > RESP_MAX_INLINE) {
             error_set(err, errlen, "Protocol error: too big inline request");
@@ -273,24 +340,44 @@ static int parse_inline(const uint8_t *in, size_t len, struct resp_request *req,
     size_t line_len = (size_t)(newline - in);
     if (line_len > 0 && in[line_len - 1] == '\r')
         line_len--;
+    ps->examined += line_len;
     int r = split_inline(in, line_len, req, err, errlen);
     if (r == RESP_PARSE_DONE)
         *consumed = (size_t)(newline - in) + 1;
     return r;
 }
 
-int resp_parse_request(const uint8_t *in, size_t len, struct resp_request *req, size_t *consumed,
-                       char *err, size_t errlen)
+int resp_parse_request_next(struct resp_parser *ps, const uint8_t *in, size_t len,
+                            struct resp_request *req, size_t *consumed, char *err, size_t errlen)
 {
     req->argc = 0;
     *consumed = 0;
+    if (len < ps->checked) {
+        /* Not the bytes checked before: start this request again. */
+        uint64_t examined = ps->examined;
+        memset(ps, 0, sizeof *ps);
+        ps->examined = examined;
+    }
     if (len == 0)
         return RESP_PARSE_MORE;
-    int r = in[0] == '*' ? parse_multibulk(in, len, req, consumed, err, errlen)
-                         : parse_inline(in, len, req, consumed, err, errlen);
+    int r = in[0] == '*' ? parse_multibulk(ps, in, len, req, consumed, err, errlen)
+                         : parse_inline(ps, in, len, req, consumed, err, errlen);
     if (r != RESP_PARSE_DONE)
         req->argc = 0;
+    if (r != RESP_PARSE_MORE) {
+        /* The next call starts a new request. */
+        uint64_t examined = ps->examined;
+        memset(ps, 0, sizeof *ps);
+        ps->examined = examined;
+    }
     return r;
+}
+
+int resp_parse_request(const uint8_t *in, size_t len, struct resp_request *req, size_t *consumed,
+                       char *err, size_t errlen)
+{
+    struct resp_parser ps = {0};
+    return resp_parse_request_next(&ps, in, len, req, consumed, err, errlen);
 }
 
 void resp_request_free(struct resp_request *req)

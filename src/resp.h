@@ -8,6 +8,7 @@
 #ifndef RAFTKV_RESP_H
 #define RAFTKV_RESP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,9 +39,33 @@ struct resp_request {
 /* Parse one request: a multibulk array of bulk strings ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
  * or an inline command ("GET k\r\n", with "double" and 'single' quotes). Empty inline
  * lines are skipped (consumed, argc == 0). Errors use Redis's wording, e.g.
- * "Protocol error: invalid multibulk length". */
+ * "Protocol error: invalid multibulk length". Starts from byte 0 each call:
+ * a server reading a request in pieces should use resp_parse_request_next. */
 int resp_parse_request(const uint8_t *in, size_t len, struct resp_request *req, size_t *consumed,
                        char *err, size_t errlen);
+
+/* How far an unfinished request has been checked, so that the next call goes
+ * on from there: however a request is cut into reads, each byte is looked at
+ * a bounded number of times (a number line that arrives cut is read again from
+ * its start, at most 21 bytes; a whole request is walked once more to point
+ * argv at its arguments). A zeroed parser is at the start of a request. */
+struct resp_parser {
+    size_t checked;    /* bytes of the request checked so far */
+    bool multibulk;    /* the "*<count>" header was read */
+    size_t count;      /* elements it announced */
+    size_t done;       /* elements checked whole */
+    bool in_bulk;      /* the "$<len>" header of the next element was read */
+    size_t bulk_len;   /* its length */
+    uint64_t examined; /* bytes looked at over the parser's life: for tests */
+};
+
+/* resp_parse_request, going on from where the previous call on this parser
+ * stopped. in is the request's first byte; the bytes given before must be
+ * given again unchanged (they may have moved). After DONE or ERROR the parser
+ * is ready for the next request. Results, errors and argv are those of
+ * resp_parse_request on the same bytes. */
+int resp_parse_request_next(struct resp_parser *ps, const uint8_t *in, size_t len,
+                            struct resp_request *req, size_t *consumed, char *err, size_t errlen);
 void resp_request_free(struct resp_request *req);
 
 /* Reply writers (server side). All return 0, or -1 when memory runs out. */

@@ -3,8 +3,10 @@
  * The bytes are read as a stream of requests, then as a stream of replies,
  * as a server and a client would. Besides not crashing, every result must
  * keep the parsers' promises: a request or reply found is never found in a
- * shorter prefix, consumed bytes stay within the input, and what the writers
- * produce from a parsed request or reply parses back to the same thing.
+ * shorter prefix, consumed bytes stay within the input, what the writers
+ * produce from a parsed request or reply parses back to the same thing, and
+ * the request parser fed in pieces (resp_parse_request_next) answers as it
+ * does given everything from the start.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +23,7 @@ static void fail(const char *what)
     abort();
 }
 
-/* Parsers stay state-free: reuse the same request arrays on every call, as a
- * server does for a connection. */
+/* Reuse the same request arrays on every call, as a server does. */
 static struct resp_request request, other_request;
 static struct buf wire;
 
@@ -91,6 +92,44 @@ static void check_requests(const uint8_t *data, size_t size)
         }
         pos += used;
     }
+}
+
+/* Read the bytes as a server does: they arrive in pieces (sizes taken from
+ * the data itself), each arrival parsed with resp_parse_request_next going on
+ * from where it stopped, each whole request consumed. Every answer must be the
+ * one resp_parse_request gives on the same bytes from the start, and the
+ * bytes examined must stay a small multiple of the bytes received. */
+static void check_incremental(const uint8_t *data, size_t size)
+{
+    struct resp_parser ps = {0};
+    size_t start = 0, have = 0, piece = 0, received = 0;
+
+    while (have < size) {
+        size_t n = 1 + data[piece++ % size] % 7;
+        have = have + n < size ? have + n : size;
+        for (;;) {
+            const uint8_t *in = data + start;
+            size_t len = have - start, used1 = 0, used2 = 0;
+            char err1[128] = "", err2[128] = "";
+            int r2 =
+                resp_parse_request_next(&ps, in, len, &other_request, &used2, err2, sizeof err2);
+            int r1 = resp_parse_request(in, len, &request, &used1, err1, sizeof err1);
+            if (r1 != r2 || used1 != used2 || strcmp(err1, err2) != 0 ||
+                !same_args(&request, &other_request))
+                fail("incremental parse differs from a parse from the start");
+            if (r1 == RESP_PARSE_ERROR)
+                return;
+            if (r1 == RESP_PARSE_MORE || len == 0)
+                break;
+            start += used1;
+        }
+        received = have;
+    }
+    /* Number lines cut short are read again (at most 21 bytes each time), and
+     * a whole multibulk request's headers once more: 24 bytes a piece is a
+     * generous bound that a parse from byte 0 each time would pass at once. */
+    if (ps.examined > 3 * (uint64_t)received + 24 * (uint64_t)piece + 64)
+        fail("incremental parser examined too many bytes");
 }
 
 /* Write v back with the reply writers. */
@@ -207,6 +246,7 @@ static void check_replies(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_requests(data, size);
+    check_incremental(data, size);
     check_replies(data, size);
     return 0;
 }
