@@ -1,13 +1,16 @@
 /* sim.h - a deterministic simulation of a cluster of pure Raft cores.
  *
  * N cores live in one process on one virtual clock (milliseconds). Each is
- * driven as the real node drives it: an event (tick, message, proposal,
- * read), then every ready carried out as persist, send, apply, reads,
- * advance. The network delays, drops, duplicates and reorders messages and
- * can be partitioned; nodes crash and restart from what they persisted. All
- * randomness comes from one seed, so a failing run replays exactly. After
- * every event the checker (sim_check.c) verifies the safety properties of
- * the Raft paper's Figure 3.
+ * driven as the real node (node/loop.c) drives it: one turn takes in a tick
+ * and a batch of waiting messages (or client requests), then every ready is
+ * carried out as persist, send, apply, reads, advance; while its disk
+ * writes, a node takes nothing in and messages wait for the next turn. The
+ * network delays, drops, duplicates and reorders messages and can be
+ * partitioned; nodes crash and restart from what their disk kept
+ * (sim_disk.c: unsynced writes are lost or torn). All randomness comes from
+ * one seed, so a failing run replays exactly. After every turn the checker
+ * (sim_check.c) verifies the safety properties of the Raft paper's Figure 3
+ * and that no message promises what the disk could lose.
  */
 #ifndef RAFTKV_SIM_H
 #define RAFTKV_SIM_H
@@ -33,20 +36,23 @@ bool sim_rng_chance(struct sim_rng *g, double p);
 
 /* ------------------------------------------------------------ the cluster */
 
-/* What a node wrote to its disk: all that survives a crash. */
+/* What a node wrote to its disk (sim_disk.c). The hard state is durable as
+ * soon as it is written; entries[0..synced) are durable, the rest were
+ * written but not yet synced and a crash keeps only a prefix of them. */
 struct sim_disk {
     uint64_t term;
     uint32_t vote;
     struct raft_entry *entries; /* entries[i] has index i + 1; deep copies */
     size_t len, cap;
-    uint32_t *vote_of_term; /* every vote ever persisted, by term */
+    size_t synced;          /* entries that survive any crash */
+    uint32_t *vote_of_term; /* every vote ever made durable, by term */
     size_t n_vote_of_term;
 };
 
 /* A message in flight, owning a copy of its entries. */
 struct sim_packet {
-    uint64_t deliver_ms;
-    uint64_t seq; /* tie-break: equal times deliver in send order */
+    uint64_t deliver_ms; /* in a node's inbox: when it arrived there */
+    uint64_t seq;        /* tie-break: equal times deliver in send order */
     struct raft_msg msg;
 };
 
@@ -77,8 +83,11 @@ struct sim_node {
     unsigned life;       /* how many times it was started */
     uint64_t restart_ms; /* while down: when it comes back, 0 = not by itself */
     uint64_t next_tick_ms;
-    struct raft r; /* valid while up */
+    uint64_t busy_until_ms; /* its disk is writing: no turn before then */
+    struct raft r;          /* valid while up */
     struct sim_disk disk;
+    struct sim_packet *inbox; /* arrived, not yet taken in, in arrival order */
+    size_t inbox_len, inbox_cap;
 
     /* What the checker saw of this node after its last event. */
     struct sim_shadow *shadow;
@@ -93,12 +102,15 @@ struct sim_node {
 
 struct sim_params {
     uint32_t election_min_ms, election_max_ms, heartbeat_ms;
-    uint32_t tick_ms;       /* a node is ticked at least this often */
-    bool tick_at_deadlines; /* and also exactly when its timers expire */
-    bool tick_before_event; /* a tick to the current time before each step */
-    double send_first;      /* chance to send before persisting, when the core allows it */
-    double crash_in_ready;  /* chance to crash between persisting and sending */
+    uint32_t tick_ms;        /* a node is ticked at least this often */
+    bool tick_at_deadlines;  /* and also exactly when its timers expire */
+    bool tick_before_event;  /* every turn ticks the clock, not only when a tick is due */
+    double send_first;       /* chance to send before persisting, when the core allows it */
+    double crash_in_ready;   /* chance to crash between persisting and sending */
+    double crash_in_persist; /* chance to crash writing the hard state or before the fsync */
     uint32_t down_min_ms, down_max_ms; /* how long a crashed node stays down */
+    uint32_t max_batch;                /* most messages one turn takes in (0 or 1: one at a time) */
+    uint32_t disk_ms; /* a turn that writes the disk keeps the node busy 0..disk_ms */
 };
 
 /* A read asked of a leader, as the checker remembers it. */
@@ -124,6 +136,14 @@ struct sim_committed {
     uint64_t term_seen; /* lowest current_term of a node that saw it committed */
 };
 
+/* The log of the leader of a term while it led, as runs of equal terms:
+ * run i holds term[i] from index first[i] on (the last run is the leader's
+ * own term, which it only appends to). */
+struct sim_leader_log {
+    uint64_t *first, *term;
+    size_t n;
+};
+
 typedef void sim_observer(void *arg, const struct raft_msg *m);
 
 struct sim {
@@ -143,6 +163,8 @@ struct sim {
     /* Global record kept by the checker. */
     uint32_t *leader_of_term;
     size_t n_leader_of_term;
+    struct sim_leader_log *leader_logs; /* by term: recorded at its first AppendEntries */
+    size_t n_leader_logs;
     struct sim_committed *committed;
     size_t n_committed, cap_committed;
     struct sim_read *reads; /* read id k is reads[k - 1] */
@@ -162,8 +184,6 @@ void sim_free(struct sim *s);
 void sim_fail(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sim_trace(struct sim *s, uint32_t id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void sim_disk_append(struct sim_disk *d, uint64_t term, uint8_t type, const void *data,
-                     uint32_t len);
 void sim_start(struct sim *s, struct sim_node *nd);
 void sim_start_all(struct sim *s);
 void sim_crash(struct sim *s, struct sim_node *nd, uint64_t restart_ms);
@@ -179,12 +199,23 @@ int sim_propose(struct sim *s, struct sim_node *nd, uint64_t *index, uint64_t *t
 size_t sim_propose_batch(struct sim *s, struct sim_node *nd, size_t count);
 int sim_read(struct sim *s, struct sim_node *nd, uint64_t *read_id);
 void sim_timeout_now(struct sim *s, struct sim_node *nd);
-/* Hands a hand-made message to a node as if it had arrived. */
+/* Hands hand-made messages to a node as if they had arrived; a batch is
+ * taken in by one turn, before one ready. */
 void sim_inject(struct sim *s, struct sim_node *nd, const struct raft_msg *m);
+void sim_inject_batch(struct sim *s, struct sim_node *nd, const struct raft_msg *msgs, size_t n);
 struct sim_node *sim_node_by_id(struct sim *s, uint32_t id);
 /* The live leader with the highest term, NULL if none. */
 struct sim_node *sim_leader(struct sim *s);
 const char *sim_msg_name(enum raft_msg_type type);
+
+/* sim_disk.c: the disk model. */
+void sim_disk_save_hard_state(struct sim_disk *d, uint64_t term, uint32_t vote);
+void sim_disk_truncate(struct sim_disk *d, uint64_t from);
+void sim_disk_append(struct sim_disk *d, uint64_t term, uint8_t type, const void *data,
+                     uint32_t len);
+void sim_disk_sync(struct sim_disk *d);
+size_t sim_disk_crash(struct sim_disk *d, struct sim_rng *g); /* how many entries were lost */
+void sim_disk_free(struct sim_disk *d);
 
 /* sim_net.c: the network. */
 void sim_net_send(struct sim *s, const struct raft_msg *m);

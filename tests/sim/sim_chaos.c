@@ -43,8 +43,12 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
     p->tick_before_event = sim_rng_chance(g, 0.5);
     p->send_first = PICK(g, 0, 50, 100) / 100.0;
     p->crash_in_ready = PICK(g, 0, 0, 2, 10) / 1000.0;
+    p->crash_in_persist = PICK(g, 0, 2, 5, 10) / 1000.0;
     p->down_min_ms = 10;
     p->down_max_ms = (uint32_t)PICK(g, 100, 1000, 3000);
+    /* One message a turn keeps up with the load only on a fast disk. */
+    p->max_batch = (uint32_t)PICK(g, 1, 8, 8, 32, 64);
+    p->disk_ms = p->max_batch == 1 ? 0 : (uint32_t)PICK(g, 0, 1, 2, 5, 10, 20);
 
     c->chaos_ms = sim_rng_range(g, 5000, 20000);
     c->propose_every_ms = PICK(g, 5, 20, 50, 100, 300);
@@ -185,6 +189,8 @@ static void run_until_next(struct sim *s, struct chaos *c, uint64_t limit, bool 
 struct liveness {
     int stage; /* 0 write, 1 wait commit, 2 read, 3 wait read, 4 done */
     uint64_t index, term, read_id;
+    struct sim_node *proposer; /* the leader that took the write, in life */
+    unsigned life;
 };
 
 static bool committed_everywhere(struct sim *s, uint64_t index, uint64_t term)
@@ -197,19 +203,33 @@ static bool committed_everywhere(struct sim *s, uint64_t index, uint64_t term)
     return true;
 }
 
+/* A write not yet committed is lost for good once its leader's term is
+ * over: a new leader may truncate it (a stale leader takes writes too). */
+static bool write_may_commit(struct sim *s, const struct liveness *lv)
+{
+    if (s->n_committed >= lv->index)
+        return s->committed[lv->index - 1].e.term == lv->term;
+    const struct sim_node *nd = lv->proposer;
+    return nd->up && nd->life == lv->life && nd->r.role == RAFT_LEADER &&
+           nd->r.current_term == lv->term;
+}
+
 static void liveness_step(struct sim *s, struct liveness *lv)
 {
     struct sim_node *ld = sim_leader(s);
     switch (lv->stage) {
     case 0:
-        if (ld != NULL && sim_propose(s, ld, &lv->index, &lv->term) == RAFT_OK)
+        if (ld != NULL && sim_propose(s, ld, &lv->index, &lv->term) == RAFT_OK) {
+            lv->proposer = ld;
+            lv->life = ld->life;
             lv->stage = 1;
+        }
         break;
     case 1:
         if (committed_everywhere(s, lv->index, lv->term))
             lv->stage = 2;
-        else if (s->n_committed >= lv->index && s->committed[lv->index - 1].e.term != lv->term)
-            lv->stage = 0; /* overwritten by another leader: write again */
+        else if (!write_may_commit(s, lv))
+            lv->stage = 0; /* write again */
         break;
     case 2:
         if (ld != NULL && sim_read(s, ld, &lv->read_id) == RAFT_OK)
@@ -252,11 +272,12 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
                      c.crashes ? "crashes, " : "");
         printf("seed %" PRIu64 ": %zu nodes, election %u-%u ms, heartbeat %u ms, tick %u ms%s%s, "
                "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
-               "%.1f%%, send first %.0f%%\n",
+               "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms\n",
                seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
                p.tick_at_deadlines ? " and at deadlines" : "",
                p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
-               c.max_delay_ms, faults, p.crash_in_ready * 100, p.send_first * 100);
+               c.max_delay_ms, faults, p.crash_in_ready * 100, p.crash_in_persist * 100,
+               p.send_first * 100, p.max_batch, p.disk_ms);
     }
 
     sim_start_all(&s);
@@ -277,6 +298,7 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
     if (s.net.max_delay_ms > 10)
         s.net.max_delay_ms = 10;
     s.p.crash_in_ready = 0;
+    s.p.crash_in_persist = 0;
     sim_net_heal(&s);
     for (size_t i = 0; i < n; i++)
         sim_start(&s, &s.nodes[i]);

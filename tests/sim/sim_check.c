@@ -13,6 +13,11 @@
  *   index to its state machine, no other server will ever apply a different
  *   log entry for the same index.
  *
+ * Messages keep the promises of Figure 2 ("updated on stable storage before
+ * responding to RPCs"): a granted vote is on disk when it leaves, and an
+ * acknowledgement of entries up to N in term T holds, after any crash, the
+ * entries of term T's leader up to N (sim_check_sent).
+ *
  * The checks are incremental: after an event only the node it touched has
  * changed, and only from the first log index that differs from what the
  * checker saw last time (its shadow of the log).
@@ -359,8 +364,8 @@ void sim_check_restored(struct sim *s, struct sim_node *nd)
     }
 }
 
-/* Before a ready is written: terms only go up on disk, one vote per term,
- * entries appended right after what remains. */
+/* Before a ready is written: terms only go up on disk, one durable vote per
+ * term, entries appended right after what remains. */
 void sim_check_persist(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
 {
     struct sim_disk *d = &nd->disk;
@@ -370,21 +375,11 @@ void sim_check_persist(struct sim *s, struct sim_node *nd, const struct raft_rea
                      d->term, rd->term);
             return;
         }
-        if (rd->voted_for != RAFT_NONE) {
-            if (rd->term >= d->n_vote_of_term) {
-                size_t n = rd->term + 64;
-                d->vote_of_term = sim_realloc(d->vote_of_term, n * sizeof(*d->vote_of_term));
-                memset(d->vote_of_term + d->n_vote_of_term, 0,
-                       (n - d->n_vote_of_term) * sizeof(*d->vote_of_term));
-                d->n_vote_of_term = n;
-            }
-            uint32_t *vote = &d->vote_of_term[rd->term];
-            if (*vote != RAFT_NONE && *vote != rd->voted_for) {
-                sim_fail(s, "node %u voted twice in term %" PRIu64 ": for %u and for %u", nd->id,
-                         rd->term, *vote, rd->voted_for);
-                return;
-            }
-            *vote = rd->voted_for;
+        uint32_t vote = rd->term < d->n_vote_of_term ? d->vote_of_term[rd->term] : RAFT_NONE;
+        if (rd->voted_for != RAFT_NONE && vote != RAFT_NONE && vote != rd->voted_for) {
+            sim_fail(s, "node %u voted twice in term %" PRIu64 ": for %u and for %u", nd->id,
+                     rd->term, vote, rd->voted_for);
+            return;
         }
     }
     size_t kept = d->len;
@@ -401,8 +396,86 @@ void sim_check_persist(struct sim *s, struct sim_node *nd, const struct raft_rea
     }
 }
 
+/* Remember the leader's log when it sends its first AppendEntries of its
+ * term: only AppendEntries carry entries, and only the leader of the term
+ * sends them, so every entry acknowledged in that term came from this log. */
+static void record_leader_log(struct sim *s, const struct sim_node *ld)
+{
+    const struct raft *r = &ld->r;
+    uint64_t term = r->current_term;
+    if (term >= s->n_leader_logs) {
+        size_t n = term + 64;
+        s->leader_logs = sim_realloc(s->leader_logs, n * sizeof(*s->leader_logs));
+        memset(s->leader_logs + s->n_leader_logs, 0,
+               (n - s->n_leader_logs) * sizeof(*s->leader_logs));
+        s->n_leader_logs = n;
+    }
+    struct sim_leader_log *ll = &s->leader_logs[term];
+    if (ll->n > 0)
+        return;
+    size_t runs = 0;
+    for (size_t i = 0; i < r->log.len; i++)
+        if (i == 0 || r->log.entries[i].term != r->log.entries[i - 1].term)
+            runs++;
+    ll->first = sim_realloc(NULL, runs * sizeof(*ll->first));
+    ll->term = sim_realloc(NULL, runs * sizeof(*ll->term));
+    for (size_t i = 0; i < r->log.len; i++) {
+        if (i == 0 || r->log.entries[i].term != r->log.entries[i - 1].term) {
+            ll->first[ll->n] = i + 1;
+            ll->term[ll->n] = r->log.entries[i].term;
+            ll->n++;
+        }
+    }
+}
+
+/* The term of entry index in the log of term's leader; 0 when unknown (a
+ * hand-made AppendEntries of a scenario). */
+static uint64_t leader_term_at(const struct sim *s, uint64_t term, uint64_t index)
+{
+    if (term >= s->n_leader_logs)
+        return 0;
+    const struct sim_leader_log *ll = &s->leader_logs[term];
+    for (size_t i = ll->n; i > 0; i--)
+        if (ll->first[i - 1] <= index)
+            return ll->term[i - 1];
+    return 0;
+}
+
+/* "success, match N" in term T tells the leader of T that this node holds
+ * its entries up to N: they must survive any crash (be synced), and the
+ * durable entry at N must be the one that leader has there (then, by Log
+ * Matching, the logs agree up through N); when the leader is unknown (a
+ * hand-made message), at least not one of a later term. */
+static void check_ack(struct sim *s, const struct sim_node *nd, const struct raft_msg *m)
+{
+    const struct sim_disk *d = &nd->disk;
+    uint64_t n = m->match_index;
+    if (n == 0)
+        return;
+    uint64_t want = leader_term_at(s, m->term, n);
+    uint64_t have = n <= d->synced ? d->entries[n - 1].term : 0;
+    if (want != 0 ? have == want : have != 0 && have <= m->term)
+        return;
+    if (have == 0)
+        sim_fail(s,
+                 "node %u acknowledged entries up to %" PRIu64 " in term %" PRIu64
+                 " before persisting them (%zu on disk, %zu synced)",
+                 nd->id, n, m->term, d->len, d->synced);
+    else if (want != 0)
+        sim_fail(s,
+                 "node %u acknowledged entries up to %" PRIu64 " in term %" PRIu64
+                 " (the leader's entry %" PRIu64 " is of term %" PRIu64
+                 "), but its disk holds term %" PRIu64 " there",
+                 nd->id, n, m->term, n, want, have);
+    else
+        sim_fail(s,
+                 "node %u acknowledged entries up to %" PRIu64 " in term %" PRIu64
+                 ", but its disk holds term %" PRIu64 " there",
+                 nd->id, n, m->term, have);
+}
+
 /* Every message: from its sender, to a member, and whatever it promises is
- * already on the sender's disk. */
+ * already durable on the sender's disk. */
 void sim_check_sent(struct sim *s, struct sim_node *nd, const struct raft_msg *m)
 {
     const struct raft *r = &nd->r;
@@ -434,6 +507,12 @@ void sim_check_sent(struct sim *s, struct sim_node *nd, const struct raft_msg *m
                      nd->id, m->to, m->term, d->term, d->vote);
         break;
     case RAFT_MSG_APPEND:
+        if (r->role != RAFT_LEADER || m->term != r->current_term) {
+            sim_fail(s, "node %u sent AppendEntries of term %" PRIu64 " as a %s of term %" PRIu64,
+                     nd->id, m->term, raft_role_name(r->role), r->current_term);
+            break;
+        }
+        record_leader_log(s, nd);
         if (m->n_entries > RAFT_MAX_BATCH_ENTRIES || (m->prev_index == 0) != (m->prev_term == 0)) {
             sim_fail(s, "node %u: AppendEntries with %zu entries after %" PRIu64 "/%" PRIu64,
                      nd->id, m->n_entries, m->prev_index, m->prev_term);
@@ -452,13 +531,8 @@ void sim_check_sent(struct sim *s, struct sim_node *nd, const struct raft_msg *m
         }
         break;
     case RAFT_MSG_APPEND_REPLY:
-        if (m->success && (m->match_index > d->len ||
-                           (m->match_index > 0 && d->entries[m->match_index - 1].term !=
-                                                      raft_term_at(r, m->match_index))))
-            sim_fail(s,
-                     "node %u acknowledged entries up to %" PRIu64
-                     " before persisting them (%zu on disk)",
-                     nd->id, m->match_index, d->len);
+        if (m->success)
+            check_ack(s, nd, m);
         break;
     default:
         sim_fail(s, "node %u sent a message of unknown type %d", nd->id, (int)m->type);

@@ -1,6 +1,9 @@
-/* sim_cluster.c - the simulated nodes and how they are driven: exactly as the
- * real node drives its core. One event (tick, message, proposal, read), then
- * while the core has a ready: persist, send, apply, serve reads, advance. */
+/* sim_cluster.c - the simulated nodes and how they are driven: as the real
+ * node (node/loop.c) drives its core. A turn: a tick, then a batch of the
+ * messages waiting in the node's inbox (and the client requests of that
+ * moment), then while the core has a ready: persist, send, apply, serve
+ * reads, advance. While the disk writes the node is busy and messages pile
+ * up for the next turn, so one ready answers many messages. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,13 +37,11 @@ void sim_init(struct sim *s, size_t n, uint64_t seed, const struct sim_params *p
     }
 }
 
-static void disk_free(struct sim_disk *d)
+static void inbox_clear(struct sim_node *nd)
 {
-    for (size_t i = 0; i < d->len; i++)
-        free(d->entries[i].data);
-    free(d->entries);
-    free(d->vote_of_term);
-    memset(d, 0, sizeof(*d));
+    for (size_t i = 0; i < nd->inbox_len; i++)
+        sim_packet_free(&nd->inbox[i]);
+    nd->inbox_len = 0;
 }
 
 void sim_free(struct sim *s)
@@ -50,7 +51,10 @@ void sim_free(struct sim *s)
         if (nd->up)
             raft_close(&nd->r);
         nd->up = false;
-        disk_free(&nd->disk);
+        sim_disk_free(&nd->disk);
+        inbox_clear(nd);
+        free(nd->inbox);
+        nd->inbox = NULL;
         free(nd->shadow);
         nd->shadow = NULL;
     }
@@ -61,6 +65,12 @@ void sim_free(struct sim *s)
     free(s->reads);
     free(s->commands);
     free(s->leader_of_term);
+    for (size_t i = 0; i < s->n_leader_logs; i++) {
+        free(s->leader_logs[i].first);
+        free(s->leader_logs[i].term);
+    }
+    free(s->leader_logs);
+    s->leader_logs = NULL;
     s->committed = NULL;
     s->reads = NULL;
     s->commands = NULL;
@@ -162,51 +172,49 @@ struct sim_node *sim_leader(struct sim *s)
     return best;
 }
 
-void sim_disk_append(struct sim_disk *d, uint64_t term, uint8_t type, const void *data,
-                     uint32_t len)
-{
-    if (d->len == d->cap) {
-        d->cap = d->cap ? d->cap * 2 : 64;
-        d->entries = sim_realloc(d->entries, d->cap * sizeof(*d->entries));
-    }
-    struct raft_entry *e = &d->entries[d->len];
-    e->term = term;
-    e->index = d->len + 1;
-    e->type = type;
-    e->len = len;
-    e->data = NULL;
-    if (len > 0) {
-        e->data = sim_realloc(NULL, len);
-        memcpy(e->data, data, len);
-    }
-    d->len++;
-}
-
-static void disk_truncate(struct sim_disk *d, uint64_t from)
-{
-    while (d->len > 0 && d->len >= from) {
-        free(d->entries[d->len - 1].data);
-        d->len--;
-    }
-}
-
 /* ------------------------------------------------------------ one ready */
 
-static void node_persist(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
+static uint64_t down_time(struct sim *s)
+{
+    return sim_rng_range(&s->rng, s->p.down_min_ms, s->p.down_max_ms);
+}
+
+/* Step 1 of a ready, as node/loop.c does it: the hard state (written and
+ * synced by itself), the truncation, the entries, one fsync. A crash may
+ * strike while the hard state is written (it lands or not) or between the
+ * append and the fsync (a prefix of the entries lands). True if it did. */
+static bool node_persist(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
 {
     sim_check_persist(s, nd, rd);
     if (s->failed)
-        return;
+        return false;
+    struct sim_disk *d = &nd->disk;
+    bool crash = sim_rng_chance(&s->rng, s->p.crash_in_persist);
     if (rd->hard_state_changed) {
-        nd->disk.term = rd->term;
-        nd->disk.vote = rd->voted_for;
+        if (crash && sim_rng_chance(&s->rng, 0.5)) {
+            bool landed = sim_rng_chance(&s->rng, 0.5);
+            if (landed)
+                sim_disk_save_hard_state(d, rd->term, rd->voted_for);
+            sim_trace(s, nd->id, "crash while writing term %" PRIu64 ", vote %u: %s", rd->term,
+                      rd->voted_for, landed ? "written" : "lost");
+            sim_crash(s, nd, s->now + down_time(s));
+            return true;
+        }
+        sim_disk_save_hard_state(d, rd->term, rd->voted_for);
     }
     if (rd->truncate_from != 0)
-        disk_truncate(&nd->disk, rd->truncate_from);
+        sim_disk_truncate(d, rd->truncate_from);
     for (size_t i = 0; i < rd->n_entries; i++) {
         const struct raft_entry *e = &rd->entries[i];
-        sim_disk_append(&nd->disk, e->term, e->type, e->data, e->len);
+        sim_disk_append(d, e->term, e->type, e->data, e->len);
     }
+    if (crash) {
+        sim_trace(s, nd->id, "crash before the fsync of %zu entries", d->len - d->synced);
+        sim_crash(s, nd, s->now + down_time(s));
+        return true;
+    }
+    sim_disk_sync(d);
+    return false;
 }
 
 static void node_send(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
@@ -240,15 +248,12 @@ static void node_reads(struct sim *s, struct sim_node *nd, const struct raft_rea
     }
 }
 
-static uint64_t down_time(struct sim *s)
-{
-    return sim_rng_range(&s->rng, s->p.down_min_ms, s->p.down_max_ms);
-}
-
 /* Carries out every ready. A crash may strike between the first and second
- * of persist and send; when the core allows it, sending may come first. */
+ * of persist and send, or inside persist; when the core allows it, sending
+ * may come first. A ready that wrote the disk keeps the node busy a while. */
 static void node_process_ready(struct sim *s, struct sim_node *nd)
 {
+    bool wrote = false;
     for (int round = 0; nd->up && !s->failed && raft_has_ready(&nd->r); round++) {
         if (round == 1000) {
             sim_fail(s, "node %u: still has a ready after 1000 rounds for one event", nd->id);
@@ -258,26 +263,31 @@ static void node_process_ready(struct sim *s, struct sim_node *nd)
         raft_ready(&nd->r, &rd);
         bool send_first = !rd.persist_before_send && sim_rng_chance(&s->rng, s->p.send_first);
         bool crash = sim_rng_chance(&s->rng, s->p.crash_in_ready);
+        wrote = wrote || rd.hard_state_changed || rd.truncate_from != 0 || rd.n_entries > 0;
         if (send_first)
             node_send(s, nd, &rd);
-        else
-            node_persist(s, nd, &rd);
+        else if (node_persist(s, nd, &rd))
+            return;
         if (crash && !s->failed) {
             sim_trace(s, nd->id, "crash after %s, before %s", send_first ? "sending" : "persisting",
                       send_first ? "persisting" : "sending");
             sim_crash(s, nd, s->now + down_time(s));
             return;
         }
-        if (send_first)
-            node_persist(s, nd, &rd);
-        else
+        if (send_first) {
+            if (node_persist(s, nd, &rd))
+                return;
+        } else {
             node_send(s, nd, &rd);
+        }
         node_apply(s, nd, &rd);
         node_reads(s, nd, &rd);
         if (s->failed)
             return;
         raft_advance(&nd->r, &rd);
     }
+    if (wrote && s->p.disk_ms > 0)
+        nd->busy_until_ms = s->now + sim_rng_range(&s->rng, 0, s->p.disk_ms);
 }
 
 /* After an event: all readies, then the checks. */
@@ -292,9 +302,9 @@ static void node_after_event(struct sim *s, struct sim_node *nd)
                  "node %u: hard state term %" PRIu64 " vote %u not persisted (disk: term %" PRIu64
                  " vote %u) after its readies",
                  nd->id, r->current_term, r->voted_for, nd->disk.term, nd->disk.vote);
-    else if (nd->disk.len != r->log.len)
-        sim_fail(s, "node %u: %zu entries in memory but %zu on disk after its readies", nd->id,
-                 r->log.len, nd->disk.len);
+    else if (nd->disk.len != r->log.len || nd->disk.synced != nd->disk.len)
+        sim_fail(s, "node %u: %zu entries in memory but %zu on disk (%zu synced) after its readies",
+                 nd->id, r->log.len, nd->disk.len, nd->disk.synced);
     else if (r->last_applied != nd->applied)
         sim_fail(s, "node %u: last_applied %" PRIu64 " but %" PRIu64 " entries were applied",
                  nd->id, r->last_applied, nd->applied);
@@ -306,12 +316,50 @@ static void node_after_event(struct sim *s, struct sim_node *nd)
     }
 }
 
-/* The real loop reads the clock before handling what poll() returned. */
-static void node_catch_up_clock(struct sim *s, struct sim_node *nd)
+/* How many waiting messages a turn takes in: mostly a few, sometimes dozens
+ * (the node takes in all that wait, up to about a thousand). */
+static size_t batch_size(struct sim *s)
 {
-    if (s->p.tick_before_event && nd->up && nd->r.now_ms < s->now) {
+    uint64_t most = s->p.max_batch > 1 ? s->p.max_batch : 1;
+    if (most > 8 && sim_rng_chance(&s->rng, 0.8))
+        most = 8;
+    return (size_t)sim_rng_range(&s->rng, 1, most);
+}
+
+/* The start of a turn: the clock (the real loop ticks the core first; with
+ * tick_before_event false the core's clock may lag, as with a slow loop),
+ * then a batch of the messages in the inbox, oldest first. */
+static void node_take_in(struct sim *s, struct sim_node *nd, bool tick)
+{
+    if ((tick || s->p.tick_before_event) && nd->r.now_ms < s->now) {
+        uint64_t term = nd->r.current_term;
         raft_tick(&nd->r, s->now);
-        node_after_event(s, nd);
+        if (nd->r.current_term != term)
+            sim_trace(s, nd->id, "timed out: term %" PRIu64 " %s", nd->r.current_term,
+                      raft_role_name(nd->r.role));
+    }
+    size_t n = batch_size(s);
+    if (n > nd->inbox_len)
+        n = nd->inbox_len;
+    if (n > 1)
+        sim_trace(s, nd->id, "takes in %zu messages", n);
+    size_t i = 0;
+    for (; i < n && !s->failed; i++) {
+        struct sim_packet *p = &nd->inbox[i];
+        if (s->verbose) {
+            char what[160];
+            msg_describe(&p->msg, what, sizeof(what));
+            sim_trace(s, nd->id, "recv %s", what);
+        }
+        s->net.delivered++;
+        int rv = raft_step(&nd->r, &p->msg);
+        if (rv != RAFT_OK)
+            sim_fail(s, "node %u: raft_step: %s", nd->id, raft_strerror(rv));
+        sim_packet_free(p);
+    }
+    if (i > 0) {
+        memmove(nd->inbox, nd->inbox + i, (nd->inbox_len - i) * sizeof(*nd->inbox));
+        nd->inbox_len -= i;
     }
 }
 
@@ -337,8 +385,10 @@ void sim_start(struct sim *s, struct sim_node *nd)
         sim_fail(s, "node %u: raft_init: %s", nd->id, raft_strerror(rv));
         return;
     }
-    /* raft_restore takes ownership of a fresh deep copy of the disk. */
+    /* raft_restore takes ownership of a fresh deep copy of the disk; what
+     * recovery read is on disk (a scenario's hand-written log too). */
     struct sim_disk *d = &nd->disk;
+    sim_disk_sync(d);
     struct raft_entry *copy = NULL;
     if (d->len > 0) {
         copy = sim_realloc(NULL, d->len * sizeof(*copy));
@@ -385,14 +435,24 @@ void sim_crash(struct sim *s, struct sim_node *nd, uint64_t restart_ms)
     raft_close(&nd->r);
     nd->up = false;
     nd->restart_ms = restart_ms;
+    nd->busy_until_ms = 0;
+    s->net.lost += nd->inbox_len;
+    inbox_clear(nd);
+    size_t lost = sim_disk_crash(&nd->disk, &s->rng);
+    char until[48] = "";
     if (restart_ms)
-        sim_trace(s, nd->id, "crash: down until %" PRIu64 " ms", restart_ms);
+        snprintf(until, sizeof(until), ": down until %" PRIu64 " ms", restart_ms);
+    if (lost > 0)
+        sim_trace(s, nd->id, "crash%s; %zu unsynced entries lost, %zu kept", until, lost,
+                  nd->disk.len);
     else
-        sim_trace(s, nd->id, "crash");
+        sim_trace(s, nd->id, "crash%s", until);
 }
 
 /* ------------------------------------------------------------ events */
 
+/* A message reaches its node's inbox, if the node is up and the link works;
+ * the node takes it in at its next turn. */
 static void deliver(struct sim *s)
 {
     struct sim_packet p;
@@ -400,43 +460,50 @@ static void deliver(struct sim *s)
         return;
     struct sim_node *from = sim_node_by_id(s, p.msg.from);
     struct sim_node *to = sim_node_by_id(s, p.msg.to);
-    char what[160];
-    if (s->verbose)
-        msg_describe(&p.msg, what, sizeof(what));
     if (to == NULL || from == NULL || !to->up || s->net.cut[from->slot][to->slot]) {
         s->net.lost++;
-        sim_trace(s, p.msg.to, "lost %s", what);
+        if (s->verbose) {
+            char what[160];
+            msg_describe(&p.msg, what, sizeof(what));
+            sim_trace(s, p.msg.to, "lost %s", what);
+        }
         sim_packet_free(&p);
         return;
     }
-    node_catch_up_clock(s, to);
-    if (!to->up || s->failed) {
-        sim_packet_free(&p);
-        return;
+    if (to->inbox_len == to->inbox_cap) {
+        to->inbox_cap = to->inbox_cap ? to->inbox_cap * 2 : 16;
+        to->inbox = sim_realloc(to->inbox, to->inbox_cap * sizeof(*to->inbox));
     }
-    s->net.delivered++;
-    sim_trace(s, to->id, "recv %s", what);
-    int rv = raft_step(&to->r, &p.msg);
-    sim_packet_free(&p);
-    if (rv != RAFT_OK) {
-        sim_fail(s, "node %u: raft_step: %s", to->id, raft_strerror(rv));
-        return;
-    }
-    node_after_event(s, to);
+    p.deliver_ms = s->now;
+    to->inbox[to->inbox_len++] = p;
 }
 
-static void tick(struct sim *s, struct sim_node *nd)
+/* When an up node's next turn is due: its next tick, or once a message
+ * waits (after the others arriving at the same moment), not while busy. */
+static uint64_t node_turn_ms(const struct sim_node *nd)
 {
-    raft_tick(&nd->r, s->now);
-    nd->next_tick_ms = s->now + s->p.tick_ms;
+    uint64_t t = nd->next_tick_ms;
+    if (nd->inbox_len > 0 && nd->inbox[0].deliver_ms < t)
+        t = nd->inbox[0].deliver_ms;
+    return t > nd->busy_until_ms ? t : nd->busy_until_ms;
+}
+
+static void node_turn(struct sim *s, struct sim_node *nd)
+{
+    bool tick = s->now >= nd->next_tick_ms;
+    if (tick)
+        nd->next_tick_ms = s->now + s->p.tick_ms;
+    node_take_in(s, nd, tick);
     node_after_event(s, nd);
 }
 
+/* Deliveries come before turns due at the same time, so that messages
+ * arriving together are taken in together. */
 bool sim_step(struct sim *s, uint64_t until)
 {
     if (s->failed)
         return false;
-    enum { NONE, DELIVER, TICK, RESTART } kind = NONE;
+    enum { NONE, DELIVER, TURN, RESTART } kind = NONE;
     uint64_t best = UINT64_MAX;
     struct sim_node *who = NULL;
     if (s->net.len > 0) {
@@ -447,10 +514,10 @@ bool sim_step(struct sim *s, uint64_t until)
         struct sim_node *nd = &s->nodes[i];
         if (!nd->up && nd->restart_ms == 0)
             continue;
-        uint64_t t = nd->up ? nd->next_tick_ms : nd->restart_ms;
+        uint64_t t = nd->up ? node_turn_ms(nd) : nd->restart_ms;
         if (t < best) {
             best = t;
-            kind = nd->up ? TICK : RESTART;
+            kind = nd->up ? TURN : RESTART;
             who = nd;
         }
     }
@@ -472,8 +539,8 @@ bool sim_step(struct sim *s, uint64_t until)
     case DELIVER:
         deliver(s);
         break;
-    case TICK:
-        tick(s, who);
+    case TURN:
+        node_turn(s, who);
         break;
     case RESTART:
         sim_start(s, who);
@@ -500,21 +567,30 @@ void sim_run_for(struct sim *s, uint64_t ms)
     sim_run_until(s, s->now + ms, NULL, NULL);
 }
 
-void sim_inject(struct sim *s, struct sim_node *nd, const struct raft_msg *m)
+void sim_inject_batch(struct sim *s, struct sim_node *nd, const struct raft_msg *msgs, size_t n)
 {
     if (!nd->up || s->failed)
         return;
     s->events++;
-    char what[160];
-    msg_describe(m, what, sizeof(what));
-    sim_trace(s, nd->id, "recv (injected) %s", what);
-    int rv = raft_step(&nd->r, m);
-    if (rv != RAFT_OK) {
-        sim_fail(s, "node %u: raft_step: %s", nd->id, raft_strerror(rv));
-        return;
+    for (size_t i = 0; i < n && !s->failed; i++) {
+        char what[160];
+        msg_describe(&msgs[i], what, sizeof(what));
+        sim_trace(s, nd->id, "recv (injected) %s", what);
+        int rv = raft_step(&nd->r, &msgs[i]);
+        if (rv != RAFT_OK)
+            sim_fail(s, "node %u: raft_step: %s", nd->id, raft_strerror(rv));
     }
     node_after_event(s, nd);
 }
+
+void sim_inject(struct sim *s, struct sim_node *nd, const struct raft_msg *m)
+{
+    sim_inject_batch(s, nd, m, 1);
+}
+
+/* Client requests are taken in in a turn of their own, after the messages
+ * waiting then (node/loop.c reads its peers before its clients); a request
+ * refused because the node has just stepped down is fine. */
 
 /* A client command: "cmd:", its id (8 bytes, little endian), random bytes. */
 static int propose_one(struct sim *s, struct sim_node *nd, uint64_t *index, uint64_t *term)
@@ -551,10 +627,10 @@ static int propose_one(struct sim *s, struct sim_node *nd, uint64_t *index, uint
 
 int sim_propose(struct sim *s, struct sim_node *nd, uint64_t *index, uint64_t *term)
 {
-    node_catch_up_clock(s, nd);
     if (!nd->up || s->failed)
         return RAFT_ENOTLEADER;
     s->events++;
+    node_take_in(s, nd, false);
     int rv = propose_one(s, nd, index, term);
     node_after_event(s, nd);
     return rv;
@@ -562,10 +638,10 @@ int sim_propose(struct sim *s, struct sim_node *nd, uint64_t *index, uint64_t *t
 
 size_t sim_propose_batch(struct sim *s, struct sim_node *nd, size_t count)
 {
-    node_catch_up_clock(s, nd);
     if (!nd->up || s->failed)
         return 0;
     s->events++;
+    node_take_in(s, nd, false);
     size_t taken = 0;
     for (size_t i = 0; i < count && !s->failed; i++) {
         uint64_t index, term;
@@ -579,10 +655,10 @@ size_t sim_propose_batch(struct sim *s, struct sim_node *nd, size_t count)
 
 int sim_read(struct sim *s, struct sim_node *nd, uint64_t *read_id)
 {
-    node_catch_up_clock(s, nd);
     if (!nd->up || s->failed)
         return RAFT_ENOTLEADER;
     s->events++;
+    node_take_in(s, nd, false);
     uint64_t id = s->n_reads + 1;
     bool leader = nd->r.role == RAFT_LEADER;
     int rv = raft_read(&nd->r, id);
@@ -613,10 +689,10 @@ int sim_read(struct sim *s, struct sim_node *nd, uint64_t *read_id)
 
 void sim_timeout_now(struct sim *s, struct sim_node *nd)
 {
-    node_catch_up_clock(s, nd);
     if (!nd->up || s->failed)
         return;
     s->events++;
+    node_take_in(s, nd, false);
     sim_trace(s, nd->id, "election timeout forced");
     raft_timeout_now(&nd->r);
     node_after_event(s, nd);

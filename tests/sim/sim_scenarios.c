@@ -66,6 +66,7 @@ static void write_log(struct sim_node *nd, uint64_t term, const uint64_t *terms,
         int len = snprintf(data, sizeof(data), "entry %zu of term %" PRIu64, i + 1, terms[i]);
         sim_disk_append(&nd->disk, terms[i], RAFT_ENTRY_COMMAND, data, (uint32_t)len);
     }
+    sim_disk_sync(&nd->disk);
     nd->disk.term = term;
 }
 
@@ -349,6 +350,64 @@ static void follower_commits_only_what_it_got(struct sim *s, struct seen *seen)
            node(s, 3)->r.commit_index);
 }
 
+/* Figure 2: votedFor is "updated on stable storage before responding to
+ * RPCs". A vote granted in term 5 and replaced by term 6 later in the same
+ * batch was never written: its reply must not leave. */
+static void vote_replaced_in_batch_is_not_sent(struct sim *s, struct seen *seen)
+{
+    sim_start_all(s);
+    const struct raft_msg batch[] = {
+        {.type = RAFT_MSG_VOTE, .from = 1, .to = 3, .term = 5},
+        {.type = RAFT_MSG_VOTE, .from = 2, .to = 3, .term = 6},
+    };
+    sim_inject_batch(s, node(s, 3), batch, 2);
+    EXPECT(s, seen->count[RAFT_MSG_VOTE_REPLY][3][2][1] == 1,
+           "node 3 did not vote for 2 in term 6");
+    EXPECT(s, seen->count[RAFT_MSG_VOTE_REPLY][3][1][1] == 0,
+           "node 3 sent its vote of term 5, which term 6 replaced before it was written");
+}
+
+/* Figure 2, AppendEntries: success means the follower's log now holds the
+ * leader's entries, on stable storage. Entries of term 2 acknowledged and
+ * then, in the same batch, replaced by a conflicting entry of term 3 were
+ * never written: the term-2 acknowledgement must not leave. */
+static void ack_undone_in_batch_is_not_sent(struct sim *s, struct seen *seen)
+{
+    for (uint32_t id = 1; id <= 3; id++)
+        write_log(node(s, id), 2, (const uint64_t[]){1}, 1);
+    sim_start_all(s);
+    const struct raft_entry of_term2[] = {
+        {.term = 2, .index = 2, .type = RAFT_ENTRY_COMMAND, .len = 5, .data = (uint8_t *)"old 2"},
+        {.term = 2, .index = 3, .type = RAFT_ENTRY_COMMAND, .len = 5, .data = (uint8_t *)"old 3"},
+    };
+    const struct raft_entry of_term3 = {
+        .term = 3, .index = 2, .type = RAFT_ENTRY_COMMAND, .len = 5, .data = (uint8_t *)"new 2"};
+    const struct raft_msg batch[] = {
+        {.type = RAFT_MSG_APPEND,
+         .from = 1,
+         .to = 3,
+         .term = 2,
+         .prev_index = 1,
+         .prev_term = 1,
+         .n_entries = 2,
+         .entries = of_term2},
+        {.type = RAFT_MSG_APPEND,
+         .from = 2,
+         .to = 3,
+         .term = 3,
+         .prev_index = 1,
+         .prev_term = 1,
+         .n_entries = 1,
+         .entries = &of_term3},
+    };
+    sim_inject_batch(s, node(s, 3), batch, 2);
+    const struct sim_disk *d = &node(s, 3)->disk;
+    EXPECT(s, d->len == 2 && d->entries[1].term == 3, "node 3 did not take the entry of term 3");
+    EXPECT(s, seen->count[RAFT_MSG_APPEND_REPLY][3][2][1] == 1, "node 3 did not acknowledge to 2");
+    EXPECT(s, seen->count[RAFT_MSG_APPEND_REPLY][3][1][1] == 0,
+           "node 3 acknowledged entries of term 2 that term 3 replaced");
+}
+
 struct scenario {
     const char *name;
     size_t n;
@@ -369,6 +428,10 @@ static const struct scenario scenarios[] = {
     {"a vote survives a restart: one vote per term", 3, &quiet, vote_survives_restart},
     {"a follower commits no further than the entries the leader sent", 3, &quiet,
      follower_commits_only_what_it_got},
+    {"a vote replaced by a higher term in the same batch is not sent", 3, &quiet,
+     vote_replaced_in_batch_is_not_sent},
+    {"an acknowledgement undone in the same batch is not sent", 3, &quiet,
+     ack_undone_in_batch_is_not_sent},
 };
 
 int sim_run_scenarios(bool verbose)
