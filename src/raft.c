@@ -341,6 +341,18 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     r->ready_apply_to = rd->apply_to;
 }
 
+void raft_storage_failed(struct raft *r, uint64_t durable_index)
+{
+    if (r->stable_index > durable_index)
+        r->stable_index = durable_index;
+    if (r->persisted_index > durable_index)
+        r->persisted_index = durable_index;
+    r->n_out = 0;
+    r->n_out_reads = 0;
+    if (r->role == RAFT_LEADER)
+        raft_become_follower(r, r->current_term, RAFT_NONE);
+}
+
 void raft_advance(struct raft *r, const struct raft_ready *rd)
 {
     if (rd->hard_state_changed)

@@ -219,6 +219,12 @@ void raft_timeout_now(struct raft *r);
 bool raft_has_ready(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r, const struct raft_ready *rd);
+/* Instead of raft_advance when persisting the ready failed (a full disk, an
+ * I/O error): storage holds entries up to durable_index only. The ready's
+ * messages are dropped (they promised what is not on disk), its reads are
+ * the caller's to fail, and a leader steps down, since it can no longer
+ * count its own copy. The next ready asks to persist the rest again. */
+void raft_storage_failed(struct raft *r, uint64_t durable_index);
 
 /* Queries. */
 uint64_t raft_last_index(const struct raft *r);

@@ -718,6 +718,21 @@ int wal_sync(struct wal *w, char *err, size_t errlen)
     return write_mark(w, w->log_end, w->n_records, false, err, errlen);
 }
 
+/* After a failed write or sync nothing past the synced mark is trusted: a
+ * failed fsync may have dropped the pages it could not write, and a later
+ * one would then report success for data that is not there. Cut the file
+ * back to the mark, so that a retry writes every unsynced record afresh and
+ * no half-written record can be read back after it. */
+int wal_reset_to_synced(struct wal *w, char *err, size_t errlen)
+{
+    if (wal_truncate_to(w->log_fd, w->synced_end) < 0)
+        return wal_fail(err, errlen, "cannot truncate %s/log: %s", w->dir, strerror(errno));
+    w->n_records = (size_t)w->synced_index;
+    w->log_end = w->synced_end;
+    w->file_size = w->synced_end;
+    return 0;
+}
+
 uint64_t wal_last_index(const struct wal *w)
 {
     return w->n_records;

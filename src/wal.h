@@ -48,6 +48,10 @@ int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *
 /* Make every append so far durable (fdatasync), then record in the header
  * that the log is synced through here (made durable by the next sync). */
 int wal_sync(struct wal *w, char *err, size_t errlen);
+/* After a failed append, truncate or sync: forget every record past the
+ * last completed sync (wal_last_index says where that is); they are written
+ * again by the next wal_append. */
+int wal_reset_to_synced(struct wal *w, char *err, size_t errlen);
 uint64_t wal_last_index(const struct wal *w);
 /* Where the next record goes in DIR/log: the header and the records. The
  * file itself may be longer while the node runs: it is extended with zeros
