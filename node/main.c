@@ -14,7 +14,8 @@
 
 static const char *node_usage =
     "usage: raftkv-node --config FILE --id N --data DIR [--election-timeout MIN-MAX]\n"
-    "                   [--heartbeat MS] [--quiet] [--status URL] [--speed X]\n"
+    "                   [--heartbeat MS] [--quiet] [--status URL] [--speed X] [--secret-file "
+    "FILE]\n"
     "  --config FILE             the cluster file (one line a node: id peer-url client-address)\n"
     "  --id N                    which node of the file this process is\n"
     "  --data DIR                where term, vote and log are kept (created if missing)\n"
@@ -24,6 +25,9 @@ static const char *node_usage =
     "  --status URL              push status to a supervisor at this nanomsg URL\n"
     "  --speed X                 run timers at factor X (default 1; 0.1 is ten times slower)\n"
     "  --clock-offset-ms MS      add MS (may be negative) to the wall clock: tests of clock skew\n"
+    "  --secret-file FILE        the cluster secret, the same file on every node: MACs on peer,\n"
+    "                            control and status messages; without it every peer URL must be\n"
+    "                            on loopback (protected mode)\n"
     "  --requirepass-file FILE   clients must AUTH with the password in FILE first; without it\n"
     "                            only loopback clients are served (protected mode)\n"
     "  --admin-commands on|off   allow RAFT.SUSPEND and DEBUG (default on)\n";
@@ -74,6 +78,7 @@ static int parse_options(int argc, char **argv, struct node_options *o)
         {"status", required_argument, NULL, 's'},
         {"speed", required_argument, NULL, 'x'},
         {"clock-offset-ms", required_argument, NULL, 'o'},
+        {"secret-file", required_argument, NULL, 'S'},
         {"requirepass-file", required_argument, NULL, 'P'},
         {"admin-commands", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
@@ -173,6 +178,9 @@ static int parse_options(int argc, char **argv, struct node_options *o)
             }
             o->admin_commands = strcmp(optarg, "on") == 0;
             break;
+        case 'S':
+            o->secret_path = optarg;
+            break;
         case 'h':
             fputs(node_usage, stdout);
             exit(0);
@@ -235,6 +243,8 @@ static int node_init(struct node *n, char *err, size_t errlen)
         snprintf(err, errlen, "%s: no node with id %u", n->opt.config_path, n->opt.id);
         return -1;
     }
+    if (transport_auth_init(n, err, errlen) != 0)
+        return -1;
     if (n->opt.requirepass_file != NULL &&
         access_load_password(n->opt.requirepass_file, &n->opt.requirepass, err, errlen) != 0)
         return -1;

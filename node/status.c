@@ -131,6 +131,8 @@ void status_publish(struct node *n)
     st.msgs_received = n->msgs_received;
     st.msgs_dropped = n->msgs_dropped;
     st.bad_messages = n->bad_messages;
+    st.auth_failures = n->auth_failures;
+    st.stale_controls = n->stale_controls;
     st.state_digest = kv_digest(n->kv);
     st.speed = n->opt.speed;
     st.drop_percent = n->drop_percent;

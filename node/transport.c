@@ -2,12 +2,15 @@
  * injects into them (partitions, loss, delay).
  *
  * Each node binds one NN_PULL socket at its peer URL and connects one NN_PUSH
- * socket to every other node's. One Envelope a nanomsg message; messages
+ * socket to every other node's. One Envelope a nanomsg message, after a MAC
+ * when the cluster has a secret (src/wire.h); messages that fail the MAC,
  * from another cluster, from unknown senders, or that do not decode are
- * dropped and counted. Nothing here blocks: a peer that cannot take a message
+ * dropped and counted. Without a secret every peer URL must be on loopback
+ * (protected mode). Nothing here blocks: a peer that cannot take a message
  * right now loses it, and Raft sends it again.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/pipeline.h>
 #include <nanomsg/tcp.h>
@@ -20,6 +23,11 @@
 
 #define TRANSPORT_MAX_MESSAGE (16 * 1024 * 1024) /* larger ones are dropped */
 #define TRANSPORT_MAX_RECEIVE 1024               /* messages taken in one turn */
+#define TRANSPORT_WARN_EVERY_MS 5000             /* one line about dropped messages a while */
+/* With a secret, a control's seq (the supervisor's wall clock in microseconds
+ * when it started counting) may be this much before the node started:
+ * clocks of two machines differ a little. */
+#define TRANSPORT_CONTROL_SLACK_US (300ull * 1000 * 1000)
 
 /* Peer messages are small and latency-bound: no Nagle delay. Fails
  * harmlessly on ipc:// sockets. */
@@ -44,22 +52,70 @@ int transport_fd(const struct node *n)
     return fd;
 }
 
+int transport_auth_init(struct node *n, char *err, size_t errlen)
+{
+    if (n->opt.secret_path != NULL) {
+        char warn[512];
+        if (wire_key_load(n->opt.secret_path, &n->key, warn, sizeof(warn), err, errlen) != 0)
+            return -1;
+        if (warn[0] != '\0')
+            fprintf(stderr, "raftkv-node: warning: %s\n", warn);
+        uint64_t now_us = clock_wall_ms() * 1000;
+        n->control_seq_floor =
+            now_us > TRANSPORT_CONTROL_SLACK_US ? now_us - TRANSPORT_CONTROL_SLACK_US : 0;
+        if (!n->opt.quiet)
+            printf("node %u: peer, control and status messages are authenticated with the "
+                   "secret in %s (not encrypted)\n",
+                   n->opt.id, n->opt.secret_path);
+        return 0;
+    }
+    for (size_t i = 0; i < n->cluster.n; i++) {
+        const struct cluster_node *c = &n->cluster.nodes[i];
+        if (!cluster_url_is_loopback(c->peer_url)) {
+            snprintf(err, errlen,
+                     "%s: node %u's peer URL %s is not on loopback and there is no "
+                     "--secret-file: anyone who reaches it could write to the cluster. Give "
+                     "every node the same --secret-file (README: Security), or use "
+                     "tcp://127.0.0.1:PORT or ipc:// URLs",
+                     n->opt.config_path, c->id, c->peer_url);
+            return -1;
+        }
+    }
+    if (!n->opt.quiet)
+        printf("node %u: protected mode: no --secret-file, peers on loopback only (any local "
+               "user can still send to them)\n",
+               n->opt.id);
+    return 0;
+}
+
 int transport_open(struct node *n, char *err, size_t errlen)
 {
     for (size_t i = 0; i < CLUSTER_MAX_NODES; i++)
         n->peer_out[i] = -1;
+    /* nanomsg binds to addresses and interface names only: a host name in
+     * the cluster file is resolved here. */
+    char url[CLUSTER_URL_MAX + 64], why[CLUSTER_URL_MAX + 128];
+    if (cluster_resolve_url(n->self->peer_url, url, sizeof(url), why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", n->self->peer_url, why);
+        return -1;
+    }
     n->peer_in = nn_socket(AF_SP, NN_PULL);
     if (n->peer_in < 0)
         return transport_nn_error(err, errlen, "cannot open a socket for", n->self->peer_url);
     int maxsize = 4 * TRANSPORT_MAX_MESSAGE;
     nn_setsockopt(n->peer_in, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize));
     transport_nodelay(n->peer_in);
-    if (nn_bind(n->peer_in, n->self->peer_url) < 0)
+    if (nn_bind(n->peer_in, url) < 0)
         return transport_nn_error(err, errlen, "cannot listen on", n->self->peer_url);
     for (size_t i = 0; i < n->cluster.n; i++) {
         const struct cluster_node *peer = &n->cluster.nodes[i];
         if (peer->id == n->opt.id)
             continue;
+        /* nanomsg resolves peers' names itself and keeps trying; say so now
+         * rather than have the node wait without a word. */
+        if (cluster_resolve_url(peer->peer_url, url, sizeof(url), why, sizeof(why)) != 0)
+            fprintf(stderr, "raftkv-node: warning: node %u: %s (will keep trying)\n", peer->id,
+                    why);
         int s = nn_socket(AF_SP, NN_PUSH);
         if (s < 0)
             return transport_nn_error(err, errlen, "cannot open a socket for", peer->peer_url);
@@ -240,22 +296,44 @@ void transport_send(struct node *n, const struct raft_msg *m)
     }
 }
 
-/* Stamp an envelope with our cluster and id and encode it into n->pack. */
+/* Stamp an envelope with our cluster and id and encode it into n->pack,
+ * after its MAC when there is a secret. */
 int transport_pack(struct node *n, Raftkv__Envelope *env)
 {
     env->cluster_id = n->cluster.cluster_id;
     env->from = n->opt.id;
-    size_t len = raftkv__envelope__get_packed_size(env);
-    buf_reset(&n->pack);
-    if (buf_reserve(&n->pack, len) != 0)
-        return -1;
-    raftkv__envelope__pack(env, n->pack.data);
-    n->pack.len = len;
-    return 0;
+    return wire_seal(&n->key, env, &n->pack);
+}
+
+/* One line about dropped messages now and then, not one per message. */
+static void transport_warn(struct node *n, uint64_t *next_ms, const char *what, uint64_t count)
+{
+    uint64_t now = clock_monotonic_ms();
+    if (now < *next_ms)
+        return;
+    *next_ms = now + TRANSPORT_WARN_EVERY_MS;
+    node_event(n, "%s (%" PRIu64 " so far)", what, count);
+}
+
+/* Whether a control is new. Without a secret anyone may send anything, so a
+ * control without seq is taken (as the tests' own do); with one, seq must be
+ * above the last one taken and not from before this node started. */
+static bool transport_control_fresh(struct node *n, uint64_t seq)
+{
+    if (!n->key.enabled && seq == 0)
+        return true;
+    if (seq <= n->control_seq || seq <= n->control_seq_floor) {
+        n->stale_controls++;
+        return false;
+    }
+    n->control_seq = seq;
+    return true;
 }
 
 static void transport_control(struct node *n, const Raftkv__Control *c)
 {
+    if (!transport_control_fresh(n, c->seq))
+        return;
     if (c->set_blocked) {
         uint32_t mask = 0;
         for (size_t i = 0; i < c->n_blocked; i++)
@@ -297,8 +375,7 @@ static void transport_control(struct node *n, const Raftkv__Control *c)
 static void transport_peer(struct node *n, uint32_t from, const Raftkv__PeerMessage *pm)
 {
     int slot = transport_slot_of(n, from);
-    if (slot < 0 || from == n->opt.id || pm->to != n->opt.id || pm->type < RAFT_MSG_VOTE ||
-        pm->type > RAFT_MSG_APPEND_REPLY || pm->n_entries > RAFT_MAX_BATCH_ENTRIES) {
+    if (slot < 0 || !wire_peer_valid(pm, from, n->opt.id, &n->cluster)) {
         n->bad_messages++;
         return;
     }
@@ -316,36 +393,8 @@ static void transport_peer(struct node *n, uint32_t from, const Raftkv__PeerMess
             return;
         }
     }
-    for (size_t i = 0; i < pm->n_entries; i++) {
-        const Raftkv__Entry *pe = pm->entries[i];
-        entries[i] = (struct raft_entry){
-            .term = pe->term,
-            .index = pe->index,
-            .type = (uint8_t)pe->type,
-            .len = (uint32_t)pe->data.len,
-            .data = pe->data.data,
-        };
-    }
-    struct raft_msg m = {
-        .type = (enum raft_msg_type)pm->type,
-        .from = from,
-        .to = pm->to,
-        .term = pm->term,
-        .last_log_index = pm->last_log_index,
-        .last_log_term = pm->last_log_term,
-        .granted = pm->granted,
-        .prev_index = pm->prev_index,
-        .prev_term = pm->prev_term,
-        .commit = pm->commit,
-        .n_entries = pm->n_entries,
-        .entries = entries,
-        .read_seq = pm->read_seq,
-        .success = pm->success,
-        .match_index = pm->match_index,
-        .rejected_index = pm->rejected_index,
-        .hint_index = pm->hint_index,
-        .hint_term = pm->hint_term,
-    };
+    struct raft_msg m;
+    wire_peer_to_raft(pm, from, entries, &m);
     if (raft_step(&n->raft, &m) == RAFT_EINVAL)
         n->bad_messages++;
     if (entries != stack_entries)
@@ -364,9 +413,23 @@ void transport_receive(struct node *n)
             nn_freemsg(msg);
             continue;
         }
-        Raftkv__Envelope *env = raftkv__envelope__unpack(NULL, (size_t)len, msg);
+        Raftkv__Envelope *env = NULL;
+        enum wire_verdict v = wire_open(&n->key, n->cluster.cluster_id, msg, (size_t)len, &env);
         nn_freemsg(msg);
-        if (env == NULL || env->cluster_id != n->cluster.cluster_id) {
+        if (v == WIRE_BAD_MAC) {
+            n->auth_failures++;
+            transport_warn(n, &n->next_auth_warn_ms,
+                           "dropped a message that failed authentication (is --secret-file "
+                           "the same on every node?)",
+                           n->auth_failures);
+        } else if (v == WIRE_OTHER_CLUSTER) {
+            n->bad_messages++;
+            n->other_cluster++;
+            transport_warn(n, &n->next_cluster_warn_ms,
+                           "dropped a message from another cluster (is every node started "
+                           "with the same cluster file?)",
+                           n->other_cluster);
+        } else if (v != WIRE_OK) {
             n->bad_messages++;
         } else if (env->body_case == RAFTKV__ENVELOPE__BODY_PEER) {
             transport_peer(n, env->from, env->peer);

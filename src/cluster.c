@@ -2,7 +2,11 @@
 #include "error.h"
 #include "cluster.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -269,4 +273,74 @@ void cluster_ids_text(uint32_t mask, char *out, size_t size)
     for (uint32_t id = 1; id <= CLUSTER_MAX_NODES && used + 3 < size; id++)
         if (mask & (1u << id))
             used += (size_t)snprintf(out + used, size - used, "%s%u", used ? "," : "", id);
+}
+
+/* Split a tcp:// URL into host and port text; false for anything else. */
+static bool tcp_url_split(const char *url, char *host, size_t hostlen, const char **port)
+{
+    if (strncmp(url, "tcp://", 6) != 0)
+        return false;
+    const char *h = url + 6;
+    const char *colon = strrchr(h, ':');
+    if (colon == NULL || colon == h || (size_t)(colon - h) >= hostlen)
+        return false;
+    memcpy(host, h, (size_t)(colon - h));
+    host[colon - h] = '\0';
+    *port = colon + 1;
+    return true;
+}
+
+bool cluster_url_is_loopback(const char *url)
+{
+    if (strncmp(url, "ipc://", 6) == 0)
+        return true;
+    char host[CLUSTER_URL_MAX];
+    const char *port;
+    if (!tcp_url_split(url, host, sizeof host, &port))
+        return false;
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0)
+        return true;
+    struct in_addr a;
+    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+int cluster_resolve_url(const char *url, char *out, size_t outlen, char *err, size_t errlen)
+{
+    char host[CLUSTER_URL_MAX];
+    const char *port;
+    struct in_addr a;
+    if (!tcp_url_split(url, host, sizeof host, &port) || strcmp(host, "*") == 0 ||
+        strchr(host, ';') != NULL || strchr(host, '[') != NULL ||
+        inet_pton(AF_INET, host, &a) == 1) {
+        if (snprintf(out, outlen, "%s", url) >= (int)outlen) {
+            error_set(err, errlen, "url too long: %s", url);
+            return -1;
+        }
+        return 0;
+    }
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        if (if_nametoindex(host) != 0) { /* an interface name: nanomsg takes it */
+            if (res != NULL)
+                freeaddrinfo(res);
+            snprintf(out, outlen, "%s", url);
+            return 0;
+        }
+        error_set(err, errlen, "cannot resolve host %s (in %s): %s", host, url,
+                  rc != 0 ? gai_strerror(rc) : "no address");
+        if (res != NULL)
+            freeaddrinfo(res);
+        return -1;
+    }
+    char ip[INET_ADDRSTRLEN];
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)res->ai_addr;
+    inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
+    freeaddrinfo(res);
+    if (snprintf(out, outlen, "tcp://%s:%s", ip, port) >= (int)outlen) {
+        error_set(err, errlen, "url too long: %s", url);
+        return -1;
+    }
+    return 0;
 }

@@ -9,6 +9,7 @@
 #ifndef RAFTKV_CLUSTER_H
 #define RAFTKV_CLUSTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,5 +43,14 @@ void cluster_ids_text(uint32_t mask, char *out, size_t size);
 /* Split "host:port"; returns 0, or -1 with err filled. */
 int cluster_parse_hostport(const char *s, char *host, size_t hostlen, int *port, char *err,
                            size_t errlen);
+
+/* Whether a peer URL stays on this machine: ipc://, or tcp:// to 127.x.x.x,
+ * localhost or ::1. A wildcard ("tcp://" then "*:P"), an interface name or any other
+ * host is not. */
+bool cluster_url_is_loopback(const char *url);
+/* url with a tcp:// host name turned into the numeric address it resolves to
+ * (nanomsg binds only to addresses and interface names); other URLs as they
+ * are. Returns 0, or -1 with err filled ("cannot resolve host X: ..."). */
+int cluster_resolve_url(const char *url, char *out, size_t outlen, char *err, size_t errlen);
 
 #endif
