@@ -281,6 +281,15 @@ int sup_open(struct supervisor *s, const struct sup_options *o, char *err, size_
     }
     if (cluster_load(s->cluster_path, &s->cluster, err, errlen) < 0)
         return -1;
+    if (snprintf(s->secret_path, sizeof s->secret_path, "%s/secret", s->dir) >=
+        (int)sizeof s->secret_path) {
+        snprintf(err, errlen, "data dir path too long");
+        return -1;
+    }
+    char warn[PATH_MAX + 128];
+    if (wire_secret_create(s->secret_path, err, errlen) < 0 ||
+        wire_key_load(s->secret_path, &s->key, warn, sizeof warn, err, errlen) < 0)
+        return -1;
 
     for (size_t i = 0; i < s->cluster.n; i++) {
         struct sup_node *n = &s->nodes[i];
@@ -335,8 +344,9 @@ static int start_node(struct supervisor *s, struct sup_node *n, uint64_t now_ms,
     char id[16], speed[32];
     snprintf(id, sizeof id, "%u", n->id);
     snprintf(speed, sizeof speed, "%g", s->speed);
-    char *argv[] = {s->node_bin, "--config", s->cluster_path, "--id",    id,    "--data",
-                    n->data_dir, "--status", s->status_url,   "--speed", speed, NULL};
+    char *argv[] = {s->node_bin, "--config",      s->cluster_path, "--id",        id,
+                    "--data",    n->data_dir,     "--status",      s->status_url, "--speed",
+                    speed,       "--secret-file", s->secret_path,  NULL};
     char exec_failed[PATH_MAX + 64];
     int msg_len = snprintf(exec_failed, sizeof exec_failed, "raftkv: cannot run %s\n", s->node_bin);
     if (msg_len >= (int)sizeof exec_failed)
@@ -554,21 +564,22 @@ int sup_restart(struct supervisor *s, uint32_t id, uint64_t now_ms, char *err, s
 
 static int send_control(struct supervisor *s, struct sup_node *n, const Raftkv__Control *c)
 {
+    /* Each control a new seq: the wall clock in microseconds, or one more
+     * than the last if the clock is behind. A node takes only new ones. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    s->control_seq = now_us > s->control_seq ? now_us : s->control_seq + 1;
+    Raftkv__Control copy = *c;
+    copy.seq = s->control_seq;
     Raftkv__Envelope env = RAFTKV__ENVELOPE__INIT;
     env.cluster_id = s->cluster.cluster_id;
     env.from = 0;
     env.body_case = RAFTKV__ENVELOPE__BODY_CONTROL;
-    env.control = (Raftkv__Control *)c;
-    size_t len = raftkv__envelope__get_packed_size(&env);
-    uint8_t stack[512];
-    uint8_t *buf = len <= sizeof stack ? stack : malloc(len);
-    if (!buf)
+    env.control = &copy;
+    if (wire_seal(&s->key, &env, &s->pack) < 0)
         return -1;
-    raftkv__envelope__pack(&env, buf);
-    int rc = nn_send(n->control, buf, len, NN_DONTWAIT);
-    if (buf != stack)
-        free(buf);
-    return rc < 0 ? -1 : 0;
+    return nn_send(n->control, s->pack.data, s->pack.len, NN_DONTWAIT) < 0 ? -1 : 0;
 }
 
 /* Send every fault we want this node to have. */
@@ -776,14 +787,16 @@ void sup_receive(struct supervisor *s)
         int len = nn_recv(s->status_sock, &msg, NN_MSG, NN_DONTWAIT);
         if (len < 0)
             break;
-        Raftkv__Envelope *env = raftkv__envelope__unpack(NULL, (size_t)len, msg);
+        Raftkv__Envelope *env = NULL;
+        enum wire_verdict v = wire_open(&s->key, s->cluster.cluster_id, msg, (size_t)len, &env);
         nn_freemsg(msg);
-        if (!env) {
+        if (v != WIRE_OK) {
             s->bad_statuses++;
+            if (v == WIRE_BAD_MAC)
+                s->auth_failures++;
             continue;
         }
-        if (env->cluster_id == s->cluster.cluster_id &&
-            env->body_case == RAFTKV__ENVELOPE__BODY_STATUS && env->status) {
+        if (env->body_case == RAFTKV__ENVELOPE__BODY_STATUS && env->status) {
             s->statuses++;
             model_apply_status(s->model, env->status);
         } else {
@@ -847,6 +860,7 @@ void sup_close(struct supervisor *s)
     if (s->status_sock >= 0)
         nn_close(s->status_sock);
     s->status_sock = -1;
+    buf_free(&s->pack);
     if (s->remove_dir && s->dir[0])
         nftw(s->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

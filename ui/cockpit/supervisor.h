@@ -5,6 +5,11 @@
  * node's peer URL. The faults we want are remembered and sent again until a
  * node's status shows them, so a restarted node gets them too.
  *
+ * The data dir holds the cluster secret (DATA_DIR/secret, 32 random bytes,
+ * mode 0600, made on first use): every node is started with --secret-file,
+ * every control carries a MAC and a new seq, and a status is believed only
+ * when its MAC verifies.
+ *
  * No orphans: every child gets PR_SET_PDEATHSIG(SIGKILL), and the cockpit
  * stops every node on quit, on SIGINT/SIGTERM/SIGHUP and on a crash.
  */
@@ -17,8 +22,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "buf.h"
 #include "cluster.h"
 #include "model.h"
+#include "wire.h"
 
 struct sup_options {
     size_t nodes;            /* when no config file is given */
@@ -59,6 +66,11 @@ struct supervisor {
     struct sup_node nodes[CLUSTER_MAX_NODES];
     struct model *model;
     uint64_t statuses, bad_statuses;
+    uint64_t auth_failures;     /* statuses whose MAC did not verify */
+    char secret_path[PATH_MAX]; /* DATA_DIR/secret: every node gets --secret-file */
+    struct wire_key key;        /* from it: controls sealed, statuses verified */
+    uint64_t control_seq;       /* last Control.seq sent */
+    struct buf pack;            /* scratch for encoding controls */
 };
 
 /* Make the data dir, write or load the cluster file, bind the status socket.
