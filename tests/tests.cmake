@@ -68,6 +68,26 @@ target_compile_options(fuzz_resp_smoke PRIVATE ${RAFTKV_WARNINGS})
 add_test(NAME fuzz.resp_smoke COMMAND fuzz_resp_smoke 200000)
 set_tests_properties(fuzz.resp_smoke PROPERTIES TIMEOUT 120)
 
+# Fuzzing what a node does with the bytes at its peer port: MAC, Envelope,
+# PeerMessage checks, the core's step (tests/fuzz/fuzz_peer.c). The real
+# fuzzer: cmake --build build-fuzz --target fuzz_peer; build-fuzz/fuzz_peer
+add_executable(fuzz_peer_smoke ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_peer.c
+  ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_peer_main.c)
+target_compile_options(fuzz_peer_smoke PRIVATE ${RAFTKV_WARNINGS})
+target_link_libraries(fuzz_peer_smoke PRIVATE raftkv_core)
+add_test(NAME fuzz.peer_smoke COMMAND fuzz_peer_smoke 100000)
+set_tests_properties(fuzz.peer_smoke PROPERTIES TIMEOUT 120)
+
+# Test helpers: raftkv-forge crafts peer and control messages as an outsider
+# would (tests/integration/test_node_auth.py).
+file(GLOB TOOL_SRC CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/tools/*.c)
+foreach(src ${TOOL_SRC})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_compile_options(${name} PRIVATE ${RAFTKV_WARNINGS})
+  target_link_libraries(${name} PRIVATE raftkv_core PkgConfig::NANOMSG)
+endforeach()
+
 if(RAFTKV_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "RAFTKV_FUZZ needs clang: CC=clang cmake -DRAFTKV_FUZZ=ON ...")
@@ -84,4 +104,9 @@ if(RAFTKV_FUZZ)
   target_compile_options(fuzz_kv PRIVATE ${RAFTKV_WARNINGS} -fsanitize=fuzzer,address,undefined
     -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(fuzz_kv PRIVATE -fsanitize=fuzzer,address,undefined)
+  add_executable(fuzz_peer ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_peer.c)
+  target_compile_options(fuzz_peer PRIVATE ${RAFTKV_WARNINGS} -fsanitize=fuzzer,address,undefined
+    -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(fuzz_peer PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_peer PRIVATE raftkv_core)
 endif()
