@@ -332,6 +332,7 @@ static void info_raft(struct node *n, struct buf *out)
                kv_count(n->kv), n->cluster.n);
     buf_printf(out, "peer_auth:%s\r\nauth_failures:%" PRIu64 "\r\nstale_controls:%" PRIu64 "\r\n",
                n->key.enabled ? "secret" : "loopback-only", n->auth_failures, n->stale_controls);
+    clients_info(n, out);
 }
 
 static void run_raft_info(struct node *n, struct client *c, const struct args *a, struct buf *out)

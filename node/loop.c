@@ -199,10 +199,11 @@ int node_run(struct node *n)
         size_t nfds = 0;
         uint64_t now = clock_monotonic_ms();
         fds[nfds++] = (struct pollfd){.fd = transport_fd(n), .events = POLLIN};
-        fds[nfds++] = (struct pollfd){.fd = n->listen_fd, .events = n->suspended ? 0 : POLLIN};
+        bool accepting = !n->suspended && clients_want_accept(n, now);
+        fds[nfds++] = (struct pollfd){.fd = n->listen_fd, .events = accepting ? POLLIN : 0};
         for (struct client *c = n->clients; c != NULL; c = c->next) {
             short ev = 0;
-            if (!n->suspended && !c->closing && c->pending < 4096)
+            if (!n->suspended && clients_want_input(n, c))
                 ev |= POLLIN;
             if (c->out.len > 0)
                 ev |= POLLOUT;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,7 +31,13 @@ static const char *node_usage =
     "                            on loopback (protected mode)\n"
     "  --requirepass-file FILE   clients must AUTH with the password in FILE first; without it\n"
     "                            only loopback clients are served (protected mode)\n"
-    "  --admin-commands on|off   allow RAFT.SUSPEND and DEBUG (default on)\n";
+    "  --admin-commands on|off   allow RAFT.SUSPEND and DEBUG (default on)\n"
+    "  --client-output-limit BYTES  disconnect a client holding more unsent replies\n"
+    "                            (default 32mb; 0: no limit; suffixes kb, mb, gb)\n"
+    "  --client-input-limit BYTES  refuse a request growing past this (default 16mb)\n"
+    "  --maxclients N            refuse clients past N (default 10000, fewer if ulimit -n is low)\n"
+    "  --timeout SECONDS         close clients idle this long (default 0: never)\n"
+    "  --tcp-keepalive SECONDS   TCP keepalive probes on idle clients (default 0: off)\n";
 
 /* One line per state change: on stdout, and kept for the next status. */
 void node_event(struct node *n, const char *fmt, ...)
@@ -66,6 +73,40 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
     return 0;
 }
 
+/* A size in bytes, as Redis writes them: 1048576, 1024kb, 64mb, 1gb (also k,
+ * m, g; powers of 1024), from min to max. */
+static int parse_bytes(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t factor;
+    } units[] = {{"", 1},          {"k", 1u << 10}, {"kb", 1u << 10}, {"m", 1u << 20},
+                 {"mb", 1u << 20}, {"g", 1u << 30}, {"gb", 1u << 30}};
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *s == '-')
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcasecmp(end, units[i].suffix) != 0)
+            continue;
+        if (v > max / units[i].factor || v * units[i].factor < min)
+            return -1;
+        *out = v * units[i].factor;
+        return 0;
+    }
+    return -1;
+}
+
+/* Long options without a short letter. */
+enum {
+    OPT_CLIENT_OUTPUT_LIMIT = 1000,
+    OPT_CLIENT_INPUT_LIMIT,
+    OPT_MAXCLIENTS,
+    OPT_TIMEOUT,
+    OPT_TCP_KEEPALIVE,
+};
+
 static int parse_options(int argc, char **argv, struct node_options *o)
 {
     static const struct option longopts[] = {
@@ -81,6 +122,11 @@ static int parse_options(int argc, char **argv, struct node_options *o)
         {"secret-file", required_argument, NULL, 'S'},
         {"requirepass-file", required_argument, NULL, 'P'},
         {"admin-commands", required_argument, NULL, 'A'},
+        {"client-output-limit", required_argument, NULL, OPT_CLIENT_OUTPUT_LIMIT},
+        {"client-input-limit", required_argument, NULL, OPT_CLIENT_INPUT_LIMIT},
+        {"maxclients", required_argument, NULL, OPT_MAXCLIENTS},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -90,6 +136,8 @@ static int parse_options(int argc, char **argv, struct node_options *o)
     o->heartbeat_ms = 50;
     o->speed = 1.0;
     o->admin_commands = true;
+    o->client_output_limit = 32u << 20; /* four of the largest value (RESP_MAX_BULK) */
+    o->client_input_limit = 16u << 20;  /* the largest value and room for the rest */
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -180,6 +228,49 @@ static int parse_options(int argc, char **argv, struct node_options *o)
             break;
         case 'S':
             o->secret_path = optarg;
+            break;
+        case OPT_CLIENT_OUTPUT_LIMIT:
+            if (parse_bytes(optarg, 0, UINT64_MAX, &o->client_output_limit) != 0) {
+                fprintf(stderr,
+                        "raftkv-node: --client-output-limit wants bytes (e.g. 32mb; 0: no "
+                        "limit), not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_CLIENT_INPUT_LIMIT:
+            if (parse_bytes(optarg, 1024, 1u << 30, &o->client_input_limit) != 0) {
+                fprintf(stderr,
+                        "raftkv-node: --client-input-limit wants bytes from 1kb to 1gb, not "
+                        "'%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_MAXCLIENTS:
+            if (parse_u32(optarg, 1, 1000000, &o->maxclients) != 0) {
+                fprintf(stderr,
+                        "raftkv-node: --maxclients wants a number from 1 to 1000000, "
+                        "not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_TIMEOUT:
+            if (parse_u32(optarg, 0, 86400 * 365, &o->timeout_s) != 0) {
+                fprintf(stderr, "raftkv-node: --timeout wants seconds (0: never), not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_TCP_KEEPALIVE:
+            if (parse_u32(optarg, 0, 86400, &o->tcp_keepalive_s) != 0) {
+                fprintf(stderr,
+                        "raftkv-node: --tcp-keepalive wants seconds up to 86400 (0: off), not "
+                        "'%s'\n",
+                        optarg);
+                return -1;
+            }
             break;
         case 'h':
             fputs(node_usage, stdout);

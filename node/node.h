@@ -45,6 +45,12 @@ struct client {
     bool access_checked;       /* remote worked out */
     bool remote;               /* not a loopback client: refused in protected mode */
     struct buf name;           /* CLIENT SETNAME */
+    struct resp_parser parser; /* how far the request at the start of `in` was checked */
+    size_t out_sent;           /* bytes at the start of out already written */
+    size_t queued;             /* bytes of ready replies waiting behind one that is not */
+    bool paused;               /* requests wait until the client reads its replies */
+    bool gone;                 /* nothing more is sent: the peer left or broke a limit */
+    uint64_t last_active_ms;   /* last byte read or written (--timeout) */
 };
 
 /* A write waiting for its log entry to be applied (pending.c). */
@@ -89,8 +95,13 @@ struct node_options {
     int64_t clock_offset_ms; /* added to the wall clock: for tests of clock skew */
     const char *secret_path; /* --secret-file: MACs on peer, control and status messages */
     const char *requirepass_file;
-    char *requirepass;   /* loaded from requirepass_file; NULL: protected mode */
-    bool admin_commands; /* RAFT.SUSPEND and DEBUG allowed */
+    char *requirepass;            /* loaded from requirepass_file; NULL: protected mode */
+    bool admin_commands;          /* RAFT.SUSPEND and DEBUG allowed */
+    uint64_t client_output_limit; /* unsent reply bytes a client may hold; 0: no limit */
+    uint64_t client_input_limit;  /* bytes an unfinished request may reach */
+    uint32_t maxclients;          /* 0: not given (10000, fewer if open files are short) */
+    uint32_t timeout_s;           /* close a client idle this long; 0: never */
+    uint32_t tcp_keepalive_s;     /* TCP keepalive probes after this idle time; 0: off */
 };
 
 struct node {
@@ -137,6 +148,11 @@ struct node {
     int listen_fd;
     struct client *clients;
     size_t n_clients;
+    size_t max_clients;        /* --maxclients, or what the open-file limit leaves */
+    int spare_fd;              /* /dev/null, given up to refuse a client when fds run out */
+    uint64_t accept_resume_ms; /* out of descriptors: accept nothing before this */
+    uint64_t clients_rejected, clients_output_limit_closed, clients_input_limit_closed;
+    uint64_t clients_timed_out;
     uint64_t next_client_id;
     struct resp_request req;
     struct pending_write *writes;
@@ -184,6 +200,12 @@ int transport_fd(const struct node *n);
 int clients_listen(struct node *n, char *err, size_t errlen);
 void clients_close_all(struct node *n);
 void clients_accept(struct node *n);
+/* Whether to poll a client for input: not while its replies or requests pile up. */
+bool clients_want_input(const struct node *n, const struct client *c);
+/* Whether to poll the listening socket: not for a while after descriptors ran out. */
+bool clients_want_accept(const struct node *n, uint64_t now_ms);
+/* Client counters, as INFO lines. */
+int clients_info(const struct node *n, struct buf *out);
 void clients_read(struct node *n, struct client *c);
 /* Run the requests already read from c, up to one that must wait. */
 void clients_parse(struct node *n, struct client *c);

@@ -215,8 +215,13 @@ void pending_serve_reads(struct node *n)
         if (p->slot == NULL || !p->confirmed || p->wait_index > applied)
             continue;
         uint64_t wait = 0;
-        int rc = commands_run_read(n, p->argc, (const uint8_t *const *)p->argv, p->argl,
-                                   &p->slot->data, &wait);
+        /* A client that has gone (or was cut for not reading) is owed
+         * nothing: building its reply would only cost time. */
+        const struct client *c = p->slot->client;
+        int rc = c == NULL || c->gone
+                     ? COMMANDS_READ_DONE
+                     : commands_run_read(n, p->argc, (const uint8_t *const *)p->argv, p->argl,
+                                         &p->slot->data, &wait);
         if (rc == COMMANDS_READ_WAIT) {
             p->wait_index = wait;
             continue;
