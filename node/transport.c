@@ -114,8 +114,8 @@ int transport_open(struct node *n, char *err, size_t errlen)
         /* nanomsg resolves peers' names itself and keeps trying; say so now
          * rather than have the node wait without a word. */
         if (cluster_resolve_url(peer->peer_url, url, sizeof(url), why, sizeof(why)) != 0)
-            fprintf(stderr, "raftkv-node: warning: node %u: %s (will keep trying)\n", peer->id,
-                    why);
+            fprintf(stderr, "raftkv-node: warning: node %u's peer URL %s: %s (will keep trying)\n",
+                    peer->id, peer->peer_url, why);
         int s = nn_socket(AF_SP, NN_PUSH);
         if (s < 0)
             return transport_nn_error(err, errlen, "cannot open a socket for", peer->peer_url);

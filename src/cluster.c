@@ -328,7 +328,7 @@ int cluster_resolve_url(const char *url, char *out, size_t outlen, char *err, si
             snprintf(out, outlen, "%s", url);
             return 0;
         }
-        error_set(err, errlen, "cannot resolve host %s (in %s): %s", host, url,
+        error_set(err, errlen, "cannot resolve host %s: %s", host,
                   rc != 0 ? gai_strerror(rc) : "no address");
         if (res != NULL)
             freeaddrinfo(res);

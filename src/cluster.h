@@ -50,7 +50,7 @@ int cluster_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
 bool cluster_url_is_loopback(const char *url);
 /* url with a tcp:// host name turned into the numeric address it resolves to
  * (nanomsg binds only to addresses and interface names); other URLs as they
- * are. Returns 0, or -1 with err filled ("cannot resolve host X: ..."). */
+ * are. Returns 0, or -1 with err filled ("cannot resolve host X: reason"). */
 int cluster_resolve_url(const char *url, char *out, size_t outlen, char *err, size_t errlen);
 
 #endif
