@@ -543,6 +543,14 @@ static void reply_unknown(struct buf *out, const struct args *a)
 void commands_reply_not_leader(struct node *n, struct buf *out)
 {
     const struct cluster_node *leader = cluster_find(&n->cluster, n->raft.leader_id);
+    if ((leader == NULL || leader->id == n->opt.id) && n->disk_error) {
+        char msg[400];
+        snprintf(msg, sizeof(msg),
+                 "MISCONF this node cannot write its log (%s); it takes no writes until it can",
+                 n->disk_error_text);
+        resp_write_error(out, msg);
+        return;
+    }
     if (leader == NULL || leader->id == n->opt.id) {
         resp_write_error(out, "TRYAGAIN no leader");
         return;

@@ -30,18 +30,49 @@ static void node_fatal(struct node *n, const char *err)
     exit(1);
 }
 
-static void node_persist(struct node *n, const struct raft_ready *rd)
+/* Persist what the ready asks. Returns 0, or -1 with err filled. */
+static int node_persist(struct node *n, const struct raft_ready *rd, char *err, size_t errlen)
+{
+    if (rd->hard_state_changed &&
+        wal_save_hard_state(n->wal, rd->term, rd->voted_for, err, errlen) != 0)
+        return -1;
+    if (rd->truncate_from != 0 && wal_truncate(n->wal, rd->truncate_from, err, errlen) != 0)
+        return -1;
+    /* After a failed attempt the log may hold some of these already. */
+    size_t skip = 0;
+    while (skip < rd->n_entries && rd->entries[skip].index <= wal_last_index(n->wal))
+        skip++;
+    if (rd->n_entries > skip &&
+        wal_append(n->wal, rd->entries + skip, rd->n_entries - skip, err, errlen) != 0)
+        return -1;
+    if ((rd->truncate_from != 0 || rd->n_entries > 0) && wal_sync(n->wal, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+/* How often a node whose disk failed tries again. */
+#define NODE_DISK_RETRY_MS 1000
+
+/* The disk failed under a ready (full, or an I/O error). Nothing it held is
+ * promised to anyone: its messages are dropped, the log forgets what was not
+ * synced, a leader steps down, and the node stops timing out (it must not
+ * lead while it cannot write). It keeps answering what it can and tries
+ * again every second; writes are refused meanwhile (-MISCONF). */
+static void node_disk_failed(struct node *n, const char *why)
 {
     char err[512];
-    if (rd->hard_state_changed &&
-        wal_save_hard_state(n->wal, rd->term, rd->voted_for, err, sizeof(err)) != 0)
-        node_fatal(n, err);
-    if (rd->truncate_from != 0 && wal_truncate(n->wal, rd->truncate_from, err, sizeof(err)) != 0)
-        node_fatal(n, err);
-    if (rd->n_entries > 0 && wal_append(n->wal, rd->entries, rd->n_entries, err, sizeof(err)) != 0)
-        node_fatal(n, err);
-    if ((rd->truncate_from != 0 || rd->n_entries > 0) && wal_sync(n->wal, err, sizeof(err)) != 0)
-        node_fatal(n, err);
+    if (wal_reset_to_synced(n->wal, err, sizeof(err)) != 0)
+        node_event(n, "%s", err);
+    raft_storage_failed(&n->raft, wal_last_index(n->wal));
+    pending_fail_unconfirmed_reads(n);
+    if (!n->disk_error)
+        node_event(n,
+                   "cannot write its log (%s): stepped down, refusing writes, retrying every "
+                   "second",
+                   why);
+    n->disk_error = true;
+    snprintf(n->disk_error_text, sizeof(n->disk_error_text), "%s", why);
+    n->disk_retry_ms = clock_monotonic_ms() + NODE_DISK_RETRY_MS;
 }
 
 static void node_apply(struct node *n, const struct raft_ready *rd)
@@ -91,11 +122,17 @@ void node_process_ready(struct node *n)
 {
     int rounds = 0;
     while (raft_has_ready(&n->raft) && rounds++ < 16) {
+        if (n->disk_error && clock_monotonic_ms() < n->disk_retry_ms)
+            break;
         struct raft_ready rd;
         raft_ready(&n->raft, &rd);
         node_note_state(n);
+        char err[512];
         if (rd.persist_before_send) {
-            node_persist(n, &rd);
+            if (node_persist(n, &rd, err, sizeof(err)) != 0) {
+                node_disk_failed(n, err);
+                break;
+            }
             for (size_t i = 0; i < rd.n_msgs; i++)
                 transport_send(n, &rd.msgs[i]);
         } else {
@@ -103,7 +140,14 @@ void node_process_ready(struct node *n)
              * own copy counts toward a majority only after raft_advance. */
             for (size_t i = 0; i < rd.n_msgs; i++)
                 transport_send(n, &rd.msgs[i]);
-            node_persist(n, &rd);
+            if (node_persist(n, &rd, err, sizeof(err)) != 0) {
+                node_disk_failed(n, err);
+                break;
+            }
+        }
+        if (n->disk_error) {
+            n->disk_error = false;
+            node_event(n, "its log can be written again");
         }
         node_apply(n, &rd);
         for (size_t i = 0; i < rd.n_reads; i++)
@@ -157,9 +201,13 @@ static void node_advance_clock(struct node *n, uint64_t now)
 /* How long poll() may sleep: until the core's next timer, or sooner. */
 static int node_poll_timeout(struct node *n, uint64_t now)
 {
-    if (raft_has_ready(&n->raft))
-        return 0;
     uint64_t wait = NODE_POLL_MAX_MS;
+    if (n->disk_error)
+        wait = n->disk_retry_ms > now
+                   ? (n->disk_retry_ms - now < wait ? n->disk_retry_ms - now : wait)
+                   : 0;
+    else if (raft_has_ready(&n->raft))
+        return 0;
     const struct raft *r = &n->raft;
     uint64_t due = r->role == RAFT_LEADER ? r->heartbeat_due_ms : r->election_deadline_ms;
     if (!n->suspended) {
@@ -224,7 +272,8 @@ int node_run(struct node *n)
             continue;
         }
         node_advance_clock(n, now);
-        raft_tick(&n->raft, n->raft_clock_ms);
+        if (!n->disk_error) /* a node that cannot write must not campaign */
+            raft_tick(&n->raft, n->raft_clock_ms);
         transport_receive(n);
         if (fds[1].revents & POLLIN)
             clients_accept(n);

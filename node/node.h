@@ -164,6 +164,11 @@ struct node {
     uint64_t next_sweep_ms;
     bool active_expire; /* the leader's background sweeper (DEBUG SET-ACTIVE-EXPIRE) */
 
+    /* Storage failing (loop.c): retried every second, writes refused. */
+    bool disk_error;
+    char disk_error_text[256];
+    uint64_t disk_retry_ms;
+
     /* Status and state-change lines. */
     enum raft_role shown_role;
     uint64_t shown_term;
@@ -252,6 +257,8 @@ int pending_read_push(struct node *n, uint64_t read_id, struct reply_slot *slot,
 void pending_on_read(struct node *n, const struct raft_read_result *rr);
 void pending_serve_reads(struct node *n);
 void pending_check(struct node *n);
+/* Reads still waiting for ReadIndex are answered -TRYAGAIN now. */
+void pending_fail_unconfirmed_reads(struct node *n);
 void pending_fail_all_on_shutdown(struct node *n);
 void pending_free(struct node *n);
 

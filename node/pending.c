@@ -281,6 +281,20 @@ void pending_check(struct node *n)
         pending_reads_compact(n);
 }
 
+void pending_fail_unconfirmed_reads(struct node *n)
+{
+    bool answered = false;
+    for (size_t i = 0; i < n->n_reads; i++) {
+        if (n->reads[i].slot != NULL && !n->reads[i].confirmed) {
+            pending_read_answer_error(n, &n->reads[i],
+                                      "TRYAGAIN leader changed, retry the request");
+            answered = true;
+        }
+    }
+    if (answered)
+        pending_reads_compact(n);
+}
+
 /* The node stops: every waiting client hears what is known. */
 void pending_fail_all_on_shutdown(struct node *n)
 {
