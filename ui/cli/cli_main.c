@@ -260,16 +260,31 @@ static void run_terminal(struct cli_conn *c)
         write_history(history); /* failures are not worth a word */
 }
 
-/* Interactive mode on a pipe or file: one command a line, no prompt. */
-static void run_stream(struct cli_conn *c)
+/* Commands from a pipe or file: one a line, no prompt. The exit status is
+ * the worst of the lines': a script learns that something failed. */
+static int run_stream(struct cli_conn *c)
 {
     char *line = NULL;
     size_t cap = 0;
-    while (getline(&line, &cap, stdin) >= 0) {
-        if (run_line(c, line) == CLI_QUIT)
+    ssize_t len;
+    int worst = CLI_OK;
+    unsigned long number = 0;
+    while ((len = getline(&line, &cap, stdin)) >= 0) {
+        number++;
+        enum cli_status s;
+        if (memchr(line, '\0', (size_t)len) != NULL) {
+            fprintf(stderr, "error: line %lu holds a NUL byte; nothing sent\n", number);
+            s = CLI_USAGE;
+        } else {
+            s = run_line(c, line);
+        }
+        if (s == CLI_QUIT)
             break;
+        if ((int)s > worst)
+            worst = (int)s;
     }
     free(line);
+    return worst;
 }
 
 int main(int argc, char **argv)
@@ -305,7 +320,7 @@ int main(int argc, char **argv)
     } else if (isatty(STDIN_FILENO)) {
         run_terminal(&conn);
     } else {
-        run_stream(&conn);
+        status = run_stream(&conn);
     }
     cli_conn_close(&conn);
     return status;

@@ -162,6 +162,7 @@ static int parse_options(int argc, char **argv, struct cockpit_options *o)
     o->nodes = 3;
     int c;
     char *end;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 'n': {
@@ -209,8 +210,11 @@ static int parse_options(int argc, char **argv, struct cockpit_options *o)
         case 'h':
             usage(stdout);
             exit(0);
-        default:
-            usage(stderr);
+        default: /* one line, not the whole help: the error stays in sight */
+            if (optopt != 0)
+                fprintf(stderr, "raftkv: option %s needs a value (try --help)\n", argv[optind - 1]);
+            else
+                fprintf(stderr, "raftkv: unknown option '%s' (try --help)\n", argv[optind - 1]);
             return -1;
         }
     }
