@@ -9,6 +9,7 @@
 #include "kv.h"
 
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,6 @@
 #define KV_MIN_SLOTS 16
 #define MALLOC_OVERHEAD 16 /* rough bytes the allocator adds to each block */
 
-#define KEY_HASH_SEED 0x6b76206b65797321ULL
 #define ENTRY_TAG 0x656e747279000001ULL
 #define NOOP_TAG 0x6e6f6f7000000002ULL
 
@@ -35,6 +35,11 @@ struct kv_session {
 };
 
 struct kv {
+    /* SipHash key of the table, drawn at random for each process (as Redis
+     * does): keys chosen to collide for one process do not collide for
+     * another. Only the table's layout depends on it, never what is stored,
+     * visited in order or digested. */
+    uint8_t hash_key[KV_HASH_KEY_BYTES];
     struct kv_item **slots; /* NULL: empty slot */
     size_t nslots;          /* a power of two */
     size_t count;
@@ -366,15 +371,25 @@ bool kv_parse_int64(const uint8_t *p, size_t len, int64_t *out)
     return true;
 }
 
-static uint64_t key_hash(const struct kv_arg *key)
+static uint64_t key_hash_bytes(const struct kv *kv, const uint8_t *p, size_t len)
 {
-    return hash_bytes(KEY_HASH_SEED, key->p, key->len);
+    uint8_t out[crypto_shorthash_BYTES];
+    crypto_shorthash(out, p, len, kv->hash_key);
+    uint64_t h = 0;
+    for (int i = 7; i >= 0; i--)
+        h = (h << 8) | out[i];
+    return h;
+}
+
+static uint64_t key_hash(const struct kv *kv, const struct kv_arg *key)
+{
+    return key_hash_bytes(kv, key->p, key->len);
 }
 
 static int do_set(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
 {
     const struct kv_arg *key = &cmd->args[0], *val = &cmd->args[1];
-    uint64_t hash = key_hash(key);
+    uint64_t hash = key_hash(kv, key);
     size_t i = find_live(kv, key->p, key->len, hash, cmd->now_ms);
     int rc = i == SIZE_MAX ? insert_item(kv, key->p, key->len, hash, val->p, val->len)
                            : replace_value(kv, i, val->p, val->len, true);
@@ -389,7 +404,7 @@ static int do_del(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *repl
     int64_t deleted = 0;
     for (uint32_t a = 0; a < cmd->nargs; a++) {
         const struct kv_arg *key = &cmd->args[a];
-        size_t i = find_live(kv, key->p, key->len, key_hash(key), cmd->now_ms);
+        size_t i = find_live(kv, key->p, key->len, key_hash(kv, key), cmd->now_ms);
         if (i != SIZE_MAX) {
             remove_slot(kv, i);
             deleted++;
@@ -402,7 +417,7 @@ static int do_del(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *repl
 static int do_incr(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
 {
     const struct kv_arg *key = &cmd->args[0];
-    uint64_t hash = key_hash(key);
+    uint64_t hash = key_hash(kv, key);
     size_t i = find_live(kv, key->p, key->len, hash, cmd->now_ms);
     int64_t v = 0;
     bool valid = i == SIZE_MAX || kv_parse_int64(item_val(kv->slots[i]), kv->slots[i]->vlen, &v);
@@ -425,7 +440,7 @@ static int do_incr(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *rep
 static int do_expire(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
 {
     const struct kv_arg *key = &cmd->args[0];
-    size_t i = find_live(kv, key->p, key->len, key_hash(key), cmd->now_ms);
+    size_t i = find_live(kv, key->p, key->len, key_hash(kv, key), cmd->now_ms);
     if (i == SIZE_MAX) {
         reply_int(reply, 0);
         return 0;
@@ -445,7 +460,7 @@ static int do_expire(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *r
 static int do_sweep(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
 {
     const struct kv_arg *key = &cmd->args[0];
-    size_t i = find_slot(kv, key->p, key->len, key_hash(key));
+    size_t i = find_slot(kv, key->p, key->len, key_hash(kv, key));
     bool expired = i != SIZE_MAX && item_expired(kv->slots[i], cmd->now_ms);
     if (expired)
         remove_slot(kv, i);
@@ -521,9 +536,21 @@ static int execute_once(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply
 
 struct kv *kv_new(void)
 {
+    if (sodium_init() < 0)
+        return NULL;
+    uint8_t key[KV_HASH_KEY_BYTES];
+    randombytes_buf(key, sizeof(key));
+    return kv_new_keyed(key);
+}
+
+struct kv *kv_new_keyed(const uint8_t key[KV_HASH_KEY_BYTES])
+{
+    if (sodium_init() < 0)
+        return NULL;
     struct kv *kv = calloc(1, sizeof(*kv));
     if (kv == NULL)
         return NULL;
+    memcpy(kv->hash_key, key, KV_HASH_KEY_BYTES);
     kv->slots = calloc(KV_MIN_SLOTS, sizeof(*kv->slots));
     if (kv->slots == NULL) {
         free(kv);
@@ -595,7 +622,7 @@ void kv_apply_noop(struct kv *kv, uint64_t index)
 bool kv_get(const struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t now_ms,
             const uint8_t **val, uint32_t *vlen)
 {
-    size_t i = find_slot(kv, key, klen, hash_bytes(KEY_HASH_SEED, key, klen));
+    size_t i = find_slot(kv, key, klen, key_hash_bytes(kv, key, klen));
     if (i == SIZE_MAX || item_expired(kv->slots[i], now_ms))
         return false;
     *val = item_val(kv->slots[i]);
@@ -605,7 +632,7 @@ bool kv_get(const struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t now
 
 int64_t kv_ttl_ms(const struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t now_ms)
 {
-    size_t i = find_slot(kv, key, klen, hash_bytes(KEY_HASH_SEED, key, klen));
+    size_t i = find_slot(kv, key, klen, key_hash_bytes(kv, key, klen));
     if (i == SIZE_MAX || item_expired(kv->slots[i], now_ms))
         return -2;
     if (kv->slots[i]->deadline_ms == 0)
@@ -621,6 +648,26 @@ uint64_t kv_applied_index(const struct kv *kv)
 uint64_t kv_digest(const struct kv *kv)
 {
     return kv->digest;
+}
+
+uint64_t kv_key_hash(const struct kv *kv, const uint8_t *key, size_t len)
+{
+    return key_hash_bytes(kv, key, len);
+}
+
+size_t kv_longest_probe(const struct kv *kv)
+{
+    size_t longest = 0, mask = kv->nslots - 1;
+    for (size_t i = 0; i < kv->nslots; i++) {
+        const struct kv_item *it = kv->slots[i];
+        if (it == NULL)
+            continue;
+        size_t home = it->hash & mask;
+        size_t dist = (i - home) & mask;
+        if (dist > longest)
+            longest = dist;
+    }
+    return longest;
 }
 
 uint64_t kv_time_floor(const struct kv *kv)

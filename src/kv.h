@@ -71,7 +71,15 @@ void kv_reply_free(struct kv_reply *r);
 
 struct kv;
 
+#define KV_HASH_KEY_BYTES 16 /* crypto_shorthash_KEYBYTES: SipHash-2-4 */
+/* A store whose hash table is keyed at random (kv_new), or with the given
+ * key (tests). NULL when memory or the random source fails. */
 struct kv *kv_new(void);
+struct kv *kv_new_keyed(const uint8_t key[KV_HASH_KEY_BYTES]);
+/* The table's hash of a key, and the longest distance of any key from its
+ * home slot (tests and diagnostics). */
+uint64_t kv_key_hash(const struct kv *kv, const uint8_t *key, size_t len);
+size_t kv_longest_probe(const struct kv *kv);
 void kv_free(struct kv *kv);
 
 /* Apply the log entry at index (data as made by kv_cmd_encode). Malformed data

@@ -1018,8 +1018,46 @@ static void test_100k_keys(void)
     kv_free(kv);
 }
 
+/* Keys chosen so that one table's hash puts them all in one home slot: with
+ * that table's key they pile up (the attack works), with a random key they
+ * spread; and the data set's digest does not depend on the table's key. */
+static void test_hash_flooding(void)
+{
+    static const uint8_t known[KV_HASH_KEY_BYTES] = {1, 2,  3,  4,  5,  6,  7,  8,
+                                                     9, 10, 11, 12, 13, 14, 15, 16};
+    enum { N = 600, BITS = 13 };
+    struct kv *target = kv_new_keyed(known);
+    struct kv *random_keyed = kv_new();
+    CHECK(target != NULL && random_keyed != NULL);
+    static char keys[N][24];
+    size_t found = 0;
+    for (uint64_t k = 0; found < N; k++) {
+        char key[24];
+        int len = snprintf(key, sizeof(key), "flood:%" PRIu64, k);
+        if ((kv_key_hash(target, (const uint8_t *)key, (size_t)len) & ((1u << BITS) - 1)) == 0)
+            memcpy(keys[found++], key, (size_t)len + 1);
+    }
+    for (size_t i = 0; i < N; i++) {
+        CHECK_OK(run(target, KV_OP_SET, 1, keys[i], "v", NULL));
+        CHECK_OK(run(random_keyed, KV_OP_SET, 1, keys[i], "v", NULL));
+    }
+    size_t piled = kv_longest_probe(target), spread = kv_longest_probe(random_keyed);
+    printf("hash flooding: %d chosen keys, longest probe %zu with the known key, %zu with a "
+           "random one\n",
+           N, piled, spread);
+    CHECK(piled >= N - 1);
+    CHECK(spread < 64);
+    char a[KV_STATE_DIGEST_HEX + 1], b[KV_STATE_DIGEST_HEX + 1];
+    kv_state_digest(target, a);
+    kv_state_digest(random_keyed, b);
+    CHECK_STR_EQ(a, b);
+    kv_free(target);
+    kv_free(random_keyed);
+}
+
 int main(void)
 {
+    test_hash_flooding();
     test_set_get_del();
     test_binary_safe();
     test_incr();
