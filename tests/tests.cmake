@@ -41,6 +41,7 @@ else()
 endif()
 file(GLOB PY_TESTS CONFIGURE_DEPENDS
   ${CMAKE_SOURCE_DIR}/tests/integration/test_*.py
+  ${CMAKE_SOURCE_DIR}/tests/jepsen/test_*.py
   ${CMAKE_SOURCE_DIR}/tests/tui/test_*.py)
 list(SORT PY_TESTS)
 set(port_slot 0)
@@ -54,6 +55,10 @@ foreach(script ${PY_TESTS})
     COMMAND ${Python3_EXECUTABLE} ${script} --build ${CMAKE_BINARY_DIR} --port-base ${port})
   set_tests_properties(${kind}.${name} PROPERTIES TIMEOUT 300)
 endforeach()
+# The linearizability checker's own tests need no nodes: a minute is plenty.
+if(TEST jepsen.test_lincheck_checker)
+  set_tests_properties(jepsen.test_lincheck_checker PROPERTIES TIMEOUT 60)
+endif()
 
 # Fuzzing the RESP parsers. fuzz.resp_smoke runs the libFuzzer target on a
 # deterministic corpus with any compiler; RAFTKV_FUZZ builds the real fuzzer:
@@ -70,7 +75,8 @@ set_tests_properties(fuzz.resp_smoke PROPERTIES TIMEOUT 120)
 
 # Fuzzing what a node does with the bytes at its peer port: MAC, Envelope,
 # PeerMessage checks, the core's step (tests/fuzz/fuzz_peer.c). The real
-# fuzzer: cmake --build build-fuzz --target fuzz_peer; build-fuzz/fuzz_peer
+# fuzzer, from the smoke run's seeds: cmake --build build-fuzz --target fuzz_peer
+# fuzz_peer_smoke; build-fuzz/fuzz_peer_smoke --corpus DIR; build-fuzz/fuzz_peer DIR
 add_executable(fuzz_peer_smoke ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_peer.c
   ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_peer_main.c)
 target_compile_options(fuzz_peer_smoke PRIVATE ${RAFTKV_WARNINGS})
@@ -101,10 +107,15 @@ if(RAFTKV_FUZZ)
   file(GLOB FUZZ_KV_LIB ${CMAKE_SOURCE_DIR}/src/kv*.c)
   add_executable(fuzz_kv ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_kv.c ${FUZZ_KV_LIB})
   target_include_directories(fuzz_kv PRIVATE ${CMAKE_SOURCE_DIR}/src)
+  target_link_libraries(fuzz_kv PRIVATE PkgConfig::SODIUM)
   target_compile_options(fuzz_kv PRIVATE ${RAFTKV_WARNINGS} -fsanitize=fuzzer,address,undefined
     -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(fuzz_kv PRIVATE -fsanitize=fuzzer,address,undefined)
-  add_executable(fuzz_peer ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_peer.c)
+  # The wire and the Raft core compiled in, so that libFuzzer sees their branches.
+  file(GLOB FUZZ_PEER_LIB ${CMAKE_SOURCE_DIR}/src/raft*.c)
+  add_executable(fuzz_peer ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_peer.c ${CMAKE_SOURCE_DIR}/src/wire.c
+    ${FUZZ_PEER_LIB})
+  target_include_directories(fuzz_peer PRIVATE ${CMAKE_SOURCE_DIR}/src)
   target_compile_options(fuzz_peer PRIVATE ${RAFTKV_WARNINGS} -fsanitize=fuzzer,address,undefined
     -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(fuzz_peer PRIVATE -fsanitize=fuzzer,address,undefined)

@@ -1,6 +1,7 @@
 /* fuzz_peer_main.c - runs the fuzz_peer target without libFuzzer, for ctest.
  *
- * Usage: fuzz_peer_smoke [INPUTS] (default 100000). The corpus is made here,
+ * Usage: fuzz_peer_smoke [INPUTS] (default 100000), or fuzz_peer_smoke
+ * --corpus DIR to write the seeds for the libFuzzer target. The corpus is made here,
  * deterministically: Envelopes of every kind (AppendEntries with entries,
  * RequestVote, both replies, controls, a status, another cluster's) encoded
  * with the project's schema, one or two back to back, then up to four random
@@ -176,11 +177,33 @@ static size_t mutate(uint8_t *input, size_t len)
     }
 }
 
+/* Each seed as a file in dir, plain and to be sealed: a corpus to start
+ * the libFuzzer target from (fuzz_peer DIR). */
+static int write_corpus(const char *dir)
+{
+    for (size_t i = 0; i < n_seeds; i++) {
+        for (uint8_t mode = 0; mode < 2; mode++) {
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/seed-%zu-%u", dir, i, mode);
+            FILE *f = fopen(path, "wb");
+            if (f == NULL || fwrite(&mode, 1, 1, f) != 1 ||
+                fwrite(seeds[i], 1, seed_len[i], f) != seed_len[i] || fclose(f) != 0) {
+                perror(path);
+                return 1;
+            }
+        }
+    }
+    printf("fuzz_peer: %zu seeds written to %s\n", 2 * n_seeds, dir);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    long inputs = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
     static uint8_t input[INPUT_MAX];
     make_seeds();
+    if (argc > 2 && strcmp(argv[1], "--corpus") == 0)
+        return write_corpus(argv[2]);
+    long inputs = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
     for (long i = 0; i < inputs; i++) {
         size_t len = 0;
         input[len++] = (uint8_t)below(8); /* the mode byte */
