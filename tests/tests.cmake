@@ -41,7 +41,6 @@ else()
 endif()
 file(GLOB PY_TESTS CONFIGURE_DEPENDS
   ${CMAKE_SOURCE_DIR}/tests/integration/test_*.py
-  ${CMAKE_SOURCE_DIR}/tests/jepsen/test_*.py
   ${CMAKE_SOURCE_DIR}/tests/tui/test_*.py)
 list(SORT PY_TESTS)
 set(port_slot 0)
@@ -55,10 +54,6 @@ foreach(script ${PY_TESTS})
     COMMAND ${Python3_EXECUTABLE} ${script} --build ${CMAKE_BINARY_DIR} --port-base ${port})
   set_tests_properties(${kind}.${name} PROPERTIES TIMEOUT 300)
 endforeach()
-# The linearizability checker's own tests need no nodes: a minute is plenty.
-if(TEST jepsen.test_lincheck_checker)
-  set_tests_properties(jepsen.test_lincheck_checker PROPERTIES TIMEOUT 60)
-endif()
 
 # Fuzzing the RESP parsers. fuzz.resp_smoke runs the libFuzzer target on a
 # deterministic corpus with any compiler; RAFTKV_FUZZ builds the real fuzzer:
@@ -107,7 +102,6 @@ if(RAFTKV_FUZZ)
   file(GLOB FUZZ_KV_LIB ${CMAKE_SOURCE_DIR}/src/kv*.c)
   add_executable(fuzz_kv ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_kv.c ${FUZZ_KV_LIB})
   target_include_directories(fuzz_kv PRIVATE ${CMAKE_SOURCE_DIR}/src)
-  target_link_libraries(fuzz_kv PRIVATE PkgConfig::SODIUM)
   target_compile_options(fuzz_kv PRIVATE ${RAFTKV_WARNINGS} -fsanitize=fuzzer,address,undefined
     -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(fuzz_kv PRIVATE -fsanitize=fuzzer,address,undefined)
