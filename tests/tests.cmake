@@ -102,6 +102,7 @@ if(RAFTKV_FUZZ)
   file(GLOB FUZZ_KV_LIB ${CMAKE_SOURCE_DIR}/src/kv*.c)
   add_executable(fuzz_kv ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_kv.c ${FUZZ_KV_LIB})
   target_include_directories(fuzz_kv PRIVATE ${CMAKE_SOURCE_DIR}/src)
+  target_link_libraries(fuzz_kv PRIVATE PkgConfig::SODIUM)
   target_compile_options(fuzz_kv PRIVATE ${RAFTKV_WARNINGS} -fsanitize=fuzzer,address,undefined
     -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(fuzz_kv PRIVATE -fsanitize=fuzzer,address,undefined)
