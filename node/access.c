@@ -15,48 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include "node.h"
-
-#define ACCESS_MAX_PASSWORD 512
-
-int access_load_password(const char *path, char **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "--requirepass-file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char text[ACCESS_MAX_PASSWORD + 2];
-    size_t len = fread(text, 1, sizeof(text), f);
-    bool failed = ferror(f) != 0;
-    fclose(f);
-    if (failed) {
-        snprintf(err, errlen, "--requirepass-file %s: cannot read it", path);
-        return -1;
-    }
-    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-        len--;
-    if (len == 0 || len > ACCESS_MAX_PASSWORD) {
-        snprintf(err, errlen, "--requirepass-file %s: the password must be 1 to %d bytes", path,
-                 ACCESS_MAX_PASSWORD);
-        return -1;
-    }
-    if (memchr(text, '\0', len) != NULL || memchr(text, '\n', len) != NULL) {
-        snprintf(err, errlen, "--requirepass-file %s: the password is one line without NUL", path);
-        return -1;
-    }
-    *out = malloc(len + 1);
-    if (*out == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    memcpy(*out, text, len);
-    (*out)[len] = '\0';
-    return 0;
-}
 
 /* "localhost", 127.0.0.0/8 and ::1; a wildcard (0.0.0.0, ::, "*") is not. */
 bool access_host_is_loopback(const char *host)

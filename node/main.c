@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "node.h"
+#include "password.h"
 
 static const char *node_usage =
     "usage: raftkv-node --config FILE --id N --data DIR [--election-timeout MIN-MAX]\n"
@@ -337,7 +338,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
     if (transport_auth_init(n, err, errlen) != 0)
         return -1;
     if (n->opt.requirepass_file != NULL &&
-        access_load_password(n->opt.requirepass_file, &n->opt.requirepass, err, errlen) != 0)
+        password_load(n->opt.requirepass_file, &n->opt.requirepass, err, errlen) != 0)
         return -1;
     if (n->opt.requirepass == NULL && !access_host_is_loopback(n->self->client_host)) {
         snprintf(err, errlen,

@@ -239,7 +239,6 @@ void commands_sweep_expired(struct node *n);
 uint64_t commands_now(struct node *n);
 
 /* access.c */
-int access_load_password(const char *path, char **out, char *err, size_t errlen);
 bool access_host_is_loopback(const char *host);
 /* 0: c may run commands; -1: *why is the error to answer (the client may be
  * marked closing). */

@@ -8,7 +8,9 @@
   terminal) work;
 - without a password (protected mode) the node says so at start, and refuses
   to start on a non-loopback or wildcard client address;
-- --admin-commands off refuses RAFT.SUSPEND and DEBUG."""
+- --admin-commands off refuses RAFT.SUSPEND and DEBUG;
+- the cockpit started with --requirepass-file passes it to its nodes, and its
+  own client authenticates."""
 import os
 import pty
 import select
@@ -133,6 +135,24 @@ def test_protected_mode(opt):
                   f"client address {host} without a password is refused ({err.strip()!r})")
 
 
+def test_cockpit(opt, pwfile):
+    step("the cockpit with --requirepass-file: its nodes ask for the password, its client gives it")
+    cockpit = os.path.join(opt.build, "raftkv")
+    script = pwfile + ".script"
+    with open(script, "w") as f:
+        f.write("wait-leader\nsetval greeting hello\nexpect getval greeting hello\n"
+                "expect kv all greeting hello\n")
+    try:
+        rc, out, err, _ = run_program([cockpit, "--headless", "--script", script,
+                                       "--requirepass-file", pwfile, "--port-base",
+                                       str(opt.port_base + 80)], wall=60)
+    finally:
+        os.unlink(script)
+    check(rc == 0 and "script passed" in out,
+          f"a scripted setval/getval through the cockpit's client works (exit {rc}, "
+          f"{out.strip().splitlines()[-2:] if out.strip() else err.strip()!r})")
+
+
 def main(opt):
     tmp_pw = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"raftkv-pw-{os.getpid()}")
     with open(tmp_pw, "w") as f:
@@ -147,6 +167,7 @@ def main(opt):
             cluster.wait_leader = lambda **kw: wait_leader_auth(cluster, **kw)
             test_password(cluster)
             cluster.shutdown()
+        test_cockpit(opt, tmp_pw)
     finally:
         os.unlink(tmp_pw)
     test_admin_off(opt)

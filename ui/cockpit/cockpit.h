@@ -26,6 +26,7 @@ struct cockpit_options {
     bool speed_given;
     bool headless;
     int port_base;
+    const char *requirepass_file;
 };
 
 enum ui_mode { UI_NORMAL, UI_COMMAND, UI_CONFIRM_QUIT, UI_HELP };
@@ -58,6 +59,7 @@ struct cockpit {
     struct supervisor sup;
     struct model model;
     struct client client;
+    char *password; /* from --requirepass-file: the client sends AUTH */
     struct script *script;
     struct ui_state ui;
     struct model *frozen; /* the model as it was when the display was paused */

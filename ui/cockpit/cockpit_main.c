@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cockpit.h"
+#include "password.h"
 
 #define POLL_MS 50
 #define DRAW_MS 80
@@ -112,6 +113,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: raftkv [--nodes N] [--data DIR] [--config FILE] [--speed X]\n"
                "              [--headless] [--script FILE] [--node-bin PATH] [--port-base P]\n"
+               "              [--requirepass-file FILE]\n"
                "\n"
                "Starts N raftkv-node processes (default 3, at most 9) on loopback ports and\n"
                "shows every node live; keys and ':' commands break and heal the cluster.\n"
@@ -128,6 +130,8 @@ static void usage(FILE *f)
                "                  --headless, exit 0 when every expectation held\n"
                "  --node-bin PATH the raftkv-node program (default: next to raftkv)\n"
                "  --port-base P   use ports P.. (peers P..P+N-1, clients P+N..P+2N-1)\n"
+               "  --requirepass-file FILE  every node asks clients for this password (AUTH);\n"
+               "                  the cockpit's own client sends it\n"
                "\n"
                "Script lines: wait 2s | wait 500ms, wait-leader, wait-client, echo TEXT,\n"
                "  expect leader N|none, expect role N ROLE, expect getval KEY VALUE|None,\n"
@@ -152,11 +156,17 @@ static void usage(FILE *f)
 static int parse_options(int argc, char **argv, struct cockpit_options *o)
 {
     static const struct option longopts[] = {
-        {"nodes", required_argument, NULL, 'n'},    {"data", required_argument, NULL, 'd'},
-        {"config", required_argument, NULL, 'c'},   {"speed", required_argument, NULL, 's'},
-        {"headless", no_argument, NULL, 'H'},       {"script", required_argument, NULL, 'S'},
-        {"node-bin", required_argument, NULL, 'b'}, {"port-base", required_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"nodes", required_argument, NULL, 'n'},
+        {"data", required_argument, NULL, 'd'},
+        {"config", required_argument, NULL, 'c'},
+        {"speed", required_argument, NULL, 's'},
+        {"headless", no_argument, NULL, 'H'},
+        {"script", required_argument, NULL, 'S'},
+        {"node-bin", required_argument, NULL, 'b'},
+        {"port-base", required_argument, NULL, 'p'},
+        {"requirepass-file", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     o->nodes = 3;
@@ -207,6 +217,9 @@ static int parse_options(int argc, char **argv, struct cockpit_options *o)
             o->port_base = (int)p;
             break;
         }
+        case 'P':
+            o->requirepass_file = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -391,11 +404,19 @@ int main(int argc, char **argv)
         .node_bin = ck->opt.node_bin,
         .port_base = ck->opt.port_base,
         .speed = ck->opt.speed,
+        .requirepass_file = ck->opt.requirepass_file,
     };
+    if (ck->opt.requirepass_file != NULL &&
+        password_load(ck->opt.requirepass_file, &ck->password, err, sizeof err) < 0) {
+        fprintf(stderr, "raftkv: %s\n", err);
+        script_free(ck->script);
+        return 2;
+    }
     if (sup_open(&ck->sup, &so, err, sizeof err) < 0) {
         fprintf(stderr, "raftkv: %s\n", err);
         sup_close(&ck->sup);
         script_free(ck->script);
+        free(ck->password);
         return 1;
     }
     ck->now_ms = clock_monotonic_ms();
@@ -403,6 +424,7 @@ int main(int argc, char **argv)
     model_set_time(&ck->model, ck->now_ms, clock_wall_ms());
     sup_attach_model(&ck->sup, &ck->model);
     client_init(&ck->client, &ck->sup.cluster, random_client_id());
+    ck->client.password = ck->password;
     ck->ui.selected = ck->sup.cluster.nodes[0].id;
 
     if (!ck->opt.headless)
@@ -425,5 +447,6 @@ int main(int argc, char **argv)
     model_free(&ck->model);
     free(ck->frozen);
     script_free(ck->script);
+    free(ck->password);
     return ck->exit_code;
 }

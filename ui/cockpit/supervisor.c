@@ -234,6 +234,10 @@ int sup_open(struct supervisor *s, const struct sup_options *o, char *err, size_
     s->status_sock = -1;
     s->status_fd = -1;
     s->speed = o->speed;
+    if (o->requirepass_file != NULL && realpath(o->requirepass_file, s->requirepass_file) == NULL) {
+        snprintf(err, errlen, "--requirepass-file %s: %s", o->requirepass_file, strerror(errno));
+        return -1;
+    }
     for (size_t i = 0; i < CLUSTER_MAX_NODES; i++)
         s->nodes[i].control = -1;
 
@@ -346,7 +350,12 @@ static int start_node(struct supervisor *s, struct sup_node *n, uint64_t now_ms,
     snprintf(speed, sizeof speed, "%g", s->speed);
     char *argv[] = {s->node_bin, "--config",      s->cluster_path, "--id",        id,
                     "--data",    n->data_dir,     "--status",      s->status_url, "--speed",
-                    speed,       "--secret-file", s->secret_path,  NULL};
+                    speed,       "--secret-file", s->secret_path,  NULL,          NULL,
+                    NULL};
+    if (s->requirepass_file[0] != '\0') {
+        argv[13] = "--requirepass-file";
+        argv[14] = s->requirepass_file;
+    }
     char exec_failed[PATH_MAX + 64];
     int msg_len = snprintf(exec_failed, sizeof exec_failed, "raftkv: cannot run %s\n", s->node_bin);
     if (msg_len >= (int)sizeof exec_failed)

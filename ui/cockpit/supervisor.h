@@ -34,6 +34,7 @@ struct sup_options {
     const char *node_bin;    /* NULL: raftkv-node next to this program */
     int port_base;           /* 0: free ports chosen by the system */
     double speed;
+    const char *requirepass_file; /* passed to every node; NULL: none */
 };
 
 struct sup_node {
@@ -65,6 +66,7 @@ struct supervisor {
     uint32_t delay_ms;
     struct sup_node nodes[CLUSTER_MAX_NODES];
     struct model *model;
+    char requirepass_file[PATH_MAX]; /* "" when none */
     uint64_t statuses, bad_statuses;
     uint64_t auth_failures;     /* statuses whose MAC did not verify */
     char secret_path[PATH_MAX]; /* DATA_DIR/secret: every node gets --secret-file */
