@@ -41,6 +41,7 @@ else()
 endif()
 file(GLOB PY_TESTS CONFIGURE_DEPENDS
   ${CMAKE_SOURCE_DIR}/tests/integration/test_*.py
+  ${CMAKE_SOURCE_DIR}/tests/jepsen/test_*.py
   ${CMAKE_SOURCE_DIR}/tests/tui/test_*.py)
 list(SORT PY_TESTS)
 set(port_slot 0)
@@ -54,6 +55,10 @@ foreach(script ${PY_TESTS})
     COMMAND ${Python3_EXECUTABLE} ${script} --build ${CMAKE_BINARY_DIR} --port-base ${port})
   set_tests_properties(${kind}.${name} PROPERTIES TIMEOUT 300)
 endforeach()
+# The linearizability checker's own tests need no nodes: a minute is plenty.
+if(TEST jepsen.test_lincheck_checker)
+  set_tests_properties(jepsen.test_lincheck_checker PROPERTIES TIMEOUT 60)
+endif()
 
 # Fuzzing the RESP parsers. fuzz.resp_smoke runs the libFuzzer target on a
 # deterministic corpus with any compiler; RAFTKV_FUZZ builds the real fuzzer:

@@ -1,0 +1,61 @@
+"""test_jepsen.py - the ctest entry of the Jepsen-style test (jepsen.py).
+
+Three short runs on real nodes, each with client threads on a few keys while
+faults hit the cluster one at a time: 3 nodes (kill, pause, partition,
+loss), 5 nodes with the same plus real network isolation in namespaces
+(skipped with a reason where namespaces cannot be made), and 3 nodes with
+every fault. Each run must be linearizable key by key, converge to one
+digest on every node, and keep every acknowledged write. Under the
+sanitizers (a slower node) the runs are shorter with fewer clients.
+
+Seeds are random, printed with each run; a failure prints the command that
+replays the run's fault schedule.
+"""
+import os
+import random
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, HERE)
+
+import harness  # noqa: E402
+from harness import check, step  # noqa: E402
+import jepsen  # noqa: E402
+
+RUNS = (
+    (3, ("kill", "pause", "partition", "loss")),
+    (5, ("kill", "pause", "partition", "loss", "netns")),
+    (3, ("kill", "pause", "partition", "loss", "netns")),
+)
+
+
+def sanitized(build):
+    """Whether the build dir was configured with RAFTKV_SANITIZE=ON."""
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            return any(line.startswith("RAFTKV_SANITIZE:") and line.strip().endswith("=ON")
+                       for line in f)
+    except OSError:
+        return False
+
+
+def main(opt):
+    seconds, clients = (12, 4) if sanitized(opt.build) else (20, 6)
+    first = random.SystemRandom().randrange(1, 1 << 31)
+    for r, (nodes, faults) in enumerate(RUNS):
+        seed = first + r
+        step(f"run {r + 1}: seed {seed}, {nodes} nodes, {seconds} s, {clients} clients, "
+             f"faults {','.join(faults)}")
+        result = jepsen.run_once(opt, nodes, seconds, seed, faults, clients=clients, slot=r % 5)
+        print(result.summary(), flush=True)
+        check(len(result.faults) > 0 and sum(op.status == "ok" for op in result.history) > 100,
+              f"faults were injected ({len(result.faults)}) while clients got answers")
+        check(result.ok, f"linearizable, converged, no acknowledged write lost (replay: "
+                         f"python3 tests/jepsen/jepsen.py --build {opt.build} --port-base "
+                         f"{opt.port_base} --nodes {nodes} --seconds {seconds} --seed {seed} "
+                         f"--faults {','.join(faults)})")
+
+
+if __name__ == "__main__":
+    sys.exit(harness.run(main, harness.parse_args(__doc__)))
