@@ -7,7 +7,10 @@
  * writes, a node takes nothing in and messages wait for the next turn. The
  * network delays, drops, duplicates and reorders messages and can be
  * partitioned; nodes crash and restart from what their disk kept
- * (sim_disk.c: unsynced writes are lost or torn). All randomness comes from
+ * (sim_disk.c: unsynced writes are lost or torn). A disk can also fail for a
+ * while (full, I/O errors): the node then does what node/loop.c does, tells
+ * the core raft_storage_failed, stops ticking it and retries the persist
+ * every disk_retry_ms. All randomness comes from
  * one seed, so a failing run replays exactly. After every turn the checker
  * (sim_check.c) verifies the safety properties of the Raft paper's Figure 3
  * and that no message promises what the disk could lose.
@@ -47,6 +50,15 @@ struct sim_disk {
     size_t synced;          /* entries that survive any crash */
     uint32_t *vote_of_term; /* every vote ever made durable, by term */
     size_t n_vote_of_term;
+};
+
+/* The steps of a persist, in order; a failing disk fails one of them. */
+enum sim_disk_op {
+    SIM_DISK_ANY = 0, /* whichever step the ready has, drawn at random */
+    SIM_DISK_HARD_STATE,
+    SIM_DISK_TRUNCATE,
+    SIM_DISK_APPEND,
+    SIM_DISK_SYNC,
 };
 
 /* A message in flight, owning a copy of its entries. */
@@ -89,6 +101,17 @@ struct sim_node {
     struct sim_packet *inbox; /* arrived, not yet taken in, in arrival order */
     size_t inbox_len, inbox_cap;
 
+    /* A failing disk: every persist until disk_fail_until_ms fails at one of
+     * its steps (disk_fail_op for the next one, if the ready has that step). */
+    uint64_t disk_fail_until_ms;
+    enum sim_disk_op disk_fail_op;
+    /* The node's view, as node->disk_error: a persist failed and none has
+     * succeeded since. It does not tick its core, and carries out no ready
+     * before disk_retry_ms. A restart forgets it. */
+    bool disk_error;
+    uint64_t disk_retry_ms;
+    unsigned disk_failures; /* persists that failed, in all lives */
+
     /* What the checker saw of this node after its last event. */
     struct sim_shadow *shadow;
     size_t shadow_len, shadow_cap;
@@ -110,7 +133,8 @@ struct sim_params {
     double crash_in_persist; /* chance to crash writing the hard state or before the fsync */
     uint32_t down_min_ms, down_max_ms; /* how long a crashed node stays down */
     uint32_t max_batch;                /* most messages one turn takes in (0 or 1: one at a time) */
-    uint32_t disk_ms; /* a turn that writes the disk keeps the node busy 0..disk_ms */
+    uint32_t disk_ms;       /* a turn that writes the disk keeps the node busy 0..disk_ms */
+    uint32_t disk_retry_ms; /* after a failed persist, the next try (node: 1000); 0 = 1000 */
 };
 
 /* A read asked of a leader, as the checker remembers it. */
@@ -187,6 +211,9 @@ void sim_trace(struct sim *s, uint32_t id, const char *fmt, ...)
 void sim_start(struct sim *s, struct sim_node *nd);
 void sim_start_all(struct sim *s);
 void sim_crash(struct sim *s, struct sim_node *nd, uint64_t restart_ms);
+/* The node's disk fails every write until until_ms (s->now or earlier: it
+ * works again); the first persist to fail fails at step `at` if it has it. */
+void sim_disk_failing(struct sim *s, struct sim_node *nd, uint64_t until_ms, enum sim_disk_op at);
 /* Runs the next tick, delivery or restart due at or before until; false
  * (with the clock moved to until) when there is none. */
 bool sim_step(struct sim *s, uint64_t until);
@@ -214,6 +241,9 @@ void sim_disk_truncate(struct sim_disk *d, uint64_t from);
 void sim_disk_append(struct sim_disk *d, uint64_t term, uint8_t type, const void *data,
                      uint32_t len);
 void sim_disk_sync(struct sim_disk *d);
+/* After a failed write or sync, as wal_reset_to_synced: the unsynced entries
+ * are dropped; how many. The hard state keeps what was last saved. */
+size_t sim_disk_reset_to_synced(struct sim_disk *d);
 size_t sim_disk_crash(struct sim_disk *d, struct sim_rng *g); /* how many entries were lost */
 void sim_disk_free(struct sim_disk *d);
 

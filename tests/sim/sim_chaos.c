@@ -1,8 +1,9 @@
 /* sim_chaos.c - one seeded random run: a chaotic phase (loss, duplicates,
- * delays, partitions, crashes, forced elections, client writes and reads),
- * then everything heals and the cluster must make progress: within 10
- * virtual seconds a leader, a fresh write committed on every node and a
- * successful read. Every choice comes from the seed. */
+ * delays, partitions, crashes, failing disks, forced elections, client
+ * writes and reads), then everything heals and the cluster must make
+ * progress: within 10 virtual seconds a leader, a fresh write committed on
+ * every node, a successful read, and every node whose disk failed writing
+ * again and caught up. Every choice comes from the seed. */
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -18,6 +19,7 @@ struct chaos {
     uint64_t fault_every_ms; /* 0: no faults */
     bool partitions;
     bool crashes;
+    bool disk_failures; /* a node's disk fails every write for 200..3000 ms */
     double drop, dup;
     uint32_t max_delay_ms;
 
@@ -59,6 +61,9 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
     c->drop = PICK(g, 0, 0, 1, 5, 10, 30) / 100.0;
     c->dup = PICK(g, 0, 0, 2, 10) / 100.0;
     c->max_delay_ms = (uint32_t)PICK(g, 1, 3, 10, 20, 50);
+    c->disk_failures = sim_rng_chance(g, 0.4);
+    /* The node retries every second with 150-300 ms election timeouts. */
+    p->disk_retry_ms = (uint32_t)PICK(g, 1000, 1000, 500, 200);
 }
 
 static uint64_t next_time(struct sim *s, uint64_t every)
@@ -151,6 +156,11 @@ static void partition(struct sim *s)
 static void fault(struct sim *s, struct chaos *c)
 {
     c->next_fault_ms = next_time(s, c->fault_every_ms);
+    if (c->disk_failures && sim_rng_chance(&s->rng, 0.25)) {
+        struct sim_node *nd = random_node(s);
+        sim_disk_failing(s, nd, s->now + sim_rng_range(&s->rng, 200, 3000), SIM_DISK_ANY);
+        return;
+    }
     uint64_t roll = sim_rng_below(&s->rng, 100);
     if (roll < 35 && c->partitions) {
         partition(s);
@@ -187,7 +197,7 @@ static void run_until_next(struct sim *s, struct chaos *c, uint64_t limit, bool 
 
 /* What the healed cluster must do, one goal after the other. */
 struct liveness {
-    int stage; /* 0 write, 1 wait commit, 2 read, 3 wait read, 4 done */
+    int stage; /* 0 write, 1 wait commit, 2 read, 3 wait read, 4 wait disks, 5 done */
     uint64_t index, term, read_id;
     struct sim_node *proposer; /* the leader that took the write, in life */
     unsigned life;
@@ -212,6 +222,18 @@ static bool write_may_commit(struct sim *s, const struct liveness *lv)
     const struct sim_node *nd = lv->proposer;
     return nd->up && nd->life == lv->life && nd->r.role == RAFT_LEADER &&
            nd->r.current_term == lv->term;
+}
+
+/* Every node writes its disk again and has stored and applied the write: a
+ * node's core may learn of a commit while its disk still fails. */
+static bool disks_caught_up(struct sim *s, uint64_t index)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const struct sim_node *nd = &s->nodes[i];
+        if (!nd->up || nd->disk_error || nd->disk.len < index || nd->applied < index)
+            return false;
+    }
+    return true;
 }
 
 static void liveness_step(struct sim *s, struct liveness *lv)
@@ -241,13 +263,21 @@ static void liveness_step(struct sim *s, struct liveness *lv)
             lv->stage = rd->ok ? 4 : 2;
         break;
     }
+    case 4:
+        if (disks_caught_up(s, lv->index))
+            lv->stage = 5;
+        break;
     }
 }
 
 static const char *liveness_goal(int stage)
 {
-    static const char *goals[] = {"no leader took a write", "the write did not commit everywhere",
-                                  "no leader took a read", "the read did not succeed", "done"};
+    static const char *goals[] = {"no leader took a write",
+                                  "the write did not commit everywhere",
+                                  "no leader took a read",
+                                  "the read did not succeed",
+                                  "a node's disk did not recover or it did not catch up",
+                                  "done"};
     return goals[stage];
 }
 
@@ -265,19 +295,20 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
     s.net.dup = c.dup;
     s.net.max_delay_ms = c.max_delay_ms;
     if (verbose) {
-        char faults[96] = "no faults";
+        char faults[128] = "no faults";
         if (c.fault_every_ms)
-            snprintf(faults, sizeof(faults), "faults every %" PRIu64 " ms (%s%sforced elections)",
+            snprintf(faults, sizeof(faults), "faults every %" PRIu64 " ms (%s%s%sforced elections)",
                      c.fault_every_ms, c.partitions ? "partitions, " : "",
-                     c.crashes ? "crashes, " : "");
+                     c.crashes ? "crashes, " : "", c.disk_failures ? "failing disks, " : "");
         printf("seed %" PRIu64 ": %zu nodes, election %u-%u ms, heartbeat %u ms, tick %u ms%s%s, "
                "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
-               "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms\n",
+               "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms, "
+               "disk retry %u ms\n",
                seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
                p.tick_at_deadlines ? " and at deadlines" : "",
                p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
                c.max_delay_ms, faults, p.crash_in_ready * 100, p.crash_in_persist * 100,
-               p.send_first * 100, p.max_batch, p.disk_ms);
+               p.send_first * 100, p.max_batch, p.disk_ms, p.disk_retry_ms);
     }
 
     sim_start_all(&s);
@@ -289,7 +320,8 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
     while (!s.failed && s.now < chaos_end && (steps == 0 || s.events < steps))
         run_until_next(&s, &c, chaos_end, faults);
 
-    /* Heal: no loss, no partition, every node up, no more crashes. */
+    /* Heal: no loss, no partition, every node up, no more crashes, every
+     * disk writable (a node whose disk failed notices at its next retry). */
     uint64_t heal_ms = s.now;
     if (!s.failed)
         sim_trace(&s, RAFT_NONE, "heal: everything up, no loss, no partition");
@@ -300,15 +332,17 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
     s.p.crash_in_ready = 0;
     s.p.crash_in_persist = 0;
     sim_net_heal(&s);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        sim_disk_failing(&s, &s.nodes[i], 0, SIM_DISK_ANY);
         sim_start(&s, &s.nodes[i]);
+    }
     struct liveness lv = {0};
     uint64_t deadline = heal_ms + HEAL_DEADLINE_MS;
-    while (!s.failed && lv.stage != 4 && s.now < deadline) {
+    while (!s.failed && lv.stage != 5 && s.now < deadline) {
         run_until_next(&s, &c, deadline, false);
         liveness_step(&s, &lv);
     }
-    if (!s.failed && lv.stage != 4)
+    if (!s.failed && lv.stage != 5)
         sim_fail(&s, "liveness: %d ms after healing, %s", HEAL_DEADLINE_MS,
                  liveness_goal(lv.stage));
     if (!s.failed)
@@ -319,12 +353,16 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
         printf("FAIL seed %" PRIu64 " %s (replay: raftkv-sim --nodes %zu --seed %" PRIu64
                " --verbose)\n",
                seed, s.failure, n, seed);
-    else if (verbose)
+    else if (verbose) {
+        unsigned disk_failures = 0;
+        for (size_t i = 0; i < n; i++)
+            disk_failures += s.nodes[i].disk_failures;
         printf("seed %" PRIu64 ": ok, %" PRIu64 " events, work %" PRIu64 ", %" PRIu64
-               " messages (%" PRIu64 " lost), %zu entries committed, %zu reads, healed in %" PRIu64
-               " ms\n",
+               " messages (%" PRIu64 " lost), %zu entries committed, %zu reads, %u failed "
+               "persists, healed in %" PRIu64 " ms\n",
                seed, s.events, s.work, s.net.sent, s.net.lost, s.n_committed, s.n_reads,
-               s.now - heal_ms);
+               disk_failures, s.now - heal_ms);
+    }
     fflush(stdout);
     sim_free(&s);
     return ok;

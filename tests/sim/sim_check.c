@@ -16,7 +16,9 @@
  * Messages keep the promises of Figure 2 ("updated on stable storage before
  * responding to RPCs"): a granted vote is on disk when it leaves, and an
  * acknowledgement of entries up to N in term T holds, after any crash, the
- * entries of term T's leader up to N (sim_check_sent).
+ * entries of term T's leader up to N (sim_check_sent). A node whose disk
+ * failed (node->disk_error) promises nothing and does not lead until a
+ * persist succeeds again.
  *
  * The checks are incremental: after an event only the node it touched has
  * changed, and only from the first log index that differs from what the
@@ -332,6 +334,11 @@ void sim_check_node(struct sim *s, struct sim_node *nd)
         nd->complete_upto = 0;
     else if (first - 1 < nd->complete_upto)
         nd->complete_upto = first - 1;
+    if (r->role == RAFT_LEADER && nd->disk_error) {
+        sim_fail(s, "node %u leads term %" PRIu64 " while its disk is failing", nd->id,
+                 r->current_term);
+        return;
+    }
     if (r->role == RAFT_LEADER)
         note_leader(s, nd);
     nd->seen_role = r->role;
@@ -382,15 +389,27 @@ void sim_check_persist(struct sim *s, struct sim_node *nd, const struct raft_rea
             return;
         }
     }
+    /* The node appends only the entries past its log's end (after a failed
+     * attempt the log may hold some already): those it skips must be the
+     * ones it holds, and none may be missing in between. */
     size_t kept = d->len;
     if (rd->truncate_from != 0 && rd->truncate_from - 1 < kept)
         kept = rd->truncate_from - 1;
     for (size_t i = 0; i < rd->n_entries; i++) {
-        if (rd->entries[i].index != kept + 1 + i) {
+        const struct raft_entry *e = &rd->entries[i];
+        uint64_t first = rd->entries[0].index;
+        if (first == 0 || first > kept + 1 || e->index != first + i) {
             sim_fail(s,
                      "node %u: ready appends index %" PRIu64 " after %zu stored entries "
                      "(truncate_from %" PRIu64 ")",
-                     nd->id, rd->entries[i].index, kept + i, rd->truncate_from);
+                     nd->id, e->index, kept, rd->truncate_from);
+            return;
+        }
+        if (e->index <= kept && !sim_entry_equal(e, &d->entries[e->index - 1])) {
+            sim_fail(s,
+                     "node %u: ready writes index %" PRIu64 " of term %" PRIu64
+                     ", the disk keeps term %" PRIu64 " there and no truncation comes first",
+                     nd->id, e->index, e->term, d->entries[e->index - 1].term);
             return;
         }
     }
@@ -489,6 +508,13 @@ void sim_check_sent(struct sim *s, struct sim_node *nd, const struct raft_msg *m
         sim_fail(s,
                  "node %u sent a %s of term %" PRIu64 " (current %" PRIu64 ", on disk %" PRIu64 ")",
                  nd->id, sim_msg_name(m->type), m->term, r->current_term, d->term);
+        return;
+    }
+    if (nd->disk_error && ((m->type == RAFT_MSG_VOTE_REPLY && m->granted) ||
+                           (m->type == RAFT_MSG_APPEND_REPLY && m->success))) {
+        sim_fail(s, "node %u %s to %u in term %" PRIu64 " while its disk is failing", nd->id,
+                 m->type == RAFT_MSG_VOTE_REPLY ? "granted its vote" : "acknowledged entries",
+                 m->to, m->term);
         return;
     }
     switch (m->type) {

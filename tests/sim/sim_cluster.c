@@ -27,6 +27,8 @@ void sim_init(struct sim *s, size_t n, uint64_t seed, const struct sim_params *p
     memset(s, 0, sizeof(*s));
     s->n = n;
     s->p = *p;
+    if (s->p.disk_retry_ms == 0)
+        s->p.disk_retry_ms = 1000;
     s->verbose = verbose;
     sim_rng_seed(&s->rng, seed);
     s->net.max_delay_ms = 1;
@@ -179,18 +181,78 @@ static uint64_t down_time(struct sim *s)
     return sim_rng_range(&s->rng, s->p.down_min_ms, s->p.down_max_ms);
 }
 
+enum persist_result { PERSIST_OK, PERSIST_CRASHED, PERSIST_FAILED };
+
+/* On a failing disk: the step of this ready's persist that fails, the one
+ * asked for if the ready has it, else one drawn at random. False when the
+ * ready writes nothing, so nothing can fail. */
+static bool failing_step(struct sim *s, struct sim_node *nd, const struct raft_ready *rd,
+                         enum sim_disk_op *at)
+{
+    enum sim_disk_op ops[4];
+    size_t n = 0;
+    if (rd->hard_state_changed)
+        ops[n++] = SIM_DISK_HARD_STATE;
+    if (rd->truncate_from != 0)
+        ops[n++] = SIM_DISK_TRUNCATE;
+    if (rd->n_entries > 0)
+        ops[n++] = SIM_DISK_APPEND;
+    if (rd->truncate_from != 0 || rd->n_entries > 0)
+        ops[n++] = SIM_DISK_SYNC;
+    if (n == 0)
+        return false;
+    *at = ops[sim_rng_below(&s->rng, n)];
+    for (size_t i = 0; i < n; i++)
+        if (ops[i] == nd->disk_fail_op)
+            *at = ops[i];
+    nd->disk_fail_op = SIM_DISK_ANY;
+    return true;
+}
+
+/* The persist failed at step `what`, as node_disk_failed handles it: the log
+ * back to its last sync, the core told how far storage goes, the ready's
+ * reads failed (the core forgets them; the node answers TRYAGAIN), no ready
+ * carried out before the retry, no tick meanwhile. */
+static enum persist_result node_disk_failed(struct sim *s, struct sim_node *nd,
+                                            const struct raft_ready *rd, const char *what)
+{
+    struct sim_disk *d = &nd->disk;
+    size_t lost = sim_disk_reset_to_synced(d);
+    nd->disk_failures++;
+    nd->disk_error = true;
+    nd->disk_retry_ms = s->now + s->p.disk_retry_ms;
+    sim_trace(s, nd->id,
+              "disk failed %s: %zu unsynced entries dropped, %zu kept, term %" PRIu64
+              " vote %u on disk; retry at %" PRIu64 " ms",
+              what, lost, d->len, d->term, d->vote, nd->disk_retry_ms);
+    for (size_t i = 0; i < rd->n_reads && !s->failed; i++) {
+        struct raft_read_result res = {.read_id = rd->reads[i].read_id, .ok = false};
+        sim_trace(s, nd->id, "read #%" PRIu64 " failed with the disk", res.read_id);
+        sim_check_read(s, nd, &res);
+    }
+    raft_storage_failed(&nd->r, d->len);
+    return PERSIST_FAILED;
+}
+
 /* Step 1 of a ready, as node/loop.c does it: the hard state (written and
- * synced by itself), the truncation, the entries, one fsync. A crash may
- * strike while the hard state is written (it lands or not) or between the
- * append and the fsync (a prefix of the entries lands). True if it did. */
-static bool node_persist(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
+ * synced by itself), the truncation, the entries not already in the log, one
+ * fsync if the log changed. A crash may strike while the hard state is
+ * written (it lands or not) or between the append and the fsync (a prefix of
+ * the entries lands). A failing disk fails one step; those before it are
+ * done, a failed truncation may have landed, a failed append wrote a prefix. */
+static enum persist_result node_persist(struct sim *s, struct sim_node *nd,
+                                        const struct raft_ready *rd)
 {
     sim_check_persist(s, nd, rd);
     if (s->failed)
-        return false;
+        return PERSIST_OK;
     struct sim_disk *d = &nd->disk;
-    bool crash = sim_rng_chance(&s->rng, s->p.crash_in_persist);
+    enum sim_disk_op fail_at = SIM_DISK_ANY;
+    bool fails = s->now < nd->disk_fail_until_ms && failing_step(s, nd, rd, &fail_at);
+    bool crash = !fails && sim_rng_chance(&s->rng, s->p.crash_in_persist);
     if (rd->hard_state_changed) {
+        if (fails && fail_at == SIM_DISK_HARD_STATE)
+            return node_disk_failed(s, nd, rd, "saving the hard state");
         if (crash && sim_rng_chance(&s->rng, 0.5)) {
             bool landed = sim_rng_chance(&s->rng, 0.5);
             if (landed)
@@ -198,23 +260,49 @@ static bool node_persist(struct sim *s, struct sim_node *nd, const struct raft_r
             sim_trace(s, nd->id, "crash while writing term %" PRIu64 ", vote %u: %s", rd->term,
                       rd->voted_for, landed ? "written" : "lost");
             sim_crash(s, nd, s->now + down_time(s));
-            return true;
+            return PERSIST_CRASHED;
         }
         sim_disk_save_hard_state(d, rd->term, rd->voted_for);
     }
-    if (rd->truncate_from != 0)
+    if (rd->truncate_from != 0) {
+        if (fails && fail_at == SIM_DISK_TRUNCATE) {
+            /* wal_truncate lowers the synced mark before it cuts. */
+            bool landed = sim_rng_chance(&s->rng, 0.5);
+            if (landed)
+                sim_disk_truncate(d, rd->truncate_from);
+            return node_disk_failed(s, nd, rd,
+                                    landed ? "syncing a truncation" : "lowering the synced mark");
+        }
         sim_disk_truncate(d, rd->truncate_from);
-    for (size_t i = 0; i < rd->n_entries; i++) {
+    }
+    /* After a failed attempt the log may hold some of these already. */
+    size_t skip = 0;
+    while (skip < rd->n_entries && rd->entries[skip].index <= d->len)
+        skip++;
+    size_t count = rd->n_entries - skip;
+    if (fails && fail_at == SIM_DISK_APPEND)
+        count = (size_t)sim_rng_below(&s->rng, count + 1);
+    for (size_t i = skip; i < skip + count; i++) {
         const struct raft_entry *e = &rd->entries[i];
         sim_disk_append(d, e->term, e->type, e->data, e->len);
     }
+    if (fails && fail_at == SIM_DISK_APPEND)
+        return node_disk_failed(s, nd, rd, "appending");
     if (crash) {
         sim_trace(s, nd->id, "crash before the fsync of %zu entries", d->len - d->synced);
         sim_crash(s, nd, s->now + down_time(s));
-        return true;
+        return PERSIST_CRASHED;
     }
-    sim_disk_sync(d);
-    return false;
+    if (rd->truncate_from != 0 || rd->n_entries > 0) {
+        if (fails && fail_at == SIM_DISK_SYNC)
+            return node_disk_failed(s, nd, rd, "syncing");
+        sim_disk_sync(d);
+    }
+    if (nd->disk_error) {
+        nd->disk_error = false;
+        sim_trace(s, nd->id, "its disk can be written again");
+    }
+    return PERSIST_OK;
 }
 
 static void node_send(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
@@ -250,7 +338,8 @@ static void node_reads(struct sim *s, struct sim_node *nd, const struct raft_rea
 
 /* Carries out every ready. A crash may strike between the first and second
  * of persist and send, or inside persist; when the core allows it, sending
- * may come first. A ready that wrote the disk keeps the node busy a while. */
+ * may come first. A ready that wrote the disk keeps the node busy a while.
+ * After a failed persist no ready is carried out before the retry time. */
 static void node_process_ready(struct sim *s, struct sim_node *nd)
 {
     bool wrote = false;
@@ -259,6 +348,8 @@ static void node_process_ready(struct sim *s, struct sim_node *nd)
             sim_fail(s, "node %u: still has a ready after 1000 rounds for one event", nd->id);
             return;
         }
+        if (nd->disk_error && s->now < nd->disk_retry_ms)
+            break;
         struct raft_ready rd;
         raft_ready(&nd->r, &rd);
         bool send_first = !rd.persist_before_send && sim_rng_chance(&s->rng, s->p.send_first);
@@ -266,8 +357,8 @@ static void node_process_ready(struct sim *s, struct sim_node *nd)
         wrote = wrote || rd.hard_state_changed || rd.truncate_from != 0 || rd.n_entries > 0;
         if (send_first)
             node_send(s, nd, &rd);
-        else if (node_persist(s, nd, &rd))
-            return;
+        else if (node_persist(s, nd, &rd) != PERSIST_OK)
+            break;
         if (crash && !s->failed) {
             sim_trace(s, nd->id, "crash after %s, before %s", send_first ? "sending" : "persisting",
                       send_first ? "persisting" : "sending");
@@ -275,8 +366,8 @@ static void node_process_ready(struct sim *s, struct sim_node *nd)
             return;
         }
         if (send_first) {
-            if (node_persist(s, nd, &rd))
-                return;
+            if (node_persist(s, nd, &rd) != PERSIST_OK)
+                break;
         } else {
             node_send(s, nd, &rd);
         }
@@ -286,8 +377,34 @@ static void node_process_ready(struct sim *s, struct sim_node *nd)
             return;
         raft_advance(&nd->r, &rd);
     }
-    if (wrote && s->p.disk_ms > 0)
+    if (nd->up && wrote && s->p.disk_ms > 0)
         nd->busy_until_ms = s->now + sim_rng_range(&s->rng, 0, s->p.disk_ms);
+}
+
+/* While a node's disk is failing its core is ahead of the disk: the hard
+ * state may not be saved yet, entries past what storage holds wait for the
+ * retry. What the core counts as stored (stable_index) must be on the disk,
+ * synced, and its last entry the one the core has there. */
+static void check_failing_disk(struct sim *s, struct sim_node *nd)
+{
+    const struct raft *r = &nd->r;
+    const struct sim_disk *d = &nd->disk;
+    uint64_t stored = r->stable_index;
+    if (d->term > r->current_term ||
+        (d->term == r->current_term && d->vote != RAFT_NONE && d->vote != r->voted_for))
+        sim_fail(s,
+                 "node %u: disk failing: term %" PRIu64 " vote %u in memory, term %" PRIu64
+                 " vote %u on disk",
+                 nd->id, r->current_term, r->voted_for, d->term, d->vote);
+    else if (d->synced != d->len)
+        sim_fail(s, "node %u: disk failing: %zu entries on disk but only %zu synced", nd->id,
+                 d->len, d->synced);
+    else if (stored > d->len || stored > r->log.len ||
+             (stored > 0 && !sim_entry_equal(&d->entries[stored - 1], &r->log.entries[stored - 1])))
+        sim_fail(s,
+                 "node %u: disk failing: the core counts %" PRIu64
+                 " entries stored, the disk holds %zu (log %zu)",
+                 nd->id, stored, d->len, r->log.len);
 }
 
 /* After an event: all readies, then the checks. */
@@ -297,7 +414,9 @@ static void node_after_event(struct sim *s, struct sim_node *nd)
     if (!nd->up || s->failed)
         return;
     struct raft *r = &nd->r;
-    if (nd->disk.term != r->current_term || nd->disk.vote != r->voted_for)
+    if (nd->disk_error)
+        check_failing_disk(s, nd);
+    else if (nd->disk.term != r->current_term || nd->disk.vote != r->voted_for)
         sim_fail(s,
                  "node %u: hard state term %" PRIu64 " vote %u not persisted (disk: term %" PRIu64
                  " vote %u) after its readies",
@@ -327,11 +446,12 @@ static size_t batch_size(struct sim *s)
 }
 
 /* The start of a turn: the clock (the real loop ticks the core first; with
- * tick_before_event false the core's clock may lag, as with a slow loop),
- * then a batch of the messages in the inbox, oldest first. */
+ * tick_before_event false the core's clock may lag, as with a slow loop;
+ * while its disk fails the node does not tick it, so that it cannot
+ * campaign), then a batch of the messages in the inbox, oldest first. */
 static void node_take_in(struct sim *s, struct sim_node *nd, bool tick)
 {
-    if ((tick || s->p.tick_before_event) && nd->r.now_ms < s->now) {
+    if ((tick || s->p.tick_before_event) && !nd->disk_error && nd->r.now_ms < s->now) {
         uint64_t term = nd->r.current_term;
         raft_tick(&nd->r, s->now);
         if (nd->r.current_term != term)
@@ -404,6 +524,7 @@ void sim_start(struct sim *s, struct sim_node *nd)
     rv = raft_restore(&nd->r, d->term, d->vote, copy, d->len);
     nd->up = true;
     nd->life++;
+    nd->disk_error = false;
     nd->restart_ms = 0;
     nd->shadow_len = 0;
     nd->seen_commit = 0;
@@ -436,6 +557,7 @@ void sim_crash(struct sim *s, struct sim_node *nd, uint64_t restart_ms)
     nd->up = false;
     nd->restart_ms = restart_ms;
     nd->busy_until_ms = 0;
+    nd->disk_error = false;
     s->net.lost += nd->inbox_len;
     inbox_clear(nd);
     size_t lost = sim_disk_crash(&nd->disk, &s->rng);
@@ -447,6 +569,14 @@ void sim_crash(struct sim *s, struct sim_node *nd, uint64_t restart_ms)
                   nd->disk.len);
     else
         sim_trace(s, nd->id, "crash%s", until);
+}
+
+void sim_disk_failing(struct sim *s, struct sim_node *nd, uint64_t until_ms, enum sim_disk_op at)
+{
+    nd->disk_fail_until_ms = until_ms;
+    nd->disk_fail_op = at;
+    if (until_ms > s->now)
+        sim_trace(s, nd->id, "disk: every write fails until %" PRIu64 " ms", until_ms);
 }
 
 /* ------------------------------------------------------------ events */
@@ -478,11 +608,14 @@ static void deliver(struct sim *s)
     to->inbox[to->inbox_len++] = p;
 }
 
-/* When an up node's next turn is due: its next tick, or once a message
- * waits (after the others arriving at the same moment), not while busy. */
+/* When an up node's next turn is due: its next tick, its retry after a
+ * failed persist, or once a message waits (after the others arriving at the
+ * same moment), not while busy. */
 static uint64_t node_turn_ms(const struct sim_node *nd)
 {
     uint64_t t = nd->next_tick_ms;
+    if (nd->disk_error && nd->disk_retry_ms < t && raft_has_ready(&nd->r))
+        t = nd->disk_retry_ms;
     if (nd->inbox_len > 0 && nd->inbox[0].deliver_ms < t)
         t = nd->inbox[0].deliver_ms;
     return t > nd->busy_until_ms ? t : nd->busy_until_ms;

@@ -10,6 +10,10 @@
  *   it, and drops everything after the first missing record.
  * - A truncation is durable before anything written after it (the WAL makes
  *   it so), so a crash never brings truncated entries back.
+ * - After a failed write or sync (a full disk, EIO) the node cuts the log
+ *   back to its last sync (wal_reset_to_synced): nothing unsynced is kept,
+ *   and a retry writes it afresh. A failed hard-state save leaves the slot
+ *   written last, so the durable hard state is the last one saved.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +69,13 @@ void sim_disk_append(struct sim_disk *d, uint64_t term, uint8_t type, const void
 void sim_disk_sync(struct sim_disk *d)
 {
     d->synced = d->len;
+}
+
+size_t sim_disk_reset_to_synced(struct sim_disk *d)
+{
+    size_t lost = d->len - d->synced;
+    sim_disk_truncate(d, d->synced + 1);
+    return lost;
 }
 
 size_t sim_disk_crash(struct sim_disk *d, struct sim_rng *g)

@@ -43,6 +43,7 @@ static const struct sim_params quiet = {
     .send_first = 1.0,
     .down_min_ms = 10,
     .down_max_ms = 10,
+    .disk_retry_ms = 1000,
 };
 
 /* The real defaults of raftkv-node. */
@@ -55,6 +56,7 @@ static const struct sim_params lively = {
     .send_first = 1.0,
     .down_min_ms = 10,
     .down_max_ms = 10,
+    .disk_retry_ms = 1000,
 };
 
 /* A hand-made log: terms[i] is the term of index i + 1; the data names the
@@ -408,6 +410,80 @@ static void ack_undone_in_batch_is_not_sent(struct sim *s, struct seen *seen)
            "node 3 acknowledged entries of term 2 that term 3 replaced");
 }
 
+/* A leader whose disk fails cannot count its own copy of the entries: it
+ * steps down (raft_storage_failed), even though its AppendEntries left
+ * before its fsync. While its disk fails it promises nothing and does not
+ * campaign; another node leads and commits. Once the disk works again it
+ * writes what it lost and catches up: all logs end up the same. */
+static void leader_disk_fails_mid_append(struct sim *s, struct seen *seen)
+{
+    sim_start_all(s);
+    EXPECT(s, sim_run_until(s, 5000, leader_ready, NULL), "no leader within 5 s");
+    struct sim_node *old = sim_leader(s);
+    uint64_t old_term = old->r.current_term;
+    size_t stored = old->disk.len;
+    uint32_t appends = 0, asked = 0;
+    for (uint32_t id = 1; id <= 3; id++) {
+        appends += seen->count[RAFT_MSG_APPEND][old->id][id][0];
+        asked += seen->count[RAFT_MSG_VOTE][old->id][id][0];
+    }
+
+    sim_disk_failing(s, old, s->now + 2500, SIM_DISK_APPEND);
+    EXPECT(s, sim_propose_batch(s, old, 5) == 5, "the leader refused writes");
+    uint32_t appends_after = 0;
+    for (uint32_t id = 1; id <= 3; id++)
+        appends_after += seen->count[RAFT_MSG_APPEND][old->id][id][0];
+    EXPECT(s, appends_after > appends, "the leader sent no AppendEntries before its fsync");
+    EXPECT(s, old->disk_error && old->disk_failures == 1, "the leader's persist did not fail");
+    EXPECT(s, old->r.role == RAFT_FOLLOWER && old->r.current_term == old_term,
+           "the leader did not step down: %s of term %" PRIu64, raft_role_name(old->r.role),
+           old->r.current_term);
+    EXPECT(s, old->disk.len == stored && old->r.log.len == stored + 5,
+           "after the failed append: %zu entries on disk (%zu before), %zu in memory",
+           old->disk.len, stored, old->r.log.len);
+
+    /* The others elect a leader among themselves and commit. */
+    struct sim_node *ld = NULL;
+    uint64_t deadline = s->now + 2000;
+    while ((ld = sim_leader(s)) == NULL || ld == old ||
+           raft_term_at(&ld->r, ld->r.commit_index) != ld->r.current_term)
+        EXPECT(s, sim_step(s, deadline), "no new leader committed while the disk failed");
+    EXPECT(s, old->disk_error, "the disk recovered too early for the scenario");
+    uint64_t index, term;
+    EXPECT(s, sim_propose(s, ld, &index, &term) == RAFT_OK, "the new leader refused a write");
+    struct sim_node *third = NULL;
+    for (uint32_t id = 1; id <= 3; id++)
+        if (node(s, id) != old && node(s, id) != ld)
+            third = node(s, id);
+    deadline = s->now + 1000;
+    while (ld->r.commit_index < index || third->r.commit_index < index)
+        EXPECT(s, sim_step(s, deadline), "the new leader's write did not commit");
+    EXPECT(s, old->disk_error && old->r.role != RAFT_LEADER,
+           "the failed node recovered or led too early for the scenario");
+    uint32_t asked_after = 0;
+    for (uint32_t id = 1; id <= 3; id++)
+        asked_after += seen->count[RAFT_MSG_VOTE][old->id][id][0];
+    EXPECT(s, asked_after == asked, "the node whose disk failed asked for votes");
+
+    /* The disk works again at 2.5 s; the node retries every second. */
+    deadline = s->now + 3000;
+    while (old->disk_error || old->r.log.len != ld->r.log.len ||
+           old->r.commit_index < ld->r.commit_index || old->applied < old->r.commit_index)
+        EXPECT(s, sim_step(s, deadline), "the node whose disk failed did not catch up");
+    EXPECT(s, old->disk_failures >= 2, "no retry failed while the disk was failing (%u failures)",
+           old->disk_failures);
+    EXPECT(s, sim_run_until(s, s->now + 3000, all_committed, &index), "no commit everywhere");
+    sim_run_for(s, 200);
+    for (uint32_t id = 1; id <= 3; id++)
+        EXPECT(s, logs_equal(node(s, id), ld), "node %u's log differs from the leader's", id);
+    EXPECT(s, old->disk.len == old->r.log.len && old->disk.synced == old->disk.len,
+           "the recovered node's disk holds %zu entries (%zu synced), its log %zu", old->disk.len,
+           old->disk.synced, old->r.log.len);
+    for (size_t k = 0; k < old->disk.len; k++)
+        EXPECT(s, sim_entry_equal(&old->disk.entries[k], &old->r.log.entries[k]),
+               "the recovered node's disk differs from its log at %zu", k + 1);
+}
+
 struct scenario {
     const char *name;
     size_t n;
@@ -432,6 +508,8 @@ static const struct scenario scenarios[] = {
      vote_replaced_in_batch_is_not_sent},
     {"an acknowledgement undone in the same batch is not sent", 3, &quiet,
      ack_undone_in_batch_is_not_sent},
+    {"a leader whose disk fails mid-append steps down, recovers and catches up", 3, &lively,
+     leader_disk_fails_mid_append},
 };
 
 int sim_run_scenarios(bool verbose)
