@@ -103,15 +103,24 @@ def main():
         rc, out, err, _ = run(cli, ["--config", bad, "getval", "k"])
         check(rc == 1 and "bad.conf:2" in err, f"malformed cluster file named (got {err!r})")
 
-    # Commands from a pipe: errors do not stop the session, quit does.
+    # Commands from a pipe: errors do not stop the session, quit does; the
+    # exit status is the worst line's (2: wrong arguments), so a script learns
+    # that something failed.
     rc, out, err, took = run(cli, ["--connect", f"127.0.0.1:{port}", "--timeout", "1"],
                              stdin='help getval\nsetval "a b\nSetVal a\nfoo\n\nquit\ngetval x\n')
-    check(rc == 0, f"piped session exits 0 (got {rc})")
+    check(rc == 2, f"piped session with bad lines exits 2 (got {rc})")
     check(out == "usage: getval <key>\n", f"piped help (got {out!r})")
     check("error: unbalanced quotes" in err, "unbalanced quotes reported")
     check("usage: setval <key> <value>" in err, "mixed-case command name accepted")
     check("error: unknown command 'foo'" in err, "unknown command reported")
     check("no node reachable" not in err and took < 0.9, "nothing runs after quit")
+    rc, out, err, _ = run(cli, ["--connect", f"127.0.0.1:{port}", "--timeout", "1"],
+                          stdin='help getval\nquit\n')
+    check(rc == 0, f"piped session whose lines all worked exits 0 (got {rc})")
+    rc, out, err, _ = run(cli, ["--connect", f"127.0.0.1:{port}", "--timeout", "1"],
+                          stdin='setval k a\0b\n')
+    check(rc == 2 and "line 1 holds a NUL byte" in err,
+          f"a line with a NUL byte is refused, not cut (got {rc}, {err!r})")
 
     if failures:
         print(f"{failures} check(s) failed", file=sys.stderr)
