@@ -189,6 +189,14 @@ void node_resume(struct node *n)
  * core can decide that nobody spoke to it. */
 static void node_advance_clock(struct node *n, uint64_t now)
 {
+    /* While the disk fails, as while suspended, the core's clock stands
+     * still: the node must not campaign, and when it writes again it must not
+     * time out at once for the time that passed and depose a healthy leader
+     * (the heartbeats it took in meanwhile restarted its timer at that time). */
+    if (n->disk_error) {
+        n->last_real_ms = now;
+        return;
+    }
     if (now > n->last_real_ms) {
         uint64_t elapsed = now - n->last_real_ms;
         if (elapsed > NODE_CLOCK_STEP_MAX_MS)
@@ -272,8 +280,7 @@ int node_run(struct node *n)
             continue;
         }
         node_advance_clock(n, now);
-        if (!n->disk_error) /* a node that cannot write must not campaign */
-            raft_tick(&n->raft, n->raft_clock_ms);
+        raft_tick(&n->raft, n->raft_clock_ms);
         transport_receive(n);
         if (fds[1].revents & POLLIN)
             clients_accept(n);

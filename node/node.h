@@ -58,7 +58,7 @@ struct pending_write {
     uint64_t index;
     uint64_t term;
     struct reply_slot *slot;
-    uint64_t lost_ms; /* core time this node stopped leading term; 0 while it leads */
+    uint64_t lost_ms; /* when this node stopped leading term (monotonic ms); 0 while it leads */
 };
 
 /* A read waiting for ReadIndex, then for wait_index to be applied. */
@@ -67,7 +67,7 @@ struct pending_read {
     struct reply_slot *slot; /* NULL once answered */
     bool confirmed;          /* ReadIndex said this node led when the read arrived */
     uint64_t wait_index;     /* serve once this index is applied */
-    uint64_t lost_ms;        /* core time this node stopped leading; 0 while it leads */
+    uint64_t lost_ms;        /* when this node stopped leading (monotonic ms); 0 while it leads */
     size_t argc;
     uint8_t **argv;
     size_t *argl;

@@ -245,8 +245,11 @@ void pending_serve_reads(struct node *n)
 void pending_check(struct node *n)
 {
     const struct raft *r = &n->raft;
-    uint64_t now = n->raft_clock_ms;
-    uint64_t limit = (uint64_t)PENDING_FATE_TIMEOUTS * r->cfg.election_max_ms;
+    /* Real time, scaled like the core's timers: the core's clock stands
+     * still while the disk fails, and a client should not wait for that. */
+    uint64_t now = clock_monotonic_ms();
+    uint64_t limit =
+        (uint64_t)((double)PENDING_FATE_TIMEOUTS * r->cfg.election_max_ms / n->opt.speed + 0.5);
     for (size_t i = n->writes_head; i < n->n_writes; i++) {
         struct pending_write *w = &n->writes[i];
         bool leads_its_term = r->role == RAFT_LEADER && r->current_term == w->term;

@@ -7,7 +7,8 @@
 - a one-node cluster whose disk is full answers writes -MISCONF and loses
   nothing it acknowledged;
 - once space returns, the node writes again by itself (no restart) and
-  catches up: the same DEBUG DIGEST at the same applied index everywhere.
+  catches up: the same DEBUG DIGEST at the same applied index everywhere,
+  without an election (its timers stood still while its disk failed).
 
 Mounting a tmpfs needs root; without it the test says it was skipped."""
 import atexit
@@ -92,6 +93,7 @@ def test_cluster(opt):
                  f"node {leader} leads and serves reads")
 
         step("space returns: the node writes again by itself")
+        term_before = cluster.info(leader)["term"]
         os.unlink(filler)
         wait_until(lambda: "its log can be written again" in cluster.node(victim).output(), 15,
                    f"node {victim} to write its log again")
@@ -101,6 +103,10 @@ def test_cluster(opt):
         got = wait_until(lambda: digests_agree(cluster, cluster.ids), 10,
                          "the same digest at the same index on every node")
         check(True, f"every node at index {got[victim][0]} with digest {got[victim][1]}")
+        check_eq((cluster.info(leader)["role"], cluster.info(leader)["term"]),
+                 ("leader", term_before),
+                 f"node {leader} still leads in the same term: the recovered node did not "
+                 "time out at once and depose it")
         writer.close()
         cluster.shutdown()
     return True
