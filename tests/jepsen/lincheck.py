@@ -82,7 +82,7 @@ class Op:
         elif self.status == "info":
             outcome = f"-> ? (info{': ' + str(self.result) if self.result else ''})"
         else:
-            outcome = "-> failed"
+            outcome = f"-> failed{' (' + str(self.result)[:48] + ')' if self.result else ''}"
         return f"p{self.process:<4} {self.invoke_time - t0:9.4f} {end}  {call:<14} {outcome}"
 
 
@@ -112,10 +112,11 @@ class KeyResult:
     search could not get past, the most ops it ever linearized, the states it
     could be in there, and a readable excerpt of the history around that op."""
 
-    def __init__(self, key, ok, ops, linearized=0, stuck=None, states=(), order=()):
+    def __init__(self, key, ok, ops, linearized=0, stuck=None, states=(), order=(), failed=()):
         self.key = key
         self.ok = ok
         self.ops = ops
+        self.failed = list(failed)
         self.linearized = linearized
         self.stuck = stuck
         self.states = sorted(set(states), key=lambda s: (s is not None, s or 0))
@@ -128,6 +129,8 @@ class KeyResult:
         op, and the last steps of that linearization."""
         if self.ok:
             return f"key {self.key!r}: linearizable ({len(self.ops)} ops)"
+        # Failed ops were left out of the search, but one may be the culprit
+        # (a write reported failed that did happen): the excerpt shows them.
         t0 = min(op.invoke_time for op in self.ops)
         stuck = self.stuck
         by_invoke = sorted(self.ops, key=lambda op: op.invoke_time)
@@ -137,16 +140,19 @@ class KeyResult:
         window += by_invoke[max(0, at - before):at + after + 1]
         taken = set(map(id, self.order))
         states = ", ".join("nil" if s is None else str(s) for s in self.states)
+        low, high = min(op.invoke_time for op in window), max(op.invoke_time for op in window)
+        window += [op for op in self.failed if low <= op.invoke_time <= high]
         lines = [f"key {self.key!r}: not linearizable",
                  f"  the search linearized at most {self.linearized} of the key's ok ops, then "
                  f"could not place:",
                  f"    {stuck.describe(t0)}",
                  f"  the key's value could only be: {states}",
                  "  ops around it (times in s from the key's first op; * = in the longest "
-                 "linearization, ! = the op it could not place):",
+                 "linearization, ! = the op it could not place, x = reported failed):",
                  f"         {'process':<6}{'invoke':>8} {'complete':>9}  call"]
         for op in sorted({id(op): op for op in window}.values(), key=lambda op: op.invoke_time):
-            mark = "!" if op is stuck else ("*" if id(op) in taken else " ")
+            mark = "!" if op is stuck else ("*" if id(op) in taken else
+                                            "x" if op.status == "fail" else " ")
             lines.append(f"    {mark}    {op.describe(t0)}")
         if self.order:
             lines.append("  the longest linearization ended with:")
@@ -312,6 +318,7 @@ class _Search:
 
     def __init__(self, key, ops):
         self.key = key
+        self.failed = [op for op in ops if op.status == "fail"]
         self.ops = [op for op in ops
                     if op.status != "fail" and not (op.status == "info" and op.op == "GET")]
         self.ok = sorted((i for i, op in enumerate(self.ops) if op.status == "ok"),
@@ -382,7 +389,7 @@ class _Search:
             path, i, block = path
             order[:0] = [ops[j] for j in block + (i,)]
         done = bin(next(iter(layer))[0]).count("1")
-        return KeyResult(self.key, False, ops, done, frontier, states, order)
+        return KeyResult(self.key, False, ops, done, frontier, states, order, self.failed)
 
 
 class Result:
