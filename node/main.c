@@ -319,7 +319,8 @@ static int node_open_storage(struct node *n, char *err, size_t errlen)
         free(entries);
         return -1;
     }
-    if (raft_restore(&n->raft, term, vote, entries, count) != RAFT_OK) {
+    /* No snapshots yet: the node never calls raft_compact. */
+    if (raft_restore(&n->raft, term, vote, 0, 0, entries, count) != RAFT_OK) {
         snprintf(err, errlen, "%s: the log does not start at index 1", n->opt.data_dir);
         return -1;
     }

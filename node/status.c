@@ -77,6 +77,8 @@ void status_publish(struct node *n)
     char texts[STATUS_LOG_TAIL][96];
     uint64_t last = raft_last_index(r);
     uint64_t first = last > STATUS_LOG_TAIL ? last - STATUS_LOG_TAIL + 1 : 1;
+    if (first < raft_first_index(r))
+        first = raft_first_index(r); /* entries before it are in the snapshot */
     size_t nv = 0;
     for (uint64_t i = first; i <= last; i++, nv++) {
         const struct raft_entry *e = raft_entry_at(r, i);

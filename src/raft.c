@@ -55,28 +55,54 @@ int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms)
     return RAFT_OK;
 }
 
-int raft_restore(struct raft *r, uint64_t term, uint32_t voted_for, struct raft_entry *entries,
-                 size_t n)
+/* The log starts after the snapshot. A log that still holds entries the
+ * snapshot covers (the node died between making the snapshot durable and
+ * dropping them) keeps what follows the snapshot only if it holds the
+ * snapshot's last entry, as an install does (Figure 13, steps 6 and 7). */
+static size_t raft_restore_first_kept(uint64_t snapshot_index, uint64_t snapshot_term,
+                                      const struct raft_entry *entries, size_t n)
 {
-    int rv = term > RAFT_TERM_MAX ? RAFT_EINVAL : RAFT_OK;
+    if (n == 0 || entries[0].index > snapshot_index)
+        return 0;
+    uint64_t k = snapshot_index - entries[0].index; /* position of snapshot_index */
+    if (k < n && entries[k].index == snapshot_index && entries[k].term == snapshot_term)
+        return (size_t)k + 1;
+    return n; /* the whole log was being replaced by the snapshot */
+}
+
+int raft_restore(struct raft *r, uint64_t term, uint32_t voted_for, uint64_t snapshot_index,
+                 uint64_t snapshot_term, struct raft_entry *entries, size_t n)
+{
+    int rv = RAFT_OK;
+    if (term > RAFT_TERM_MAX || snapshot_index > RAFT_INDEX_MAX || snapshot_term > term ||
+        (snapshot_index == 0) != (snapshot_term == 0))
+        rv = RAFT_EINVAL;
     r->current_term = term;
     r->voted_for = voted_for;
+    r->log.snapshot_index = snapshot_index;
+    r->log.snapshot_term = snapshot_term;
+    size_t first = raft_restore_first_kept(snapshot_index, snapshot_term, entries, n);
     for (size_t i = 0; i < n; i++) {
-        if (rv == RAFT_OK && entries[i].index != r->log.len + 1)
+        if (rv == RAFT_OK && i >= first && entries[i].index != raft_last_index(r) + 1)
             rv = RAFT_EINVAL;
-        if (rv == RAFT_OK)
+        if (rv == RAFT_OK && i >= first)
             rv = raft_log_append_owned(&r->log, &entries[i]);
         raft_entry_free(&entries[i]);
     }
     free(entries);
-    r->stable_index = r->log.len;
-    r->persisted_index = r->log.len;
+    /* The state machine starts from the snapshot, which holds only
+     * committed entries. */
+    r->commit_index = snapshot_index;
+    r->last_applied = snapshot_index;
+    r->stable_index = raft_last_index(r);
+    r->persisted_index = raft_last_index(r);
     return rv;
 }
 
 void raft_close(struct raft *r)
 {
     raft_log_free(&r->log);
+    raft_snapshot_free(r);
     free(r->out_msgs);
     free(r->out_reads);
     free(r->reads);
@@ -85,28 +111,35 @@ void raft_close(struct raft *r)
 
 /* ------------------------------------------------------------ queries */
 
+uint64_t raft_first_index(const struct raft *r)
+{
+    return r->log.snapshot_index + 1;
+}
+
 uint64_t raft_last_index(const struct raft *r)
 {
-    return r->log.len;
+    return r->log.snapshot_index + r->log.len;
 }
 
 uint64_t raft_term_at(const struct raft *r, uint64_t index)
 {
-    if (index == 0 || index > r->log.len)
+    if (index == r->log.snapshot_index)
+        return r->log.snapshot_term; /* 0 at index 0 */
+    if (index < r->log.snapshot_index || index > raft_last_index(r))
         return 0;
-    return r->log.entries[index - 1].term;
+    return r->log.entries[index - r->log.snapshot_index - 1].term;
 }
 
 uint64_t raft_last_term(const struct raft *r)
 {
-    return raft_term_at(r, r->log.len);
+    return raft_term_at(r, raft_last_index(r));
 }
 
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
 {
-    if (index == 0 || index > r->log.len)
+    if (index <= r->log.snapshot_index || index > raft_last_index(r))
         return NULL;
-    return &r->log.entries[index - 1];
+    return &r->log.entries[index - r->log.snapshot_index - 1];
 }
 
 size_t raft_quorum(const struct raft *r)
@@ -211,6 +244,16 @@ static bool raft_msg_plausible(const struct raft_msg *m)
     case RAFT_MSG_APPEND_REPLY:
         return m->match_index <= RAFT_INDEX_MAX && m->rejected_index <= RAFT_INDEX_MAX &&
                m->hint_index <= RAFT_INDEX_MAX && m->hint_term <= m->term;
+    case RAFT_MSG_SNAPSHOT:
+        /* A snapshot ends at a real entry of a term no later than the
+         * leader's; a chunk has bytes (or ends the file) and fits in it. */
+        return m->snapshot_index > 0 && m->snapshot_index <= RAFT_INDEX_MAX &&
+               m->snapshot_term > 0 && m->snapshot_term <= m->term &&
+               m->len <= RAFT_SNAPSHOT_CHUNK_MAX && m->offset <= RAFT_SNAPSHOT_MAX_BYTES - m->len &&
+               (m->len > 0 || m->done) && (m->len == 0 || m->data != NULL) && m->n_entries == 0;
+    case RAFT_MSG_SNAPSHOT_REPLY:
+        return m->snapshot_index <= RAFT_INDEX_MAX && m->offset <= RAFT_SNAPSHOT_MAX_BYTES &&
+               m->next_offset <= RAFT_SNAPSHOT_MAX_BYTES;
     }
     return false;
 }
@@ -223,7 +266,8 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         !raft_msg_plausible(m))
         return RAFT_EINVAL;
     if (m->term > r->current_term) {
-        uint32_t leader = m->type == RAFT_MSG_APPEND ? m->from : RAFT_NONE;
+        bool from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT;
+        uint32_t leader = from_leader ? m->from : RAFT_NONE;
         raft_become_follower(r, m->term, leader);
     }
     switch (m->type) {
@@ -235,6 +279,10 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         return raft_recv_append(r, m);
     case RAFT_MSG_APPEND_REPLY:
         return raft_recv_append_reply(r, m);
+    case RAFT_MSG_SNAPSHOT:
+        return raft_recv_snapshot(r, m);
+    case RAFT_MSG_SNAPSHOT_REPLY:
+        return raft_recv_snapshot_reply(r, m);
     }
     return RAFT_EINVAL;
 }
@@ -273,7 +321,7 @@ void raft_timeout_now(struct raft *r)
 static bool raft_peer_wants_append(const struct raft *r, size_t slot)
 {
     const struct raft_progress *pr = &r->progress[slot];
-    if (r->cfg.node_ids[slot] == r->cfg.id || pr->probing)
+    if (r->cfg.node_ids[slot] == r->cfg.id || pr->mode != RAFT_PROGRESS_PIPELINE)
         return false;
     if (pr->next > raft_last_index(r))
         return false;
@@ -283,7 +331,8 @@ static bool raft_peer_wants_append(const struct raft *r, size_t slot)
 bool raft_has_ready(const struct raft *r)
 {
     if (r->hard_state_dirty || r->truncate_from != 0 || r->stable_index < raft_last_index(r) ||
-        r->n_out > 0 || r->n_out_reads > 0 || r->commit_index > r->last_applied)
+        r->n_out > 0 || r->n_out_reads > 0 || r->commit_index > r->last_applied ||
+        r->install_pending || r->snap_recv.buf_len > 0 || r->snap_recv.buf_done)
         return true;
     if (r->role != RAFT_LEADER)
         return false;
@@ -319,16 +368,18 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
             m->entries = raft_entry_at(r, m->prev_index + 1);
     }
 
+    raft_snapshot_ready(r, rd);
     rd->hard_state_changed = r->hard_state_dirty;
     rd->term = r->current_term;
     rd->voted_for = r->voted_for;
     rd->truncate_from = r->truncate_from;
     if (r->stable_index < raft_last_index(r)) {
-        rd->entries = &r->log.entries[r->stable_index];
+        rd->entries = &r->log.entries[r->stable_index - r->log.snapshot_index];
         rd->n_entries = raft_last_index(r) - r->stable_index;
     }
-    rd->persist_before_send =
-        r->hard_state_dirty || r->truncate_from != 0 || r->role != RAFT_LEADER;
+    rd->persist_before_send = r->hard_state_dirty || r->truncate_from != 0 ||
+                              r->role != RAFT_LEADER || rd->snapshot_install != NULL ||
+                              rd->snapshot_chunk != NULL;
     rd->msgs = r->out_msgs;
     rd->n_msgs = r->n_out;
     if (r->commit_index > r->last_applied) {
@@ -347,6 +398,12 @@ void raft_storage_failed(struct raft *r, uint64_t durable_index)
         r->stable_index = durable_index;
     if (r->persisted_index > durable_index)
         r->persisted_index = durable_index;
+    /* What the snapshot covers is durable in it. */
+    if (r->stable_index < r->log.snapshot_index)
+        r->stable_index = r->log.snapshot_index;
+    if (r->persisted_index < r->log.snapshot_index)
+        r->persisted_index = r->log.snapshot_index;
+    raft_snapshot_storage_failed(r);
     r->n_out = 0;
     r->n_out_reads = 0;
     if (r->role == RAFT_LEADER)
@@ -364,6 +421,8 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
         r->last_applied = rd->apply_to;
     r->n_out = 0;
     r->n_out_reads = 0;
+    /* A snapshot received in full is installed now that it is durable. */
+    raft_snapshot_advance(r, rd);
     if (r->role == RAFT_LEADER) {
         /* The leader's own copy now counts toward a majority. */
         raft_maybe_commit(r);

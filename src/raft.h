@@ -2,11 +2,38 @@
  *
  * The core is a state machine with no sockets, files, clock or rand() inside.
  * The caller feeds it one event at a time (a tick with the current time, a
- * message, a client proposal, a read request) and then collects what it must
- * do with raft_ready(): hard state and entries to persist, messages to send,
- * committed entries to apply, reads that are now safe to serve. The caller
- * carries these out in the order: persist, send, apply; then calls
- * raft_advance().
+ * message, a client proposal, a read request, a compaction) and then
+ * collects what it must do with raft_ready(): a received snapshot to install,
+ * hard state and entries to persist, snapshot bytes to store, messages to
+ * send, committed entries to apply, reads that are now safe to serve. The
+ * caller carries these out in the order of struct raft_ready (install and
+ * persist, send, restore and apply, reads); then calls raft_advance().
+ *
+ * Log compaction (Raft paper, section 7). The caller owns the snapshot
+ * files; the core only knows the last one's index and term:
+ *
+ * - Taking a snapshot: when the state machine has applied index I, the
+ *   caller may write a snapshot of it, make it durable, and then call
+ *   raft_compact(r, I): the core forgets entries <= I. The caller's log
+ *   storage may drop entries <= I at any time after the snapshot is durable
+ *   (a log that still holds them is fine: raft_restore skips them).
+ * - Sending one (leader): a peer that needs entries the log no longer has
+ *   gets RAFT_MSG_SNAPSHOT messages, one chunk at a time. The core fills in
+ *   the term, the snapshot's index and term and the chunk's offset; before
+ *   sending, the caller attaches up to its chunk size of bytes of its
+ *   snapshot file from that offset (data, len) and sets done when they reach
+ *   the file's end. Such a message always names the snapshot of the last
+ *   raft_compact, raft_restore or install (r->log.snapshot_index), so only
+ *   the newest snapshot file is ever read.
+ * - Receiving one (follower): each chunk accepted comes out in
+ *   rd.snapshot_chunk, to be written into a temporary file (offset 0 starts
+ *   a new one); after the last chunk (done) is durable and raft_advance
+ *   called, a later ready carries rd.snapshot_install: the temporary file
+ *   becomes the node's snapshot, durably, before the log entries it covers
+ *   are dropped, and the state machine is restored from it before anything
+ *   after it is applied. A crash before the install forgets the transfer.
+ * - Restart: raft_restore takes the snapshot's index and term and the log
+ *   entries the storage holds; the state machine starts from the snapshot.
  *
  * Fields of struct raft may be read by anyone (status, tests); only
  * raft_*.c change them.
@@ -26,6 +53,9 @@
 #define RAFT_MAX_BATCH_BYTES (4u * 1024u * 1024u)
 /* Entries a leader sends ahead of a follower's acknowledgements. */
 #define RAFT_MAX_INFLIGHT 8192
+/* Limits on a snapshot from the network: one chunk, and the whole file. */
+#define RAFT_SNAPSHOT_CHUNK_MAX (16u * 1024u * 1024u)
+#define RAFT_SNAPSHOT_MAX_BYTES (UINT64_C(1) << 40)
 
 /* No term or index from the network is trusted beyond these: a message that
  * claims more is dropped, so nothing can wrap (a term of 2^64 - 1 would turn
@@ -50,6 +80,8 @@ enum raft_msg_type {
     RAFT_MSG_VOTE_REPLY = 2,
     RAFT_MSG_APPEND = 3,
     RAFT_MSG_APPEND_REPLY = 4,
+    RAFT_MSG_SNAPSHOT = 5,       /* InstallSnapshot (Figure 13), one chunk */
+    RAFT_MSG_SNAPSHOT_REPLY = 6, /* its reply */
 };
 
 /* One message between nodes. Fields not used by a type are zero. */
@@ -80,6 +112,22 @@ struct raft_msg {
     uint64_t rejected_index; /* failure: the prev_index that was rejected */
     uint64_t hint_index;     /* failure: where the leader should look next */
     uint64_t hint_term;      /* failure: term of the conflicting entry, 0 if none */
+
+    /* InstallSnapshot (Figure 13): the snapshot replaces the log up to and
+     * including snapshot_index (lastIncludedIndex, lastIncludedTerm). The
+     * core sends it with data NULL and len 0: the caller attaches the chunk
+     * of its snapshot file at offset (data, len > 0) and sets done when the
+     * chunk ends the file. Incoming chunks are copied. read_seq as above. */
+    uint64_t snapshot_index;
+    uint64_t snapshot_term;
+    uint64_t offset; /* where the chunk goes in the file; reply: the chunk answered */
+    const uint8_t *data;
+    uint32_t len;
+    bool done;
+    /* InstallSnapshot reply: success = installed (the follower now holds
+     * everything up to snapshot_index); else next_offset is the byte of the
+     * snapshot the follower wants next (0: start again). */
+    uint64_t next_offset;
 };
 
 /* A read request that is now safe (or can never be) served. */
@@ -89,13 +137,22 @@ struct raft_read_result {
     bool ok;        /* false: this node is no longer the leader */
 };
 
+/* How a leader sends to a peer (as cowsql/raft's progress.c). */
+enum raft_progress_mode {
+    RAFT_PROGRESS_PIPELINE = 0, /* entries sent ahead of the acknowledgements */
+    RAFT_PROGRESS_PROBE = 1,    /* after a rejection: one message at a time */
+    RAFT_PROGRESS_SNAPSHOT = 2, /* the entries it needs are compacted: a snapshot, chunk by chunk */
+};
+
 struct raft_progress {
-    uint64_t next;         /* next index to send */
-    uint64_t match;        /* highest index known replicated */
-    bool probing;          /* after a rejection: one message at a time */
-    uint64_t acked_seq;    /* highest read_seq echoed back */
-    uint64_t last_ack_ms;  /* time of the last reply from this peer */
-    uint64_t last_send_ms; /* time of the last AppendEntries sent */
+    uint64_t next;  /* next index to send */
+    uint64_t match; /* highest index known replicated */
+    enum raft_progress_mode mode;
+    uint64_t snapshot_index;  /* snapshot mode: the snapshot being sent */
+    uint64_t snapshot_offset; /* snapshot mode: the chunk in flight */
+    uint64_t acked_seq;       /* highest read_seq echoed back */
+    uint64_t last_ack_ms;     /* time of the last reply from this peer */
+    uint64_t last_send_ms;    /* time of the last AppendEntries sent */
 };
 
 struct raft_config {
@@ -114,20 +171,48 @@ struct raft_pending_read {
     uint64_t seq; /* heartbeat round that must reach a majority */
 };
 
+/* A chunk of a snapshot being received: write len bytes at offset into the
+ * temporary file of snapshot index/term (offset 0: a new file, replacing any
+ * partial one); when done, the file is complete: sync it. It is not the
+ * node's snapshot until a later ready says snapshot_install. */
+struct raft_snapshot_chunk {
+    uint64_t index, term;
+    uint64_t offset;
+    const uint8_t *data; /* valid until raft_advance */
+    size_t len;
+    bool done;
+};
+
+/* The received snapshot (complete and synced in an earlier ready) is now
+ * the node's: it covers every entry up to index, of term term. */
+struct raft_snapshot_install {
+    uint64_t index, term;
+};
+
 struct raft_ready {
-    /* 1. Persist. */
+    /* 1. Persist, in this order:
+     *  a. snapshot_install, when set: make the received snapshot file the
+     *     node's snapshot, durably (it replaces the older one), and only then
+     *     drop every entry <= its index from the log storage;
+     *  b. the hard state;
+     *  c. truncate_from, then the entries, then one fsync;
+     *  d. snapshot_chunk, when set (see struct raft_snapshot_chunk). */
+    const struct raft_snapshot_install *snapshot_install; /* NULL: none */
     bool hard_state_changed;
     uint64_t term;
     uint32_t voted_for;
     uint64_t truncate_from;           /* drop stored entries >= this first; 0 = none */
     const struct raft_entry *entries; /* then append these */
     size_t n_entries;
+    const struct raft_snapshot_chunk *snapshot_chunk; /* NULL: none */
     /* 2. Send. When false the messages may leave before the fsync (a leader
      * writing its disk while followers write theirs). */
     bool persist_before_send;
     const struct raft_msg *msgs;
     size_t n_msgs;
-    /* 3. Apply entries apply_from..apply_to (inclusive) via raft_entry_at. */
+    /* 3. Apply. First, when snapshot_install is set, restore the state
+     * machine from that snapshot (its state as of its index); then apply
+     * entries apply_from..apply_to (inclusive) via raft_entry_at. */
     uint64_t apply_from;
     uint64_t apply_to;
     /* 4. Reads. Those ok are safe once entries up to apply_to are applied. */
@@ -135,10 +220,30 @@ struct raft_ready {
     size_t n_reads;
 };
 
+/* The log after the last snapshot: entries[i] has index snapshot_index +
+ * 1 + i. With no snapshot, snapshot_index and snapshot_term are 0. */
 struct raft_log {
-    struct raft_entry *entries; /* entries[i] has index i + 1 */
+    struct raft_entry *entries;
     size_t len;
     size_t cap;
+    uint64_t snapshot_index; /* lastIncludedIndex of the last snapshot */
+    uint64_t snapshot_term;  /* lastIncludedTerm */
+};
+
+/* A follower's snapshot transfer (raft_snapshot.c). One leader a term sends
+ * one snapshot at a time, so (term, index, snap_term) names a transfer. */
+struct raft_snapshot_recv {
+    bool active;
+    bool complete;   /* the last chunk was taken: waits for its install */
+    uint64_t term;   /* the leader's */
+    uint32_t leader; /* who sends it */
+    uint64_t index, snap_term;
+    uint64_t offset; /* bytes taken so far: the offset wanted next */
+    /* Bytes taken since the last ready, from buf_offset on. */
+    uint8_t *buf;
+    size_t buf_len, buf_cap;
+    uint64_t buf_offset;
+    bool buf_done;
 };
 
 struct raft {
@@ -178,6 +283,12 @@ struct raft {
     struct raft_pending_read *reads;
     size_t n_reads, cap_reads;
 
+    /* InstallSnapshot, follower side. */
+    struct raft_snapshot_recv snap_recv;
+    bool install_pending; /* the next ready says snapshot_install */
+    struct raft_snapshot_install install;
+    struct raft_snapshot_chunk ready_chunk;
+
     /* Output buffers, reset by raft_advance. */
     struct raft_msg *out_msgs;
     size_t n_out, cap_out;
@@ -198,10 +309,17 @@ const char *raft_strerror(int err);
 const char *raft_role_name(enum raft_role role);
 
 /* Lifecycle. raft_restore takes ownership of entries (an array of n, which it
- * frees) and must come before the first tick. */
+ * frees) and must come before the first tick. snapshot_index and
+ * snapshot_term name the snapshot storage holds (0, 0: none); the state
+ * machine must have been restored from it. The entries must follow each
+ * other; they may start at or before the snapshot (a log whose covered
+ * prefix was not dropped yet): those are skipped, and if the entry at
+ * snapshot_index is not of snapshot_term, or the log ends before it, the
+ * whole log is (it was being replaced by the snapshot). A log starting past
+ * snapshot_index + 1 is refused (RAFT_EINVAL). */
 int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms);
-int raft_restore(struct raft *r, uint64_t term, uint32_t voted_for, struct raft_entry *entries,
-                 size_t n);
+int raft_restore(struct raft *r, uint64_t term, uint32_t voted_for, uint64_t snapshot_index,
+                 uint64_t snapshot_term, struct raft_entry *entries, size_t n);
 void raft_close(struct raft *r);
 
 /* Events. */
@@ -214,23 +332,33 @@ int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *in
 int raft_read(struct raft *r, uint64_t read_id);
 /* Start an election now (the cockpit's "timeout N"). */
 void raft_timeout_now(struct raft *r);
+/* The caller has made a snapshot of the state machine as of applied index
+ * `index` durable: forget the entries up to it (section 7). Only applied
+ * entries may be compacted: index <= last_applied, else RAFT_EINVAL, as for
+ * an index below the snapshot the core has; index equal to it does nothing. */
+int raft_compact(struct raft *r, uint64_t index);
 
 /* Output. */
 bool raft_has_ready(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r, const struct raft_ready *rd);
 /* Instead of raft_advance when persisting the ready failed (a full disk, an
- * I/O error): storage holds entries up to durable_index only. The ready's
- * messages are dropped (they promised what is not on disk), its reads are
- * the caller's to fail, and a leader steps down, since it can no longer
- * count its own copy. The next ready asks to persist the rest again. */
+ * I/O error): storage holds entries up to durable_index only (the snapshot's
+ * index when the log after it is empty). The ready's messages are dropped
+ * (they promised what is not on disk), its reads are the caller's to fail,
+ * and a leader steps down, since it can no longer count its own copy. The
+ * next ready asks to persist the rest again, snapshot_install included; a
+ * snapshot being received is forgotten (the leader sends it again). */
 void raft_storage_failed(struct raft *r, uint64_t durable_index);
 
 /* Queries. */
 uint64_t raft_last_index(const struct raft *r);
 uint64_t raft_last_term(const struct raft *r);
-uint64_t raft_term_at(const struct raft *r, uint64_t index); /* 0 if absent */
+/* The term at index: snapshot_term at the snapshot's index, 0 if absent. */
+uint64_t raft_term_at(const struct raft *r, uint64_t index);
+/* The entry at index, NULL if absent (past the log, or compacted). */
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
+uint64_t raft_first_index(const struct raft *r); /* of the first entry in memory */
 size_t raft_quorum(const struct raft *r);
 int raft_node_slot(const struct raft *r, uint32_t id); /* position in cfg.node_ids, -1 */
 

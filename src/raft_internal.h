@@ -8,6 +8,8 @@
 int raft_log_append(struct raft_log *log, const struct raft_entry *e); /* copies */
 int raft_log_append_owned(struct raft_log *log, struct raft_entry *e); /* takes data */
 void raft_log_truncate(struct raft_log *log, uint64_t from);           /* drop >= from */
+/* Drop entries <= index; the snapshot now ends at index, of term. */
+void raft_log_compact(struct raft_log *log, uint64_t index, uint64_t term);
 void raft_log_free(struct raft_log *log);
 
 /* raft.c: output helpers. */
@@ -32,6 +34,17 @@ int raft_recv_append_reply(struct raft *r, const struct raft_msg *m);
 void raft_send_append(struct raft *r, int slot, bool heartbeat);
 void raft_broadcast_append(struct raft *r, bool heartbeat);
 void raft_maybe_commit(struct raft *r);
+
+/* raft_snapshot.c */
+/* The peer in slot needs the snapshot: start sending it, or (heartbeat)
+ * send the chunk in flight again. */
+void raft_send_snapshot(struct raft *r, int slot, bool heartbeat);
+int raft_recv_snapshot(struct raft *r, const struct raft_msg *m);
+int raft_recv_snapshot_reply(struct raft *r, const struct raft_msg *m);
+void raft_snapshot_ready(struct raft *r, struct raft_ready *rd);
+void raft_snapshot_advance(struct raft *r, const struct raft_ready *rd);
+void raft_snapshot_storage_failed(struct raft *r);
+void raft_snapshot_free(struct raft *r);
 
 /* raft_read.c */
 void raft_reads_check(struct raft *r);

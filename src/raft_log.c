@@ -1,4 +1,5 @@
-/* raft_log.c - the in-memory log: entries[i] holds index i + 1. */
+/* raft_log.c - the in-memory log: the entries after the last snapshot,
+ * entries[i] holding index snapshot_index + 1 + i. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,10 +42,21 @@ int raft_log_append(struct raft_log *log, const struct raft_entry *e)
 
 void raft_log_truncate(struct raft_log *log, uint64_t from)
 {
-    while (log->len > 0 && log->len >= from) {
+    while (log->len > 0 && log->snapshot_index + log->len >= from) {
         raft_entry_free(&log->entries[log->len - 1]);
         log->len--;
     }
+}
+
+void raft_log_compact(struct raft_log *log, uint64_t index, uint64_t term)
+{
+    size_t drop = 0;
+    while (drop < log->len && log->snapshot_index + drop + 1 <= index)
+        raft_entry_free(&log->entries[drop++]);
+    memmove(log->entries, log->entries + drop, (log->len - drop) * sizeof(*log->entries));
+    log->len -= drop;
+    log->snapshot_index = index; /* entries[0], if any, now holds index + 1 */
+    log->snapshot_term = term;
 }
 
 void raft_log_free(struct raft_log *log)

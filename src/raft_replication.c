@@ -5,16 +5,21 @@
 
 /* Send AppendEntries to the peer in slot: the entries from its nextIndex on,
  * as many as one message may carry. A heartbeat goes even when there is
- * nothing to carry. In the pipeline (not probing) nextIndex moves past what
- * was sent at once; after a rejection (probing) one message is out at a time. */
+ * nothing to carry. In the pipeline nextIndex moves past what was sent at
+ * once; after a rejection (probe) one message is out at a time. A peer whose
+ * nextIndex was compacted away gets the snapshot instead (raft_snapshot.c). */
 void raft_send_append(struct raft *r, int slot, bool heartbeat)
 {
     struct raft_progress *pr = &r->progress[slot];
+    if (pr->mode == RAFT_PROGRESS_SNAPSHOT || pr->next <= r->log.snapshot_index) {
+        raft_send_snapshot(r, slot, heartbeat);
+        return;
+    }
     uint64_t last = raft_last_index(r);
     uint64_t prev = pr->next - 1;
     size_t n = 0;
     size_t bytes = 0;
-    if (pr->next - pr->match <= RAFT_MAX_INFLIGHT || pr->probing) {
+    if (pr->next - pr->match <= RAFT_MAX_INFLIGHT || pr->mode == RAFT_PROGRESS_PROBE) {
         for (uint64_t i = pr->next; i <= last && n < RAFT_MAX_BATCH_ENTRIES; i++) {
             size_t len = raft_entry_at(r, i)->len;
             if (n > 0 && bytes + len > RAFT_MAX_BATCH_BYTES)
@@ -39,7 +44,7 @@ void raft_send_append(struct raft *r, int slot, bool heartbeat)
     if (raft_send(r, &m) != 0)
         return;
     pr->last_send_ms = r->now_ms;
-    if (!pr->probing)
+    if (pr->mode == RAFT_PROGRESS_PIPELINE)
         pr->next += n;
 }
 
@@ -101,15 +106,32 @@ int raft_recv_append(struct raft *r, const struct raft_msg *m)
         raft_become_follower(r, m->term, m->from);
     raft_reset_election_timer(r);
 
-    if (m->prev_index > raft_last_index(r) ||
-        raft_term_at(r, m->prev_index) != m->prev_term) { /* rule 2 */
+    /* Entries up to the snapshot's index are committed, so they are the
+     * leader's too: skip those the message carries. */
+    uint64_t prev = m->prev_index, prev_term = m->prev_term;
+    const struct raft_entry *entries = m->entries;
+    size_t n = m->n_entries;
+    if (prev < r->log.snapshot_index) {
+        uint64_t skip = r->log.snapshot_index - prev;
+        if (skip >= n) {
+            reply.success = true;
+            reply.match_index = prev + n;
+            return raft_send(r, &reply);
+        }
+        prev = r->log.snapshot_index;
+        prev_term = entries[skip - 1].term;
+        entries += skip;
+        n -= (size_t)skip;
+    }
+
+    if (prev > raft_last_index(r) || raft_term_at(r, prev) != prev_term) { /* rule 2 */
         reply.rejected_index = m->prev_index;
-        raft_reject_hint(r, m->prev_index, &reply);
+        raft_reject_hint(r, prev, &reply);
         return raft_send(r, &reply);
     }
-    for (size_t i = 0; i < m->n_entries; i++) {
-        const struct raft_entry *e = &m->entries[i];
-        uint64_t index = m->prev_index + 1 + i;
+    for (size_t i = 0; i < n; i++) {
+        const struct raft_entry *e = &entries[i];
+        uint64_t index = prev + 1 + i;
         if (index <= raft_last_index(r)) {
             if (raft_term_at(r, index) == e->term)
                 continue;
@@ -123,7 +145,7 @@ int raft_recv_append(struct raft *r, const struct raft_msg *m)
         if (raft_log_append(&r->log, &copy) != 0) /* rule 4 */
             return RAFT_ENOMEM;
     }
-    uint64_t last_new = m->prev_index + m->n_entries;
+    uint64_t last_new = prev + n;
     if (m->commit > r->commit_index) { /* rule 5 */
         uint64_t commit = m->commit < last_new ? m->commit : last_new;
         if (commit > r->commit_index)
@@ -159,6 +181,11 @@ int raft_recv_append_reply(struct raft *r, const struct raft_msg *m)
     pr->last_ack_ms = r->now_ms;
     if (m->read_seq > pr->acked_seq)
         pr->acked_seq = m->read_seq;
+    if (pr->mode == RAFT_PROGRESS_SNAPSHOT) {
+        /* Answers to what was sent before the snapshot: its reply decides. */
+        raft_reads_check(r);
+        return RAFT_OK;
+    }
 
     if (m->success) {
         if (m->match_index > raft_last_index(r))
@@ -167,16 +194,16 @@ int raft_recv_append_reply(struct raft *r, const struct raft_msg *m)
             pr->match = m->match_index;
         if (pr->next < pr->match + 1)
             pr->next = pr->match + 1;
-        if (pr->probing) {
-            pr->probing = false;
+        if (pr->mode == RAFT_PROGRESS_PROBE) {
+            pr->mode = RAFT_PROGRESS_PIPELINE;
             pr->next = pr->match + 1;
         }
         raft_maybe_commit(r);
     } else {
         /* Stale rejections (of a message older than the one in flight) say
          * nothing new. */
-        bool stale =
-            pr->probing ? m->rejected_index != pr->next - 1 : m->rejected_index < pr->match + 1;
+        bool stale = pr->mode == RAFT_PROGRESS_PROBE ? m->rejected_index != pr->next - 1
+                                                     : m->rejected_index < pr->match + 1;
         if (!stale) {
             uint64_t next = m->hint_index;
             if (m->hint_term != 0) {
@@ -196,7 +223,7 @@ int raft_recv_append_reply(struct raft *r, const struct raft_msg *m)
             if (pr->match >= next)
                 pr->match = next - 1;
             pr->next = next;
-            pr->probing = true;
+            pr->mode = RAFT_PROGRESS_PROBE;
             raft_send_append(r, slot, true);
         }
     }

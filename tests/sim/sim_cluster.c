@@ -119,6 +119,10 @@ const char *sim_msg_name(enum raft_msg_type type)
         return "AppendEntries";
     case RAFT_MSG_APPEND_REPLY:
         return "AppendEntries reply";
+    case RAFT_MSG_SNAPSHOT:
+        return "InstallSnapshot";
+    case RAFT_MSG_SNAPSHOT_REPLY:
+        return "InstallSnapshot reply";
     }
     return "unknown message";
 }
@@ -149,6 +153,24 @@ static void msg_describe(const struct raft_msg *m, char *buf, size_t size)
                      "AppendEntries reply from %u, term %" PRIu64 ", rejected %" PRIu64
                      ", hint %" PRIu64 "/%" PRIu64,
                      m->from, m->term, m->rejected_index, m->hint_index, m->hint_term);
+        break;
+    case RAFT_MSG_SNAPSHOT:
+        snprintf(buf, size,
+                 "InstallSnapshot from %u, term %" PRIu64 ", snapshot %" PRIu64 "/%" PRIu64
+                 ", offset %" PRIu64 ", %u bytes%s",
+                 m->from, m->term, m->snapshot_index, m->snapshot_term, m->offset, m->len,
+                 m->done ? ", done" : "");
+        break;
+    case RAFT_MSG_SNAPSHOT_REPLY:
+        if (m->success)
+            snprintf(buf, size,
+                     "InstallSnapshot reply from %u, term %" PRIu64 ", installed %" PRIu64, m->from,
+                     m->term, m->snapshot_index);
+        else
+            snprintf(buf, size,
+                     "InstallSnapshot reply from %u, term %" PRIu64 ", snapshot %" PRIu64
+                     ", chunk %" PRIu64 ", wants %" PRIu64,
+                     m->from, m->term, m->snapshot_index, m->offset, m->next_offset);
         break;
     default:
         snprintf(buf, size, "message of type %d from %u", (int)m->type, m->from);
@@ -521,7 +543,7 @@ void sim_start(struct sim *s, struct sim_node *nd)
             }
         }
     }
-    rv = raft_restore(&nd->r, d->term, d->vote, copy, d->len);
+    rv = raft_restore(&nd->r, d->term, d->vote, 0, 0, copy, d->len);
     nd->up = true;
     nd->life++;
     nd->disk_error = false;

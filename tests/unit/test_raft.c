@@ -21,7 +21,7 @@ static void core_init(struct raft *r, uint64_t term)
         .seed = 42,
     };
     CHECK_INT_EQ(raft_init(r, &cfg, 0), RAFT_OK);
-    CHECK_INT_EQ(raft_restore(r, term, RAFT_NONE, NULL, 0), RAFT_OK);
+    CHECK_INT_EQ(raft_restore(r, term, RAFT_NONE, 0, 0, NULL, 0), RAFT_OK);
 }
 
 /* Carry out the ready as the node does (nothing to persist here) and return
@@ -167,13 +167,229 @@ static void test_implausible_messages_dropped(void)
     struct raft_msg reply = {
         .type = RAFT_MSG_APPEND_REPLY, .from = 1, .to = 2, .term = 3, .hint_index = UINT64_MAX};
     CHECK_INT_EQ(raft_step(&r, &reply), RAFT_EINVAL);
+    struct raft_msg snap = {.type = RAFT_MSG_SNAPSHOT,
+                            .from = 1,
+                            .to = 2,
+                            .term = 3,
+                            .snapshot_index = 5,
+                            .snapshot_term = 4,
+                            .len = 0,
+                            .done = true};
+    CHECK_INT_EQ(raft_step(&r, &snap), RAFT_EINVAL); /* a snapshot of a later term */
+    snap.snapshot_term = 3;
+    snap.offset = RAFT_SNAPSHOT_MAX_BYTES;
+    snap.len = 1;
+    snap.data = &a;
+    CHECK_INT_EQ(raft_step(&r, &snap), RAFT_EINVAL); /* past the largest snapshot */
+    snap.offset = 0;
+    snap.len = RAFT_SNAPSHOT_CHUNK_MAX + 1;
+    CHECK_INT_EQ(raft_step(&r, &snap), RAFT_EINVAL); /* a chunk too large */
+    snap.len = 0;
+    snap.done = false;
+    CHECK_INT_EQ(raft_step(&r, &snap), RAFT_EINVAL); /* an empty chunk that does not end it */
     CHECK_INT_EQ(raft_last_index(&r), 0);
     CHECK_INT_EQ(r.leader_id, RAFT_NONE);
     raft_close(&r);
 }
 
+static struct raft_msg snapshot_msg(uint64_t term, uint64_t index, uint64_t snap_term,
+                                    uint64_t offset, const char *data, bool done)
+{
+    return (struct raft_msg){
+        .type = RAFT_MSG_SNAPSHOT,
+        .from = 1,
+        .to = 2,
+        .term = term,
+        .snapshot_index = index,
+        .snapshot_term = snap_term,
+        .offset = offset,
+        .data = (const uint8_t *)data,
+        .len = (uint32_t)strlen(data),
+        .done = done,
+    };
+}
+
+/* Figure 13, receiver: chunks in order are handed to the caller; a chunk
+ * out of order is answered with the offset wanted; after the last chunk is
+ * durable the snapshot is installed (rule 7: a log that does not hold the
+ * snapshot's last entry is discarded) and only then is success sent. */
+static void test_snapshot_received_in_chunks(void)
+{
+    struct raft r;
+    struct raft_msg out[16];
+    core_init(&r, 3);
+    uint8_t a = 'a';
+    struct raft_entry old = {
+        .term = 2, .index = 1, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a};
+    struct raft_msg m = append_msg(3, 1, 0, 0, &old, 1);
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_OK);
+    core_drain(&r, out, 16);
+
+    m = snapshot_msg(3, 10, 3, 4, "efgh", false); /* not the first chunk */
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_OK);
+    size_t n = core_drain(&r, out, 16);
+    CHECK_INT_EQ(n, 1);
+    CHECK(!out[0].success);
+    CHECK_INT_EQ(out[0].next_offset, 0);
+    CHECK_INT_EQ(out[0].offset, 4);
+
+    m = snapshot_msg(3, 10, 3, 0, "abcd", false);
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_OK);
+    struct raft_ready rd;
+    raft_ready(&r, &rd);
+    CHECK(rd.snapshot_chunk != NULL);
+    CHECK(rd.snapshot_install == NULL);
+    if (rd.snapshot_chunk != NULL) {
+        CHECK_INT_EQ(rd.snapshot_chunk->offset, 0);
+        CHECK_INT_EQ(rd.snapshot_chunk->len, 4);
+        CHECK(!rd.snapshot_chunk->done);
+    }
+    CHECK_INT_EQ(rd.n_msgs, 1);
+    CHECK_INT_EQ(rd.msgs[0].next_offset, 4);
+    raft_advance(&r, &rd);
+
+    m = snapshot_msg(3, 10, 3, 0, "abcd", false); /* a duplicate */
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_OK);
+    n = core_drain(&r, out, 16);
+    CHECK_INT_EQ(n, 1);
+    CHECK_INT_EQ(out[0].next_offset, 4);
+
+    m = snapshot_msg(3, 10, 3, 4, "ef", true);
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_OK);
+    raft_ready(&r, &rd);
+    CHECK(rd.snapshot_chunk != NULL && rd.snapshot_chunk->done);
+    CHECK_INT_EQ(rd.n_msgs, 0); /* no reply before the install */
+    raft_advance(&r, &rd);
+    raft_ready(&r, &rd);
+    CHECK(rd.snapshot_install != NULL);
+    if (rd.snapshot_install != NULL) {
+        CHECK_INT_EQ(rd.snapshot_install->index, 10);
+        CHECK_INT_EQ(rd.snapshot_install->term, 3);
+    }
+    CHECK_INT_EQ(rd.n_msgs, 1);
+    CHECK(rd.msgs[0].success);
+    CHECK_INT_EQ(rd.msgs[0].snapshot_index, 10);
+    CHECK_INT_EQ(rd.apply_to, 0);
+    raft_advance(&r, &rd);
+    CHECK_INT_EQ(raft_last_index(&r), 10);
+    CHECK_INT_EQ(raft_last_term(&r), 3);
+    CHECK(raft_entry_at(&r, 1) == NULL);
+    CHECK_INT_EQ(r.commit_index, 10);
+    CHECK_INT_EQ(r.last_applied, 10);
+    CHECK(!raft_has_ready(&r));
+    raft_close(&r);
+}
+
+/* Figure 13, rule 6: a follower that holds the snapshot's last entry keeps
+ * the entries that follow it. */
+static void test_snapshot_keeps_matching_suffix(void)
+{
+    struct raft r;
+    struct raft_msg out[16];
+    core_init(&r, 3);
+    uint8_t a = 'a';
+    struct raft_entry e[3] = {
+        {.term = 3, .index = 1, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+        {.term = 3, .index = 2, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+        {.term = 3, .index = 3, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+    };
+    struct raft_msg m = append_msg(3, 1, 0, 0, e, 3);
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_OK);
+    core_drain(&r, out, 16);
+    m = snapshot_msg(3, 2, 3, 0, "state", true);
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_OK);
+    core_drain(&r, out, 16);
+    CHECK_INT_EQ(r.log.snapshot_index, 2);
+    CHECK_INT_EQ(raft_last_index(&r), 3);
+    CHECK(raft_entry_at(&r, 3) != NULL);
+    CHECK(raft_entry_at(&r, 2) == NULL);
+    CHECK_INT_EQ(raft_term_at(&r, 2), 3);
+    CHECK_INT_EQ(r.commit_index, 2);
+    raft_close(&r);
+}
+
+/* Restart from a snapshot and a log that still holds what it covers. */
+static void test_restore_from_snapshot(void)
+{
+    struct raft_config cfg = {
+        .id = 2,
+        .n_nodes = 3,
+        .node_ids = {1, 2, 3},
+        .election_min_ms = 150,
+        .election_max_ms = 300,
+        .heartbeat_ms = 50,
+        .seed = 42,
+    };
+    struct raft r;
+    struct raft_entry *e = calloc(4, sizeof(*e));
+    for (int i = 0; i < 4; i++)
+        e[i] = (struct raft_entry){.term = 2, .index = (uint64_t)i + 3, .type = RAFT_ENTRY_NOOP};
+    CHECK_INT_EQ(raft_init(&r, &cfg, 0), RAFT_OK);
+    CHECK_INT_EQ(raft_restore(&r, 2, RAFT_NONE, 4, 2, e, 4), RAFT_OK);
+    CHECK_INT_EQ(raft_first_index(&r), 5);
+    CHECK_INT_EQ(raft_last_index(&r), 6);
+    CHECK_INT_EQ(r.commit_index, 4);
+    CHECK_INT_EQ(r.last_applied, 4);
+    raft_close(&r);
+
+    /* The log's entry at the snapshot's index is of another term: the log
+     * was being replaced by the snapshot. */
+    e = calloc(4, sizeof(*e));
+    for (int i = 0; i < 4; i++)
+        e[i] = (struct raft_entry){.term = 1, .index = (uint64_t)i + 3, .type = RAFT_ENTRY_NOOP};
+    CHECK_INT_EQ(raft_init(&r, &cfg, 0), RAFT_OK);
+    CHECK_INT_EQ(raft_restore(&r, 2, RAFT_NONE, 4, 2, e, 4), RAFT_OK);
+    CHECK_INT_EQ(raft_last_index(&r), 4);
+    CHECK_INT_EQ(raft_last_term(&r), 2);
+    raft_close(&r);
+
+    /* A gap between the snapshot and the log. */
+    e = calloc(1, sizeof(*e));
+    e[0] = (struct raft_entry){.term = 2, .index = 9, .type = RAFT_ENTRY_NOOP};
+    CHECK_INT_EQ(raft_init(&r, &cfg, 0), RAFT_OK);
+    CHECK_INT_EQ(raft_restore(&r, 2, RAFT_NONE, 4, 2, e, 1), RAFT_EINVAL);
+    raft_close(&r);
+}
+
+/* Only applied entries may be compacted; the log keeps answering. */
+static void test_compact_applied_only(void)
+{
+    struct raft r;
+    struct raft_msg out[16];
+    core_init(&r, 3);
+    uint8_t a = 'a';
+    struct raft_entry e[3] = {
+        {.term = 3, .index = 1, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+        {.term = 3, .index = 2, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+        {.term = 3, .index = 3, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+    };
+    struct raft_msg m = append_msg(3, 1, 0, 0, e, 3);
+    m.commit = 2;
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_OK);
+    core_drain(&r, out, 16);
+    CHECK_INT_EQ(r.last_applied, 2);
+    CHECK_INT_EQ(raft_compact(&r, 3), RAFT_EINVAL);
+    CHECK_INT_EQ(raft_compact(&r, 2), RAFT_OK);
+    CHECK_INT_EQ(raft_compact(&r, 1), RAFT_EINVAL);
+    CHECK_INT_EQ(raft_last_index(&r), 3);
+    CHECK_INT_EQ(raft_term_at(&r, 2), 3);
+    CHECK_INT_EQ(raft_term_at(&r, 1), 0);
+    /* An AppendEntries that starts inside the snapshot is taken from it on. */
+    m = append_msg(3, 1, 0, 0, e, 3);
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_OK);
+    size_t n = core_drain(&r, out, 16);
+    CHECK_INT_EQ(n, 1);
+    CHECK(out[0].success);
+    CHECK_INT_EQ(out[0].match_index, 3);
+    raft_close(&r);
+}
+
 int main(void)
 {
+    test_snapshot_received_in_chunks();
+    test_snapshot_keeps_matching_suffix();
+    test_restore_from_snapshot();
+    test_compact_applied_only();
     test_implausible_messages_dropped();
     test_first_heartbeat_resets_timer();
     test_no_reply_promises_a_truncated_entry();
