@@ -89,6 +89,10 @@ int raft_restore(struct raft *r, uint64_t term, uint32_t voted_for, uint64_t sna
             rv = raft_log_append_owned(&r->log, &entries[i]);
         raft_entry_free(&entries[i]);
     }
+    /* A discarded log that went past the snapshot: storage drops that part
+     * with the first ready (what it keeps at or below the snapshot is dead). */
+    if (first == n && n > 0 && entries[n - 1].index > snapshot_index)
+        r->truncate_from = snapshot_index + 1;
     free(entries);
     /* The state machine starts from the snapshot, which holds only
      * committed entries. */

@@ -22,9 +22,10 @@
  *   the term, the snapshot's index and term and the chunk's offset; before
  *   sending, the caller attaches up to its chunk size of bytes of its
  *   snapshot file from that offset (data, len) and sets done when they reach
- *   the file's end. Such a message always names the snapshot of the last
- *   raft_compact, raft_restore or install (r->log.snapshot_index), so only
- *   the newest snapshot file is ever read.
+ *   the file's end. A transfer starts with the newest snapshot (that of the
+ *   last raft_compact, raft_restore or install) and goes on with it after
+ *   later compactions, so the caller keeps an older snapshot file while
+ *   raft_snapshot_in_use says so, and may delete it after.
  * - Receiving one (follower): each chunk accepted comes out in
  *   rd.snapshot_chunk, to be written into a temporary file (offset 0 starts
  *   a new one); after the last chunk (done) is durable and raft_advance
@@ -149,6 +150,7 @@ struct raft_progress {
     uint64_t match; /* highest index known replicated */
     enum raft_progress_mode mode;
     uint64_t snapshot_index;  /* snapshot mode: the snapshot being sent */
+    uint64_t snapshot_term;   /* its last entry's term */
     uint64_t snapshot_offset; /* snapshot mode: the chunk in flight */
     uint64_t acked_seq;       /* highest read_seq echoed back */
     uint64_t last_ack_ms;     /* time of the last reply from this peer */
@@ -191,18 +193,20 @@ struct raft_snapshot_install {
 
 struct raft_ready {
     /* 1. Persist, in this order:
-     *  a. snapshot_install, when set: make the received snapshot file the
+     *  a. the hard state;
+     *  b. truncate_from: drop stored entries >= it (durably);
+     *  c. snapshot_install, when set: make the received snapshot file the
      *     node's snapshot, durably (it replaces the older one), and only then
-     *     drop every entry <= its index from the log storage;
-     *  b. the hard state;
-     *  c. truncate_from, then the entries, then one fsync;
-     *  d. snapshot_chunk, when set (see struct raft_snapshot_chunk). */
-    const struct raft_snapshot_install *snapshot_install; /* NULL: none */
+     *     drop every entry <= its index from the log storage. A crash in
+     *     between leaves a log raft_restore knows how to read;
+     *  d. the entries, then one fsync;
+     *  e. snapshot_chunk, when set (see struct raft_snapshot_chunk). */
     bool hard_state_changed;
     uint64_t term;
     uint32_t voted_for;
-    uint64_t truncate_from;           /* drop stored entries >= this first; 0 = none */
-    const struct raft_entry *entries; /* then append these */
+    uint64_t truncate_from; /* drop stored entries >= this first; 0 = none */
+    const struct raft_snapshot_install *snapshot_install; /* NULL: none */
+    const struct raft_entry *entries;                     /* then append these */
     size_t n_entries;
     const struct raft_snapshot_chunk *snapshot_chunk; /* NULL: none */
     /* 2. Send. When false the messages may leave before the fsync (a leader
@@ -315,8 +319,14 @@ const char *raft_role_name(enum raft_role role);
  * other; they may start at or before the snapshot (a log whose covered
  * prefix was not dropped yet): those are skipped, and if the entry at
  * snapshot_index is not of snapshot_term, or the log ends before it, the
- * whole log is (it was being replaced by the snapshot). A log starting past
- * snapshot_index + 1 is refused (RAFT_EINVAL). */
+ * whole log is (it was being replaced by the snapshot; the first ready
+ * truncates what of it lies past snapshot_index). A log starting past
+ * snapshot_index + 1 is refused (RAFT_EINVAL).
+ *
+ * Log storage and the snapshot: entries at or below the snapshot's index
+ * are dead. Storage may drop them at any time, and appending the entry
+ * after the snapshot to a log that ends before it drops them all: the log
+ * starts again after the snapshot. */
 int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms);
 int raft_restore(struct raft *r, uint64_t term, uint32_t voted_for, uint64_t snapshot_index,
                  uint64_t snapshot_term, struct raft_entry *entries, size_t n);
@@ -337,6 +347,9 @@ void raft_timeout_now(struct raft *r);
  * entries may be compacted: index <= last_applied, else RAFT_EINVAL, as for
  * an index below the snapshot the core has; index equal to it does nothing. */
 int raft_compact(struct raft *r, uint64_t index);
+/* Whether the snapshot ending at index is the core's, or one a leader is
+ * still sending to a peer: its file must be kept. */
+bool raft_snapshot_in_use(const struct raft *r, uint64_t index);
 
 /* Output. */
 bool raft_has_ready(const struct raft *r);

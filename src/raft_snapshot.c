@@ -10,10 +10,11 @@
  *
  * Leader side, per peer (struct raft_progress, as cowsql/raft's progress.c):
  * a peer whose nextIndex is at or below the snapshot's index switches to
- * snapshot mode; one chunk is in flight at a time, sent again at every
- * heartbeat until its reply comes; when the follower says it installed the
- * snapshot, matchIndex = snapshot index, nextIndex = matchIndex + 1 and the
- * peer goes back to probe mode.
+ * snapshot mode with the newest snapshot; one chunk is in flight at a time,
+ * sent again at every heartbeat until its reply comes; when the follower
+ * says it installed the snapshot, matchIndex = snapshot index, nextIndex =
+ * matchIndex + 1 and the peer goes back to probe mode (and to a newer
+ * snapshot, if the leader compacted past it meanwhile).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +23,15 @@
 
 /* ------------------------------------------------------------ compaction */
 
-/* Queued messages name entries by position (AppendEntries) or the older
- * snapshot (InstallSnapshot): drop those the compaction leaves pointing at
- * nothing. Losing messages is always allowed (5.1). */
+/* Queued AppendEntries name their entries by position: drop those the
+ * compaction leaves pointing at nothing. Losing messages is always allowed
+ * (5.1). */
 static void raft_drop_queued_compacted(struct raft *r, uint64_t index)
 {
     size_t kept = 0;
     for (size_t i = 0; i < r->n_out; i++) {
         const struct raft_msg *m = &r->out_msgs[i];
-        bool stale = (m->type == RAFT_MSG_APPEND && m->n_entries > 0 && m->prev_index < index) ||
-                     (m->type == RAFT_MSG_SNAPSHOT && m->snapshot_index < index);
+        bool stale = m->type == RAFT_MSG_APPEND && m->n_entries > 0 && m->prev_index < index;
         if (!stale)
             r->out_msgs[kept++] = r->out_msgs[i];
     }
@@ -56,19 +56,22 @@ int raft_compact(struct raft *r, uint64_t index)
     if (r->persisted_index < index)
         r->persisted_index = index;
     raft_drop_queued_compacted(r, index);
-    /* Peers being sent the older snapshot start over with this one: the
-     * caller need keep only its newest snapshot file. */
-    if (r->role == RAFT_LEADER) {
-        for (size_t i = 0; i < r->cfg.n_nodes; i++) {
-            struct raft_progress *pr = &r->progress[i];
-            if (pr->mode == RAFT_PROGRESS_SNAPSHOT && pr->snapshot_index != index) {
-                pr->snapshot_index = index;
-                pr->snapshot_offset = 0;
-                raft_send_snapshot(r, (int)i, true);
-            }
-        }
-    }
+    /* A transfer under way goes on with the snapshot it started with:
+     * restarting it at every compaction could keep a follower from ever
+     * finishing one. */
     return RAFT_OK;
+}
+
+bool raft_snapshot_in_use(const struct raft *r, uint64_t index)
+{
+    if (index == r->log.snapshot_index)
+        return true;
+    if (r->role != RAFT_LEADER)
+        return false;
+    for (size_t i = 0; i < r->cfg.n_nodes; i++)
+        if (r->progress[i].mode == RAFT_PROGRESS_SNAPSHOT && r->progress[i].snapshot_index == index)
+            return true;
+    return false;
 }
 
 /* ------------------------------------------------------------ leader */
@@ -85,6 +88,7 @@ void raft_send_snapshot(struct raft *r, int slot, bool heartbeat)
          * discarded the next log entry that it needs to send". */
         pr->mode = RAFT_PROGRESS_SNAPSHOT;
         pr->snapshot_index = r->log.snapshot_index;
+        pr->snapshot_term = r->log.snapshot_term;
         pr->snapshot_offset = 0;
     } else if (!heartbeat) {
         return; /* one chunk in flight; the heartbeat sends it again */
@@ -95,7 +99,7 @@ void raft_send_snapshot(struct raft *r, int slot, bool heartbeat)
         .to = r->cfg.node_ids[slot],
         .term = r->current_term,
         .snapshot_index = pr->snapshot_index,
-        .snapshot_term = r->log.snapshot_term,
+        .snapshot_term = pr->snapshot_term,
         .offset = pr->snapshot_offset,
         .read_seq = r->read_seq,
     };
@@ -131,6 +135,11 @@ int raft_recv_snapshot_reply(struct raft *r, const struct raft_msg *m)
     } else if (pr->mode == RAFT_PROGRESS_SNAPSHOT && m->snapshot_index == pr->snapshot_index &&
                m->offset == pr->snapshot_offset) {
         pr->snapshot_offset = m->next_offset;
+        if (m->next_offset == 0) {
+            /* The follower lost the transfer: start over with the newest. */
+            pr->snapshot_index = r->log.snapshot_index;
+            pr->snapshot_term = r->log.snapshot_term;
+        }
         raft_send_snapshot(r, slot, true);
     }
     raft_reads_check(r);

@@ -39,15 +39,30 @@ bool sim_rng_chance(struct sim_rng *g, double p);
 
 /* ------------------------------------------------------------ the cluster */
 
+/* An older snapshot file, kept while raft_snapshot_in_use. */
+struct sim_snapshot {
+    uint64_t index, term;
+    uint8_t *data;
+    size_t len;
+};
+
 /* What a node wrote to its disk (sim_disk.c). The hard state is durable as
  * soon as it is written; entries[0..synced) are durable, the rest were
- * written but not yet synced and a crash keeps only a prefix of them. */
+ * written but not yet synced and a crash keeps only a prefix of them. The
+ * snapshot is replaced atomically (a file renamed into place) and durable
+ * at once; the log may still hold entries it covers (dropped lazily). */
 struct sim_disk {
     uint64_t term;
     uint32_t vote;
-    struct raft_entry *entries; /* entries[i] has index i + 1; deep copies */
+    struct raft_entry *entries; /* entries[i] has index base + 1 + i; deep copies */
     size_t len, cap;
-    size_t synced;          /* entries that survive any crash */
+    uint64_t base;
+    size_t synced; /* entries that survive any crash */
+    uint64_t snap_index, snap_term;
+    uint8_t *snap; /* the snapshot file (sim_cluster.c: snapshot_make) */
+    size_t snap_len;
+    struct sim_snapshot *old; /* older snapshot files a leader still sends */
+    size_t n_old;
     uint32_t *vote_of_term; /* every vote ever made durable, by term */
     size_t n_vote_of_term;
 };
@@ -72,8 +87,9 @@ struct sim_net {
     struct sim_packet *heap; /* min-heap on (deliver_ms, seq) */
     size_t len, cap;
     uint64_t next_seq;
-    double drop;                              /* chance a message is lost */
-    double dup;                               /* chance a message arrives twice */
+    double drop; /* chance a message is lost */
+    double dup;  /* chance a message arrives twice */
+    /* (snapshot chunks are attached by the sender, sim_cluster.c) */
     uint32_t max_delay_ms;                    /* delays are 1..max_delay_ms */
     bool cut[RAFT_MAX_NODES][RAFT_MAX_NODES]; /* [from slot][to slot]: link down */
     uint64_t sent, lost, delivered;
@@ -101,6 +117,16 @@ struct sim_node {
     struct sim_packet *inbox; /* arrived, not yet taken in, in arrival order */
     size_t inbox_len, inbox_cap;
 
+    /* The state machine: a hash of every entry applied, in order, as of
+     * index `applied`; restored from a snapshot at start and at an install. */
+    uint64_t sm_state;
+    /* A snapshot being received: a temporary file, lost in a crash. */
+    uint8_t *recv;
+    size_t recv_len, recv_cap;
+    uint64_t recv_index, recv_term;
+    bool recv_done;
+    unsigned compactions, installs; /* in all lives */
+
     /* A failing disk: every persist until disk_fail_until_ms fails at one of
      * its steps (disk_fail_op for the next one, if the ready has that step). */
     uint64_t disk_fail_until_ms;
@@ -118,7 +144,7 @@ struct sim_node {
     uint64_t seen_commit;
     uint64_t seen_term;
     enum raft_role seen_role;
-    uint64_t applied;       /* entries applied in this life */
+    uint64_t applied;       /* the state machine's last applied index */
     uint64_t complete_upto; /* committed entries verified in its log while leader */
     uint64_t checks;        /* how many times the checker looked at it */
 };
@@ -133,8 +159,11 @@ struct sim_params {
     double crash_in_persist; /* chance to crash writing the hard state or before the fsync */
     uint32_t down_min_ms, down_max_ms; /* how long a crashed node stays down */
     uint32_t max_batch;                /* most messages one turn takes in (0 or 1: one at a time) */
-    uint32_t disk_ms;       /* a turn that writes the disk keeps the node busy 0..disk_ms */
-    uint32_t disk_retry_ms; /* after a failed persist, the next try (node: 1000); 0 = 1000 */
+    uint32_t disk_ms;        /* a turn that writes the disk keeps the node busy 0..disk_ms */
+    uint32_t disk_retry_ms;  /* after a failed persist, the next try (node: 1000); 0 = 1000 */
+    double compact_chance;   /* after a ready that applied, chance to snapshot and compact */
+    uint32_t compact_gap;    /* only when this many entries were applied since the snapshot */
+    uint32_t snapshot_chunk; /* bytes a leader puts in one InstallSnapshot (0: 16) */
 };
 
 /* A read asked of a leader, as the checker remembers it. */
@@ -157,6 +186,7 @@ struct sim_command {
 /* The committed entry at one index, as first seen committed by any node. */
 struct sim_committed {
     struct raft_entry e;
+    uint64_t state;     /* the state machine after applying entries up to it */
     uint64_t term_seen; /* lowest current_term of a node that saw it committed */
 };
 
@@ -237,7 +267,19 @@ const char *sim_msg_name(enum raft_msg_type type);
 
 /* sim_disk.c: the disk model. */
 void sim_disk_save_hard_state(struct sim_disk *d, uint64_t term, uint32_t vote);
+uint64_t sim_disk_last(const struct sim_disk *d); /* the last index the log holds, or base */
+/* The entry at index, NULL when the log does not hold it. */
+const struct raft_entry *sim_disk_entry(const struct sim_disk *d, uint64_t index);
 void sim_disk_truncate(struct sim_disk *d, uint64_t from);
+void sim_disk_drop_prefix(struct sim_disk *d, uint64_t upto); /* entries <= upto */
+/* Replace the snapshot (write, sync, rename: atomic and durable). */
+void sim_disk_save_snapshot(struct sim_disk *d, uint64_t index, uint64_t term, const uint8_t *data,
+                            size_t len);
+/* The snapshot file ending at index, the newest or an older one; NULL if gone. */
+const uint8_t *sim_disk_snapshot(const struct sim_disk *d, uint64_t index, uint64_t *term,
+                                 size_t *len);
+/* Delete the older snapshot files the core no longer uses. */
+void sim_disk_prune_snapshots(struct sim_disk *d, const struct raft *r);
 void sim_disk_append(struct sim_disk *d, uint64_t term, uint8_t type, const void *data,
                      uint32_t len);
 void sim_disk_sync(struct sim_disk *d);
@@ -266,6 +308,12 @@ void sim_check_read(struct sim *s, struct sim_node *nd, const struct raft_read_r
 void sim_check_full(struct sim *s);
 void sim_note_command(struct sim *s, uint64_t id, uint64_t index, uint64_t term);
 bool sim_entry_equal(const struct raft_entry *a, const struct raft_entry *b);
+/* The state machine after applying e to state. */
+uint64_t sim_state_apply(uint64_t state, const struct raft_entry *e);
+/* A node's state machine was restored from a snapshot at index: it must be
+ * the state of the committed entries up to index. */
+void sim_check_snapshot_state(struct sim *s, struct sim_node *nd, uint64_t index, uint64_t state,
+                              const char *how);
 
 /* sim_chaos.c: one seeded random run; true when it passed. */
 bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose);

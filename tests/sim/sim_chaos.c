@@ -64,6 +64,11 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
     c->disk_failures = sim_rng_chance(g, 0.4);
     /* The node retries every second with 150-300 ms election timeouts. */
     p->disk_retry_ms = (uint32_t)PICK(g, 1000, 1000, 500, 200);
+    /* Snapshots: often enough that lagging and restarted nodes need one,
+     * in chunks small enough that a file takes several. */
+    p->compact_chance = PICK(g, 0, 2, 10, 30, 100) / 100.0;
+    p->compact_gap = (uint32_t)PICK(g, 1, 5, 20, 100);
+    p->snapshot_chunk = (uint32_t)PICK(g, 3, 8, 16, 40, 4096);
 }
 
 static uint64_t next_time(struct sim *s, uint64_t every)
@@ -207,7 +212,9 @@ static bool committed_everywhere(struct sim *s, uint64_t index, uint64_t term)
 {
     for (size_t i = 0; i < s->n; i++) {
         const struct sim_node *nd = &s->nodes[i];
-        if (!nd->up || nd->r.commit_index < index || raft_term_at(&nd->r, index) != term)
+        /* An entry a snapshot covers was checked through the snapshot. */
+        if (!nd->up || nd->r.commit_index < index ||
+            (index >= nd->r.log.snapshot_index && raft_term_at(&nd->r, index) != term))
             return false;
     }
     return true;
@@ -230,7 +237,9 @@ static bool disks_caught_up(struct sim *s, uint64_t index)
 {
     for (size_t i = 0; i < s->n; i++) {
         const struct sim_node *nd = &s->nodes[i];
-        if (!nd->up || nd->disk_error || nd->disk.len < index || nd->applied < index)
+        uint64_t stored = sim_disk_last(&nd->disk) > nd->disk.snap_index ? sim_disk_last(&nd->disk)
+                                                                         : nd->disk.snap_index;
+        if (!nd->up || nd->disk_error || stored < index || nd->applied < index)
             return false;
     }
     return true;
@@ -303,12 +312,13 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
         printf("seed %" PRIu64 ": %zu nodes, election %u-%u ms, heartbeat %u ms, tick %u ms%s%s, "
                "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
                "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms, "
-               "disk retry %u ms\n",
+               "disk retry %u ms, compact %.0f%% every %u+, chunks of %u\n",
                seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
                p.tick_at_deadlines ? " and at deadlines" : "",
                p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
                c.max_delay_ms, faults, p.crash_in_ready * 100, p.crash_in_persist * 100,
-               p.send_first * 100, p.max_batch, p.disk_ms, p.disk_retry_ms);
+               p.send_first * 100, p.max_batch, p.disk_ms, p.disk_retry_ms, p.compact_chance * 100,
+               p.compact_gap, p.snapshot_chunk);
     }
 
     sim_start_all(&s);
@@ -354,14 +364,17 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
                " --verbose)\n",
                seed, s.failure, n, seed);
     else if (verbose) {
-        unsigned disk_failures = 0;
-        for (size_t i = 0; i < n; i++)
+        unsigned disk_failures = 0, compactions = 0, installs = 0;
+        for (size_t i = 0; i < n; i++) {
             disk_failures += s.nodes[i].disk_failures;
+            compactions += s.nodes[i].compactions;
+            installs += s.nodes[i].installs;
+        }
         printf("seed %" PRIu64 ": ok, %" PRIu64 " events, work %" PRIu64 ", %" PRIu64
                " messages (%" PRIu64 " lost), %zu entries committed, %zu reads, %u failed "
-               "persists, healed in %" PRIu64 " ms\n",
+               "persists, %u snapshots taken, %u installed, healed in %" PRIu64 " ms\n",
                seed, s.events, s.work, s.net.sent, s.net.lost, s.n_committed, s.n_reads,
-               disk_failures, s.now - heal_ms);
+               disk_failures, compactions, installs, s.now - heal_ms);
     }
     fflush(stdout);
     sim_free(&s);

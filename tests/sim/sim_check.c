@@ -20,6 +20,11 @@
  * failed (node->disk_error) promises nothing and does not lead until a
  * persist succeeds again.
  *
+ * Snapshots (section 7): a state machine restored from a snapshot, at a
+ * start or an install, must be the state of the committed entries up to
+ * the snapshot's index, as one that applied them (State Machine Safety
+ * across snapshots); entries a snapshot covers are checked through it.
+ *
  * The checks are incremental: after an event only the node it touched has
  * changed, and only from the first log index that differs from what the
  * checker saw last time (its shadow of the log).
@@ -40,6 +45,23 @@ bool sim_entry_equal(const struct raft_entry *a, const struct raft_entry *b)
 static const char *entry_type_name(uint8_t type)
 {
     return type == RAFT_ENTRY_NOOP ? "no-op" : "command";
+}
+
+/* FNV-1a: the shadow keeps a hash of each entry's data, not the data. */
+static uint64_t data_hash(const struct raft_entry *e)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint32_t i = 0; i < e->len; i++)
+        h = (h ^ e->data[i]) * 0x100000001b3ull;
+    return h;
+}
+
+uint64_t sim_state_apply(uint64_t state, const struct raft_entry *e)
+{
+    uint64_t z = state ^ data_hash(e) ^ (e->term << 8) ^ e->type;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull; /* splitmix64's finalizer */
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
 }
 
 /* A client command made by sim_propose: its id, or -1. */
@@ -100,6 +122,7 @@ static void record_committed(struct sim *s, struct sim_node *nd, uint64_t index,
         memcpy(c->e.data, e->data, e->len);
     }
     c->term_seen = nd->r.current_term;
+    c->state = sim_state_apply(index > 1 ? s->committed[index - 2].state : 0, e);
 
     int64_t id = command_id(e);
     if (id < 0)
@@ -149,17 +172,19 @@ static void check_complete(struct sim *s, struct sim_node *ld)
     const struct raft *r = &ld->r;
     for (uint64_t k = ld->complete_upto + 1; k <= s->n_committed && !s->failed; k++) {
         const struct sim_committed *c = &s->committed[k - 1];
-        if (c->term_seen <= r->current_term) {
-            if (k > r->log.len)
+        /* Entries its snapshot covers: its snapshot state was checked. */
+        if (c->term_seen <= r->current_term && k >= r->log.snapshot_index) {
+            const struct raft_entry *e = raft_entry_at(r, k);
+            if (k > raft_last_index(r))
                 sim_fail(s,
                          "leader completeness: leader %u of term %" PRIu64
                          " lacks committed entry %" PRIu64,
                          ld->id, r->current_term, k);
-            else if (!sim_entry_equal(&r->log.entries[k - 1], &c->e))
+            else if (e == NULL ? raft_term_at(r, k) != c->e.term : !sim_entry_equal(e, &c->e))
                 sim_fail(s,
                          "leader completeness: leader %u of term %" PRIu64 " has term %" PRIu64
                          " at committed index %" PRIu64 ", committed was term %" PRIu64,
-                         ld->id, r->current_term, r->log.entries[k - 1].term, k, c->e.term);
+                         ld->id, r->current_term, raft_term_at(r, k), k, c->e.term);
         }
         ld->complete_upto = k;
     }
@@ -171,10 +196,16 @@ static void check_complete(struct sim *s, struct sim_node *ld)
 static void check_matching(struct sim *s, const struct sim_node *a, const struct sim_node *b,
                            uint64_t first)
 {
-    const struct raft_log *la = &a->r.log, *lb = &b->r.log;
-    size_t common = la->len < lb->len ? la->len : lb->len;
+    const struct raft *ra = &a->r, *rb = &b->r;
+    uint64_t common =
+        raft_last_index(ra) < raft_last_index(rb) ? raft_last_index(ra) : raft_last_index(rb);
+    /* Only entries both still hold. */
+    if (first <= ra->log.snapshot_index)
+        first = ra->log.snapshot_index + 1;
+    if (first <= rb->log.snapshot_index)
+        first = rb->log.snapshot_index + 1;
     for (uint64_t k = first; k <= common; k++) {
-        const struct raft_entry *ea = &la->entries[k - 1], *eb = &lb->entries[k - 1];
+        const struct raft_entry *ea = raft_entry_at(ra, k), *eb = raft_entry_at(rb, k);
         if (ea->term != eb->term)
             continue;
         if (!sim_entry_equal(ea, eb)) {
@@ -184,29 +215,24 @@ static void check_matching(struct sim *s, const struct sim_node *a, const struct
                      a->id, b->id, ea->term, k);
             return;
         }
-        if (k > 1 && ea[-1].term != eb[-1].term) {
+        uint64_t ta = raft_term_at(ra, k - 1), tb = raft_term_at(rb, k - 1);
+        if (k > 1 && ta != tb) {
             sim_fail(s,
                      "log matching: nodes %u and %u agree on term %" PRIu64 " at index %" PRIu64
                      " but not at %" PRIu64 " (%" PRIu64 " vs %" PRIu64 ")",
-                     a->id, b->id, ea->term, k, k - 1, ea[-1].term, eb[-1].term);
+                     a->id, b->id, ea->term, k, k - 1, ta, tb);
             return;
         }
     }
 }
 
-/* FNV-1a: the shadow keeps a hash of each entry's data, not the data. */
-static uint64_t data_hash(const struct raft_entry *e)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (uint32_t i = 0; i < e->len; i++)
-        h = (h ^ e->data[i]) * 0x100000001b3ull;
-    return h;
-}
-
+/* Shadow position i is index i + 1; an entry compacted away did not change. */
 static bool shadow_differs(const struct sim_node *nd, size_t i)
 {
-    const struct raft_entry *e = &nd->r.log.entries[i];
+    const struct raft_entry *e = raft_entry_at(&nd->r, i + 1);
     const struct sim_shadow *sh = &nd->shadow[i];
+    if (e == NULL)
+        return false;
     if (e->term != sh->term || e->len != sh->len || e->type != sh->type)
         return true;
     return e->data != sh->data && data_hash(e) != sh->hash;
@@ -221,7 +247,7 @@ static bool shadow_differs(const struct sim_node *nd, size_t i)
 
 static uint64_t first_change(struct sim_node *nd)
 {
-    size_t len = nd->r.log.len;
+    size_t len = raft_last_index(&nd->r);
     size_t common = len < nd->shadow_len ? len : nd->shadow_len;
     if (++nd->checks % FULL_SCAN_EVERY == 0) {
         for (size_t i = 0; i < common; i++)
@@ -257,7 +283,8 @@ static void trace_changes(struct sim *s, struct sim_node *nd)
         }
     }
     if (r->commit_index != nd->seen_commit)
-        sim_trace(s, nd->id, "commit %" PRIu64 " (log %zu)", r->commit_index, r->log.len);
+        sim_trace(s, nd->id, "commit %" PRIu64 " (log %" PRIu64 ")", r->commit_index,
+                  raft_last_index(r));
 }
 
 void sim_check_node(struct sim *s, struct sim_node *nd)
@@ -283,10 +310,11 @@ void sim_check_node(struct sim *s, struct sim_node *nd)
                  nd->id, r->current_term, first);
         return;
     }
-    for (uint64_t k = first; k <= r->log.len; k++) {
-        const struct raft_entry *e = &r->log.entries[k - 1];
+    uint64_t last = raft_last_index(r), base = r->log.snapshot_index;
+    for (uint64_t k = first > base ? first : base + 1; k <= last; k++) {
+        const struct raft_entry *e = raft_entry_at(r, k);
         if (e->index != k || e->term > r->current_term || e->term == 0 ||
-            (k > 1 && e->term < e[-1].term) || e->type > RAFT_ENTRY_COMMAND ||
+            e->term < raft_term_at(r, k - 1) || e->type > RAFT_ENTRY_COMMAND ||
             (e->len > 0 && e->data == NULL)) {
             sim_fail(s,
                      "node %u: bad log entry at position %" PRIu64 ": index %" PRIu64
@@ -303,14 +331,26 @@ void sim_check_node(struct sim *s, struct sim_node *nd)
                  nd->seen_commit, r->commit_index);
         return;
     }
-    if (r->commit_index > r->log.len || r->last_applied > r->commit_index) {
-        sim_fail(s, "node %u: commit %" PRIu64 ", applied %" PRIu64 ", log %zu", nd->id,
-                 r->commit_index, r->last_applied, r->log.len);
+    if (r->commit_index > last || r->last_applied > r->commit_index || r->commit_index < base ||
+        base > s->n_committed) {
+        sim_fail(s,
+                 "node %u: commit %" PRIu64 ", applied %" PRIu64 ", snapshot %" PRIu64
+                 ", log %" PRIu64 ", %zu committed anywhere",
+                 nd->id, r->commit_index, r->last_applied, base, last, s->n_committed);
+        return;
+    }
+    if (base > 0 && s->committed[base - 1].e.term != r->log.snapshot_term) {
+        sim_fail(s,
+                 "node %u: snapshot ends at %" PRIu64 " of term %" PRIu64
+                 ", the entry committed there is of term %" PRIu64,
+                 nd->id, base, r->log.snapshot_term, s->committed[base - 1].e.term);
         return;
     }
     uint64_t from = first < nd->seen_commit + 1 ? first : nd->seen_commit + 1;
+    if (from <= base)
+        from = base + 1;
     for (uint64_t k = from; k <= r->commit_index && !s->failed; k++)
-        record_committed(s, nd, k, &r->log.entries[k - 1]);
+        record_committed(s, nd, k, raft_entry_at(r, k));
     nd->seen_commit = r->commit_index;
 
     for (size_t i = 0; i < s->n && !s->failed; i++) {
@@ -319,16 +359,16 @@ void sim_check_node(struct sim *s, struct sim_node *nd)
             check_matching(s, nd, other, first);
     }
 
-    if (r->log.len > nd->shadow_cap) {
-        nd->shadow_cap = r->log.len * 2;
+    if (last > nd->shadow_cap) {
+        nd->shadow_cap = last * 2;
         nd->shadow = sim_realloc(nd->shadow, nd->shadow_cap * sizeof(*nd->shadow));
     }
-    for (uint64_t k = first; k <= r->log.len; k++) {
-        const struct raft_entry *e = &r->log.entries[k - 1];
+    for (uint64_t k = first > base ? first : base + 1; k <= last; k++) {
+        const struct raft_entry *e = raft_entry_at(r, k);
         nd->shadow[k - 1] = (struct sim_shadow){
             .term = e->term, .data = e->data, .hash = data_hash(e), .len = e->len, .type = e->type};
     }
-    nd->shadow_len = r->log.len;
+    nd->shadow_len = last;
 
     if (r->role == RAFT_LEADER && !same_leader)
         nd->complete_upto = 0;
@@ -354,18 +394,28 @@ void sim_check_restored(struct sim *s, struct sim_node *nd)
 {
     const struct raft *r = &nd->r;
     const struct sim_disk *d = &nd->disk;
-    if (r->current_term != d->term || r->voted_for != d->vote || r->log.len != d->len ||
-        r->role != RAFT_FOLLOWER || r->commit_index != 0) {
+    /* The log past the snapshot, unless it does not hold the snapshot's
+     * last entry (it was being replaced: raft.h, raft_restore). */
+    uint64_t last = d->snap_index;
+    const struct raft_entry *at = sim_disk_entry(d, d->snap_index);
+    if (d->base >= d->snap_index || (at != NULL && at->term == d->snap_term))
+        last = sim_disk_last(d) > d->snap_index ? sim_disk_last(d) : d->snap_index;
+    if (r->current_term != d->term || r->voted_for != d->vote || raft_last_index(r) != last ||
+        r->log.snapshot_index != d->snap_index || r->log.snapshot_term != d->snap_term ||
+        r->role != RAFT_FOLLOWER || r->commit_index != d->snap_index ||
+        r->last_applied != d->snap_index) {
         sim_fail(s,
-                 "node %u restarted as a %s with term %" PRIu64 ", vote %u, %zu entries; disk: "
-                 "term %" PRIu64 ", vote %u, %zu entries",
-                 nd->id, raft_role_name(r->role), r->current_term, r->voted_for, r->log.len,
-                 d->term, d->vote, d->len);
+                 "node %u restarted as a %s with term %" PRIu64 ", vote %u, snapshot %" PRIu64
+                 ", log to %" PRIu64 ", commit %" PRIu64 "; disk: term %" PRIu64
+                 ", vote %u, snapshot %" PRIu64 ", log to %" PRIu64,
+                 nd->id, raft_role_name(r->role), r->current_term, r->voted_for,
+                 r->log.snapshot_index, raft_last_index(r), r->commit_index, d->term, d->vote,
+                 d->snap_index, sim_disk_last(d));
         return;
     }
-    for (size_t i = 0; i < d->len; i++) {
-        if (!sim_entry_equal(&r->log.entries[i], &d->entries[i])) {
-            sim_fail(s, "node %u restored entry %zu differs from its disk", nd->id, i + 1);
+    for (uint64_t k = d->snap_index + 1; k <= last; k++) {
+        if (!sim_entry_equal(raft_entry_at(r, k), sim_disk_entry(d, k))) {
+            sim_fail(s, "node %u restored entry %" PRIu64 " differs from its disk", nd->id, k);
             return;
         }
     }
@@ -392,24 +442,27 @@ void sim_check_persist(struct sim *s, struct sim_node *nd, const struct raft_rea
     /* The node appends only the entries past its log's end (after a failed
      * attempt the log may hold some already): those it skips must be the
      * ones it holds, and none may be missing in between. */
-    size_t kept = d->len;
+    uint64_t kept = sim_disk_last(d) > d->snap_index ? sim_disk_last(d) : d->snap_index;
     if (rd->truncate_from != 0 && rd->truncate_from - 1 < kept)
         kept = rd->truncate_from - 1;
+    if (rd->snapshot_install != NULL && kept < rd->snapshot_install->index)
+        kept = rd->snapshot_install->index;
     for (size_t i = 0; i < rd->n_entries; i++) {
         const struct raft_entry *e = &rd->entries[i];
         uint64_t first = rd->entries[0].index;
         if (first == 0 || first > kept + 1 || e->index != first + i) {
             sim_fail(s,
-                     "node %u: ready appends index %" PRIu64 " after %zu stored entries "
-                     "(truncate_from %" PRIu64 ")",
+                     "node %u: ready appends index %" PRIu64 " after %" PRIu64
+                     " stored entries (truncate_from %" PRIu64 ")",
                      nd->id, e->index, kept, rd->truncate_from);
             return;
         }
-        if (e->index <= kept && !sim_entry_equal(e, &d->entries[e->index - 1])) {
+        const struct raft_entry *on_disk = sim_disk_entry(d, e->index);
+        if (e->index <= kept && on_disk != NULL && !sim_entry_equal(e, on_disk)) {
             sim_fail(s,
                      "node %u: ready writes index %" PRIu64 " of term %" PRIu64
                      ", the disk keeps term %" PRIu64 " there and no truncation comes first",
-                     nd->id, e->index, e->term, d->entries[e->index - 1].term);
+                     nd->id, e->index, e->term, on_disk->term);
             return;
         }
     }
@@ -433,15 +486,17 @@ static void record_leader_log(struct sim *s, const struct sim_node *ld)
     if (ll->n > 0)
         return;
     size_t runs = 0;
-    for (size_t i = 0; i < r->log.len; i++)
-        if (i == 0 || r->log.entries[i].term != r->log.entries[i - 1].term)
+    /* Entries its snapshot covers are committed: they need no record. */
+    uint64_t first = r->log.snapshot_index + 1, last = raft_last_index(r);
+    for (uint64_t k = first; k <= last; k++)
+        if (k == first || raft_term_at(r, k) != raft_term_at(r, k - 1))
             runs++;
-    ll->first = sim_realloc(NULL, runs * sizeof(*ll->first));
-    ll->term = sim_realloc(NULL, runs * sizeof(*ll->term));
-    for (size_t i = 0; i < r->log.len; i++) {
-        if (i == 0 || r->log.entries[i].term != r->log.entries[i - 1].term) {
-            ll->first[ll->n] = i + 1;
-            ll->term[ll->n] = r->log.entries[i].term;
+    ll->first = sim_realloc(NULL, (runs + 1) * sizeof(*ll->first));
+    ll->term = sim_realloc(NULL, (runs + 1) * sizeof(*ll->term));
+    for (uint64_t k = first; k <= last; k++) {
+        if (k == first || raft_term_at(r, k) != raft_term_at(r, k - 1)) {
+            ll->first[ll->n] = k;
+            ll->term[ll->n] = raft_term_at(r, k);
             ll->n++;
         }
     }
@@ -469,10 +524,10 @@ static void check_ack(struct sim *s, const struct sim_node *nd, const struct raf
 {
     const struct sim_disk *d = &nd->disk;
     uint64_t n = m->match_index;
-    if (n == 0)
+    if (n == 0 || n <= d->snap_index) /* in its snapshot: committed, durable */
         return;
     uint64_t want = leader_term_at(s, m->term, n);
-    uint64_t have = n <= d->synced ? d->entries[n - 1].term : 0;
+    uint64_t have = n <= d->base + d->synced ? sim_disk_entry(d, n)->term : 0;
     if (want != 0 ? have == want : have != 0 && have <= m->term)
         return;
     if (have == 0)
@@ -511,7 +566,8 @@ void sim_check_sent(struct sim *s, struct sim_node *nd, const struct raft_msg *m
         return;
     }
     if (nd->disk_error && ((m->type == RAFT_MSG_VOTE_REPLY && m->granted) ||
-                           (m->type == RAFT_MSG_APPEND_REPLY && m->success))) {
+                           (m->type == RAFT_MSG_APPEND_REPLY && m->success) ||
+                           (m->type == RAFT_MSG_SNAPSHOT_REPLY && m->success))) {
         sim_fail(s, "node %u %s to %u in term %" PRIu64 " while its disk is failing", nd->id,
                  m->type == RAFT_MSG_VOTE_REPLY ? "granted its vote" : "acknowledged entries",
                  m->to, m->term);
@@ -560,6 +616,39 @@ void sim_check_sent(struct sim *s, struct sim_node *nd, const struct raft_msg *m
         if (m->success)
             check_ack(s, nd, m);
         break;
+    case RAFT_MSG_SNAPSHOT: {
+        /* Only the leader sends it, of a snapshot file its disk has, with
+         * the bytes of that file (attached by sim_cluster.c). */
+        uint64_t term = 0;
+        size_t size = 0;
+        const uint8_t *file = sim_disk_snapshot(d, m->snapshot_index, &term, &size);
+        if (r->role != RAFT_LEADER || m->term != r->current_term || file == NULL ||
+            m->snapshot_term != term || m->offset + m->len > size ||
+            m->done != (m->offset + m->len == size) ||
+            (m->len > 0 && memcmp(m->data, file + m->offset, m->len) != 0))
+            sim_fail(s,
+                     "node %u (a %s of term %" PRIu64 ") sent InstallSnapshot of term %" PRIu64
+                     ", snapshot %" PRIu64 "/%" PRIu64 ", offset %" PRIu64 ", %u bytes; its disk "
+                     "has %s file of %zu bytes",
+                     nd->id, raft_role_name(r->role), r->current_term, m->term, m->snapshot_index,
+                     m->snapshot_term, m->offset, m->len, file ? "a" : "no such", size);
+        break;
+    }
+    case RAFT_MSG_SNAPSHOT_REPLY:
+        /* "Installed" promises every entry up to snapshot_index, durably:
+         * in its snapshot, or in its synced log as committed. */
+        if (m->success) {
+            uint64_t k = m->snapshot_index;
+            const struct raft_entry *e = sim_disk_entry(d, k);
+            bool in_log = e != NULL && k <= d->base + d->synced && k <= s->n_committed &&
+                          e->term == s->committed[k - 1].e.term;
+            if (k > d->snap_index && !in_log)
+                sim_fail(s,
+                         "node %u said it installed snapshot %" PRIu64 " but its disk has "
+                         "snapshot %" PRIu64 " and the log to %" PRIu64 " (%zu synced)",
+                         nd->id, k, d->snap_index, sim_disk_last(d), d->synced);
+        }
+        break;
     default:
         sim_fail(s, "node %u sent a message of unknown type %d", nd->id, (int)m->type);
     }
@@ -578,6 +667,25 @@ void sim_check_apply(struct sim *s, struct sim_node *nd, uint64_t index, const s
     }
     record_committed(s, nd, index, e);
     nd->applied = index;
+    nd->sm_state = sim_state_apply(nd->sm_state, e);
+    if (!s->failed && nd->sm_state != s->committed[index - 1].state)
+        sim_fail(s, "state machine safety: node %u's state after applying %" PRIu64 " differs",
+                 nd->id, index);
+}
+
+void sim_check_snapshot_state(struct sim *s, struct sim_node *nd, uint64_t index, uint64_t state,
+                              const char *how)
+{
+    if (index == 0)
+        return;
+    if (index > s->n_committed)
+        sim_fail(s, "node %u %s a snapshot at %" PRIu64 ", past the %zu entries ever committed",
+                 nd->id, how, index, s->n_committed);
+    else if (s->committed[index - 1].state != state)
+        sim_fail(s,
+                 "state machine safety: node %u %s a snapshot at %" PRIu64
+                 " whose state is not that of the committed entries up to it",
+                 nd->id, how, index);
 }
 
 /* ReadIndex: an ok read has been applied up to its index, and that index
@@ -622,16 +730,18 @@ void sim_check_full(struct sim *s)
         for (size_t j = i + 1; j < s->n && !s->failed; j++)
             if (s->nodes[j].up)
                 check_matching(s, a, &s->nodes[j], 1);
-        if (r->log.len != a->disk.len) {
-            sim_fail(s, "node %u: %zu entries in memory, %zu on disk", a->id, r->log.len,
-                     a->disk.len);
+        uint64_t last = raft_last_index(r), base = r->log.snapshot_index;
+        if (sim_disk_last(&a->disk) != last && !(a->disk.len == 0 && last == base)) {
+            sim_fail(s, "node %u: log to %" PRIu64 " in memory, to %" PRIu64 " on disk", a->id,
+                     last, sim_disk_last(&a->disk));
             break;
         }
-        for (size_t k = 0; k < r->log.len && !s->failed; k++)
-            if (!sim_entry_equal(&r->log.entries[k], &a->disk.entries[k]))
-                sim_fail(s, "node %u: entry %zu in memory differs from its disk", a->id, k + 1);
-        for (uint64_t k = 1; k <= r->commit_index && !s->failed; k++)
-            record_committed(s, a, k, &r->log.entries[k - 1]);
+        for (uint64_t k = base + 1; k <= last && !s->failed; k++)
+            if (sim_disk_entry(&a->disk, k) == NULL ||
+                !sim_entry_equal(raft_entry_at(r, k), sim_disk_entry(&a->disk, k)))
+                sim_fail(s, "node %u: entry %" PRIu64 " in memory differs from its disk", a->id, k);
+        for (uint64_t k = base + 1; k <= r->commit_index && !s->failed; k++)
+            record_committed(s, a, k, raft_entry_at(r, k));
         if (r->role == RAFT_LEADER) {
             a->complete_upto = 0;
             check_complete(s, a);

@@ -39,6 +39,59 @@ void sim_init(struct sim *s, size_t n, uint64_t seed, const struct sim_params *p
     }
 }
 
+/* ------------------------------------------------------------ snapshots */
+
+/* A snapshot file: "snap", then index, term and the state machine (8 bytes
+ * each, little endian), then filler drawn from the state, so that a file
+ * takes several of the sim's small chunks. */
+#define SNAPSHOT_HEADER 28
+#define SNAPSHOT_MAX (SNAPSHOT_HEADER + 72)
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static size_t snapshot_make(uint64_t index, uint64_t term, uint64_t state, uint8_t *buf)
+{
+    memcpy(buf, "snap", 4);
+    put_u64(buf + 4, index);
+    put_u64(buf + 12, term);
+    put_u64(buf + 20, state);
+    size_t filler = 8 + (size_t)(state % 64);
+    for (size_t i = 0; i < filler; i++)
+        buf[SNAPSHOT_HEADER + i] = (uint8_t)(state >> (i % 8 * 8)) ^ (uint8_t)i;
+    return SNAPSHOT_HEADER + filler;
+}
+
+static bool snapshot_parse(const uint8_t *buf, size_t len, uint64_t *index, uint64_t *term,
+                           uint64_t *state)
+{
+    if (len < SNAPSHOT_HEADER || memcmp(buf, "snap", 4) != 0)
+        return false;
+    *index = get_u64(buf + 4);
+    *term = get_u64(buf + 12);
+    *state = get_u64(buf + 20);
+    uint8_t again[SNAPSHOT_MAX];
+    return snapshot_make(*index, *term, *state, again) == len && memcmp(again, buf, len) == 0;
+}
+
+static void recv_clear(struct sim_node *nd)
+{
+    nd->recv_len = 0;
+    nd->recv_index = nd->recv_term = 0;
+    nd->recv_done = false;
+}
+
 static void inbox_clear(struct sim_node *nd)
 {
     for (size_t i = 0; i < nd->inbox_len; i++)
@@ -59,6 +112,8 @@ void sim_free(struct sim *s)
         nd->inbox = NULL;
         free(nd->shadow);
         nd->shadow = NULL;
+        free(nd->recv);
+        nd->recv = NULL;
     }
     sim_net_free(s);
     for (size_t i = 0; i < s->n_committed; i++)
@@ -252,8 +307,70 @@ static enum persist_result node_disk_failed(struct sim *s, struct sim_node *nd,
         sim_trace(s, nd->id, "read #%" PRIu64 " failed with the disk", res.read_id);
         sim_check_read(s, nd, &res);
     }
-    raft_storage_failed(&nd->r, d->len);
+    raft_storage_failed(&nd->r, sim_disk_last(d));
     return PERSIST_FAILED;
+}
+
+/* Figure 13, steps 5 and 8, as the node will do them: the received
+ * snapshot renamed into place (durable), then the log entries it covers
+ * dropped, then the state machine restored from it. A crash may strike
+ * between the rename and the drop. */
+static enum persist_result node_install(struct sim *s, struct sim_node *nd,
+                                        const struct raft_snapshot_install *in, bool crash)
+{
+    struct sim_disk *d = &nd->disk;
+    uint64_t index, term, state;
+    if (!nd->recv_done || nd->recv_index != in->index || nd->recv_term != in->term ||
+        !snapshot_parse(nd->recv, nd->recv_len, &index, &term, &state) || index != in->index ||
+        term != in->term) {
+        sim_fail(s,
+                 "node %u: asked to install snapshot %" PRIu64 "/%" PRIu64
+                 ", but it received %" PRIu64 "/%" PRIu64 " (%zu bytes, %s)",
+                 nd->id, in->index, in->term, nd->recv_index, nd->recv_term, nd->recv_len,
+                 nd->recv_done ? "complete" : "incomplete");
+        return PERSIST_OK;
+    }
+    sim_disk_save_snapshot(d, index, term, nd->recv, nd->recv_len);
+    if (crash && sim_rng_chance(&s->rng, 0.5)) {
+        sim_trace(s, nd->id, "crash after installing snapshot %" PRIu64 ", before dropping the log",
+                  index);
+        sim_crash(s, nd, s->now + down_time(s));
+        return PERSIST_CRASHED;
+    }
+    sim_disk_drop_prefix(d, index);
+    nd->sm_state = state;
+    nd->applied = index;
+    nd->installs++;
+    sim_check_snapshot_state(s, nd, index, state, "installed");
+    sim_trace(s, nd->id, "installed snapshot %" PRIu64 "/%" PRIu64 ", log to %" PRIu64, index, term,
+              sim_disk_last(d));
+    return PERSIST_OK;
+}
+
+/* A chunk of a snapshot being received goes to its temporary file. */
+static void node_write_chunk(struct sim *s, struct sim_node *nd,
+                             const struct raft_snapshot_chunk *c)
+{
+    if (c->offset == 0) {
+        recv_clear(nd);
+        nd->recv_index = c->index;
+        nd->recv_term = c->term;
+    } else if (c->index != nd->recv_index || c->term != nd->recv_term ||
+               c->offset != nd->recv_len || nd->recv_done) {
+        sim_fail(s,
+                 "node %u: chunk of snapshot %" PRIu64 " at %" PRIu64
+                 " does not follow what it received (%" PRIu64 ", %zu bytes)",
+                 nd->id, c->index, c->offset, nd->recv_index, nd->recv_len);
+        return;
+    }
+    if (nd->recv_len + c->len > nd->recv_cap) {
+        nd->recv_cap = (nd->recv_len + c->len) * 2;
+        nd->recv = sim_realloc(nd->recv, nd->recv_cap);
+    }
+    if (c->len > 0)
+        memcpy(nd->recv + nd->recv_len, c->data, c->len);
+    nd->recv_len += c->len;
+    nd->recv_done = c->done;
 }
 
 /* Step 1 of a ready, as node/loop.c does it: the hard state (written and
@@ -297,9 +414,14 @@ static enum persist_result node_persist(struct sim *s, struct sim_node *nd,
         }
         sim_disk_truncate(d, rd->truncate_from);
     }
+    if (rd->snapshot_install != NULL) {
+        enum persist_result res = node_install(s, nd, rd->snapshot_install, crash);
+        if (res != PERSIST_OK || s->failed)
+            return res;
+    }
     /* After a failed attempt the log may hold some of these already. */
     size_t skip = 0;
-    while (skip < rd->n_entries && rd->entries[skip].index <= d->len)
+    while (skip < rd->n_entries && rd->entries[skip].index <= sim_disk_last(d))
         skip++;
     size_t count = rd->n_entries - skip;
     if (fails && fail_at == SIM_DISK_APPEND)
@@ -312,6 +434,7 @@ static enum persist_result node_persist(struct sim *s, struct sim_node *nd,
         return node_disk_failed(s, nd, rd, "appending");
     if (crash) {
         sim_trace(s, nd->id, "crash before the fsync of %zu entries", d->len - d->synced);
+        /* (a chunk written but not synced is lost with the node) */
         sim_crash(s, nd, s->now + down_time(s));
         return PERSIST_CRASHED;
     }
@@ -320,6 +443,8 @@ static enum persist_result node_persist(struct sim *s, struct sim_node *nd,
             return node_disk_failed(s, nd, rd, "syncing");
         sim_disk_sync(d);
     }
+    if (rd->snapshot_chunk != NULL)
+        node_write_chunk(s, nd, rd->snapshot_chunk);
     if (nd->disk_error) {
         nd->disk_error = false;
         sim_trace(s, nd->id, "its disk can be written again");
@@ -327,15 +452,69 @@ static enum persist_result node_persist(struct sim *s, struct sim_node *nd,
     return PERSIST_OK;
 }
 
+/* The caller's half of InstallSnapshot: the chunk of its snapshot file at
+ * the offset the core asks for, done when it reaches the end. */
+static void attach_chunk(struct sim *s, struct sim_node *nd, struct raft_msg *m)
+{
+    uint64_t term;
+    size_t size;
+    const uint8_t *file = sim_disk_snapshot(&nd->disk, m->snapshot_index, &term, &size);
+    if (file == NULL || term != m->snapshot_term || m->offset > size) {
+        sim_fail(s,
+                 "node %u: asked to send snapshot %" PRIu64 "/%" PRIu64 " from %" PRIu64
+                 ", its disk has no such file (newest %" PRIu64 ")",
+                 nd->id, m->snapshot_index, m->snapshot_term, m->offset, nd->disk.snap_index);
+        return;
+    }
+    size_t chunk = s->p.snapshot_chunk ? s->p.snapshot_chunk : 16;
+    size_t len = size - (size_t)m->offset;
+    if (len > chunk)
+        len = chunk;
+    m->data = file + m->offset;
+    m->len = (uint32_t)len;
+    m->done = m->offset + len == size;
+}
+
 static void node_send(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
 {
     for (size_t i = 0; i < rd->n_msgs && !s->failed; i++) {
-        const struct raft_msg *m = &rd->msgs[i];
-        sim_check_sent(s, nd, m);
+        struct raft_msg m = rd->msgs[i];
+        if (m.type == RAFT_MSG_SNAPSHOT)
+            attach_chunk(s, nd, &m);
+        sim_check_sent(s, nd, &m);
         if (s->observe != NULL)
-            s->observe(s->observe_arg, m);
-        sim_net_send(s, m);
+            s->observe(s->observe_arg, &m);
+        sim_net_send(s, &m);
     }
+}
+
+/* Section 7: a node snapshots its state machine now and then, as of what
+ * it applied, makes the snapshot durable, tells the core, and drops the log
+ * entries it covers (not always at once: a crash may come first). */
+static void node_maybe_compact(struct sim *s, struct sim_node *nd)
+{
+    struct raft *r = &nd->r;
+    struct sim_disk *d = &nd->disk;
+    uint64_t gap = s->p.compact_gap ? s->p.compact_gap : 1;
+    if (s->p.compact_chance == 0 || nd->disk_error || r->install_pending ||
+        nd->applied < r->log.snapshot_index + gap || !sim_rng_chance(&s->rng, s->p.compact_chance))
+        return;
+    uint64_t index = nd->applied;
+    uint64_t term = raft_term_at(r, index);
+    uint8_t buf[SNAPSHOT_MAX];
+    size_t len = snapshot_make(index, term, nd->sm_state, buf);
+    sim_disk_save_snapshot(d, index, term, buf, len);
+    int rv = raft_compact(r, index);
+    if (rv != RAFT_OK) {
+        sim_fail(s, "node %u: raft_compact(%" PRIu64 "): %s", nd->id, index, raft_strerror(rv));
+        return;
+    }
+    bool dropped = sim_rng_chance(&s->rng, 0.7);
+    if (dropped)
+        sim_disk_drop_prefix(d, index);
+    nd->compactions++;
+    sim_trace(s, nd->id, "snapshot at %" PRIu64 "/%" PRIu64 ", %zu bytes; log compacted%s", index,
+              term, len, dropped ? "" : " (on disk later)");
 }
 
 static void node_apply(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
@@ -398,6 +577,8 @@ static void node_process_ready(struct sim *s, struct sim_node *nd)
         if (s->failed)
             return;
         raft_advance(&nd->r, &rd);
+        if (rd.apply_to != 0)
+            node_maybe_compact(s, nd);
     }
     if (nd->up && wrote && s->p.disk_ms > 0)
         nd->busy_until_ms = s->now + sim_rng_range(&s->rng, 0, s->p.disk_ms);
@@ -412,6 +593,8 @@ static void check_failing_disk(struct sim *s, struct sim_node *nd)
     const struct raft *r = &nd->r;
     const struct sim_disk *d = &nd->disk;
     uint64_t stored = r->stable_index;
+    const struct raft_entry *mem = raft_entry_at(r, stored);
+    const struct raft_entry *disk = sim_disk_entry(d, stored);
     if (d->term > r->current_term ||
         (d->term == r->current_term && d->vote != RAFT_NONE && d->vote != r->voted_for))
         sim_fail(s,
@@ -421,12 +604,13 @@ static void check_failing_disk(struct sim *s, struct sim_node *nd)
     else if (d->synced != d->len)
         sim_fail(s, "node %u: disk failing: %zu entries on disk but only %zu synced", nd->id,
                  d->len, d->synced);
-    else if (stored > d->len || stored > r->log.len ||
-             (stored > 0 && !sim_entry_equal(&d->entries[stored - 1], &r->log.entries[stored - 1])))
+    else if (stored > (sim_disk_last(d) > d->snap_index ? sim_disk_last(d) : d->snap_index) ||
+             stored > raft_last_index(r) ||
+             (mem != NULL && (disk == NULL || !sim_entry_equal(disk, mem))))
         sim_fail(s,
                  "node %u: disk failing: the core counts %" PRIu64
-                 " entries stored, the disk holds %zu (log %zu)",
-                 nd->id, stored, d->len, r->log.len);
+                 " entries stored, the disk holds to %" PRIu64 " (log to %" PRIu64 ")",
+                 nd->id, stored, sim_disk_last(d), raft_last_index(r));
 }
 
 /* After an event: all readies, then the checks. */
@@ -436,6 +620,7 @@ static void node_after_event(struct sim *s, struct sim_node *nd)
     if (!nd->up || s->failed)
         return;
     struct raft *r = &nd->r;
+    sim_disk_prune_snapshots(&nd->disk, r);
     if (nd->disk_error)
         check_failing_disk(s, nd);
     else if (nd->disk.term != r->current_term || nd->disk.vote != r->voted_for)
@@ -443,9 +628,15 @@ static void node_after_event(struct sim *s, struct sim_node *nd)
                  "node %u: hard state term %" PRIu64 " vote %u not persisted (disk: term %" PRIu64
                  " vote %u) after its readies",
                  nd->id, r->current_term, r->voted_for, nd->disk.term, nd->disk.vote);
-    else if (nd->disk.len != r->log.len || nd->disk.synced != nd->disk.len)
-        sim_fail(s, "node %u: %zu entries in memory but %zu on disk (%zu synced) after its readies",
-                 nd->id, r->log.len, nd->disk.len, nd->disk.synced);
+    else if ((sim_disk_last(&nd->disk) > nd->disk.snap_index
+                  ? sim_disk_last(&nd->disk)
+                  : nd->disk.snap_index) != raft_last_index(r) ||
+             nd->disk.synced != nd->disk.len || nd->disk.snap_index != r->log.snapshot_index)
+        sim_fail(s,
+                 "node %u: log to %" PRIu64 " after snapshot %" PRIu64 " in memory, but to %" PRIu64
+                 " (%zu of %zu synced) after snapshot %" PRIu64 " on disk after its readies",
+                 nd->id, raft_last_index(r), r->log.snapshot_index, sim_disk_last(&nd->disk),
+                 nd->disk.synced, nd->disk.len, nd->disk.snap_index);
     else if (r->last_applied != nd->applied)
         sim_fail(s, "node %u: last_applied %" PRIu64 " but %" PRIu64 " entries were applied",
                  nd->id, r->last_applied, nd->applied);
@@ -543,7 +734,17 @@ void sim_start(struct sim *s, struct sim_node *nd)
             }
         }
     }
-    rv = raft_restore(&nd->r, d->term, d->vote, 0, 0, copy, d->len);
+    rv = raft_restore(&nd->r, d->term, d->vote, d->snap_index, d->snap_term, copy, d->len);
+    /* The state machine starts from the snapshot. */
+    uint64_t sm_index = 0, sm_term = 0, sm_state = 0;
+    if (d->snap_len > 0 && (!snapshot_parse(d->snap, d->snap_len, &sm_index, &sm_term, &sm_state) ||
+                            sm_index != d->snap_index || sm_term != d->snap_term)) {
+        raft_close(&nd->r);
+        sim_fail(s, "node %u: its snapshot file is not snapshot %" PRIu64, nd->id, d->snap_index);
+        return;
+    }
+    recv_clear(nd);
+    nd->sm_state = sm_state;
     nd->up = true;
     nd->life++;
     nd->disk_error = false;
@@ -552,15 +753,18 @@ void sim_start(struct sim *s, struct sim_node *nd)
     nd->seen_commit = 0;
     nd->seen_term = nd->r.current_term;
     nd->seen_role = nd->r.role;
-    nd->applied = 0;
+    nd->applied = d->snap_index;
     nd->complete_upto = 0;
     nd->next_tick_ms = s->now + sim_rng_range(&s->rng, 1, s->p.tick_ms);
-    sim_trace(s, nd->id, "start #%u: term %" PRIu64 ", vote %u, %zu entries", nd->life, d->term,
-              d->vote, d->len);
+    sim_trace(s, nd->id,
+              "start #%u: term %" PRIu64 ", vote %u, snapshot %" PRIu64 ", log %" PRIu64
+              "..%" PRIu64,
+              nd->life, d->term, d->vote, d->snap_index, d->base + 1, sim_disk_last(d));
     if (rv != RAFT_OK) {
         sim_fail(s, "node %u: raft_restore: %s", nd->id, raft_strerror(rv));
         return;
     }
+    sim_check_snapshot_state(s, nd, d->snap_index, sm_state, "restarted from");
     sim_check_restored(s, nd);
     node_after_event(s, nd);
 }
@@ -582,6 +786,7 @@ void sim_crash(struct sim *s, struct sim_node *nd, uint64_t restart_ms)
     nd->disk_error = false;
     s->net.lost += nd->inbox_len;
     inbox_clear(nd);
+    recv_clear(nd); /* a snapshot being received was never installed */
     size_t lost = sim_disk_crash(&nd->disk, &s->rng);
     char until[48] = "";
     if (restart_ms)

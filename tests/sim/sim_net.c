@@ -106,14 +106,23 @@ void sim_packet_free(struct sim_packet *p)
     free(entries);
     p->msg.entries = NULL;
     p->msg.n_entries = 0;
+    free((uint8_t *)p->msg.data);
+    p->msg.data = NULL;
 }
 
-/* A deep copy of m: its entries point into the sender's log. */
+/* A deep copy of m: its entries point into the sender's log, a snapshot
+ * chunk into the sender's snapshot. */
 static void packet_make(struct sim *s, struct sim_packet *p, const struct raft_msg *m)
 {
     memset(p, 0, sizeof(*p));
     p->msg = *m;
     p->msg.entries = NULL;
+    p->msg.data = NULL;
+    if (m->len > 0) {
+        uint8_t *data = sim_realloc(NULL, m->len);
+        memcpy(data, m->data, m->len);
+        p->msg.data = data;
+    }
     if (m->n_entries == 0)
         return;
     s->work += m->n_entries;
