@@ -118,9 +118,15 @@ static void node_note_state(struct node *n)
     n->shown_term = r->current_term;
 }
 
+/* Reply bytes that reads may build in one loop turn (pending_serve_reads). */
+#define NODE_SERVE_BUDGET (4u * 1024u * 1024u)
+
 void node_process_ready(struct node *n)
 {
     int rounds = 0;
+    n->serve_budget = NODE_SERVE_BUDGET;
+    if (n->reads_backlog)
+        pending_serve_reads(n);
     while (raft_has_ready(&n->raft) && rounds++ < 16) {
         if (n->disk_error && clock_monotonic_ms() < n->disk_retry_ms)
             break;
@@ -214,7 +220,7 @@ static int node_poll_timeout(struct node *n, uint64_t now)
         wait = n->disk_retry_ms > now
                    ? (n->disk_retry_ms - now < wait ? n->disk_retry_ms - now : wait)
                    : 0;
-    else if (raft_has_ready(&n->raft))
+    else if (raft_has_ready(&n->raft) || n->reads_backlog)
         return 0;
     const struct raft *r = &n->raft;
     uint64_t due = r->role == RAFT_LEADER ? r->heartbeat_due_ms : r->election_deadline_ms;

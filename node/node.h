@@ -162,7 +162,9 @@ struct node {
     uint64_t next_read_id;
     uint64_t sweep_index; /* last expiry sweep proposed; none in flight once applied */
     uint64_t next_sweep_ms;
-    bool active_expire; /* the leader's background sweeper (DEBUG SET-ACTIVE-EXPIRE) */
+    bool active_expire;  /* the leader's background sweeper (DEBUG SET-ACTIVE-EXPIRE) */
+    size_t serve_budget; /* reply bytes reads may still build this loop turn */
+    bool reads_backlog;  /* confirmed reads wait for the next turn's budget */
 
     /* Storage failing (loop.c): retried every second, writes refused. */
     bool disk_error;

@@ -210,10 +210,17 @@ void pending_serve_reads(struct node *n)
 {
     uint64_t applied = kv_applied_index(n->kv);
     bool answered = false;
+    n->reads_backlog = false;
     for (size_t i = 0; i < n->n_reads; i++) {
         struct pending_read *p = &n->reads[i];
         if (p->slot == NULL || !p->confirmed || p->wait_index > applied)
             continue;
+        /* Replies of many large values are built over several loop turns,
+         * between which the node hears its peers and sends heartbeats. */
+        if (n->serve_budget == 0) {
+            n->reads_backlog = true;
+            break;
+        }
         uint64_t wait = 0;
         /* A client that has gone (or was cut for not reading) is owed
          * nothing: building its reply would only cost time. */
@@ -228,6 +235,8 @@ void pending_serve_reads(struct node *n)
         }
         if (rc == COMMANDS_READ_NOT_LEADER)
             commands_reply_not_leader(n, &p->slot->data);
+        size_t built = p->slot->data.len;
+        n->serve_budget = built >= n->serve_budget ? 0 : n->serve_budget - built;
         pending_read_finish(n, p);
         answered = true;
     }

@@ -76,6 +76,17 @@ def wait_until(predicate, timeout, what, interval=0.02):
 # ---------------------------------------------------------------- arguments
 
 
+def sanitized_build(build):
+    """Whether the build dir was configured with RAFTKV_SANITIZE=ON (its nodes
+    run several times slower: tests that time the loop scale their timers)."""
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            return any(line.startswith("RAFTKV_SANITIZE:") and line.strip().endswith("=ON")
+                       for line in f)
+    except OSError:
+        return False
+
+
 def parse_args(description=None):
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--build", required=True, help="build dir holding raftkv-node, raftkv-cli")
@@ -85,6 +96,7 @@ def parse_args(description=None):
                     help="fail the whole script after this many seconds")
     opt = ap.parse_args()
     opt.build = os.path.abspath(opt.build)
+    opt.sanitized = sanitized_build(opt.build)
     opt.node_bin = os.path.join(opt.build, "raftkv-node")
     opt.cli_bin = os.path.join(opt.build, "raftkv-cli")
     if not os.access(opt.node_bin, os.X_OK):

@@ -32,12 +32,7 @@ RUNS = (
 
 def sanitized(build):
     """Whether the build dir was configured with RAFTKV_SANITIZE=ON."""
-    try:
-        with open(os.path.join(build, "CMakeCache.txt")) as f:
-            return any(line.startswith("RAFTKV_SANITIZE:") and line.strip().endswith("=ON")
-                       for line in f)
-    except OSError:
-        return False
+    return harness.sanitized_build(build)
 
 
 def main(opt):
