@@ -330,8 +330,11 @@ static void info_raft(struct node *n, struct buf *out)
                n->opt.id, roles[r->role], r->current_term, r->leader_id, r->commit_index,
                r->last_applied, raft_last_index(r), raft_last_term(r), r->voted_for,
                kv_count(n->kv), n->cluster.n);
-    buf_printf(out, "peer_auth:%s\r\nauth_failures:%" PRIu64 "\r\nstale_controls:%" PRIu64 "\r\n",
-               n->key.enabled ? "secret" : "loopback-only", n->auth_failures, n->stale_controls);
+    buf_printf(out,
+               "peer_auth:%s\r\nauth_failures:%" PRIu64 "\r\nstale_controls:%" PRIu64
+               "\r\nbad_messages:%" PRIu64 "\r\n",
+               n->key.enabled ? "secret" : "loopback-only", n->auth_failures, n->stale_controls,
+               n->bad_messages);
     clients_info(n, out);
 }
 

@@ -166,6 +166,21 @@ def test_without_secret(opt):
                    "node 2 to take an unauthenticated control (protected mode trusts loopback)")
         check_serving(cluster, "no secret")
 
+        step("no secret: a RequestVote with term 2^64 - 1 is dropped, nothing wraps")
+        before = cluster.infos()
+        for i in cluster.ids:
+            forge(opt, cluster, i, "vote", extra=["--term", str(2**64 - 1)])
+        wait_until(lambda: all(cluster.info(i)["bad_messages"] > before[i]["bad_messages"]
+                               for i in cluster.ids),
+                   10, "every node to count the forged vote as a bad message")
+        check(True, "every node counted it in RAFT.INFO bad_messages")
+        after = cluster.infos()
+        check(all(after[i]["term"] < 2**62 for i in cluster.ids),
+              f"no node took the term ({[after[i]['term'] for i in cluster.ids]})")
+        cluster.leader_call("SET", "after-huge-term", "1")
+        check(True, "the cluster still elects and writes")
+        check_serving(cluster, "a huge term")
+
         cluster.shutdown()
 
 
