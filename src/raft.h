@@ -6,8 +6,9 @@
  * collects what it must do with raft_ready(): a received snapshot to install,
  * hard state and entries to persist, snapshot bytes to store, messages to
  * send, committed entries to apply, reads that are now safe to serve. The
- * caller carries these out in the order of struct raft_ready (install and
- * persist, send, restore and apply, reads); then calls raft_advance().
+ * caller carries these out in the order of struct raft_ready (persist, the
+ * install among it; send; restore the state machine and apply; reads); then
+ * calls raft_advance().
  *
  * Log compaction (Raft paper, section 7). The caller owns the snapshot
  * files; the core only knows the last one's index and term:

@@ -124,11 +124,11 @@ int raft_recv_snapshot_reply(struct raft *r, const struct raft_msg *m)
         /* The follower holds every entry up to snapshot_index, durably. */
         if (m->snapshot_index <= raft_last_index(r) && m->snapshot_index > pr->match)
             pr->match = m->snapshot_index;
-        if (pr->mode == RAFT_PROGRESS_SNAPSHOT) {
+        if (pr->mode == RAFT_PROGRESS_SNAPSHOT && m->snapshot_index >= pr->snapshot_index) {
             pr->mode = RAFT_PROGRESS_PROBE;
             pr->next = pr->match + 1;
             raft_send_append(r, slot, true);
-        } else if (pr->next <= pr->match) {
+        } else if (pr->mode != RAFT_PROGRESS_SNAPSHOT && pr->next <= pr->match) {
             pr->next = pr->match + 1;
         }
         raft_maybe_commit(r);

@@ -256,6 +256,9 @@ int sim_propose(struct sim *s, struct sim_node *nd, uint64_t *index, uint64_t *t
 size_t sim_propose_batch(struct sim *s, struct sim_node *nd, size_t count);
 int sim_read(struct sim *s, struct sim_node *nd, uint64_t *read_id);
 void sim_timeout_now(struct sim *s, struct sim_node *nd);
+/* Snapshot the node's state machine as of what it applied, durably, then
+ * raft_compact; drop_log: drop the covered log from the disk too. */
+bool sim_compact(struct sim *s, struct sim_node *nd, bool drop_log);
 /* Hands hand-made messages to a node as if they had arrived; a batch is
  * taken in by one turn, before one ready. */
 void sim_inject(struct sim *s, struct sim_node *nd, const struct raft_msg *m);

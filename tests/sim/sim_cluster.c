@@ -493,12 +493,20 @@ static void node_send(struct sim *s, struct sim_node *nd, const struct raft_read
  * entries it covers (not always at once: a crash may come first). */
 static void node_maybe_compact(struct sim *s, struct sim_node *nd)
 {
-    struct raft *r = &nd->r;
-    struct sim_disk *d = &nd->disk;
+    const struct raft *r = &nd->r;
     uint64_t gap = s->p.compact_gap ? s->p.compact_gap : 1;
     if (s->p.compact_chance == 0 || nd->disk_error || r->install_pending ||
         nd->applied < r->log.snapshot_index + gap || !sim_rng_chance(&s->rng, s->p.compact_chance))
         return;
+    sim_compact(s, nd, sim_rng_chance(&s->rng, 0.7));
+}
+
+bool sim_compact(struct sim *s, struct sim_node *nd, bool drop_log)
+{
+    struct raft *r = &nd->r;
+    struct sim_disk *d = &nd->disk;
+    if (!nd->up || s->failed || nd->applied <= r->log.snapshot_index)
+        return false;
     uint64_t index = nd->applied;
     uint64_t term = raft_term_at(r, index);
     uint8_t buf[SNAPSHOT_MAX];
@@ -507,14 +515,14 @@ static void node_maybe_compact(struct sim *s, struct sim_node *nd)
     int rv = raft_compact(r, index);
     if (rv != RAFT_OK) {
         sim_fail(s, "node %u: raft_compact(%" PRIu64 "): %s", nd->id, index, raft_strerror(rv));
-        return;
+        return false;
     }
-    bool dropped = sim_rng_chance(&s->rng, 0.7);
-    if (dropped)
+    if (drop_log)
         sim_disk_drop_prefix(d, index);
     nd->compactions++;
     sim_trace(s, nd->id, "snapshot at %" PRIu64 "/%" PRIu64 ", %zu bytes; log compacted%s", index,
-              term, len, dropped ? "" : " (on disk later)");
+              term, len, drop_log ? "" : " (on disk later)");
+    return true;
 }
 
 static void node_apply(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)

@@ -16,20 +16,34 @@
             return;                                                                                \
     } while (0)
 
-/* Messages seen leaving the nodes: [type][from][to][granted or success]. */
+/* Messages seen leaving the nodes: [type][from][to][granted, success, or
+ * for InstallSnapshot done]. */
 struct seen {
-    uint32_t count[5][RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1][2];
+    uint32_t count[7][RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1][2];
     struct raft_msg last_vote_reply;
+    uint64_t snapshot_offset[RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1]; /* furthest chunk sent */
+    uint64_t snapshot_term[RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1];   /* of the last one */
+    uint32_t snapshot_starts[RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1]; /* chunks at offset 0 */
 };
 
 static void observe(void *arg, const struct raft_msg *m)
 {
     struct seen *seen = arg;
-    bool yes = m->type == RAFT_MSG_VOTE_REPLY ? m->granted : m->success;
-    if (m->type >= 1 && m->type <= 4 && m->from <= RAFT_MAX_NODES && m->to <= RAFT_MAX_NODES)
-        seen->count[m->type][m->from][m->to][yes]++;
+    bool yes = m->type == RAFT_MSG_VOTE_REPLY ? m->granted
+               : m->type == RAFT_MSG_SNAPSHOT ? m->done
+                                              : m->success;
+    if (m->type < 1 || m->type > 6 || m->from > RAFT_MAX_NODES || m->to > RAFT_MAX_NODES)
+        return;
+    seen->count[m->type][m->from][m->to][yes]++;
     if (m->type == RAFT_MSG_VOTE_REPLY)
         seen->last_vote_reply = *m;
+    if (m->type == RAFT_MSG_SNAPSHOT) {
+        if (m->offset > seen->snapshot_offset[m->from][m->to])
+            seen->snapshot_offset[m->from][m->to] = m->offset;
+        seen->snapshot_term[m->from][m->to] = m->term;
+        if (m->offset == 0)
+            seen->snapshot_starts[m->from][m->to]++;
+    }
 }
 
 /* Long election timeouts, so that only forced elections happen unless a
@@ -130,6 +144,58 @@ static bool logs_equal(const struct sim_node *a, const struct sim_node *b)
         if (!sim_entry_equal(&a->r.log.entries[i], &b->r.log.entries[i]))
             return false;
     return true;
+}
+
+/* The snapshots' scenarios: small chunks, so that a snapshot takes many. */
+static const struct sim_params quiet_chunks = {
+    .election_min_ms = 1000,
+    .election_max_ms = 2000,
+    .heartbeat_ms = 100,
+    .tick_ms = 10,
+    .tick_at_deadlines = true,
+    .send_first = 1.0,
+    .down_min_ms = 10,
+    .down_max_ms = 10,
+    .disk_retry_ms = 1000,
+    .snapshot_chunk = 4,
+};
+
+struct node_index {
+    struct sim_node *nd;
+    uint64_t index;
+};
+
+static bool node_committed(struct sim *s, void *arg)
+{
+    const struct node_index *ni = arg;
+    (void)s;
+    return ni->nd->up && ni->nd->r.commit_index >= ni->index && ni->nd->applied >= ni->index;
+}
+
+/* The leader sent a chunk past offset 8 to the node. */
+static bool transfer_under_way(struct sim *s, void *arg)
+{
+    const struct seen *seen = arg;
+    (void)s;
+    return seen->snapshot_offset[1][3] >= 8;
+}
+
+/* Nodes 1 and 2 have applied *index. */
+static bool two_applied(struct sim *s, void *arg)
+{
+    uint64_t index = *(const uint64_t *)arg;
+    return s->nodes[0].applied >= index && s->nodes[1].applied >= index;
+}
+
+/* Propose count commands at the leader (node 1 or 2), one batch, and wait
+ * until nodes 1 and 2 have applied them; the index of the last, 0 if that
+ * failed. */
+static uint64_t write_and_commit(struct sim *s, struct sim_node *ld, size_t count)
+{
+    if (sim_propose_batch(s, ld, count) != count)
+        return 0;
+    uint64_t index = raft_last_index(&ld->r);
+    return sim_run_until(s, s->now + 2000, two_applied, &index) ? index : 0;
 }
 
 /* ------------------------------------------------------------ scenarios */
@@ -484,6 +550,178 @@ static void leader_disk_fails_mid_append(struct sim *s, struct seen *seen)
                "the recovered node's disk differs from its log at %zu", k + 1);
 }
 
+/* Section 7: "the leader must occasionally send snapshots to followers
+ * that lag behind". A follower down while the leader took 40 entries and
+ * compacted them comes back and gets the snapshot, in many chunks, then the
+ * entries after it; its state is the leader's. */
+static void lagging_follower_gets_snapshot(struct sim *s, struct seen *seen)
+{
+    sim_start_all(s);
+    sim_timeout_now(s, node(s, 1));
+    EXPECT(s, sim_run_until(s, s->now + 1000, leader_ready, NULL), "no leader");
+    struct sim_node *ld = node(s, 1), *lag = node(s, 3);
+    sim_crash(s, lag, 0);
+    uint64_t index = write_and_commit(s, ld, 40);
+    EXPECT(s, index > 0, "the writes did not commit");
+    EXPECT(s, sim_compact(s, ld, true) && sim_compact(s, node(s, 2), true), "no compaction");
+    EXPECT(s, raft_first_index(&ld->r) > 40, "the leader kept its log");
+    sim_propose_batch(s, ld, 5);
+    index = raft_last_index(&ld->r);
+    sim_start(s, lag);
+    struct node_index want = {lag, index};
+    EXPECT(s, sim_run_until(s, s->now + 3000, node_committed, &want),
+           "the lagging follower did not catch up");
+    EXPECT(s, lag->installs == 1, "node 3 installed %u snapshots", lag->installs);
+    uint32_t chunks =
+        seen->count[RAFT_MSG_SNAPSHOT][1][3][0] + seen->count[RAFT_MSG_SNAPSHOT][1][3][1];
+    EXPECT(s, chunks >= 8, "the snapshot went in %u chunks", chunks);
+    EXPECT(s, lag->r.log.snapshot_index == ld->r.log.snapshot_index,
+           "node 3 installed snapshot %" PRIu64 ", the leader has %" PRIu64,
+           lag->r.log.snapshot_index, ld->r.log.snapshot_index);
+    EXPECT(s, sim_run_until(s, s->now + 1000, all_committed, &index), "no commit everywhere");
+    EXPECT(s, lag->applied == ld->applied && lag->sm_state == ld->sm_state,
+           "node 3's state machine differs from the leader's");
+}
+
+/* A crash in the middle of receiving a snapshot loses what was received
+ * (it was never installed): after the restart the follower wants offset 0,
+ * the leader starts again and the follower installs the whole snapshot. */
+static void crash_mid_transfer(struct sim *s, struct seen *seen)
+{
+    sim_start_all(s);
+    sim_timeout_now(s, node(s, 1));
+    EXPECT(s, sim_run_until(s, s->now + 1000, leader_ready, NULL), "no leader");
+    struct sim_node *ld = node(s, 1), *lag = node(s, 3);
+    sim_crash(s, lag, 0);
+    uint64_t index = write_and_commit(s, ld, 30);
+    EXPECT(s, index > 0, "the writes did not commit");
+    EXPECT(s, sim_compact(s, ld, true), "no compaction");
+    sim_start(s, lag);
+    EXPECT(s, sim_run_until(s, s->now + 1000, transfer_under_way, seen),
+           "node 1 sent no chunks past the first");
+    EXPECT(s, lag->installs == 0 && lag->recv_len >= 8, "node 3 received %zu bytes", lag->recv_len);
+    sim_crash(s, lag, s->now + 20);
+    struct node_index want = {lag, index};
+    EXPECT(s, sim_run_until(s, s->now + 3000, node_committed, &want),
+           "node 3 did not catch up after its restart");
+    EXPECT(s, lag->installs == 1, "node 3 installed %u snapshots", lag->installs);
+    EXPECT(s, seen->snapshot_starts[1][3] >= 2, "node 1 never started the transfer again");
+    EXPECT(s, lag->applied == ld->applied && lag->sm_state == ld->sm_state,
+           "node 3's state machine differs from the leader's");
+}
+
+/* A leader change in the middle of a transfer: the new leader's chunks
+ * start a new transfer at offset 0 (Figure 13, step 2); the follower
+ * installs the new leader's snapshot, never a mix of the two. */
+static void leader_change_mid_transfer(struct sim *s, struct seen *seen)
+{
+    sim_start_all(s);
+    sim_timeout_now(s, node(s, 1));
+    EXPECT(s, sim_run_until(s, s->now + 1000, leader_ready, NULL), "no leader");
+    struct sim_node *old = node(s, 1), *next = node(s, 2), *lag = node(s, 3);
+    sim_crash(s, lag, 0);
+    uint64_t index = write_and_commit(s, old, 30);
+    EXPECT(s, index > 0, "the writes did not commit");
+    EXPECT(s, sim_compact(s, old, true) && sim_compact(s, next, false), "no compaction");
+    sim_start(s, lag);
+    EXPECT(s, sim_run_until(s, s->now + 1000, transfer_under_way, seen),
+           "node 1 sent no chunks past the first");
+    EXPECT(s, lag->installs == 0, "the transfer ended before the leader change");
+    /* Node 1 can no longer reach node 3; node 2 takes over. */
+    s->net.cut[0][2] = true;
+    sim_timeout_now(s, next);
+    EXPECT(s, sim_run_until(s, s->now + 1000, is_leader, next), "node 2 did not win");
+    struct node_index want = {lag, index};
+    EXPECT(s, sim_run_until(s, s->now + 3000, node_committed, &want),
+           "node 3 did not catch up from the new leader");
+    EXPECT(s, lag->installs == 1, "node 3 installed %u snapshots", lag->installs);
+    EXPECT(s,
+           seen->snapshot_term[2][3] == next->r.current_term &&
+               seen->count[RAFT_MSG_SNAPSHOT][2][3][1] > 0,
+           "node 2 did not send its snapshot to the end");
+    EXPECT(s, lag->r.log.snapshot_index == next->r.log.snapshot_index,
+           "node 3 installed snapshot %" PRIu64 ", node 2 has %" PRIu64, lag->r.log.snapshot_index,
+           next->r.log.snapshot_index);
+    sim_net_heal(s);
+    uint64_t last = write_and_commit(s, next, 3);
+    EXPECT(s, last > 0, "no write after the transfer");
+    want.index = last;
+    EXPECT(s, sim_run_until(s, s->now + 1000, node_committed, &want), "node 3 did not apply");
+    EXPECT(s, lag->applied == next->applied && lag->sm_state == next->sm_state,
+           "node 3's state machine differs from node 2's");
+}
+
+/* Figure 13, step 6: "If existing log entry has same index and term as
+ * snapshot's last included entry, retain log entries following it". Node 3
+ * holds entries 1..20 but knows only 0 committed; the leader's snapshot
+ * ends at 12: node 3 keeps 13..20. */
+static void snapshot_keeps_later_entries(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    struct sim_node *ld = node(s, 1), *f = node(s, 3);
+    sim_start_all(s);
+    sim_net_isolate(s, f->slot);
+    sim_timeout_now(s, ld);
+    EXPECT(s, sim_run_until(s, s->now + 1000, leader_ready, NULL), "no leader");
+    uint64_t mid = write_and_commit(s, ld, 11);
+    EXPECT(s, mid == 12, "the first writes did not commit at 12 (%" PRIu64 ")", mid);
+    EXPECT(s, sim_compact(s, ld, true), "no compaction");
+    uint64_t last = write_and_commit(s, ld, 8);
+    EXPECT(s, last == 20, "the last writes did not commit at 20 (%" PRIu64 ")", last);
+    EXPECT(s, f->r.commit_index == 0 && raft_last_index(&f->r) == 0, "node 3 heard the leader");
+
+    /* Node 3 gets the leader's entries 1..20 (from the record of what was
+     * committed), without the commit index. */
+    struct raft_entry entries[20];
+    for (size_t i = 0; i < 20; i++)
+        entries[i] = s->committed[i].e;
+    struct raft_msg append = {
+        .type = RAFT_MSG_APPEND,
+        .from = 1,
+        .to = 3,
+        .term = ld->r.current_term,
+        .n_entries = 20,
+        .entries = entries,
+    };
+    sim_inject(s, f, &append);
+    EXPECT(s, raft_last_index(&f->r) == 20 && f->r.commit_index == 0, "node 3 did not take them");
+
+    /* Then the leader's snapshot, all its chunks in one batch. */
+    struct raft_msg chunks[64];
+    size_t n = 0;
+    const struct sim_disk *d = &ld->disk;
+    for (uint64_t off = 0; off < d->snap_len && n < 64; off += 4, n++) {
+        uint64_t len = d->snap_len - off < 4 ? d->snap_len - off : 4;
+        chunks[n] = (struct raft_msg){
+            .type = RAFT_MSG_SNAPSHOT,
+            .from = 1,
+            .to = 3,
+            .term = ld->r.current_term,
+            .snapshot_index = d->snap_index,
+            .snapshot_term = d->snap_term,
+            .offset = off,
+            .data = d->snap + off,
+            .len = (uint32_t)len,
+            .done = off + len == d->snap_len,
+        };
+    }
+    sim_inject_batch(s, f, chunks, n);
+    EXPECT(s, f->installs == 1, "node 3 installed %u snapshots", f->installs);
+    EXPECT(s,
+           f->r.log.snapshot_index == 12 && raft_last_index(&f->r) == 20 &&
+               f->r.commit_index == 12 && f->applied == 12,
+           "node 3: snapshot %" PRIu64 ", log to %" PRIu64 ", commit %" PRIu64 ", applied %" PRIu64,
+           f->r.log.snapshot_index, raft_last_index(&f->r), f->r.commit_index, f->applied);
+    EXPECT(s, sim_disk_last(&f->disk) == 20 && f->disk.snap_index == 12,
+           "node 3's disk: snapshot %" PRIu64 ", log to %" PRIu64, f->disk.snap_index,
+           sim_disk_last(&f->disk));
+    sim_net_heal(s);
+    struct node_index want = {f, 20};
+    EXPECT(s, sim_run_until(s, s->now + 1000, node_committed, &want), "node 3 did not apply 20");
+    EXPECT(s, f->applied == ld->applied && f->sm_state == ld->sm_state,
+           "node 3's state machine differs from the leader's");
+}
+
 struct scenario {
     const char *name;
     size_t n;
@@ -510,6 +748,14 @@ static const struct scenario scenarios[] = {
      ack_undone_in_batch_is_not_sent},
     {"a leader whose disk fails mid-append steps down, recovers and catches up", 3, &lively,
      leader_disk_fails_mid_append},
+    {"a follower far behind a compacted leader catches up by InstallSnapshot", 3, &quiet_chunks,
+     lagging_follower_gets_snapshot},
+    {"a leader change mid-transfer restarts the snapshot from offset 0", 3, &quiet_chunks,
+     leader_change_mid_transfer},
+    {"a crash mid-transfer loses the partial snapshot; the transfer starts again", 3, &quiet_chunks,
+     crash_mid_transfer},
+    {"a snapshot keeps the follower's later entries (Figure 13, step 6)", 3, &quiet_chunks,
+     snapshot_keeps_later_entries},
 };
 
 int sim_run_scenarios(bool verbose)
