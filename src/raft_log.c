@@ -53,7 +53,8 @@ void raft_log_compact(struct raft_log *log, uint64_t index, uint64_t term)
     size_t drop = 0;
     while (drop < log->len && log->snapshot_index + drop + 1 <= index)
         raft_entry_free(&log->entries[drop++]);
-    memmove(log->entries, log->entries + drop, (log->len - drop) * sizeof(*log->entries));
+    if (drop > 0)
+        memmove(log->entries, log->entries + drop, (log->len - drop) * sizeof(*log->entries));
     log->len -= drop;
     log->snapshot_index = index; /* entries[0], if any, now holds index + 1 */
     log->snapshot_term = term;

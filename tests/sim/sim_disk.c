@@ -57,7 +57,8 @@ void sim_disk_drop_prefix(struct sim_disk *d, uint64_t upto)
     size_t drop = 0;
     while (drop < d->len && d->base + drop + 1 <= upto)
         free(d->entries[drop++].data);
-    memmove(d->entries, d->entries + drop, (d->len - drop) * sizeof(*d->entries));
+    if (drop > 0)
+        memmove(d->entries, d->entries + drop, (d->len - drop) * sizeof(*d->entries));
     d->len -= drop;
     d->synced = d->synced > drop ? d->synced - drop : 0;
     if (upto > d->base)
