@@ -6,7 +6,7 @@
  * to one allocation with the item's header, key and value. Deletion shifts
  * the following entries back, so there are no tombstones.
  */
-#include "kv.h"
+#include "kv_internal.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -19,41 +19,7 @@
 
 #define ENTRY_TAG 0x656e747279000001ULL
 #define NOOP_TAG 0x6e6f6f7000000002ULL
-
-struct kv_item {
-    uint64_t hash;
-    uint64_t deadline_ms; /* 0: no TTL */
-    uint32_t klen;
-    uint32_t vlen;
-    uint8_t data[]; /* key, then value */
-};
-
-struct kv_session {
-    uint64_t client_id;
-    uint64_t seq;          /* last seq applied for this client */
-    struct kv_reply reply; /* and its reply */
-};
-
-struct kv {
-    /* SipHash key of the table, drawn at random for each process (as Redis
-     * does): keys chosen to collide for one process do not collide for
-     * another. Only the table's layout depends on it, never what is stored,
-     * visited in order or digested. */
-    uint8_t hash_key[KV_HASH_KEY_BYTES];
-    struct kv_item **slots; /* NULL: empty slot */
-    size_t nslots;          /* a power of two */
-    size_t count;
-    size_t count_with_ttl;
-    size_t item_bytes;
-
-    struct kv_session **sessions; /* open addressing by client_id, never shrinks */
-    size_t nsession_slots;
-    size_t nsessions;
-
-    uint64_t applied_index;
-    uint64_t digest;
-    uint64_t time_floor_ms; /* the highest now_ms applied: the log's clock */
-};
+#define CMD_TAG 0x636d640000000003ULL
 
 /* ---------------------------------------------------------------- hashing */
 
@@ -139,11 +105,6 @@ static int reply_copy(struct kv_reply *dst, const struct kv_reply *src)
 }
 
 /* ---------------------------------------------------------------- the table */
-
-static const uint8_t *item_val(const struct kv_item *it)
-{
-    return it->data + it->klen;
-}
 
 static size_t item_size(uint32_t klen, uint32_t vlen)
 {
@@ -289,12 +250,22 @@ static size_t find_live(struct kv *kv, const uint8_t *key, uint32_t klen, uint64
 
 /* ---------------------------------------------------------------- sessions */
 
+bool kv_session_expired(const struct kv_session *s, uint64_t now_ms)
+{
+    return now_ms > s->last_used_ms && now_ms - s->last_used_ms > KV_SESSION_IDLE_MS;
+}
+
+static size_t session_home(uint64_t client_id, size_t nslots)
+{
+    return mix64(client_id) & (nslots - 1);
+}
+
 static struct kv_session *session_find(const struct kv *kv, uint64_t client_id)
 {
     if (kv->nsession_slots == 0)
         return NULL;
     size_t mask = kv->nsession_slots - 1;
-    for (size_t i = mix64(client_id) & mask;; i = (i + 1) & mask) {
+    for (size_t i = session_home(client_id, kv->nsession_slots);; i = (i + 1) & mask) {
         struct kv_session *s = kv->sessions[i];
         if (s == NULL || s->client_id == client_id)
             return s;
@@ -304,36 +275,163 @@ static struct kv_session *session_find(const struct kv *kv, uint64_t client_id)
 static void session_place(struct kv_session **slots, size_t nslots, struct kv_session *s)
 {
     size_t mask = nslots - 1;
-    size_t i = mix64(s->client_id) & mask;
+    size_t i = session_home(s->client_id, nslots);
     while (slots[i] != NULL)
         i = (i + 1) & mask;
     slots[i] = s;
 }
 
-/* A new session with seq 0 and an OK reply. NULL when memory runs out. */
-static struct kv_session *session_add(struct kv *kv, uint64_t client_id)
+/* Take s out of the table, shifting back the sessions that probed past it. */
+static void session_unplace(struct kv *kv, const struct kv_session *s)
 {
-    if ((kv->nsessions + 1) * 4 > kv->nsession_slots * 3) {
-        size_t n = kv->nsession_slots == 0 ? KV_MIN_SLOTS : kv->nsession_slots * 2;
-        struct kv_session **slots = calloc(n, sizeof(*slots));
-        if (slots == NULL)
-            return NULL;
-        for (size_t i = 0; i < kv->nsession_slots; i++) {
-            if (kv->sessions[i] != NULL)
-                session_place(slots, n, kv->sessions[i]);
+    size_t mask = kv->nsession_slots - 1;
+    size_t hole = session_home(s->client_id, kv->nsession_slots);
+    while (kv->sessions[hole] != s)
+        hole = (hole + 1) & mask;
+    kv->sessions[hole] = NULL;
+    for (size_t j = (hole + 1) & mask; kv->sessions[j] != NULL; j = (j + 1) & mask) {
+        size_t home = session_home(kv->sessions[j]->client_id, kv->nsession_slots);
+        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+        if (!stays) {
+            kv->sessions[hole] = kv->sessions[j];
+            kv->sessions[j] = NULL;
+            hole = j;
         }
-        free(kv->sessions);
-        kv->sessions = slots;
-        kv->nsession_slots = n;
     }
+}
+
+/* The LRU heap: least recently used first, ties by client id, so the order
+ * depends on the applied log alone. */
+static bool lru_before(const struct kv_session *a, const struct kv_session *b)
+{
+    if (a->last_used_ms != b->last_used_ms)
+        return a->last_used_ms < b->last_used_ms;
+    return a->client_id < b->client_id;
+}
+
+static void lru_set(struct kv *kv, size_t i, struct kv_session *s)
+{
+    kv->lru[i] = s;
+    s->lru_pos = i;
+}
+
+static void lru_up(struct kv *kv, size_t i)
+{
+    struct kv_session *s = kv->lru[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!lru_before(s, kv->lru[parent]))
+            break;
+        lru_set(kv, i, kv->lru[parent]);
+        i = parent;
+    }
+    lru_set(kv, i, s);
+}
+
+static void lru_down(struct kv *kv, size_t i)
+{
+    struct kv_session *s = kv->lru[i];
+    size_t n = kv->nsessions;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= n)
+            break;
+        if (child + 1 < n && lru_before(kv->lru[child + 1], kv->lru[child]))
+            child++;
+        if (!lru_before(kv->lru[child], s))
+            break;
+        lru_set(kv, i, kv->lru[child]);
+        i = child;
+    }
+    lru_set(kv, i, s);
+}
+
+/* Room for one more session in the table and the heap. */
+static int session_make_room(struct kv *kv)
+{
+    if ((kv->nsessions + 1) * 4 <= kv->nsession_slots * 3)
+        return 0;
+    size_t n = kv->nsession_slots == 0 ? KV_MIN_SLOTS : kv->nsession_slots * 2;
+    if (n > SIZE_MAX / sizeof(struct kv_session *))
+        return -1;
+    struct kv_session **slots = calloc(n, sizeof(*slots));
+    struct kv_session **lru = realloc(kv->lru, n * sizeof(*lru));
+    if (slots == NULL || lru == NULL) {
+        free(slots);
+        if (lru != NULL)
+            kv->lru = lru; /* a bigger heap does no harm */
+        return -1;
+    }
+    kv->lru = lru;
+    for (size_t i = 0; i < kv->nsession_slots; i++) {
+        if (kv->sessions[i] != NULL)
+            session_place(slots, n, kv->sessions[i]);
+    }
+    free(kv->sessions);
+    kv->sessions = slots;
+    kv->nsession_slots = n;
+    return 0;
+}
+
+/* A new session with seq 0 and an OK reply, last used at now_ms. NULL when
+ * memory runs out. */
+static struct kv_session *session_add(struct kv *kv, uint64_t client_id, uint64_t now_ms)
+{
+    if (session_make_room(kv) != 0)
+        return NULL;
     struct kv_session *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
     s->client_id = client_id;
+    s->last_used_ms = now_ms;
     s->reply.type = KV_REPLY_OK;
     session_place(kv->sessions, kv->nsession_slots, s);
     kv->nsessions++;
+    lru_set(kv, kv->nsessions - 1, s);
+    lru_up(kv, kv->nsessions - 1);
     return s;
+}
+
+static void session_drop(struct kv *kv, struct kv_session *s)
+{
+    session_unplace(kv, s);
+    size_t i = s->lru_pos, last = kv->nsessions - 1;
+    kv->nsessions--;
+    if (i != last) {
+        struct kv_session *moved = kv->lru[last];
+        lru_set(kv, i, moved);
+        lru_up(kv, i);
+        if (moved->lru_pos == i)
+            lru_down(kv, i);
+    }
+    kv_reply_free(&s->reply);
+    free(s);
+}
+
+/* A request of this client was applied at now_ms (never before the last). */
+static void session_touch(struct kv *kv, struct kv_session *s, uint64_t now_ms)
+{
+    if (now_ms > s->last_used_ms) {
+        s->last_used_ms = now_ms;
+        lru_down(kv, s->lru_pos);
+    }
+}
+
+/* Drop up to max sessions that have expired at now_ms, least recently used
+ * first: the work per applied command stays bounded, and since each command
+ * adds at most one session, the sweep keeps up. */
+static void sessions_sweep(struct kv *kv, uint64_t now_ms, size_t max)
+{
+    for (size_t n = 0; n < max && kv->nsessions > 0; n++) {
+        if (!kv_session_expired(kv->lru[0], now_ms))
+            return;
+        session_drop(kv, kv->lru[0]);
+    }
+}
+
+struct kv_session *kv_load_session(struct kv *kv, uint64_t client_id, uint64_t last_used_ms)
+{
+    return session_add(kv, client_id, last_used_ms);
 }
 
 /* ---------------------------------------------------------------- commands */
@@ -420,7 +518,7 @@ static int do_incr(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *rep
     uint64_t hash = key_hash(kv, key);
     size_t i = find_live(kv, key->p, key->len, hash, cmd->now_ms);
     int64_t v = 0;
-    bool valid = i == SIZE_MAX || kv_parse_int64(item_val(kv->slots[i]), kv->slots[i]->vlen, &v);
+    bool valid = i == SIZE_MAX || kv_parse_int64(kv_item_val(kv->slots[i]), kv->slots[i]->vlen, &v);
     if (!valid || v == INT64_MAX) {
         reply_error(reply, "ERR value is not an integer or out of range");
         return 0;
@@ -509,25 +607,66 @@ static int execute(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *rep
     return info->run(kv, cmd, reply);
 }
 
+/* The command a client's seq stands for: its op and arguments. Not its
+ * times: a retry at another leader carries another now_ms, and an EXPIRE
+ * another deadline, and is still the same request. */
+uint64_t kv_cmd_hash(const struct kv_cmd *cmd)
+{
+    uint64_t h = mix64(CMD_TAG ^ cmd->op ^ ((uint64_t)cmd->nargs << 8));
+    for (uint32_t a = 0; a < cmd->nargs; a++)
+        h = hash_bytes(h ^ mix64(cmd->args[a].len), cmd->args[a].p, cmd->args[a].len);
+    return h;
+}
+
 /* Raft dissertation 6.3: apply a client's seq once, answer retries from the
- * session, refuse older ones. */
+ * session, refuse older ones. The rules are in kv.h. */
 static int execute_once(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *reply)
 {
-    struct kv_session *s = session_find(kv, cmd->client_id);
-    if (s != NULL && cmd->seq == s->seq)
-        return reply_copy(reply, &s->reply);
-    if (s != NULL && cmd->seq < s->seq) {
-        reply_error(reply, "ERR stale request");
+    if (cmd->seq == 0) {
+        reply_error(reply, "ERR sequence numbers start at 1");
         return 0;
     }
-    if (s == NULL) {
-        s = session_add(kv, cmd->client_id);
+    struct kv_session *s = session_find(kv, cmd->client_id);
+    if (s != NULL && kv_session_expired(s, cmd->now_ms)) {
+        session_drop(kv, s);
+        s = NULL;
+    }
+    uint64_t hash = kv_cmd_hash(cmd);
+    if (s == NULL && cmd->seq != 1) {
+        snprintf(reply->err, sizeof(reply->err),
+                 "ERR unknown client session (expired?) for seq %" PRIu64
+                 ": start a new client id at seq 1",
+                 cmd->seq);
+        reply->type = KV_REPLY_ERR;
+        return 0;
+    }
+    if (s != NULL) {
+        session_touch(kv, s, cmd->now_ms);
+        if (cmd->seq == s->seq && hash != s->cmd_hash) {
+            reply_error(reply, "ERR sequence number already used for a different command");
+            return 0;
+        }
+        if (cmd->seq == s->seq)
+            return reply_copy(reply, &s->reply);
+        if (cmd->seq < s->seq) {
+            snprintf(reply->err, sizeof(reply->err),
+                     "ERR stale request: seq %" PRIu64 " is below the last applied %" PRIu64
+                     " for this client (one request in flight per client id)",
+                     cmd->seq, s->seq);
+            reply->type = KV_REPLY_ERR;
+            return 0;
+        }
+    } else {
+        if (kv->nsessions >= KV_MAX_SESSIONS)
+            session_drop(kv, kv->lru[0]);
+        s = session_add(kv, cmd->client_id, cmd->now_ms);
         if (s == NULL)
             return -1;
     }
     if (execute(kv, cmd, reply) != 0)
         return -1;
     s->seq = cmd->seq;
+    s->cmd_hash = hash;
     kv_reply_free(&s->reply);
     return reply_copy(&s->reply, reply);
 }
@@ -574,6 +713,7 @@ void kv_free(struct kv *kv)
         }
     }
     free(kv->sessions);
+    free(kv->lru);
     free(kv);
 }
 
@@ -596,6 +736,7 @@ int kv_apply(struct kv *kv, uint64_t index, const uint8_t *data, uint32_t len,
         if (cmd.now_ms < kv->time_floor_ms)
             cmd.now_ms = kv->time_floor_ms;
         kv->time_floor_ms = cmd.now_ms;
+        sessions_sweep(kv, cmd.now_ms, KV_SESSION_SWEEP_MAX);
     }
     if (decoded != 0)
         reply_error(reply, "ERR malformed command");
@@ -625,7 +766,7 @@ bool kv_get(const struct kv *kv, const uint8_t *key, uint32_t klen, uint64_t now
     size_t i = find_slot(kv, key, klen, key_hash_bytes(kv, key, klen));
     if (i == SIZE_MAX || item_expired(kv->slots[i], now_ms))
         return false;
-    *val = item_val(kv->slots[i]);
+    *val = kv_item_val(kv->slots[i]);
     *vlen = kv->slots[i]->vlen;
     return true;
 }
@@ -688,7 +829,7 @@ void kv_state_digest(const struct kv *kv, char out[KV_STATE_DIGEST_HEX + 1])
             continue;
         for (int l = 0; l < 2; l++) {
             uint64_t h = hash_bytes(lane_seed[l], it->data, it->klen);
-            h = hash_bytes(h, item_val(it), it->vlen);
+            h = hash_bytes(h, kv_item_val(it), it->vlen);
             lanes[l] ^= mix64(h ^ mix64(it->deadline_ms + lane_seed[l]));
         }
     }
@@ -701,6 +842,11 @@ size_t kv_count(const struct kv *kv)
     return kv->count;
 }
 
+size_t kv_session_count(const struct kv *kv)
+{
+    return kv->nsessions;
+}
+
 size_t kv_count_with_ttl(const struct kv *kv)
 {
     return kv->count_with_ttl;
@@ -709,21 +855,25 @@ size_t kv_count_with_ttl(const struct kv *kv)
 size_t kv_memory(const struct kv *kv)
 {
     size_t bytes = sizeof(*kv) + kv->nslots * sizeof(*kv->slots) + kv->item_bytes;
-    bytes += kv->nsession_slots * sizeof(*kv->sessions);
+    bytes += kv->nsession_slots * (sizeof(*kv->sessions) + sizeof(*kv->lru));
     bytes += kv->nsessions * (sizeof(struct kv_session) + MALLOC_OVERHEAD);
     return bytes;
 }
 
 /* ---------------------------------------------------------------- visiting */
 
-/* Sorted by key bytes, then a shorter key first. */
-static int item_cmp(const struct kv_item *a, const struct kv_item *b)
+int kv_key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
 {
-    uint32_t n = a->klen < b->klen ? a->klen : b->klen;
-    int c = n > 0 ? memcmp(a->data, b->data, n) : 0;
+    uint32_t n = alen < blen ? alen : blen;
+    int c = n > 0 ? memcmp(a, b, n) : 0;
     if (c != 0)
         return c;
-    return (a->klen > b->klen) - (a->klen < b->klen);
+    return (alen > blen) - (alen < blen);
+}
+
+static int item_cmp(const struct kv_item *a, const struct kv_item *b)
+{
+    return kv_key_cmp(a->data, a->klen, b->data, b->klen);
 }
 
 static int item_ptr_cmp(const void *a, const void *b)
@@ -733,7 +883,7 @@ static int item_ptr_cmp(const void *a, const void *b)
 
 static void visit(const struct kv_item *it, kv_visit_fn fn, void *ctx)
 {
-    fn(it->data, it->klen, item_val(it), it->vlen, it->deadline_ms, ctx);
+    fn(it->data, it->klen, kv_item_val(it), it->vlen, it->deadline_ms, ctx);
 }
 
 /* A max-heap of the smallest keys seen so far: the largest is at the top. */
@@ -833,4 +983,49 @@ void kv_foreach_expired(const struct kv *kv, uint64_t now_ms, size_t max, kv_vis
                 return;
         }
     }
+}
+
+int kv_sorted_items(const struct kv *kv, struct kv_item ***out)
+{
+    *out = NULL;
+    if (kv->count == 0)
+        return 0;
+    struct kv_item **items = malloc(kv->count * sizeof(*items));
+    if (items == NULL)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < kv->nslots; i++) {
+        if (kv->slots[i] != NULL)
+            items[n++] = kv->slots[i];
+    }
+    qsort(items, n, sizeof(*items), item_ptr_cmp);
+    *out = items;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+int kv_reserve_items(struct kv *kv, size_t count)
+{
+    size_t nslots = kv->nslots;
+    while (count * 4 > nslots * 3) {
+        if (nslots > SIZE_MAX / 4 / sizeof(*kv->slots))
+            return -1;
+        nslots *= 2;
+    }
+    return nslots == kv->nslots ? 0 : resize_table(kv, nslots);
+}
+
+int kv_load_item(struct kv *kv, const uint8_t *key, uint32_t klen, const uint8_t *val,
+                 uint32_t vlen, uint64_t deadline_ms)
+{
+    uint64_t hash = key_hash_bytes(kv, key, klen);
+    if (insert_item(kv, key, klen, hash, val, vlen) != 0)
+        return -1;
+    if (deadline_ms != 0) {
+        size_t i = find_slot(kv, key, klen, hash);
+        kv->slots[i]->deadline_ms = deadline_ms;
+        kv->count_with_ttl++;
+    }
+    return 0;
 }

@@ -8,9 +8,37 @@
  * own: the leader proposes KV_OP_SWEEP entries, which delete a key only if it is still expired at
  * the entry's now_ms.
  *
- * Exactly-once writes (Raft dissertation 6.3): a command with client_id != 0
- * and a seq <= the last seq applied for that client is not applied again; it
- * gets the reply remembered for that seq.
+ * Exactly-once writes (Raft dissertation 6.3). A command with client_id != 0
+ * belongs to that client's session: the last seq applied for it, a hash of
+ * that command (op and arguments, kv_cmd_hash) and its reply. One request in
+ * flight per client id: a client sends seq 1 first, then higher seqs (gaps
+ * are allowed), and retries a request with the same seq and command until it
+ * has an answer. The rules, in order, at the command's now_ms:
+ *
+ * - seq 0: refused, "ERR sequence numbers start at 1".
+ * - A session idle for longer than KV_SESSION_IDLE_MS (no request of its
+ *   client applied, by the log's clock: kv_time_floor) has expired: it is gone.
+ * - No session and seq 1: a new session; the command applies.
+ * - No session and seq > 1: refused, "ERR unknown client session (expired?)
+ *   for seq N: start a new client id at seq 1". The session may have expired
+ *   after this very request was applied, so applying it could apply it twice;
+ *   refusing is safe. The client should report the request's fate as unknown
+ *   if it is a retry, or send it again under a fresh client id if it is not.
+ * - seq == last: the remembered reply, not applied again; but a different
+ *   command under that seq is refused, "ERR sequence number already used for a
+ *   different command".
+ * - seq < last: refused, "ERR stale request: seq N is below the last applied M
+ *   for this client (one request in flight per client id)".
+ * - seq > last: the command applies and its reply is remembered.
+ *
+ * Every request that reaches a session (even a refused one) counts as use.
+ * The number of sessions is also capped at KV_MAX_SESSIONS: adding one more
+ * drops the least recently used (the smallest client id among equals). Both
+ * rules depend on the applied log alone, so every replica drops the same
+ * sessions at the same entry. Expired sessions are freed a few at a time as
+ * commands apply (KV_SESSION_SWEEP_MAX a command); one that is not freed yet
+ * is already treated as gone. What expiry cannot catch: a seq 1 retried more
+ * than KV_SESSION_IDLE_MS after it was applied applies again.
  */
 #ifndef RAFTKV_KV_H
 #define RAFTKV_KV_H
@@ -22,6 +50,10 @@
 #define KV_MAX_KEY (64u * 1024u)
 #define KV_MAX_VALUE (1024u * 1024u)
 #define KV_MAX_ARGS 256 /* keys in one DEL */
+
+#define KV_SESSION_IDLE_MS (60u * 60u * 1000u) /* a session idle longer expires */
+#define KV_MAX_SESSIONS 100000u                /* more: the least recently used goes */
+#define KV_SESSION_SWEEP_MAX 8                 /* expired sessions freed per command */
 
 enum kv_op {
     KV_OP_SET = 1,    /* args: key value; clears any TTL */
@@ -57,6 +89,8 @@ int kv_cmd_decode(const uint8_t *buf, uint32_t len, struct kv_cmd *cmd);
 /* One line for people: "SET greeting hello", "EXPIRE k @1700000000123" (values
  * shortened to fit). Writes at most size bytes, NUL-terminated. */
 void kv_cmd_describe(const uint8_t *buf, uint32_t len, char *out, size_t size);
+/* What a session remembers of the command at its seq: op and arguments. */
+uint64_t kv_cmd_hash(const struct kv_cmd *cmd);
 
 enum kv_reply_type { KV_REPLY_OK, KV_REPLY_INT, KV_REPLY_NIL, KV_REPLY_BULK, KV_REPLY_ERR };
 
@@ -65,7 +99,7 @@ struct kv_reply {
     int64_t integer;
     uint8_t *bulk; /* malloc'd, KV_REPLY_BULK */
     size_t bulk_len;
-    char err[128]; /* KV_REPLY_ERR: e.g. "ERR value is not an integer or out of range" */
+    char err[160]; /* KV_REPLY_ERR: e.g. "ERR value is not an integer or out of range" */
 };
 void kv_reply_free(struct kv_reply *r);
 
@@ -110,6 +144,8 @@ void kv_state_digest(const struct kv *kv, char out[KV_STATE_DIGEST_HEX + 1]);
 uint64_t kv_time_floor(const struct kv *kv);
 size_t kv_count(const struct kv *kv);
 size_t kv_count_with_ttl(const struct kv *kv);
+/* Sessions held, including expired ones not freed yet. */
+size_t kv_session_count(const struct kv *kv);
 size_t kv_memory(const struct kv *kv); /* bytes held, roughly */
 
 /* Visit keys in a deterministic order (sorted by key) up to max (0 = all).
@@ -120,5 +156,26 @@ void kv_foreach(const struct kv *kv, size_t max, kv_visit_fn fn, void *ctx);
 /* Keys with deadline <= now_ms, at most max of them (the leader's sweeper). */
 void kv_foreach_expired(const struct kv *kv, uint64_t now_ms, size_t max, kv_visit_fn fn,
                         void *ctx);
+
+/* Snapshots (Raft section 7): the whole state that makes replicas identical
+ * (keys with values and deadlines, live sessions, the log's clock, the applied
+ * index and the log digest) as bytes; the format is described in
+ * kv_snapshot.c. Equal states give identical bytes.
+ *
+ * kv_snapshot_write hands the bytes to write in order, in pieces of at most
+ * KV_SNAPSHOT_CHUNK bytes (or one value, when larger); the store is not copied.
+ * write returns 0, or -1 to stop. Returns 0, or -1 when write failed or memory
+ * ran out. */
+#define KV_SNAPSHOT_CHUNK (64u * 1024u)
+typedef int (*kv_snapshot_write_fn)(const uint8_t *p, size_t n, void *ctx);
+int kv_snapshot_write(const struct kv *kv, kv_snapshot_write_fn write, void *ctx);
+
+/* A new store (its hash table keyed at random, as kv_new) from a snapshot's
+ * bytes. Everything is checked; a damaged or truncated snapshot is refused
+ * with a message naming the byte offset and what is wrong: "at byte 72: keys
+ * out of order". Returns KV_SNAPSHOT_OK and sets *out, or an error and sets
+ * err. */
+enum { KV_SNAPSHOT_OK = 0, KV_SNAPSHOT_DAMAGED = -1, KV_SNAPSHOT_NOMEM = -2 };
+int kv_snapshot_load(const uint8_t *data, size_t len, struct kv **out, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,7 @@
 /* test_kv.c - the key-value state machine and its command codec. */
+#include "buf.h"
 #include "check.h"
+#include "crc32c.h"
 #include "kv.h"
 
 #include <stdarg.h>
@@ -438,7 +440,9 @@ static void test_exactly_once(void)
     CHECK_STR_EQ(get(kv, "c", 0), "1");
     CHECK_REPLY_INT(run_as(kv, 7, 2, KV_OP_INCR, 0, "c", NULL), 2);
     CHECK_REPLY_INT(run_as(kv, 7, 2, KV_OP_INCR, 0, "c", NULL), 2);
-    CHECK_REPLY_ERR(run_as(kv, 7, 1, KV_OP_INCR, 0, "c", NULL), "ERR stale request");
+    CHECK_REPLY_ERR(run_as(kv, 7, 1, KV_OP_INCR, 0, "c", NULL),
+                    "ERR stale request: seq 1 is below the last applied 2 for this client (one "
+                    "request in flight per client id)");
     CHECK_STR_EQ(get(kv, "c", 0), "2");
 
     /* A retry answers with the remembered reply even if the key changed since. */
@@ -1055,6 +1059,597 @@ static void test_hash_flooding(void)
     kv_free(random_keyed);
 }
 
+/* ---------------------------------------------------------------- sessions */
+
+#define UNKNOWN_SESSION(seq)                                                                       \
+    "ERR unknown client session (expired?) for seq " #seq ": start a new client id at seq 1"
+#define HOUR KV_SESSION_IDLE_MS
+
+static void test_session_rules(void)
+{
+    struct kv *kv = kv_new();
+    /* A seq used again for another command is refused; the same command gets
+     * its reply. */
+    CHECK_REPLY_INT(run_as(kv, 7, 1, KV_OP_INCR, 100, "c", NULL), 1);
+    CHECK_REPLY_ERR(run_as(kv, 7, 1, KV_OP_INCR, 100, "d", NULL),
+                    "ERR sequence number already used for a different command");
+    CHECK_REPLY_ERR(run_as(kv, 7, 1, KV_OP_SET, 100, "c", "1", NULL),
+                    "ERR sequence number already used for a different command");
+    CHECK(get(kv, "d", 100) == NULL);
+    CHECK_REPLY_INT(run_as(kv, 7, 1, KV_OP_INCR, 100, "c", NULL), 1);
+    CHECK_STR_EQ(get(kv, "c", 100), "1");
+
+    /* An EXPIRE retried at another leader carries another deadline: still the
+     * same request. */
+    CHECK_OK(run_as(kv, 7, 2, KV_OP_SET, 100, "e", "v", NULL));
+    static struct kv_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = KV_OP_EXPIRE;
+    cmd.now_ms = 200;
+    cmd.client_id = 7;
+    cmd.seq = 3;
+    cmd.deadline_ms = 10000;
+    cmd.nargs = 1;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"e", 1};
+    CHECK_REPLY_INT(apply_cmd(kv, &cmd), 1);
+    cmd.now_ms = 300;
+    cmd.deadline_ms = 20000;
+    CHECK_REPLY_INT(apply_cmd(kv, &cmd), 1);
+    CHECK_INT_EQ(ttl(kv, "e", 300), 9700);
+
+    /* seq 0 and an unknown client's seq > 1 are refused and change nothing. */
+    CHECK_REPLY_ERR(run_as(kv, 8, 0, KV_OP_INCR, 300, "c", NULL),
+                    "ERR sequence numbers start at 1");
+    CHECK_REPLY_ERR(run_as(kv, 9, 5, KV_OP_INCR, 300, "c", NULL), UNKNOWN_SESSION(5));
+    CHECK_STR_EQ(get(kv, "c", 300), "1");
+    CHECK_INT_EQ(kv_session_count(kv), 1);
+    kv_free(kv);
+}
+
+/* Two replicas apply the same log: sessions expire at the same entry, by the
+ * log's clock alone. */
+static void test_session_expiry(void)
+{
+    struct kv *r[2] = {kv_new(), kv_new()};
+    for (int i = 0; i < 2; i++) {
+        uint64_t saved = next_index;
+        next_index = 0;
+        const uint64_t t = 1000;
+        CHECK_REPLY_INT(run_as(r[i], 5, 1, KV_OP_INCR, t, "x", NULL), 1);
+        CHECK_REPLY_INT(run_as(r[i], 5, 2, KV_OP_INCR, t, "x", NULL), 2);
+        CHECK_REPLY_INT(run_as(r[i], 6, 1, KV_OP_INCR, t, "y", NULL), 1);
+        /* Idle for exactly the limit: still there. */
+        CHECK_REPLY_INT(run_as(r[i], 6, 2, KV_OP_INCR, t + HOUR, "y", NULL), 2);
+        CHECK_REPLY_INT(run_as(r[i], 6, 2, KV_OP_INCR, t + HOUR, "y", NULL), 2);
+        CHECK_INT_EQ(kv_session_count(r[i]), 2);
+        /* One more millisecond, by another client's command: 5 expires. */
+        CHECK_OK(run(r[i], KV_OP_SET, t + HOUR + 1, "z", "1", NULL));
+        CHECK_INT_EQ(kv_session_count(r[i]), 1);
+        /* The retry of 5's applied seq 2 is refused, not applied again. */
+        CHECK_REPLY_ERR(run_as(r[i], 5, 2, KV_OP_INCR, t + HOUR + 2, "x", NULL),
+                        UNKNOWN_SESSION(2));
+        CHECK_REPLY_ERR(run_as(r[i], 5, 3, KV_OP_INCR, t + HOUR + 2, "x", NULL),
+                        UNKNOWN_SESSION(3));
+        CHECK_STR_EQ(get(r[i], "x", t + HOUR + 2), "2");
+        /* A fresh start at seq 1 is a new session. */
+        CHECK_REPLY_INT(run_as(r[i], 5, 1, KV_OP_INCR, t + HOUR + 3, "x", NULL), 3);
+        CHECK_REPLY_INT(run_as(r[i], 5, 2, KV_OP_INCR, t + HOUR + 3, "x", NULL), 4);
+        /* A leader whose clock is behind does not bring a session back: the
+         * log's clock never goes back. */
+        CHECK_REPLY_INT(run_as(r[i], 6, 3, KV_OP_INCR, t + HOUR + 4, "y", NULL), 3);
+        CHECK_OK(run(r[i], KV_OP_SET, t + 2 * HOUR + 10, "z", "1", NULL));
+        CHECK_REPLY_ERR(run_as(r[i], 6, 4, KV_OP_INCR, t + HOUR + 5, "y", NULL),
+                        UNKNOWN_SESSION(4));
+        CHECK_STR_EQ(get(r[i], "y", t + 2 * HOUR + 10), "3");
+
+        /* Many sessions expire at once: freed a few per command. */
+        uint64_t t2 = t + 4 * HOUR;
+        for (uint64_t c = 1000; c < 1100; c++)
+            CHECK_REPLY_INT(run_as(r[i], c, 1, KV_OP_INCR, t2, "w", NULL), (int64_t)(c - 999));
+        CHECK_INT_EQ(kv_session_count(r[i]), 100);
+        CHECK_OK(run(r[i], KV_OP_SET, t2 + HOUR + 1, "z", "2", NULL));
+        CHECK_INT_EQ(kv_session_count(r[i]), 100 - KV_SESSION_SWEEP_MAX);
+        for (int k = 0; k < 100; k++)
+            CHECK_OK(run(r[i], KV_OP_SET, t2 + HOUR + 1, "z", "2", NULL));
+        CHECK_INT_EQ(kv_session_count(r[i]), 0);
+        /* An expired session not freed yet is gone already. */
+        uint64_t t3 = t2 + HOUR + 1;
+        for (uint64_t c = 2000; c < 2020; c++)
+            CHECK_REPLY_INT(run_as(r[i], c, 1, KV_OP_INCR, t3, "v", NULL), (int64_t)(c - 1999));
+        CHECK_REPLY_ERR(run_as(r[i], 2019, 2, KV_OP_INCR, t3 + HOUR + 1, "v", NULL),
+                        UNKNOWN_SESSION(2));
+        CHECK_INT_EQ(kv_session_count(r[i]), 20 - KV_SESSION_SWEEP_MAX - 1);
+        CHECK_STR_EQ(get(r[i], "v", t3 + HOUR + 1), "20");
+        if (i == 1)
+            CHECK_INT_EQ(kv_applied_index(r[0]), next_index);
+        else
+            next_index = saved;
+    }
+    CHECK(kv_digest(r[0]) == kv_digest(r[1]));
+    kv_free(r[0]);
+    kv_free(r[1]);
+}
+
+/* More than KV_MAX_SESSIONS clients: the least recently used goes, the
+ * smallest client id among equals. */
+static void test_session_cap(void)
+{
+    struct kv *kv = kv_new();
+    for (uint64_t c = 1; c <= KV_MAX_SESSIONS; c++)
+        CHECK_OK(run_as(kv, c, 1, KV_OP_SET, 100, "k", "v", NULL));
+    CHECK_INT_EQ(kv_session_count(kv), KV_MAX_SESSIONS);
+    CHECK_OK(run_as(kv, 1, 2, KV_OP_SET, 200, "k", "v", NULL)); /* 1 is used again */
+    CHECK_OK(run_as(kv, KV_MAX_SESSIONS + 1, 1, KV_OP_SET, 200, "k", "v", NULL));
+    CHECK_INT_EQ(kv_session_count(kv), KV_MAX_SESSIONS);
+    CHECK_REPLY_ERR(run_as(kv, 2, 2, KV_OP_SET, 200, "k", "v", NULL), UNKNOWN_SESSION(2));
+    CHECK_OK(run_as(kv, 1, 3, KV_OP_SET, 200, "k", "v", NULL));
+    CHECK_OK(run_as(kv, 3, 2, KV_OP_SET, 200, "k", "v", NULL));
+    kv_free(kv);
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+static int buf_write(const uint8_t *p, size_t n, void *ctx)
+{
+    struct buf *b = ctx;
+    return buf_append(b, p, n);
+}
+
+struct pieces {
+    struct buf b;
+    size_t count, largest;
+};
+
+static int pieces_write(const uint8_t *p, size_t n, void *ctx)
+{
+    struct pieces *pc = ctx;
+    pc->count++;
+    if (n > pc->largest)
+        pc->largest = n;
+    return buf_append(&pc->b, p, n);
+}
+
+static int failing_write(const uint8_t *p, size_t n, void *ctx)
+{
+    (void)p;
+    (void)n;
+    int *left = ctx;
+    return (*left)-- > 0 ? 0 : -1;
+}
+
+static struct buf snapshot(const struct kv *kv)
+{
+    struct buf b = {0};
+    CHECK_INT_EQ(kv_snapshot_write(kv, buf_write, &b), 0);
+    return b;
+}
+
+static struct kv *load(const struct buf *b)
+{
+    struct kv *kv = NULL;
+    char err[200];
+    int rc = kv_snapshot_load(b->data, b->len, &kv, err, sizeof(err));
+    CHECK_INT_EQ(rc, KV_SNAPSHOT_OK);
+    if (rc != KV_SNAPSHOT_OK)
+        fprintf(stderr, "load: %s\n", err);
+    return kv;
+}
+
+static bool same_bytes(const struct buf *a, const struct buf *b)
+{
+    return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+/* Everything visible about two stores agrees, and so do their snapshots. */
+static void check_same_store(const struct kv *a, const struct kv *b)
+{
+    char da[KV_STATE_DIGEST_HEX + 1], db[KV_STATE_DIGEST_HEX + 1];
+    kv_state_digest(a, da);
+    kv_state_digest(b, db);
+    CHECK_STR_EQ(da, db);
+    CHECK(kv_digest(a) == kv_digest(b));
+    CHECK_INT_EQ(kv_applied_index(a), kv_applied_index(b));
+    CHECK_INT_EQ(kv_time_floor(a), kv_time_floor(b));
+    CHECK_INT_EQ(kv_count(a), kv_count(b));
+    CHECK_INT_EQ(kv_count_with_ttl(a), kv_count_with_ttl(b));
+    struct buf sa = snapshot(a), sb = snapshot(b);
+    CHECK(same_bytes(&sa, &sb));
+    buf_free(&sa);
+    buf_free(&sb);
+}
+
+static void test_snapshot_empty(void)
+{
+    struct kv *a = kv_new();
+    struct buf s = snapshot(a);
+    CHECK_INT_EQ(s.len, 60);
+    struct kv *b = load(&s);
+    if (b != NULL) {
+        check_same_store(a, b);
+        CHECK_INT_EQ(kv_count(b), 0);
+        CHECK_INT_EQ(kv_session_count(b), 0);
+        CHECK_OK(run(b, KV_OP_SET, 0, "k", "v", NULL));
+    }
+    buf_free(&s);
+    kv_free(a);
+    kv_free(b);
+}
+
+/* A reply compared field by field. */
+static void check_same_reply(const struct kv_reply *x, const struct kv_reply *y)
+{
+    CHECK_INT_EQ(x->type, y->type);
+    CHECK_INT_EQ(x->integer, y->integer);
+    CHECK_STR_EQ(x->err, y->err);
+    CHECK_INT_EQ(x->bulk_len, y->bulk_len);
+}
+
+static void test_snapshot_round_trip(void)
+{
+    struct kv *a = kv_new();
+    static uint8_t big[1024 * 1024];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 7 + i / 251);
+    static struct kv_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = KV_OP_SET;
+    cmd.now_ms = 5000;
+    cmd.nargs = 2;
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"big", 3};
+    cmd.args[1] = (struct kv_arg){big, sizeof(big)};
+    CHECK_OK(apply_cmd(a, &cmd));
+    const uint8_t bin_key[] = {0, 1, 0, 0xff}, bin_val[] = {0xff, 0, 0, 'x', 0};
+    cmd.args[0] = (struct kv_arg){bin_key, sizeof(bin_key)};
+    cmd.args[1] = (struct kv_arg){bin_val, sizeof(bin_val)};
+    CHECK_OK(apply_cmd(a, &cmd));
+    cmd.args[0] = (struct kv_arg){(const uint8_t *)"", 0};
+    cmd.args[1] = (struct kv_arg){(const uint8_t *)"", 0};
+    CHECK_OK(apply_cmd(a, &cmd));
+    CHECK_OK(run(a, KV_OP_SET, 5000, "ttl", "t", NULL));
+    CHECK_REPLY_INT(expire(a, "ttl", 90000, 5000), 1);
+    CHECK_OK(run(a, KV_OP_SET, 5000, "gone", "g", NULL));
+    CHECK_REPLY_INT(expire(a, "gone", 6000, 5000), 1); /* expired, not swept yet */
+    CHECK_REPLY_INT(run_as(a, 11, 1, KV_OP_INCR, 7000, "n", NULL), 1);
+    CHECK_OK(run_as(a, 12, 1, KV_OP_SET, 7000, "s", "x", NULL));
+    CHECK_REPLY_ERR(run_as(a, 13, 1, KV_OP_INCR, 7000, "s", NULL), NOT_INTEGER);
+    kv_apply_noop(a, ++next_index);
+
+    struct pieces pc = {{0}, 0, 0};
+    CHECK_INT_EQ(kv_snapshot_write(a, pieces_write, &pc), 0);
+    CHECK(pc.count >= 3);
+    CHECK_INT_EQ(pc.largest, sizeof(big)); /* the big value went through in one piece */
+    struct kv *b = load(&pc.b);
+    if (b != NULL) {
+        check_same_store(a, b);
+        CHECK_INT_EQ(kv_session_count(b), 3);
+        const uint8_t *v;
+        uint32_t vlen;
+        CHECK(kv_get(b, (const uint8_t *)"big", 3, 7000, &v, &vlen));
+        CHECK(vlen == sizeof(big) && memcmp(v, big, sizeof(big)) == 0);
+        CHECK(kv_get(b, bin_key, sizeof(bin_key), 7000, &v, &vlen));
+        CHECK(vlen == sizeof(bin_val) && memcmp(v, bin_val, sizeof(bin_val)) == 0);
+        CHECK(kv_get(b, (const uint8_t *)"", 0, 7000, &v, &vlen) && vlen == 0);
+        CHECK_INT_EQ(ttl(b, "ttl", 7000), 83000);
+        CHECK_INT_EQ(ttl(b, "gone", 7000), -2);
+        CHECK_INT_EQ(kv_count(b), 7);
+        static char first[65536];
+        snprintf(first, sizeof(first), "%s", listing(a, 0));
+        CHECK(strlen(first) > 20);
+        CHECK_STR_EQ(first, listing(b, 0));
+        /* Retries get the remembered replies from both. */
+        struct kv *both[2] = {a, b};
+        uint64_t at = next_index;
+        for (int i = 0; i < 2; i++) {
+            next_index = at;
+            CHECK_REPLY_INT(run_as(both[i], 11, 1, KV_OP_INCR, 8000, "n", NULL), 1);
+            CHECK_OK(run_as(both[i], 12, 1, KV_OP_SET, 8000, "s", "x", NULL));
+            CHECK_REPLY_ERR(run_as(both[i], 13, 1, KV_OP_INCR, 8000, "s", NULL), NOT_INTEGER);
+            CHECK_REPLY_ERR(run_as(both[i], 13, 1, KV_OP_INCR, 8000, "n", NULL),
+                            "ERR sequence number already used for a different command");
+            CHECK_REPLY_INT(run_as(both[i], 11, 2, KV_OP_INCR, 8000, "n", NULL), 2);
+            CHECK_REPLY_ERR(run_as(both[i], 14, 2, KV_OP_INCR, 8000, "n", NULL),
+                            UNKNOWN_SESSION(2));
+        }
+        check_same_store(a, b);
+    }
+    /* A writer that fails stops the snapshot. */
+    int left = 2;
+    CHECK_INT_EQ(kv_snapshot_write(a, failing_write, &left), -1);
+    buf_free(&pc.b);
+    kv_free(a);
+    kv_free(b);
+}
+
+/* Equal data built in different orders, in tables keyed and sized
+ * differently, gives the same bytes. */
+static void test_snapshot_canonical(void)
+{
+    const uint8_t k1[KV_HASH_KEY_BYTES] = {1}, k2[KV_HASH_KEY_BYTES] = {2};
+    struct kv *a = kv_new_keyed(k1), *b = kv_new_keyed(k2), *c = kv_new();
+    char key[16], val[16];
+    uint64_t start = next_index;
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(val, sizeof(val), "v%d", i * i);
+        CHECK_OK(run(a, KV_OP_SET, 1000, key, val, NULL));
+    }
+    next_index = start;
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(val, sizeof(val), "v%d", i * i);
+        CHECK_OK(run(b, KV_OP_SET, 1000, key, val, NULL));
+    }
+    check_same_store(a, b); /* the same log, other tables */
+
+    /* c: the keys in reverse order, with 2000 others added and deleted. */
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof(key), "tmp%d", i);
+        CHECK_OK(run(c, KV_OP_SET, 1000, key, "x", NULL));
+    }
+    for (int i = 299; i >= 0; i--) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(val, sizeof(val), "v%d", i * i);
+        CHECK_OK(run(c, KV_OP_SET, 1000, key, val, NULL));
+    }
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof(key), "tmp%d", i);
+        CHECK_REPLY_INT(run(c, KV_OP_DEL, 1000, key, NULL), 1);
+    }
+    struct buf sa = snapshot(a), sc = snapshot(c);
+    /* The log differs (digest, applied index); the state after it does not. */
+    CHECK(sa.len == sc.len && sa.len > 40);
+    if (sa.len == sc.len)
+        CHECK(memcmp(sa.data + 32, sc.data + 32, sa.len - 32 - 4) == 0);
+    CHECK(memcmp(sa.data + 16, sc.data + 16, 16) != 0);
+    buf_free(&sa);
+    buf_free(&sc);
+    kv_free(a);
+    kv_free(b);
+    kv_free(c);
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void test_snapshot_damage(void)
+{
+    struct kv *a = kv_new();
+    CHECK_OK(run(a, KV_OP_SET, 1000, "a", "1", NULL));
+    CHECK_OK(run(a, KV_OP_SET, 1000, "b", "2x", NULL));
+    CHECK_REPLY_INT(expire(a, "b", 50000, 1000), 1);
+    CHECK_REPLY_INT(run_as(a, 3, 1, KV_OP_INCR, 1000, "a", NULL), 2);
+    CHECK_REPLY_ERR(run_as(a, 4, 1, KV_OP_INCR, 1000, "b", NULL), NOT_INTEGER);
+    struct buf s = snapshot(a);
+    uint8_t *copy = malloc(s.len);
+    char err[200];
+    struct kv *b;
+
+    /* Every byte damaged, in three ways: the checksum catches it. */
+    static const uint8_t flips[] = {0x01, 0x80, 0xff};
+    int refused = 0, named = 0;
+    for (size_t at = 0; at < s.len; at++) {
+        for (size_t f = 0; f < sizeof(flips); f++) {
+            memcpy(copy, s.data, s.len);
+            copy[at] ^= flips[f];
+            b = NULL;
+            int rc = kv_snapshot_load(copy, s.len, &b, err, sizeof(err));
+            refused += rc == KV_SNAPSHOT_DAMAGED && b == NULL;
+            named += strncmp(err, "at byte ", 8) == 0;
+            kv_free(b);
+        }
+    }
+    CHECK_INT_EQ(refused, (int)(s.len * sizeof(flips)));
+    CHECK_INT_EQ(named, (int)(s.len * sizeof(flips)));
+
+    /* The same damage with a checksum made to match: the structure checks
+     * refuse it, or it is a valid snapshot that writes back to these bytes. */
+    int accepted = 0;
+    for (size_t at = 0; at + 4 < s.len; at++) {
+        for (size_t f = 0; f < sizeof(flips); f++) {
+            memcpy(copy, s.data, s.len);
+            copy[at] ^= flips[f];
+            put32(copy + s.len - 4, crc32c(0, copy, s.len - 4));
+            b = NULL;
+            int rc = kv_snapshot_load(copy, s.len, &b, err, sizeof(err));
+            if (rc == KV_SNAPSHOT_OK) {
+                accepted++;
+                struct buf again = snapshot(b);
+                CHECK(again.len == s.len && memcmp(again.data, copy, s.len) == 0);
+                buf_free(&again);
+            } else {
+                CHECK_INT_EQ(rc, KV_SNAPSHOT_DAMAGED);
+                CHECK(strncmp(err, "at byte ", 8) == 0);
+            }
+            kv_free(b);
+        }
+    }
+    CHECK(accepted > 0); /* values, deadlines, the header's numbers */
+
+    /* Some messages. */
+    memcpy(copy, s.data, s.len);
+    copy[8] = 2;
+    CHECK_INT_EQ(kv_snapshot_load(copy, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
+    CHECK_STR_EQ(err, "at byte 8: unsupported version 2 (this build reads 1)");
+    memcpy(copy, s.data, s.len);
+    copy[0] = 'R';
+    CHECK_INT_EQ(kv_snapshot_load(copy, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
+    CHECK_STR_EQ(err, "at byte 0: not a KV snapshot (bad magic)");
+    memcpy(copy, s.data, s.len);
+    copy[56 + 16] = 'b'; /* the first key "a" becomes "b": out of order */
+    put32(copy + s.len - 4, crc32c(0, copy, s.len - 4));
+    CHECK_INT_EQ(kv_snapshot_load(copy, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
+    CHECK_STR_EQ(err, "at byte 74: key 1 out of order or repeated");
+    memcpy(copy, s.data, s.len);
+    copy[40] = 200; /* key count */
+    put32(copy + s.len - 4, crc32c(0, copy, s.len - 4));
+    CHECK_INT_EQ(kv_snapshot_load(copy, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
+    CHECK(strstr(err, "at byte 40: key count 200 cannot fit") == err);
+    memcpy(copy, s.data, s.len);
+    CHECK(le32(copy + s.len - 4) == crc32c(0, copy, s.len - 4));
+
+    /* Truncated at every length, or one byte too long. */
+    int truncated = 0;
+    for (size_t n = 0; n < s.len; n++) {
+        b = NULL;
+        truncated += kv_snapshot_load(s.data, n, &b, err, sizeof(err)) == KV_SNAPSHOT_DAMAGED;
+        kv_free(b);
+    }
+    CHECK_INT_EQ(truncated, (int)s.len);
+    CHECK_INT_EQ(kv_snapshot_load(NULL, 0, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
+    CHECK_STR_EQ(err, "at byte 0: truncated: 0 bytes, a snapshot has at least 60");
+    CHECK_INT_EQ(buf_append(&s, "", 1), 0);
+    CHECK_INT_EQ(kv_snapshot_load(s.data, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
+
+    free(copy);
+    buf_free(&s);
+    kv_free(a);
+}
+
+/* A random log with every kind of request: new seqs, retries, stale and
+ * mismatched ones, seqs after expiry, client 0, no-ops, time jumps. */
+struct log_gen {
+    uint64_t now;
+    uint64_t seq[8];
+    uint64_t id[8];
+    uint64_t last_id;
+    char key[16], val[16], key2[16];
+};
+
+/* The next entry into cmd; false for a no-op. */
+static bool gen_entry(struct log_gen *g, struct kv_cmd *cmd)
+{
+    if (lcg() % 40 == 0)
+        return false;
+    memset(cmd, 0, sizeof(*cmd));
+    uint32_t jump = lcg() % 100;
+    g->now += jump == 0 ? KV_SESSION_IDLE_MS / 2 : jump < 3 ? 5000 : lcg() % 50;
+    if (lcg() % 30 == 0)
+        cmd->now_ms = g->now - lcg() % 10000; /* a leader whose clock is behind */
+    else
+        cmd->now_ms = g->now;
+    cmd->op = (uint8_t)(1 + lcg() % 5);
+    snprintf(g->key, sizeof(g->key), "k%u", lcg() % 60);
+    snprintf(g->key2, sizeof(g->key2), "k%u", lcg() % 60);
+    snprintf(g->val, sizeof(g->val), lcg() % 4 == 0 ? "x%u" : "%u", lcg() % 100);
+    cmd->deadline_ms = (int64_t)g->now + (int64_t)(lcg() % 20000) - 1000;
+    cmd->args[0] = (struct kv_arg){(const uint8_t *)g->key, (uint32_t)strlen(g->key)};
+    cmd->args[1] = (struct kv_arg){(const uint8_t *)g->val, (uint32_t)strlen(g->val)};
+    cmd->args[2] = (struct kv_arg){(const uint8_t *)g->key2, (uint32_t)strlen(g->key2)};
+    cmd->nargs = cmd->op == KV_OP_SET ? 2 : cmd->op == KV_OP_DEL ? 1 + lcg() % 2 : 1;
+    uint32_t who = lcg() % 10;
+    if (who >= 8)
+        return true; /* client 0 */
+    if (g->id[who] == 0 || lcg() % 50 == 0) {
+        g->id[who] = ++g->last_id;
+        g->seq[who] = 0;
+    }
+    cmd->client_id = g->id[who];
+    uint32_t how = lcg() % 10;
+    if (how < 6 || g->seq[who] == 0)
+        g->seq[who] += 1 + (lcg() % 8 == 0); /* a new request, now and then a gap */
+    cmd->seq = how == 8 && g->seq[who] > 1 ? g->seq[who] - 1 : g->seq[who];
+    if (how == 9 && g->seq[who] > 0)
+        cmd->seq = g->seq[who] + 5; /* after a session expired, or a jump */
+    return true;
+}
+
+static void apply_both(struct kv *a, struct kv *b, uint64_t index, const struct kv_cmd *cmd,
+                       bool noop)
+{
+    if (noop) {
+        kv_apply_noop(a, index);
+        if (b != NULL)
+            kv_apply_noop(b, index);
+        return;
+    }
+    uint8_t *data;
+    uint32_t len;
+    struct kv_reply ra, rb;
+    CHECK_INT_EQ(kv_cmd_encode(cmd, &data, &len), 0);
+    CHECK_INT_EQ(kv_apply(a, index, data, len, &ra), 0);
+    if (b != NULL) {
+        CHECK_INT_EQ(kv_apply(b, index, data, len, &rb), 0);
+        check_same_reply(&ra, &rb);
+        kv_reply_free(&rb);
+        char da[KV_STATE_DIGEST_HEX + 1], db[KV_STATE_DIGEST_HEX + 1];
+        kv_state_digest(a, da);
+        kv_state_digest(b, db);
+        CHECK_STR_EQ(da, db);
+        CHECK(kv_digest(a) == kv_digest(b));
+    }
+    kv_reply_free(&ra);
+    free(data);
+}
+
+static void test_snapshot_random_log(void)
+{
+    enum { N = 4000 };
+    static const int cuts[] = {0, 1, 777, 2000, 3999};
+    int kinds[KV_REPLY_ERR + 1] = {0};
+    for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+        struct kv *a = kv_new(), *b = NULL;
+        struct log_gen g;
+        memset(&g, 0, sizeof(g));
+        g.now = 1700000000000ULL;
+        lcg_state = 7;
+        static struct kv_cmd cmd;
+        for (int i = 1; i <= N; i++) {
+            if (i - 1 == cuts[c]) {
+                struct buf s = snapshot(a);
+                b = load(&s);
+                buf_free(&s);
+                if (b == NULL)
+                    break;
+                check_same_store(a, b);
+            }
+            bool noop = !gen_entry(&g, &cmd);
+            apply_both(a, b, (uint64_t)i, &cmd, noop);
+        }
+        if (b != NULL)
+            check_same_store(a, b);
+        if (c == 0) {
+            /* The log exercised every rule. */
+            struct kv *r = kv_new();
+            struct log_gen g2;
+            memset(&g2, 0, sizeof(g2));
+            g2.now = 1700000000000ULL;
+            lcg_state = 7;
+            int unknown = 0, stale = 0, mismatch = 0;
+            for (int i = 1; i <= N; i++) {
+                if (!gen_entry(&g2, &cmd)) {
+                    kv_apply_noop(r, (uint64_t)i);
+                    continue;
+                }
+                uint8_t *data;
+                uint32_t len;
+                struct kv_reply rep;
+                CHECK_INT_EQ(kv_cmd_encode(&cmd, &data, &len), 0);
+                CHECK_INT_EQ(kv_apply(r, (uint64_t)i, data, len, &rep), 0);
+                kinds[rep.type]++;
+                unknown += strstr(rep.err, "unknown client session") != NULL;
+                stale += strstr(rep.err, "stale request") != NULL;
+                mismatch += strstr(rep.err, "different command") != NULL;
+                kv_reply_free(&rep);
+                free(data);
+            }
+            CHECK(unknown > 10 && stale > 10 && mismatch > 10);
+            CHECK(kinds[KV_REPLY_OK] > 100 && kinds[KV_REPLY_INT] > 100);
+            CHECK(kv_count(r) > 10 && kv_count_with_ttl(r) > 0);
+            kv_free(r);
+        }
+        kv_free(a);
+        kv_free(b);
+    }
+}
+
 int main(void)
 {
     test_hash_flooding();
@@ -1075,5 +1670,13 @@ int main(void)
     test_codec_rejects_garbage();
     test_describe();
     test_100k_keys();
+    test_session_rules();
+    test_session_expiry();
+    test_session_cap();
+    test_snapshot_empty();
+    test_snapshot_round_trip();
+    test_snapshot_canonical();
+    test_snapshot_damage();
+    test_snapshot_random_log();
     CHECK_DONE();
 }
