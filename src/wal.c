@@ -10,7 +10,11 @@
  *   64 bytes each, zeros elsewhere; the valid slot with the higher sequence
  *   number wins:
  *     magic u32 "RKVH" | version u32 (1) | seq u64 | synced_end u64 |
- *     synced_index u64 | zeros | crc u32 (at 60, over bytes 0..59)
+ *     synced_index u64 | base u64 | zeros | crc u32 (at 60, over bytes 0..59)
+ *   base: the index before the first record (0 in logs written before
+ *   snapshots existed, which had zeros there); the records hold base + 1,
+ *   base + 2, ... It is the same in both slots: it changes only when the log
+ *   is rewritten whole (see "The log's base" below).
  *   record, from offset 4096 on, each right after the previous one:
  *     magic u32 "RKVL" | length u32 | crc u32 | term u64 | index u64 | type u8 |
  *     payload (length bytes)
@@ -54,6 +58,26 @@
  * (LOG_PREALLOCATE); recovery reads them as the end of the log, and a clean
  * wal_close cuts them off.
  *
+ * The log's base (log compaction). Once a snapshot at index I is durable
+ * (snapshot_file.c), entries <= I may go: wal_snapshot_taken drops them when
+ * they take at least as many bytes as what follows (so the copying is paid
+ * for by what it frees), wal_install_snapshot always. Dropping rewrites the
+ * log: the kept records go to log.tmp behind a header with base = I, fsync,
+ * rename over log, fsync of the dir. A crash leaves the old log or the new
+ * one, and both are valid with the snapshot. wal_open checks the log against
+ * the newest snapshot S (0: none):
+ *   - base > S: entries S + 1 .. base are nowhere: damage ("FILE: damaged at
+ *     offset 0 (the log starts after index B, the newest snapshot ends at
+ *     S)"). A log cut at the front is damage the same way, since its first
+ *     record must hold base + 1.
+ *   - the log ends before S, or holds S with a term other than the
+ *     snapshot's: the log was being replaced by an installed snapshot; it
+ *     starts afresh, empty with base S (rewritten as above).
+ *   - else entries base + 1 .. S are dead but harmless (raft_restore skips
+ *     them).
+ * wal_append of entry S + 1 to a log that ends before S starts the log afresh
+ * the same way (a follower that installed a snapshot past its log).
+ *
  * A new log is created whole: a header, written to log.tmp, fsynced and
  * renamed over log, and the dir fsynced (wal_write_new_log; an old log is
  * converted the same way), so a crash leaves no log or a whole one.
@@ -70,6 +94,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "snapshot_file.h"
 #include "wal_internal.h"
 
 /* The log file is extended with zeros this much at a time, ahead of the
@@ -84,7 +109,7 @@
 /* ---------------------------------------------------------------- log header */
 
 static void header_slot_encode(uint8_t *slot, uint64_t seq, uint64_t synced_end,
-                               uint64_t synced_index)
+                               uint64_t synced_index, uint64_t base)
 {
     memset(slot, 0, HEADER_SLOT_SIZE);
     wal_put_u32(slot, HEADER_MAGIC);
@@ -92,25 +117,29 @@ static void header_slot_encode(uint8_t *slot, uint64_t seq, uint64_t synced_end,
     wal_put_u64(slot + 8, seq);
     wal_put_u64(slot + 16, synced_end);
     wal_put_u64(slot + 24, synced_index);
+    wal_put_u64(slot + 32, base);
     wal_put_u32(slot + HEADER_CRC_AT, crc32c(0, slot, HEADER_CRC_AT));
 }
 
 /* A slot with the right magic, version and checksum, and a mark that can be
  * true: at least a record header's worth of bytes for every record. */
 static bool header_slot_decode(const uint8_t *slot, uint64_t *seq, uint64_t *synced_end,
-                               uint64_t *synced_index)
+                               uint64_t *synced_index, uint64_t *base)
 {
     if (wal_get_u32(slot) != HEADER_MAGIC || wal_get_u32(slot + 4) != HEADER_VERSION)
         return false;
     if (wal_get_u32(slot + HEADER_CRC_AT) != crc32c(0, slot, HEADER_CRC_AT))
         return false;
     uint64_t end = wal_get_u64(slot + 16), index = wal_get_u64(slot + 24);
-    if (end < LOG_DATA_START || (end - LOG_DATA_START) / LOG_HEADER_SIZE < index ||
-        (index == 0) != (end == LOG_DATA_START))
+    uint64_t first = wal_get_u64(slot + 32);
+    if (end < LOG_DATA_START || index < first ||
+        (end - LOG_DATA_START) / LOG_HEADER_SIZE < index - first ||
+        (index == first) != (end == LOG_DATA_START))
         return false;
     *seq = wal_get_u64(slot + 8);
     *synced_end = end;
     *synced_index = index;
+    *base = first;
     return true;
 }
 
@@ -128,7 +157,7 @@ static int write_mark(struct wal *w, uint64_t end, uint64_t index, bool sync, ch
     }
     uint64_t seq = w->header_seq + 1;
     uint8_t slot[HEADER_SLOT_SIZE];
-    header_slot_encode(slot, seq, end, index);
+    header_slot_encode(slot, seq, end, index, w->base);
     if (wal_write_all_at(w->log_fd, slot, sizeof slot, (seq % 2) * HEADER_SLOT_STRIDE) < 0)
         return wal_fail(err, errlen, "cannot write the header of %s/log: %s", w->dir,
                         strerror(errno));
@@ -154,10 +183,10 @@ static int read_header(struct wal *w, const char *path, char *err, size_t errlen
         return wal_fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
     bool found = false;
     for (int i = 0; i < 2; i++) {
-        uint64_t seq, end, index;
+        uint64_t seq, end, index, base;
         if (got < i * HEADER_SLOT_STRIDE + HEADER_SLOT_SIZE)
             break;
-        if (!header_slot_decode(slots + i * HEADER_SLOT_STRIDE, &seq, &end, &index))
+        if (!header_slot_decode(slots + i * HEADER_SLOT_STRIDE, &seq, &end, &index, &base))
             continue;
         if (found && seq <= w->header_seq)
             continue;
@@ -165,6 +194,7 @@ static int read_header(struct wal *w, const char *path, char *err, size_t errlen
         w->header_seq = seq;
         w->synced_end = end;
         w->synced_index = index;
+        w->base = base;
     }
     if (!found)
         return wal_fail(err, errlen, "%s: damaged at offset 0 (no valid header slot)", path);
@@ -354,8 +384,9 @@ static int read_log(struct wal *w, const char *path, struct entry_list *l, char 
             wal_read_record(&r, off, w->synced_end, true, &rec, &payload, reason, sizeof reason);
         if (k < 0)
             goto err_read;
-        if (k == 1 && rec.index != l->n + 1) {
-            snprintf(reason, sizeof reason, "index %" PRIu64 ", expected %zu", rec.index, l->n + 1);
+        if (k == 1 && rec.index != w->base + l->n + 1) {
+            snprintf(reason, sizeof reason, "index %" PRIu64 ", expected %" PRIu64, rec.index,
+                     w->base + l->n + 1);
             k = 0;
         } else if (k == 1 && rec.term < last_term) {
             snprintf(reason, sizeof reason,
@@ -372,11 +403,11 @@ static int read_log(struct wal *w, const char *path, struct entry_list *l, char 
         last_term = rec.term;
         off += LOG_HEADER_SIZE + (uint64_t)rec.len;
     }
-    if (l->n != w->synced_index) {
+    if (w->base + l->n != w->synced_index) {
         wal_fail(err, errlen,
-                 "%s: damaged at offset %" PRIu64 " (the synced end follows index %zu, the header "
-                 "says %" PRIu64 ")",
-                 path, off, l->n, w->synced_index);
+                 "%s: damaged at offset %" PRIu64 " (the synced end follows index %" PRIu64
+                 ", the header says %" PRIu64 ")",
+                 path, off, w->base + l->n, w->synced_index);
         goto err_free;
     }
 
@@ -385,7 +416,7 @@ static int read_log(struct wal *w, const char *path, struct entry_list *l, char 
         int k = wal_read_record(&r, off, r.size, false, &rec, &payload, reason, sizeof reason);
         if (k < 0)
             goto err_read;
-        if (k == 0 || rec.index != l->n + 1 || rec.term < last_term)
+        if (k == 0 || rec.index != w->base + l->n + 1 || rec.term < last_term)
             break;
         if (wal_keep_record(w, l, &rec, payload, off) < 0)
             goto err_memory;
@@ -404,7 +435,7 @@ static int read_log(struct wal *w, const char *path, struct entry_list *l, char 
         wal_fail(err, errlen, "cannot sync %s: %s", path, strerror(errno));
         goto err_free;
     }
-    if (off > w->synced_end && write_mark(w, off, l->n, true, err, errlen) < 0)
+    if (off > w->synced_end && write_mark(w, off, w->base + l->n, true, err, errlen) < 0)
         goto err_free;
     w->log_end = off;
     w->file_size = off;
@@ -422,13 +453,15 @@ err_free:
 
 /* ---------------------------------------------------------------- creating and opening */
 
-/* Put a new log in place of w->dir/log: a header marking everything synced,
- * then the src_len bytes of records at the start of src_fd (-1 and 0 for an
- * empty log), holding n_records records. Written to log.tmp, fsynced, renamed
- * over log, then the dir fsynced: a crash leaves the old file or the new one.
- * On success w->log_fd is the new file (the old descriptor is closed). */
-int wal_write_new_log(struct wal *w, int src_fd, uint64_t src_len, uint64_t n_records, char *err,
-                      size_t errlen)
+/* Put a new log in place of w->dir/log: a header with base and marking
+ * everything synced, then the src_len bytes of records at src_off in src_fd
+ * (-1, 0 and 0 for an empty log), holding n_records records. Written to
+ * log.tmp, fsynced, renamed over log, then the dir fsynced: a crash leaves
+ * the old file or the new one. On success w->log_fd is the new file (the old
+ * descriptor is closed) and w's mark and base are the new log's; the caller
+ * fixes the offsets. On failure w is unchanged. */
+int wal_write_new_log(struct wal *w, int src_fd, uint64_t src_off, uint64_t src_len, uint64_t base,
+                      uint64_t n_records, char *err, size_t errlen)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
     if (wal_make_path(path, sizeof path, w->dir, "log", err, errlen) < 0 ||
@@ -444,14 +477,14 @@ int wal_write_new_log(struct wal *w, int src_fd, uint64_t src_len, uint64_t n_re
         goto err_close;
     }
     memset(buf, 0, LOG_DATA_START);
-    header_slot_encode(buf, 0, LOG_DATA_START + src_len, n_records);
+    header_slot_encode(buf, 0, LOG_DATA_START + src_len, base + n_records, base);
     if (wal_write_all_at(fd, buf, LOG_DATA_START, 0) < 0) {
         wal_fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         goto err_free;
     }
     for (uint64_t done = 0; done < src_len;) {
         size_t n = src_len - done < READ_CHUNK ? (size_t)(src_len - done) : READ_CHUNK;
-        ssize_t got = wal_read_at(src_fd, buf, n, done);
+        ssize_t got = wal_read_at(src_fd, buf, n, src_off + done);
         if (got < 0 || (size_t)got != n) {
             if (got >= 0)
                 errno = EIO; /* the file shrank while we copied it */
@@ -470,29 +503,33 @@ int wal_write_new_log(struct wal *w, int src_fd, uint64_t src_len, uint64_t n_re
         wal_fail(err, errlen, "cannot sync %s: %s", tmp, strerror(errno));
         goto err_close;
     }
-    if (rename(tmp, path) < 0) {
+    if (wal_rename(tmp, path) < 0) {
         wal_fail(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         goto err_close;
     }
-    if (wal_sync_dir(w->dir) < 0) {
-        wal_fail(err, errlen, "cannot sync data dir %s: %s", w->dir, strerror(errno));
-        goto err_close;
-    }
+    /* The new file is the log now, whether or not the rename is durable yet:
+     * if the dir sync fails, wal_sync tries it again before it succeeds. */
+    int rc = 0;
+    w->dir_unsynced = wal_sync_dir(w->dir) < 0;
+    if (w->dir_unsynced)
+        rc = wal_fail(err, errlen, "cannot sync data dir %s: %s", w->dir, strerror(errno));
     if (w->log_fd >= 0)
         close(w->log_fd);
     w->log_fd = fd;
     w->header_seq = 0;
     w->synced_end = LOG_DATA_START + src_len;
-    w->synced_index = n_records;
+    w->base = base;
+    w->synced_index = base + n_records;
     w->mark_pending = false;
     w->log_end = w->synced_end;
     w->file_size = w->synced_end;
-    return 0;
+    return rc;
 
 err_free:
     free(buf);
 err_close:
     close(fd);
+    unlink(tmp); /* best effort: wal_open removes it anyway */
     return -1;
 }
 
@@ -516,7 +553,10 @@ static int open_log(struct wal *w, struct entry_list *l, char *err, size_t errle
         if (has_header)
             return wal_fail(err, errlen, "%s is missing (%s/meta says it was created)", path,
                             w->dir);
-        if (wal_write_new_log(w, -1, 0, 0, err, errlen) < 0)
+        if (w->snap_index > 0)
+            return wal_fail(err, errlen, "%s is missing (a snapshot at index %" PRIu64 " exists)",
+                            path, w->snap_index);
+        if (wal_write_new_log(w, -1, 0, 0, 0, 0, err, errlen) < 0)
             return -1;
     } else {
         struct stat st;
@@ -546,6 +586,96 @@ static int open_log(struct wal *w, struct entry_list *l, char *err, size_t errle
     return 0;
 }
 
+/* ---------------------------------------------------------------- the base */
+
+/* Replace the log with an empty one starting after base. (wal_write_new_log
+ * may fail after the new file took the old one's place: a dir sync failed.
+ * The new file is then w's log all the same.) */
+static int restart_log(struct wal *w, uint64_t base, char *err, size_t errlen)
+{
+    int old_fd = w->log_fd;
+    int rc = wal_write_new_log(w, -1, 0, 0, base, 0, err, errlen);
+    if (w->log_fd != old_fd)
+        w->n_records = 0;
+    return rc;
+}
+
+/* Rewrite the log without the entries <= index (base < index <= last). */
+static int drop_through(struct wal *w, uint64_t index, char *err, size_t errlen)
+{
+    size_t k = (size_t)(index - w->base);
+    uint64_t from = k < w->n_records ? w->offsets[k] : w->log_end;
+    size_t keep = w->n_records - k;
+    int old_fd = w->log_fd;
+    int rc = wal_write_new_log(w, w->log_fd, from, w->log_end - from, index, keep, err, errlen);
+    if (w->log_fd == old_fd)
+        return rc;
+    for (size_t i = 0; i < keep; i++)
+        w->offsets[i] = w->offsets[k + i] - from + LOG_DATA_START;
+    w->n_records = keep;
+    return rc;
+}
+
+/* The term of the stored entry at index (base < index <= last), read back
+ * from the file. */
+static int stored_term(struct wal *w, uint64_t index, uint64_t *term, char *err, size_t errlen)
+{
+    uint64_t off = w->offsets[index - w->base - 1];
+    uint8_t h[LOG_HEADER_SIZE];
+    ssize_t got = wal_read_at(w->log_fd, h, sizeof h, off);
+    if (got != (ssize_t)sizeof h) {
+        if (got >= 0)
+            errno = EIO;
+        return wal_fail(err, errlen, "cannot read %s/log at offset %" PRIu64 ": %s", w->dir, off,
+                        strerror(errno));
+    }
+    struct record rec;
+    header_decode(h, &rec);
+    *term = rec.term;
+    return 0;
+}
+
+/* The snapshot (index, term) is durable and the newest: make the log fit it
+ * (see "The log's base" at the top). */
+static int settle_log(struct wal *w, uint64_t index, uint64_t term, char *err, size_t errlen)
+{
+    uint64_t last = w->base + w->n_records;
+    if (w->base >= index)
+        return 0;
+    if (last < index)
+        return restart_log(w, index, err, errlen);
+    uint64_t t = 0;
+    if (stored_term(w, index, &t, err, errlen) < 0)
+        return -1;
+    if (t != term)
+        return restart_log(w, index, err, errlen);
+    size_t k = (size_t)(index - w->base);
+    uint64_t from = k < w->n_records ? w->offsets[k] : w->log_end;
+    if (from - LOG_DATA_START >= w->log_end - from)
+        return drop_through(w, index, err, errlen);
+    return 0;
+}
+
+/* wal_open: the log read into l, against the newest snapshot. */
+static int check_log(struct wal *w, struct entry_list *l, char *err, size_t errlen)
+{
+    uint64_t s = w->snap_index;
+    if (w->base > s)
+        return wal_fail(err, errlen,
+                        "%s/log: damaged at offset 0 (the log starts after index %" PRIu64
+                        ", the newest snapshot ends at %" PRIu64 ")",
+                        w->dir, w->base, s);
+    if (s == 0 || w->base == s)
+        return 0;
+    uint64_t last = w->base + l->n;
+    if (last >= s && l->v[s - w->base - 1].term == w->snap_term)
+        return 0;
+    /* Being replaced by an installed snapshot when the node stopped. */
+    free_entries(l->v, l->n);
+    *l = (struct entry_list){0};
+    return restart_log(w, s, err, errlen);
+}
+
 /* ---------------------------------------------------------------- API */
 
 int wal_open(const char *dir, struct wal **out, uint64_t *term, uint32_t *voted_for,
@@ -569,7 +699,10 @@ int wal_open(const char *dir, struct wal **out, uint64_t *term, uint32_t *voted_
 
     struct entry_list l = {0};
     if (wal_make_dir(dir, err, errlen) < 0 || wal_take_lock(w, err, errlen) < 0 ||
-        wal_open_meta(w, err, errlen) < 0 || open_log(w, &l, err, errlen) < 0) {
+        wal_open_meta(w, err, errlen) < 0 ||
+        snapfile_open_dir(dir, &w->snap_index, &w->snap_term, err, errlen) < 0 ||
+        open_log(w, &l, err, errlen) < 0 || check_log(w, &l, err, errlen) < 0 ||
+        snapfile_remove_below(dir, w->snap_index, err, errlen) < 0) {
         free_entries(l.v, l.n);
         wal_close(w);
         return -1;
@@ -588,16 +721,18 @@ int wal_open(const char *dir, struct wal **out, uint64_t *term, uint32_t *voted_
  * truncated record after a new one. */
 int wal_truncate(struct wal *w, uint64_t from, char *err, size_t errlen)
 {
-    if (from == 0)
-        return wal_fail(err, errlen, "cannot truncate %s/log from index 0", w->dir);
-    if (from > w->n_records)
+    if (from <= w->base)
+        return wal_fail(err, errlen,
+                        "cannot truncate %s/log from index %" PRIu64 ": it starts after %" PRIu64,
+                        w->dir, from, w->base);
+    if (from > w->base + w->n_records)
         return 0;
-    uint64_t off = w->offsets[from - 1];
+    uint64_t off = w->offsets[from - w->base - 1];
     if (w->synced_end > off && write_mark(w, off, from - 1, true, err, errlen) < 0)
         return -1;
     if (wal_truncate_to(w->log_fd, off) < 0)
         return wal_fail(err, errlen, "cannot truncate %s/log: %s", w->dir, strerror(errno));
-    w->n_records = (size_t)(from - 1);
+    w->n_records = (size_t)(from - 1 - w->base);
     w->log_end = off;
     w->file_size = off;
     if (wal_sync_data(w->log_fd) < 0)
@@ -628,11 +763,15 @@ int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *
 {
     if (n == 0)
         return 0;
+    /* A follower that installed a snapshot past its log: start it afresh. */
+    if (entries[0].index == w->snap_index + 1 && w->base + w->n_records < w->snap_index &&
+        restart_log(w, w->snap_index, err, errlen) < 0)
+        return -1;
 
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         const struct raft_entry *e = &entries[i];
-        uint64_t expected = (uint64_t)w->n_records + 1 + i;
+        uint64_t expected = w->base + w->n_records + 1 + i;
         if (e->index != expected)
             return wal_fail(err, errlen, "cannot append entry %" PRIu64 ": expected index %" PRIu64,
                             e->index, expected);
@@ -710,12 +849,17 @@ int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *
  * (or wal_close) makes it durable. */
 int wal_sync(struct wal *w, char *err, size_t errlen)
 {
+    if (w->dir_unsynced) {
+        if (wal_sync_dir(w->dir) < 0)
+            return wal_fail(err, errlen, "cannot sync data dir %s: %s", w->dir, strerror(errno));
+        w->dir_unsynced = false;
+    }
     if (wal_sync_data(w->log_fd) < 0)
         return wal_fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
     w->mark_pending = false;
-    if (w->synced_end == w->log_end && w->synced_index == w->n_records)
+    if (w->synced_end == w->log_end && w->synced_index == w->base + w->n_records)
         return 0;
-    return write_mark(w, w->log_end, w->n_records, false, err, errlen);
+    return write_mark(w, w->log_end, w->base + w->n_records, false, err, errlen);
 }
 
 /* After a failed write or sync nothing past the synced mark is trusted: a
@@ -727,7 +871,7 @@ int wal_reset_to_synced(struct wal *w, char *err, size_t errlen)
 {
     if (wal_truncate_to(w->log_fd, w->synced_end) < 0)
         return wal_fail(err, errlen, "cannot truncate %s/log: %s", w->dir, strerror(errno));
-    w->n_records = (size_t)w->synced_index;
+    w->n_records = (size_t)(w->synced_index - w->base);
     w->log_end = w->synced_end;
     w->file_size = w->synced_end;
     return 0;
@@ -735,7 +879,64 @@ int wal_reset_to_synced(struct wal *w, char *err, size_t errlen)
 
 uint64_t wal_last_index(const struct wal *w)
 {
-    return w->n_records;
+    return w->base + w->n_records;
+}
+
+uint64_t wal_first_index(const struct wal *w)
+{
+    return w->base + 1;
+}
+
+void wal_snapshot(const struct wal *w, uint64_t *index, uint64_t *term)
+{
+    *index = w->snap_index;
+    *term = w->snap_term;
+}
+
+int wal_snapshot_taken(struct wal *w, uint64_t index, uint64_t term, char *err, size_t errlen)
+{
+    if (index == w->snap_index && term == w->snap_term)
+        return settle_log(w, index, term, err, errlen);
+    if (index <= w->snap_index)
+        return wal_fail(err, errlen,
+                        "snapshot at index %" PRIu64 " is not past the newest in %s (%" PRIu64 ")",
+                        index, w->dir, w->snap_index);
+    w->snap_index = index;
+    w->snap_term = term;
+    return settle_log(w, index, term, err, errlen);
+}
+
+int wal_install_snapshot(struct wal *w, uint64_t index, uint64_t term, char *err, size_t errlen)
+{
+    /* Asked again after a failure past the rename: fit the log again. */
+    if (index == w->snap_index && term == w->snap_term)
+        return settle_log(w, index, term, err, errlen);
+    if (index <= w->snap_index)
+        return wal_fail(err, errlen,
+                        "cannot install a snapshot at index %" PRIu64
+                        " in %s: it has one at %" PRIu64,
+                        index, w->dir, w->snap_index);
+    if (snapfile_recv_install(w->dir, index, term, err, errlen) < 0) {
+        /* Renamed, but the dir sync failed: it is the newest snapshot all
+         * the same (a retry goes on from here; wal_sync syncs the dir). */
+        char path[PATH_MAX];
+        if (snapfile_path(path, sizeof path, w->dir, index, term, NULL, 0) == 0 &&
+            access(path, F_OK) == 0) {
+            w->snap_index = index;
+            w->snap_term = term;
+            w->dir_unsynced = true;
+        }
+        return -1;
+    }
+    w->snap_index = index;
+    w->snap_term = term;
+    return settle_log(w, index, term, err, errlen);
+}
+
+int wal_remove_snapshots_below(struct wal *w, uint64_t index, char *err, size_t errlen)
+{
+    return snapfile_remove_below(w->dir, index < w->snap_index ? index : w->snap_index, err,
+                                 errlen);
 }
 
 uint64_t wal_log_size(const struct wal *w)
@@ -755,8 +956,8 @@ void wal_close(struct wal *w)
             w->file_size = w->log_end;
         if (wal_sync_data(w->log_fd) == 0) {
             w->mark_pending = false;
-            if (w->synced_end != w->log_end || w->synced_index != w->n_records)
-                write_mark(w, w->log_end, w->n_records, true, NULL, 0);
+            if (w->synced_end != w->log_end || w->synced_index != w->base + w->n_records)
+                write_mark(w, w->log_end, w->base + w->n_records, true, NULL, 0);
         }
     }
     if (w->log_fd >= 0)

@@ -6,7 +6,10 @@
  *   DIR/log   a 4096-byte header, then one checksummed record an entry,
  *             appended. The header holds the synced mark (two checksummed
  *             slots written in turn): where the log ended, and its last index,
- *             at a completed sync.
+ *             at a completed sync; and the log's base: the index before its
+ *             first record (0 until a snapshot lets the log drop a prefix).
+ *   DIR/snap-<index>-<term>  snapshots (snapshot_file.h); the newest one
+ *             and the log together hold every committed entry.
  *
  * Nothing is durable until wal_sync() (or wal_save_hard_state(), which syncs
  * itself) returns 0. On wal_open, every record up to the synced mark must be
@@ -23,6 +26,24 @@
  *   wal_meta.c    the meta file
  *   wal_legacy.c  the first-release log and its conversion
  *   wal_file.c    file I/O helpers, the data dir and its lock
+ *   snapshot_file.c  snapshot files
+ *
+ * Snapshots, what a node does (raft.h gives the order of a ready):
+ *   - at start: wal_open; wal_snapshot gives the newest snapshot (index,
+ *     term; 0, 0: none): load it (snapfile_load) into the state machine, then
+ *     raft_restore(term, vote, index, term, entries, n).
+ *   - taking one at applied index I (term T): snapfile_writer_open(dir, I,
+ *     T), snapfile_writer_append the state in pieces, snapfile_writer_finish
+ *     (durable), wal_snapshot_taken(w, I, T) (the log may drop entries <= I),
+ *     then raft_compact(r, I).
+ *   - sending one: snapfile_reader_open(dir, index, term) and
+ *     snapfile_read_at the chunk's offset; done when offset + len reaches
+ *     snapfile_reader_size.
+ *   - receiving one: rd.snapshot_chunk -> snapfile_recv_chunk (step e);
+ *     rd.snapshot_install -> wal_install_snapshot (step c), then load it
+ *     into the state machine before applying.
+ *   - now and then: wal_remove_snapshots_below(w, I) with the smallest
+ *     index raft_snapshot_in_use still says yes to (or the newest's).
  */
 #ifndef RAFTKV_WAL_H
 #define RAFTKV_WAL_H
@@ -34,16 +55,23 @@
 
 struct wal;
 
-/* Create DIR if missing, take the lock, read everything back.
- * On success *entries is a malloc'd array of *n entries with index 1..n, each
- * with malloc'd data (the caller owns it: raft_restore takes it). */
+/* Create DIR if missing, take the lock, find the newest snapshot, read
+ * everything back. On success *entries is a malloc'd array of *n entries
+ * with index wal_first_index(w) .. wal_first_index(w) + n - 1 (1..n when
+ * there is no snapshot), each with malloc'd data (the caller owns it:
+ * raft_restore takes it). With a snapshot at S the log starts at or before
+ * S + 1 (entries <= S are dead: raft_restore skips them). Snapshots older
+ * than the newest are removed. */
 int wal_open(const char *dir, struct wal **out, uint64_t *term, uint32_t *voted_for,
              struct raft_entry **entries, size_t *n, char *err, size_t errlen);
 /* Write term and vote and fsync them. */
 int wal_save_hard_state(struct wal *w, uint64_t term, uint32_t voted_for, char *err, size_t errlen);
-/* Drop stored entries with index >= from; durable on return (it syncs). */
+/* Drop stored entries with index >= from (> the log's base); durable on
+ * return (it syncs). */
 int wal_truncate(struct wal *w, uint64_t from, char *err, size_t errlen);
-/* Append entries (their indexes follow the last stored one). Not yet durable. */
+/* Append entries (their indexes follow the last stored one; or the first is
+ * the newest snapshot's index + 1 and the log ends before the snapshot: the
+ * log then starts afresh after it). Not yet durable. */
 int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *err, size_t errlen);
 /* Make every append so far durable (fdatasync), then record in the header
  * that the log is synced through here (made durable by the next sync). */
@@ -52,7 +80,26 @@ int wal_sync(struct wal *w, char *err, size_t errlen);
  * last completed sync (wal_last_index says where that is); they are written
  * again by the next wal_append. */
 int wal_reset_to_synced(struct wal *w, char *err, size_t errlen);
+/* The last stored entry's index: wal_first_index(w) - 1 when the log is empty. */
 uint64_t wal_last_index(const struct wal *w);
+/* The index of the first entry the log holds (or would hold): base + 1. */
+uint64_t wal_first_index(const struct wal *w);
+/* The newest snapshot in the dir: 0, 0 if none. */
+void wal_snapshot(const struct wal *w, uint64_t *index, uint64_t *term);
+/* This node wrote snapshot (index, term) durably (snapfile_writer_finish):
+ * it is now the newest; the log drops the entries <= index if they take at
+ * least as many bytes as those after (a rewrite, crash-safe), else keeps
+ * them until a later snapshot. */
+int wal_snapshot_taken(struct wal *w, uint64_t index, uint64_t term, char *err, size_t errlen);
+/* rd.snapshot_install: the received DIR/snapshot-recv.tmp (complete and
+ * synced) is verified and becomes snapshot (index, term), durably; then the
+ * log is fitted to it: if it holds index with that term it goes on (the
+ * prefix dropped as above), else it starts afresh, empty, after index.
+ * Asked again for the same snapshot (the ready is retried after a failure),
+ * it only fits the log. */
+int wal_install_snapshot(struct wal *w, uint64_t index, uint64_t term, char *err, size_t errlen);
+/* Remove the snapshots with an index below index (never the newest). */
+int wal_remove_snapshots_below(struct wal *w, uint64_t index, char *err, size_t errlen);
 /* Where the next record goes in DIR/log: the header and the records. The
  * file itself may be longer while the node runs: it is extended with zeros
  * ahead of the records, and cut back on a clean wal_close (or when opened

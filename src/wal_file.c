@@ -59,10 +59,24 @@ uint64_t wal_get_u64(const uint8_t *p)
 
 /* ---------------------------------------------------------------- file I/O */
 
+int (*wal_fault_hook)(const char *op);
+
+/* Whether a test has the next operation fail (errno EIO) or crash (it exits). */
+static int fault(const char *op)
+{
+    if (wal_fault_hook != NULL && wal_fault_hook(op) != 0) {
+        errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
 /* Write all n bytes at off. Returns 0, or -1 with errno set. */
 int wal_write_all_at(int fd, const void *p, size_t n, uint64_t off)
 {
     const uint8_t *bytes = p;
+    if (fault("write") < 0)
+        return -1;
     while (n > 0) {
         ssize_t k = pwrite(fd, bytes, n, (off_t)off);
         if (k < 0 && errno == EINTR)
@@ -101,6 +115,8 @@ ssize_t wal_read_at(int fd, void *p, size_t n, uint64_t off)
 
 int wal_sync_data(int fd)
 {
+    if (fault("fdatasync") < 0)
+        return -1;
     int rc;
     do
         rc = fdatasync(fd);
@@ -111,6 +127,8 @@ int wal_sync_data(int fd)
 /* fsync: data and every attribute, for a file about to be renamed into place. */
 int wal_sync_all(int fd)
 {
+    if (fault("fsync") < 0)
+        return -1;
     int rc;
     do
         rc = fsync(fd);
@@ -120,6 +138,8 @@ int wal_sync_all(int fd)
 
 int wal_truncate_to(int fd, uint64_t size)
 {
+    if (fault("ftruncate") < 0)
+        return -1;
     int rc;
     do
         rc = ftruncate(fd, (off_t)size);
@@ -130,6 +150,8 @@ int wal_truncate_to(int fd, uint64_t size)
 /* fsync a directory, so that names created in it survive a crash. */
 int wal_sync_dir(const char *path)
 {
+    if (fault("fsync dir") < 0)
+        return -1;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -141,6 +163,13 @@ int wal_sync_dir(const char *path)
     close(fd);
     errno = saved;
     return rc;
+}
+
+int wal_rename(const char *from, const char *to)
+{
+    if (fault("rename") < 0)
+        return -1;
+    return rename(from, to);
 }
 
 int wal_make_path(char *out, size_t outlen, const char *dir, const char *name, char *err,

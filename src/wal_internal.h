@@ -40,7 +40,10 @@ struct wal {
     uint64_t term;     /* the hard state as last saved */
     uint32_t voted_for;
     uint32_t meta_flags;
-    uint64_t *offsets; /* offsets[i]: where the record with index i + 1 starts */
+    uint64_t base;       /* the log holds entries base + 1 .. base + n_records */
+    uint64_t snap_index; /* the newest snapshot in the dir (0: none) */
+    uint64_t snap_term;
+    uint64_t *offsets; /* offsets[i]: where the record with index base + 1 + i starts */
     size_t n_records;
     size_t offsets_cap;
     uint64_t log_end;    /* where the next record goes */
@@ -50,6 +53,7 @@ struct wal {
     uint64_t synced_index;
     bool mark_pending; /* a header slot was written since the last fdatasync */
     bool log_ready;    /* the log was read (or created) whole: wal_close may write it */
+    bool dir_unsynced; /* the log was renamed into place but the dir sync failed */
     uint8_t *out;      /* wal_append's buffer, reused between calls */
     size_t out_cap;
 };
@@ -102,6 +106,14 @@ int wal_sync_all(int fd);
 int wal_truncate_to(int fd, uint64_t size);
 /* fsync a dir, so that names made in it survive a crash. */
 int wal_sync_dir(const char *path);
+/* rename(); made durable by wal_sync_dir. */
+int wal_rename(const char *from, const char *to);
+/* Tests only: called before every write, fdatasync, fsync, ftruncate,
+ * rename and dir fsync of the wal*.c and snapshot_file.c code with the
+ * operation's name ("write", "fsync", ...). Nonzero: the operation fails
+ * with EIO; a test may also _exit() there to simulate a crash. NULL in a
+ * node. */
+extern int (*wal_fault_hook)(const char *op);
 /* out = "dir/name", or an error if it does not fit. */
 int wal_make_path(char *out, size_t outlen, const char *dir, const char *name, char *err,
                   size_t errlen);
@@ -127,9 +139,11 @@ int wal_read_record(struct reader *r, uint64_t off, uint64_t end, bool synced, s
 /* Keep the record at off as the next entry of l and of w's offsets. -1: no memory. */
 int wal_keep_record(struct wal *w, struct entry_list *l, const struct record *rec,
                     const uint8_t *payload, uint64_t off);
-/* Put a log with a header and the first src_len bytes of src_fd in place of DIR/log. */
-int wal_write_new_log(struct wal *w, int src_fd, uint64_t src_len, uint64_t n_records, char *err,
-                      size_t errlen);
+/* Put a log with a header (base: the index before its first record) and
+ * the src_len bytes at src_off of src_fd (n_records records) in place of
+ * DIR/log. */
+int wal_write_new_log(struct wal *w, int src_fd, uint64_t src_off, uint64_t src_len, uint64_t base,
+                      uint64_t n_records, char *err, size_t errlen);
 
 /* wal_legacy.c: the first-release log. */
 /* Whether the open DIR/log (size bytes) is a first-release log, with no header. */

@@ -131,7 +131,7 @@ int wal_convert_legacy_log(struct wal *w, const char *path, struct entry_list *l
     uint64_t end = 0;
     if (read_legacy_log(w, path, l, &end, err, errlen) < 0)
         return -1;
-    if (wal_write_new_log(w, w->log_fd, end, l->n, err, errlen) < 0)
+    if (wal_write_new_log(w, w->log_fd, 0, end, 0, l->n, err, errlen) < 0)
         return -1;
     for (size_t i = 0; i < w->n_records; i++)
         w->offsets[i] += LOG_DATA_START;

@@ -67,7 +67,7 @@ static int create_meta(struct wal *w, const char *path, char *err, size_t errlen
     meta_encode(slots, 0, 0, RAFT_NONE, 0);
     if (wal_write_all_at(fd, slots, sizeof slots, 0) < 0 || wal_sync_data(fd) < 0)
         return wal_fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-    if (rename(tmp, path) < 0)
+    if (wal_rename(tmp, path) < 0)
         return wal_fail(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
     if (wal_sync_dir(w->dir) < 0)
         return wal_fail(err, errlen, "cannot sync data dir %s: %s", w->dir, strerror(errno));

@@ -1,5 +1,7 @@
 /* test_wal.c - the data dir: hard state, log records, the synced mark, torn
- * tails, damage, old logs, lock. Real files under a temp dir, real fsync. */
+ * tails, damage, old logs, lock; the log's base after a snapshot (prefix
+ * drop, a crash or error at each of its steps, a follower's install). Real files under a temp dir,
+ * real fsync. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -14,7 +16,9 @@
 
 #include "check.h"
 #include "crc32c.h"
+#include "snapshot_file.h"
 #include "wal.h"
+#include "wal_internal.h" /* wal_fault_hook */
 
 static char root[] = "/tmp/raftkv-test-wal-XXXXXX";
 static char err[512];
@@ -1216,6 +1220,366 @@ static void test_killed_with_zeros_ahead(void)
     close_opened(&o);
 }
 
+/* ---------------------------------------------------------------- snapshots and the log's base */
+
+/* Fault injection (wal_fault_hook): the k-th file operation fails, or
+ * crashes the process. */
+static int fault_at, fault_count;
+static bool fault_crash;
+
+static int fault_hook(const char *op)
+{
+    (void)op;
+    if (++fault_count != fault_at)
+        return 0;
+    if (fault_crash)
+        _exit(0);
+    return 1;
+}
+
+static void fault_arm(int at, bool crash)
+{
+    fault_at = at;
+    fault_count = 0;
+    fault_crash = crash;
+    wal_fault_hook = fault_hook;
+}
+
+/* Entry i holds "entry-i". */
+static void entry_text(char *out, size_t outlen, uint64_t index)
+{
+    snprintf(out, outlen, "entry-%llu", (unsigned long long)index);
+}
+
+static void append_entries(struct wal *w, uint64_t term, uint64_t through)
+{
+    char text[32];
+    while (wal_last_index(w) < through) {
+        entry_text(text, sizeof text, wal_last_index(w) + 1);
+        append_text(w, term, text);
+    }
+}
+
+/* Every entry of o is entry-<index>, indexes following on from first. */
+static bool entries_ok(const struct opened *o, uint64_t first)
+{
+    char text[32];
+    for (size_t i = 0; i < o->n; i++) {
+        entry_text(text, sizeof text, o->entries[i].index);
+        if (o->entries[i].index != first + i || !data_is(&o->entries[i], text))
+            return false;
+    }
+    return true;
+}
+
+static int write_snapshot(const char *dir, uint64_t index, uint64_t term)
+{
+    struct snapfile_writer *sw;
+    if (snapfile_writer_open(dir, index, term, &sw, err, sizeof err) != 0)
+        return -1;
+    if (snapfile_writer_append(sw, "state", 5, err, sizeof err) != 0) {
+        snapfile_writer_abort(sw);
+        return -1;
+    }
+    return snapfile_writer_finish(sw, err, sizeof err);
+}
+
+/* A fresh dir holding entries 1..10 of term 1, and a snapshot at 8. */
+static void make_ten_and_snapshot(const char *dir)
+{
+    struct opened o;
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    append_entries(o.w, 1, 10);
+    close_opened(&o);
+    CHECK_INT_EQ(write_snapshot(dir, 8, 1), 0);
+}
+
+/* After a snapshot at 8, the log drops entries 1..8 (they outweigh 9..10);
+ * reopened, it starts at 9. A small prefix is kept. */
+static void test_prefix_drop(void)
+{
+    char dir[256], log[300];
+    sub_dir(dir, sizeof dir, "prefix-drop");
+    file_in(log, sizeof log, dir, "log");
+    make_ten_and_snapshot(dir);
+    struct opened o;
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 10);
+    CHECK_INT_EQ(wal_first_index(o.w), 1);
+    uint64_t si, st;
+    wal_snapshot(o.w, &si, &st);
+    CHECK(si == 8 && st == 1);
+    CHECK_INT_EQ(wal_snapshot_taken(o.w, 8, 1, err, sizeof err), 0);
+    CHECK_INT_EQ(wal_first_index(o.w), 9);
+    CHECK_INT_EQ(wal_last_index(o.w), 10);
+    CHECK_INT_EQ(wal_log_size(o.w), DATA_START + (REC + 7) + (REC + 8)); /* "entry-9", "entry-10" */
+    append_entries(o.w, 1, 12);
+    CHECK_INT_EQ(wal_truncate(o.w, 12, err, sizeof err), 0);
+    CHECK_INT_EQ(wal_truncate(o.w, 8, err, sizeof err), -1); /* in the snapshot */
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 3);
+    CHECK(o.n == 3 && entries_ok(&o, 9));
+    CHECK_INT_EQ(wal_first_index(o.w), 9);
+    CHECK_INT_EQ(wal_last_index(o.w), 11);
+    CHECK_INT_EQ(file_size(log), DATA_START + (REC + 7) + 2 * (REC + 8));
+    close_opened(&o);
+
+    /* A snapshot at 2 of 10: the prefix is small and stays. */
+    char dir2[256];
+    sub_dir(dir2, sizeof dir2, "prefix-small");
+    CHECK_INT_EQ(open_dir(dir2, &o), 0);
+    append_entries(o.w, 1, 10);
+    CHECK_INT_EQ(write_snapshot(dir2, 2, 1), 0);
+    CHECK_INT_EQ(wal_snapshot_taken(o.w, 2, 1, err, sizeof err), 0);
+    CHECK_INT_EQ(wal_first_index(o.w), 1);
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir2, &o), 0);
+    CHECK_INT_EQ(o.n, 10);
+    CHECK(entries_ok(&o, 1));
+    wal_snapshot(o.w, &si, &st);
+    CHECK(si == 2 && st == 1);
+    close_opened(&o);
+}
+
+/* A log that starts after the newest snapshot ends is damage; so is a log
+ * cut at the front. */
+static void test_log_after_snapshot(void)
+{
+    char dir[256], log[300], snap[400];
+    sub_dir(dir, sizeof dir, "log-after-snapshot");
+    file_in(log, sizeof log, dir, "log");
+    file_in(snap, sizeof snap, dir, "snap-00000000000000000008-00000000000000000001");
+    make_ten_and_snapshot(dir);
+    struct opened o;
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(wal_snapshot_taken(o.w, 8, 1, err, sizeof err), 0);
+    close_opened(&o);
+
+    /* The snapshot gone: entries 1..8 are nowhere. */
+    char moved[300];
+    file_in(moved, sizeof moved, dir, "moved-away");
+    CHECK_INT_EQ(rename(snap, moved), 0);
+    CHECK_INT_EQ(open_dir(dir, &o), -1);
+    CHECK(strstr(err, log) != NULL &&
+          strstr(err, "damaged at offset 0 (the log starts after index 8, the newest snapshot "
+                      "ends at 0)") != NULL);
+    /* An older snapshot is no better. */
+    CHECK_INT_EQ(write_snapshot(dir, 5, 1), 0);
+    CHECK_INT_EQ(open_dir(dir, &o), -1);
+    CHECK(strstr(err, "the log starts after index 8, the newest snapshot ends at 5") != NULL);
+    CHECK_INT_EQ(rename(moved, snap), 0);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    close_opened(&o);
+
+    /* The first record (index 9) cut off the front: record 10 where 9 should be. */
+    size_t len;
+    uint8_t *data = read_whole(log, &len);
+    CHECK(data != NULL && (long)len == DATA_START + (REC + 7) + (REC + 8));
+    memmove(data + DATA_START, data + DATA_START + REC + 7, REC + 8);
+    write_whole(log, data, len);
+    CHECK_INT_EQ(open_dir(dir, &o), -1);
+    CHECK(strstr(err, log) != NULL && strstr(err, "damaged at offset 4096 (index 10, expected 9)"));
+    free(data);
+}
+
+/* Run the prefix drop in a child that crashes at its k-th file operation.
+ * 1: it crashed; 0: the drop finished. */
+static int drop_crash_at(const char *dir, int k)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t child = fork();
+    if (child == 0) {
+        struct opened o;
+        if (open_dir(dir, &o) != 0)
+            _exit(4);
+        fault_arm(k, true);
+        if (wal_snapshot_taken(o.w, 8, 1, err, sizeof err) != 0)
+            _exit(5);
+        _exit(3);
+    }
+    int status = 0;
+    CHECK_INT_EQ(waitpid(child, &status, 0), child);
+    CHECK(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 3));
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* A crash, or an error, at every file operation of dropping the prefix
+ * leaves a log that with the snapshot holds every entry. */
+static void test_prefix_drop_crash(void)
+{
+    int k;
+    for (k = 1; k < 100; k++) {
+        char name[64], dir[256];
+        snprintf(name, sizeof name, "drop-crash-%d", k);
+        sub_dir(dir, sizeof dir, name);
+        make_ten_and_snapshot(dir);
+        int crashed = drop_crash_at(dir, k);
+        struct opened o;
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        uint64_t first = wal_first_index(o.w);
+        CHECK(first == 1 || first == 9);
+        if (!crashed)
+            CHECK_INT_EQ(first, 9);
+        CHECK_INT_EQ(wal_last_index(o.w), 10);
+        CHECK(entries_ok(&o, first));
+        char tmp[300];
+        file_in(tmp, sizeof tmp, dir, "log.tmp");
+        CHECK_INT_EQ(file_size(tmp), -1);
+        close_opened(&o);
+        if (!crashed)
+            break;
+    }
+    CHECK(k > 3 && k < 100);
+
+    for (k = 1; k < 100; k++) {
+        char name[64], dir[256];
+        snprintf(name, sizeof name, "drop-error-%d", k);
+        sub_dir(dir, sizeof dir, name);
+        make_ten_and_snapshot(dir);
+        struct opened o;
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        fault_arm(k, false);
+        int rc = wal_snapshot_taken(o.w, 8, 1, err, sizeof err);
+        wal_fault_hook = NULL;
+        /* The wal goes on either way: the next entry, synced, survives. */
+        uint64_t first = wal_first_index(o.w);
+        append_entries(o.w, 1, 11);
+        close_opened(&o);
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        CHECK_INT_EQ(wal_first_index(o.w), first);
+        CHECK_INT_EQ(wal_last_index(o.w), 11);
+        CHECK(entries_ok(&o, first));
+        close_opened(&o);
+        if (rc == 0)
+            break;
+    }
+    CHECK(k > 3 && k < 100);
+}
+
+/* Receive the file of a snapshot (index, term) made in a leader dir into dir. */
+static void receive_snapshot(const char *dir, uint64_t index, uint64_t term)
+{
+    char leader[256], path[300];
+    sub_dir(leader, sizeof leader, "leader");
+    mkdir(leader, 0755);
+    CHECK_INT_EQ(write_snapshot(leader, index, term), 0);
+    CHECK_INT_EQ(snapfile_path(path, sizeof path, leader, index, term, err, sizeof err), 0);
+    size_t len;
+    uint8_t *file = read_whole(path, &len);
+    CHECK(file != NULL && len > 10);
+    CHECK_INT_EQ(snapfile_recv_chunk(dir, 0, file, 10, false, err, sizeof err), 0);
+    CHECK_INT_EQ(snapfile_recv_chunk(dir, 10, file + 10, len - 10, true, err, sizeof err), 0);
+    free(file);
+    unlink(path);
+}
+
+/* A follower installs a snapshot past its log: the log starts afresh after
+ * it. One that holds the snapshot's last entry keeps what follows. */
+static void test_follower_install(void)
+{
+    char dir[256];
+    sub_dir(dir, sizeof dir, "follower-past");
+    struct opened o;
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    append_entries(o.w, 1, 3);
+    receive_snapshot(dir, 10, 2);
+    CHECK_INT_EQ(wal_install_snapshot(o.w, 10, 2, err, sizeof err), 0);
+    CHECK_INT_EQ(wal_first_index(o.w), 11);
+    CHECK_INT_EQ(wal_last_index(o.w), 10);
+    CHECK_INT_EQ(wal_install_snapshot(o.w, 10, 2, err, sizeof err), 0); /* asked again */
+    CHECK_INT_EQ(wal_install_snapshot(o.w, 9, 2, err, sizeof err), -1);
+    append_entries(o.w, 2, 11);
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    uint64_t si, st;
+    wal_snapshot(o.w, &si, &st);
+    CHECK(si == 10 && st == 2);
+    CHECK_INT_EQ(o.n, 1);
+    CHECK(o.n == 1 && entries_ok(&o, 11) && o.entries[0].term == 2);
+    close_opened(&o);
+
+    /* It holds entry 10 of term 1 and more: 11 and 12 are kept. */
+    char dir2[256];
+    sub_dir(dir2, sizeof dir2, "follower-holds");
+    CHECK_INT_EQ(open_dir(dir2, &o), 0);
+    append_entries(o.w, 1, 12);
+    receive_snapshot(dir2, 10, 1);
+    CHECK_INT_EQ(wal_install_snapshot(o.w, 10, 1, err, sizeof err), 0);
+    CHECK_INT_EQ(wal_first_index(o.w), 11);
+    CHECK_INT_EQ(wal_last_index(o.w), 12);
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir2, &o), 0);
+    CHECK_INT_EQ(o.n, 2);
+    CHECK(entries_ok(&o, 11));
+    close_opened(&o);
+
+    /* Entry 10 of another term: the whole log goes. */
+    char dir3[256];
+    sub_dir(dir3, sizeof dir3, "follower-conflict");
+    CHECK_INT_EQ(open_dir(dir3, &o), 0);
+    append_entries(o.w, 1, 12);
+    receive_snapshot(dir3, 10, 2);
+    CHECK_INT_EQ(wal_install_snapshot(o.w, 10, 2, err, sizeof err), 0);
+    CHECK_INT_EQ(wal_first_index(o.w), 11);
+    CHECK_INT_EQ(wal_last_index(o.w), 10);
+    close_opened(&o);
+
+    /* The node stopped between the snapshot's rename and the log's rewrite:
+     * the open finishes the job. */
+    char dir4[256];
+    sub_dir(dir4, sizeof dir4, "follower-stopped");
+    CHECK_INT_EQ(open_dir(dir4, &o), 0);
+    append_entries(o.w, 1, 12);
+    close_opened(&o);
+    CHECK_INT_EQ(write_snapshot(dir4, 10, 2), 0);
+    CHECK_INT_EQ(open_dir(dir4, &o), 0);
+    CHECK_INT_EQ(o.n, 0);
+    CHECK_INT_EQ(wal_first_index(o.w), 11);
+    close_opened(&o);
+
+    /* An error at every step of the install: the entry after the snapshot
+     * can be appended once the snapshot is there (the log then restarts),
+     * and a reopen agrees. */
+    for (int k = 1; k < 100; k++) {
+        char name[64], d[256];
+        snprintf(name, sizeof name, "follower-error-%d", k);
+        sub_dir(d, sizeof d, name);
+        CHECK_INT_EQ(open_dir(d, &o), 0);
+        append_entries(o.w, 1, 3);
+        receive_snapshot(d, 10, 2);
+        fault_arm(k, false);
+        int rc = wal_install_snapshot(o.w, 10, 2, err, sizeof err);
+        wal_fault_hook = NULL;
+        wal_snapshot(o.w, &si, &st);
+        if (si == 10) {
+            char text[32];
+            entry_text(text, sizeof text, 11);
+            struct raft_entry e = make_entry(2, 11, text);
+            CHECK_INT_EQ(wal_append(o.w, &e, 1, err, sizeof err), 0);
+            CHECK_INT_EQ(wal_sync(o.w, err, sizeof err), 0);
+            free(e.data);
+        }
+        close_opened(&o);
+        CHECK_INT_EQ(open_dir(d, &o), 0);
+        uint64_t si2, st2;
+        wal_snapshot(o.w, &si2, &st2);
+        CHECK_INT_EQ(si2, si);
+        if (si == 10) {
+            CHECK_INT_EQ(o.n, 1);
+            CHECK(entries_ok(&o, 11));
+        } else {
+            CHECK_INT_EQ(o.n, 3);
+            CHECK(entries_ok(&o, 1));
+        }
+        close_opened(&o);
+        if (rc == 0)
+            break;
+        CHECK(k < 99);
+    }
+}
+
 int main(void)
 {
     if (mkdtemp(root) == NULL) {
@@ -1239,6 +1603,10 @@ int main(void)
     test_lock_killed_child();
     test_killed_with_zeros_ahead();
     test_missing_parent();
+    test_prefix_drop();
+    test_log_after_snapshot();
+    test_prefix_drop_crash();
+    test_follower_install();
     CHECK(nftw(root, remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0);
     CHECK_DONE();
 }
