@@ -112,11 +112,34 @@ def test_unanswered_then_forced_away(cluster, how, client_id, key):
              "still once after the old leader is back")
 
 
+def test_client_session_rules(cluster):
+    step("client sessions: an id the cluster does not know, a seq reused for another command")
+    leader = cluster.wait_leader()
+    with cluster.client(leader) as r:
+        reply = r.call("RAFT.REQ", "300", "2", "SET", "eo:s", "x")
+        check(isinstance(reply, RespError) and reply.startswith("ERR unknown client session"),
+              f"seq 2 from a client id with no session is refused ({reply!r})")
+        check_eq(r.call("RAFT.REQ", "300", "1", "SET", "eo:s", "x"), "OK", "seq 1 starts one")
+        check_eq(r.call("RAFT.REQ", "300", "1", "SET", "eo:s", "y"),
+                 RespError("ERR sequence number already used for a different command"),
+                 "the same seq for a different command is refused")
+        check_eq(r.call("GET", "eo:s"), b"x", "and changes nothing")
+    # raftkv-cli's first write refused before the log (a key too large) leaves
+    # its client id unknown to the cluster: the next write goes again under a
+    # fresh id instead of failing for ever.
+    script = "setval " + "k" * 70000 + " v\nsetval eo:cli 1\nincr eo:cli\ngetval eo:cli\n"
+    rc, out, err, _ = cluster.cli(stdin=script)
+    check(out.split() == ["OK", "2", "2"] and "key too large" in err,
+          f"raftkv-cli goes on after its first write was refused (out {out.split()!r}, "
+          f"err {err.strip()[:80]!r})")
+
+
 def main(opt):
     with Cluster(opt, 3, name="exactly-once") as cluster:
         step("start 3 nodes")
         cluster.start()
         test_same_leader(cluster)
+        test_client_session_rules(cluster)
         test_acked_then_forced_away(cluster, "kill -9", 100)
         test_acked_then_forced_away(cluster, "RAFT.SUSPEND", 101)
         for n, how in enumerate(["kill -9", "RAFT.SUSPEND", "kill -9", "RAFT.SUSPEND"]):

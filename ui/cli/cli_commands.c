@@ -156,16 +156,53 @@ static enum cli_status call_and_print(struct cli_conn *c, enum cli_route route, 
     return s;
 }
 
-/* A write goes as RAFT.REQ <client-id> <seq> CMD args...: retries reuse the pair. */
+/* A write goes as RAFT.REQ <client-id> <seq> CMD args...: retries reuse the
+ * pair, so it applies at most once. The state machine forgets a client id
+ * idle for an hour, and knows none whose first request never reached the log
+ * (say it was refused for its arguments): it then refuses the request
+ * ("unknown client session"). If no attempt of this request can have been
+ * applied, it goes again under a fresh client id at seq 1; otherwise its
+ * fate is unknown and the user is told so. */
 static enum cli_status write_and_print(struct cli_conn *c, size_t argc, const char *const *argv)
 {
-    char id[24], seq[24];
-    snprintf(id, sizeof id, "%" PRIu64, c->client_id);
-    snprintf(seq, sizeof seq, "%" PRIu64, cli_conn_next_seq(c));
-    const char *req[CLI_LINE_MAX_WORDS + 4] = {"RAFT.REQ", id, seq};
-    for (size_t i = 0; i < argc; i++)
-        req[3 + i] = argv[i];
-    return call_and_print(c, CLI_ROUTE_LEADER, argc + 3, req);
+    for (int round = 0;; round++) {
+        char id[24], seq[24];
+        snprintf(id, sizeof id, "%" PRIu64, c->client_id);
+        snprintf(seq, sizeof seq, "%" PRIu64, cli_conn_next_seq(c));
+        const char *req[CLI_LINE_MAX_WORDS + 4] = {"RAFT.REQ", id, seq};
+        for (size_t i = 0; i < argc; i++)
+            req[3 + i] = argv[i];
+        size_t argl[CLI_LINE_MAX_WORDS + 4];
+        for (size_t i = 0; i < argc + 3; i++)
+            argl[i] = strlen(req[i]);
+        struct resp_value reply;
+        char err[512];
+        if (cli_conn_call(c, CLI_ROUTE_LEADER, argc + 3, req, argl, &reply, err, sizeof err) < 0) {
+            fprintf(stderr, "error: %s\n", err);
+            return CLI_FAILED;
+        }
+        bool unknown_session =
+            reply.type == RESP_ERROR && strncmp(reply.str, "ERR unknown client session", 26) == 0;
+        if (unknown_session && round == 0 && !c->maybe_applied) {
+            resp_value_free(&reply);
+            if (cli_conn_new_client_id(c) < 0) {
+                fprintf(stderr, "error: cannot draw a random client id\n");
+                return CLI_FAILED;
+            }
+            continue;
+        }
+        if (unknown_session) {
+            resp_value_free(&reply);
+            fprintf(stderr, "error: the write's fate is unknown: an earlier attempt may have "
+                            "been applied, and the cluster no longer knows this client\n");
+            if (cli_conn_new_client_id(c) < 0)
+                fprintf(stderr, "error: cannot draw a random client id\n");
+            return CLI_FAILED;
+        }
+        enum cli_status s = print_reply(&reply);
+        resp_value_free(&reply);
+        return s;
+    }
 }
 
 static enum cli_status run_connect(struct cli_conn *c, int argc, char **argv)

@@ -53,6 +53,14 @@ int cli_conn_init(struct cli_conn *c, int64_t timeout_ms, char *err, size_t errl
     return 0;
 }
 
+int cli_conn_new_client_id(struct cli_conn *c)
+{
+    if (random_client_id(&c->client_id) < 0)
+        return -1;
+    c->seq = 0;
+    return 0;
+}
+
 static void drop_connection(struct cli_conn *c)
 {
     if (c->fd >= 0)
@@ -229,11 +237,18 @@ static enum exchange_result exchange(struct cli_conn *c, int64_t deadline, struc
     enum exchange_result r = connect_current(c, deadline, err, errlen);
     if (r != EXCHANGE_ANSWER)
         return r;
+    /* From here on the node may have taken the request: without an answer
+     * (or with UNCERTAIN) its fate is unknown. */
     if (cli_net_send_all(c->fd, c->out.data, c->out.len, deadline, err, errlen) < 0) {
+        c->maybe_applied = true;
         drop_connection(c);
         return EXCHANGE_UNREACHABLE;
     }
-    return read_reply(c, deadline, reply, err, errlen);
+    r = read_reply(c, deadline, reply, err, errlen);
+    if (r != EXCHANGE_ANSWER ||
+        (reply->type == RESP_ERROR && strncmp(reply->str, "UNCERTAIN", 9) == 0))
+        c->maybe_applied = true;
+    return r;
 }
 
 static bool starts_with(const char *s, const char *prefix)
@@ -289,6 +304,7 @@ int cli_conn_call(struct cli_conn *c, enum cli_route route, size_t argc, const c
     }
 
     int64_t deadline = cli_now_ms() + c->timeout_ms;
+    c->maybe_applied = false; /* set by any attempt whose fate is unknown */
     bool tried[CLI_MAX_NODES] = {false};
     size_t order[CLI_MAX_NODES]; /* the nodes that failed, in the order they did */
     size_t ntried = 0;

@@ -40,10 +40,14 @@ struct cli_conn {
     uint64_t client_id; /* random, never 0: makes retried writes apply once */
     uint64_t seq;       /* the last write's sequence number */
     char *password;     /* sent with AUTH on every new connection; NULL: none */
+    bool maybe_applied; /* the last call sent its request without a definite answer
+                           (a timeout, a dropped connection, UNCERTAIN) at least once */
 };
 
 /* Returns 0, or -1 with err filled when no random client id could be drawn. */
 int cli_conn_init(struct cli_conn *c, int64_t timeout_ms, char *err, size_t errlen);
+/* A fresh random client id, its sequence numbers starting again at 1. */
+int cli_conn_new_client_id(struct cli_conn *c);
 void cli_conn_close(struct cli_conn *c);
 
 /* Add a node (or find it by address; a known id is kept, an unknown one filled in).

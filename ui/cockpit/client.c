@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,6 +42,17 @@ const struct client_command *client_command_find(const char *name)
 const struct client_command *client_command_at(size_t i)
 {
     return i < sizeof commands / sizeof commands[0] ? &commands[i] : NULL;
+}
+
+/* A new random client id (never 0, never the old one). */
+static uint64_t client_fresh_id(uint64_t old)
+{
+    uint64_t id = 0;
+    while (id == 0 || id == old) {
+        if (getrandom(&id, sizeof id, 0) != (ssize_t)sizeof id)
+            id = old * 6364136223846793005ull + 1442695040888963407ull;
+    }
+    return id;
 }
 
 void client_init(struct client *c, const struct cluster *cluster, uint64_t seed)
@@ -303,6 +315,9 @@ static void start_attempt(struct client *c, uint64_t now_ms, const struct client
 static void give_up_on_node(struct client *c, uint64_t now_ms, const char *why)
 {
     snprintf(c->last_error, sizeof c->last_error, "node %u %s", c->target, why);
+    /* Once bytes of the request may have left, its fate is unknown. */
+    if (c->state == CLIENT_SENDING || c->state == CLIENT_WAITING)
+        c->queue[c->head].maybe_applied = true;
     if (c->queue[c->head].only_node) {
         char text[CLIENT_TEXT];
         snprintf(text, sizeof text, "error: %.128s", c->last_error);
@@ -357,7 +372,24 @@ static void handle_reply(struct client *c, const struct resp_value *v, uint64_t 
     /* TRYAGAIN: not applied. UNCERTAIN: the node lost leadership before it
      * learned the write's fate. The retry carries the same client id and
      * sequence number, so it applies at most once and gets the first answer. */
+    /* The state machine knows no session for our client id (its first
+     * request never reached the log, or it was idle for an hour): if no
+     * attempt of this request can have been applied, send it again under a
+     * fresh client id at seq 1. */
+    if (v->type == RESP_ERROR && strncmp(v->str, "ERR unknown client session", 26) == 0 &&
+        op->cmd->write && !op->maybe_applied && !op->renamed) {
+        c->client_id = client_fresh_id(c->client_id);
+        c->next_seq = 1;
+        op->seq = c->next_seq++;
+        op->renamed = true;
+        disconnect(c);
+        c->state = CLIENT_BACKOFF;
+        c->retry_at_ms = now_ms;
+        return;
+    }
     bool uncertain = v->type == RESP_ERROR && strncmp(v->str, "UNCERTAIN", 9) == 0;
+    if (uncertain)
+        op->maybe_applied = true;
     if (v->type == RESP_ERROR && (uncertain || strncmp(v->str, "TRYAGAIN", 8) == 0) &&
         !op->only_node) {
         give_up_on_node(c, now_ms,

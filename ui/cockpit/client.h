@@ -56,6 +56,8 @@ struct client_op {
     uint64_t seq;         /* writes */
     uint32_t only_node;   /* != 0: ask this node once, follow no redirect */
     uint64_t started_ms;  /* when it reached the head of the queue; 0: waiting */
+    bool maybe_applied;   /* an attempt was sent and got no definite answer */
+    bool renamed;         /* sent again under a fresh client id once already */
     uint64_t deadline_ms; /* set when started */
 };
 
