@@ -105,7 +105,8 @@ if(RAFTKV_FUZZ)
   target_link_options(fuzz_resp PRIVATE -fsanitize=fuzzer,address,undefined)
   # The KV state machine: decode and apply arbitrary log entries.
   file(GLOB FUZZ_KV_LIB ${CMAKE_SOURCE_DIR}/src/kv*.c)
-  add_executable(fuzz_kv ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_kv.c ${FUZZ_KV_LIB})
+  add_executable(fuzz_kv ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_kv.c ${FUZZ_KV_LIB}
+    ${CMAKE_SOURCE_DIR}/src/crc32c.c)
   target_include_directories(fuzz_kv PRIVATE ${CMAKE_SOURCE_DIR}/src)
   target_link_libraries(fuzz_kv PRIVATE PkgConfig::SODIUM)
   target_compile_options(fuzz_kv PRIVATE ${RAFTKV_WARNINGS} -fsanitize=fuzzer,address,undefined
