@@ -83,6 +83,7 @@ static void node_apply(struct node *n, const struct raft_ready *rd)
         const struct raft_entry *e = raft_entry_at(&n->raft, i);
         if (e->type != RAFT_ENTRY_COMMAND) {
             kv_apply_noop(n->kv, i);
+            pending_on_applied(n, i, e->term, NULL); /* a write waiting here was not applied */
             continue;
         }
         struct kv_reply reply;

@@ -155,8 +155,9 @@ struct node {
     uint64_t clients_timed_out;
     uint64_t next_client_id;
     struct resp_request req;
-    struct pending_write *writes;
+    struct pending_write *writes; /* slot NULL once answered */
     size_t n_writes, cap_writes, writes_head;
+    bool writes_unsorted; /* a write waits at a lower index than an older one */
     struct pending_read *reads;
     size_t n_reads, cap_reads;
     uint64_t next_read_id;

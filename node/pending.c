@@ -66,10 +66,17 @@ static void reply_from_kv(struct buf *out, const struct kv_reply *r)
 
 int pending_write_push(struct node *n, uint64_t index, uint64_t term, struct reply_slot *slot)
 {
-    if (n->writes_head > 0 && n->writes_head == n->n_writes) {
+    if (n->writes_head == n->n_writes) {
         n->writes_head = 0;
         n->n_writes = 0;
+        n->writes_unsorted = false;
     }
+    /* Normally each write sits past the last one. After a leader change and
+     * a re-election a new write can take a lower index than an older write
+     * still waiting (whose entry was cut from this log, yet may be committed
+     * by another leader): then the list is searched whole. */
+    if (n->n_writes > n->writes_head && index <= n->writes[n->n_writes - 1].index)
+        n->writes_unsorted = true;
     if (n->n_writes == n->cap_writes) {
         if (n->writes_head > 0) {
             memmove(n->writes, n->writes + n->writes_head,
@@ -90,21 +97,41 @@ int pending_write_push(struct node *n, uint64_t index, uint64_t term, struct rep
     return 0;
 }
 
+/* Drop answered writes from the front. */
+static void pending_writes_pop(struct node *n)
+{
+    while (n->writes_head < n->n_writes && n->writes[n->writes_head].slot == NULL)
+        n->writes_head++;
+}
+
 /* Figure 2, Leaders: "respond after entry applied to state machine". Also
- * answers writes proposed in an earlier term of this node's leadership. */
+ * answers writes proposed in an earlier term of this node's leadership.
+ * reply is NULL for an entry that is no command (a leader's no-op). */
 void pending_on_applied(struct node *n, uint64_t index, uint64_t term, const struct kv_reply *reply)
 {
-    while (n->writes_head < n->n_writes && n->writes[n->writes_head].index <= index) {
-        struct pending_write *w = &n->writes[n->writes_head++];
-        if (w->index == index && w->term == term) {
+    for (size_t i = n->writes_head; i < n->n_writes; i++) {
+        struct pending_write *w = &n->writes[i];
+        if (w->slot == NULL)
+            continue;
+        if (!n->writes_unsorted && w->index > index)
+            break;
+        if (w->index == index && w->term == term && reply != NULL) {
             reply_from_kv(&w->slot->data, reply);
             client_slot_done(n, w->slot);
-        } else {
+        } else if (w->index == index) {
             /* Another term's entry was applied at this index: ours was not
              * and never will be (committed entries never change). */
             slot_error(n, w->slot, not_applied);
+        } else if (w->index < index) {
+            /* Its index went by without being applied here one entry at a
+             * time (a snapshot covered it): what was there is not known. */
+            slot_error(n, w->slot, uncertain_stepped_down);
+        } else {
+            continue;
         }
+        w->slot = NULL;
     }
+    pending_writes_pop(n);
 }
 
 /* ------------------------------------------------------------ reads */
@@ -261,18 +288,17 @@ void pending_check(struct node *n)
         (uint64_t)((double)PENDING_FATE_TIMEOUTS * r->cfg.election_max_ms / n->opt.speed + 0.5);
     for (size_t i = n->writes_head; i < n->n_writes; i++) {
         struct pending_write *w = &n->writes[i];
+        if (w->slot == NULL)
+            continue;
         bool leads_its_term = r->role == RAFT_LEADER && r->current_term == w->term;
         if (!leads_its_term && w->lost_ms == 0)
             w->lost_ms = now == 0 ? 1 : now;
+        if (w->lost_ms != 0 && now - w->lost_ms >= limit) {
+            slot_error(n, w->slot, uncertain_stepped_down);
+            w->slot = NULL;
+        }
     }
-    /* Writes lose leadership in index order: the oldest give up first. */
-    while (n->writes_head < n->n_writes) {
-        struct pending_write *w = &n->writes[n->writes_head];
-        if (w->lost_ms == 0 || now - w->lost_ms < limit)
-            break;
-        slot_error(n, w->slot, uncertain_stepped_down);
-        n->writes_head++;
-    }
+    pending_writes_pop(n);
     bool answered = false;
     for (size_t i = 0; i < n->n_reads; i++) {
         struct pending_read *p = &n->reads[i];
@@ -311,7 +337,8 @@ void pending_fail_unconfirmed_reads(struct node *n)
 void pending_fail_all_on_shutdown(struct node *n)
 {
     for (size_t i = n->writes_head; i < n->n_writes; i++)
-        slot_error(n, n->writes[i].slot, uncertain_shutdown);
+        if (n->writes[i].slot != NULL)
+            slot_error(n, n->writes[i].slot, uncertain_shutdown);
     n->writes_head = n->n_writes = 0;
     for (size_t i = 0; i < n->n_reads; i++)
         if (n->reads[i].slot != NULL)
@@ -322,9 +349,12 @@ void pending_fail_all_on_shutdown(struct node *n)
 void pending_free(struct node *n)
 {
     for (size_t i = n->writes_head; i < n->n_writes; i++) {
-        buf_free(&n->writes[i].slot->data);
-        if (n->writes[i].slot->client == NULL)
-            free(n->writes[i].slot);
+        struct reply_slot *slot = n->writes[i].slot;
+        if (slot == NULL)
+            continue;
+        buf_free(&slot->data);
+        if (slot->client == NULL)
+            free(slot);
     }
     for (size_t i = 0; i < n->n_reads; i++) {
         struct pending_read *p = &n->reads[i];
