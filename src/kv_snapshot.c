@@ -432,7 +432,7 @@ static int load_sessions(struct snap_in *in, struct kv *kv, uint64_t nsessions)
 int kv_snapshot_load(const uint8_t *data, size_t len, struct kv **out, char *err, size_t errlen)
 {
     struct snap_in in = {data, len >= SNAP_TRAILER ? len - SNAP_TRAILER : 0, 0, err, errlen};
-    struct snap_header h;
+    struct snap_header h = {0};
     *out = NULL;
     if (err != NULL && errlen > 0)
         err[0] = '\0';

@@ -407,7 +407,7 @@ static void test_meta_slots(void)
     close_opened(&o);
 
     /* Garble the newest slot, then the other one: the intact one is used. */
-    size_t len;
+    size_t len = 0;
     uint8_t *saved = read_whole(meta, &len);
     CHECK(saved != NULL && len == 128);
     int newest = -1;
@@ -517,7 +517,7 @@ static void test_torn_tail(void)
     size[0] = DATA_START + REC + 5;
     size[1] = size[0] + REC + 6;
     size[2] = size[1] + REC + 40;
-    size_t len;
+    size_t len = 0;
     uint8_t *full = read_whole(log, &len);
     CHECK(full != NULL && (long)len >= size[2]); /* zeros written ahead */
     CHECK_INT_EQ(slot_end(full, newest_slot(full)), size[1]);
@@ -603,7 +603,7 @@ static void test_damage(void)
     file_in(log, sizeof log, dir, "log");
     long size[3];
     make_three(dir, size);
-    size_t len;
+    size_t len = 0;
     uint8_t *full = read_whole(log, &len);
     char past_end[64];
     snprintf(past_end, sizeof past_end, "length 65542 past the synced end %ld", size[2]);
@@ -686,7 +686,7 @@ static void test_cut_short(void)
     file_in(log, sizeof log, dir, "log");
     long size[3];
     make_three(dir, size);
-    size_t len;
+    size_t len = 0;
     uint8_t *full = read_whole(log, &len);
     struct opened o;
     char expected[700];
@@ -761,7 +761,7 @@ static void test_unsynced_hole(void)
     long rec[5]; /* rec[i]: where unsynced record i (index 4 + i) starts; rec[4]: the end */
     for (int i = 0; i <= 4; i++)
         rec[i] = synced + i * (REC + 9000);
-    size_t len;
+    size_t len = 0;
     uint8_t *full = read_whole(log, &len);
     CHECK(full != NULL && (long)len >= rec[4]);
     CHECK_INT_EQ(slot_end(full, newest_slot(full)), synced);
@@ -844,7 +844,7 @@ static void test_stored_record(void)
         run_then_crash(dir, stored_record, &synced_carrier);
         if (variant == 1)
             start += REC + 198;
-        size_t len;
+        size_t len = 0;
         uint8_t *full = read_whole(log, &len);
         CHECK(full != NULL && (long)len >= start + REC + 198);
         size_t keep = variant == 0 ? 2 : 3;
@@ -888,7 +888,7 @@ static void test_header_slots(void)
     append_text(o.w, 1, "two");
     append_text(o.w, 1, "three");
     close_opened(&o);
-    size_t len;
+    size_t len = 0;
     uint8_t *full = read_whole(log, &len);
     CHECK(full != NULL && (long)len == DATA_START + 3 * REC + 11);
     int newest = newest_slot(full);
@@ -964,7 +964,7 @@ static void test_truncate_crash(void)
 
     /* The process dies after the truncation and the new append. */
     run_then_crash(dir, truncate_then_crash, NULL);
-    size_t len;
+    size_t len = 0;
     uint8_t *after = read_whole(log, &len);
     CHECK(after != NULL && (long)len >= cut + REC + 5);
     CHECK_INT_EQ(slot_end(after, newest_slot(after)), cut); /* the mark came down */
@@ -1061,7 +1061,7 @@ static void test_old_log(void)
         long converted = DATA_START + (long)size[n - 1];
         CHECK_INT_EQ(file_size(log), converted);
         CHECK_INT_EQ(file_size(tmp), -1);
-        size_t len;
+        size_t len = 0;
         uint8_t *now = read_whole(log, &len);
         CHECK(now != NULL && memcmp(now, "RKVH", 4) == 0 &&
               memcmp(now + DATA_START, old, size[n - 1]) == 0);
@@ -1101,7 +1101,7 @@ static void test_old_log(void)
     char expected[400];
     snprintf(expected, sizeof expected, "%s: damaged at offset %zu (bad checksum)", log, size[0]);
     CHECK_STR_EQ(err, expected);
-    size_t len;
+    size_t len = 0;
     uint8_t *now = read_whole(log, &len);
     CHECK(now != NULL && len == size[2] && memcmp(now, bad, len) == 0);
     free(now);
@@ -1373,7 +1373,7 @@ static void test_log_after_snapshot(void)
     close_opened(&o);
 
     /* The first record (index 9) cut off the front: record 10 where 9 should be. */
-    size_t len;
+    size_t len = 0;
     uint8_t *data = read_whole(log, &len);
     CHECK(data != NULL && (long)len == DATA_START + (REC + 7) + (REC + 8));
     memmove(data + DATA_START, data + DATA_START + REC + 7, REC + 8);
@@ -1466,7 +1466,7 @@ static void receive_snapshot(const char *dir, uint64_t index, uint64_t term)
     mkdir(leader, 0755);
     CHECK_INT_EQ(write_snapshot(leader, index, term), 0);
     CHECK_INT_EQ(snapfile_path(path, sizeof path, leader, index, term, err, sizeof err), 0);
-    size_t len;
+    size_t len = 0;
     uint8_t *file = read_whole(path, &len);
     CHECK(file != NULL && len > 10);
     CHECK_INT_EQ(snapfile_recv_chunk(dir, 0, file, 10, false, err, sizeof err), 0);
