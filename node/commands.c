@@ -23,8 +23,9 @@ enum command_flags {
     CMD_WRITE = 1,
     CMD_READ = 2,
     CMD_LOCAL = 4,
-    CMD_NOAUTH = 8, /* allowed before AUTH */
-    CMD_ADMIN = 16, /* refused with --admin-commands off */
+    CMD_NOAUTH = 8,    /* allowed before AUTH */
+    CMD_ADMIN = 16,    /* refused with --admin-commands off */
+    CMD_SNAPSHOT = 32, /* RAFT.SNAPSHOT: answered when the snapshot is durable */
 };
 
 struct args {
@@ -335,6 +336,13 @@ static void info_raft(struct node *n, struct buf *out)
                "\r\nbad_messages:%" PRIu64 "\r\n",
                n->key.enabled ? "secret" : "loopback-only", n->auth_failures, n->stale_controls,
                n->bad_messages);
+    uint64_t log_first = wal_first_index(n->wal);
+    buf_printf(out,
+               "snapshot_index:%" PRIu64 "\r\nsnapshot_term:%" PRIu64 "\r\nlog_first_index:%" PRIu64
+               "\r\nlog_bytes:%" PRIu64 "\r\nsnapshot_in_progress:%d\r\nsnapshots_taken:%" PRIu64
+               "\r\nsnapshots_sent:%" PRIu64 "\r\nsnapshots_installed:%" PRIu64 "\r\n",
+               r->log.snapshot_index, r->log.snapshot_term, log_first, wal_log_size(n->wal),
+               n->snap_pid != 0, n->snapshots_taken, n->snapshots_sent, n->snapshots_installed);
     clients_info(n, out);
 }
 
@@ -500,6 +508,7 @@ static const struct command command_table[] = {
     {"raft.leader", 1, CMD_LOCAL, NULL, run_raft_leader},
     {"raft.info", 1, CMD_LOCAL, NULL, run_raft_info},
     {"raft.suspend", 2, CMD_LOCAL | CMD_ADMIN, NULL, run_raft_suspend},
+    {"raft.snapshot", 1, CMD_SNAPSHOT, NULL, NULL},
 };
 
 static const struct command *command_find(const uint8_t *name, size_t len)
@@ -717,6 +726,10 @@ void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint
         snprintf(msg, sizeof(msg), "ERR %s is disabled on this node (--admin-commands off)",
                  cmd->name);
         slot_error(n, slot, msg);
+        return;
+    }
+    if (cmd->flags & CMD_SNAPSHOT) {
+        snapshot_request(n, slot);
         return;
     }
     if (cmd->flags & CMD_LOCAL) {

@@ -38,6 +38,10 @@ static int node_persist(struct node *n, const struct raft_ready *rd, char *err, 
         return -1;
     if (rd->truncate_from != 0 && wal_truncate(n->wal, rd->truncate_from, err, errlen) != 0)
         return -1;
+    /* c. The received snapshot becomes the node's, durably, before the log
+     * drops the entries it covers (wal_install_snapshot does both). */
+    if (rd->snapshot_install != NULL && snapshot_install(n, rd->snapshot_install, err, errlen) != 0)
+        return -1;
     /* After a failed attempt the log may hold some of these already. */
     size_t skip = 0;
     while (skip < rd->n_entries && rd->entries[skip].index <= wal_last_index(n->wal))
@@ -46,6 +50,9 @@ static int node_persist(struct node *n, const struct raft_ready *rd, char *err, 
         wal_append(n->wal, rd->entries + skip, rd->n_entries - skip, err, errlen) != 0)
         return -1;
     if ((rd->truncate_from != 0 || rd->n_entries > 0) && wal_sync(n->wal, err, errlen) != 0)
+        return -1;
+    /* e. A chunk of a snapshot being received (synced when it is the last). */
+    if (rd->snapshot_chunk != NULL && snapshot_write_chunk(n, rd->snapshot_chunk, err, errlen) != 0)
         return -1;
     return 0;
 }
@@ -75,8 +82,31 @@ static void node_disk_failed(struct node *n, const char *why)
     n->disk_retry_ms = clock_monotonic_ms() + NODE_DISK_RETRY_MS;
 }
 
+/* A RAFT_MSG_SNAPSHOT leaves with its chunk of the file attached. */
+static void node_send(struct node *n, const struct raft_msg *m)
+{
+    if (m->type != RAFT_MSG_SNAPSHOT) {
+        transport_send(n, m);
+        return;
+    }
+    struct raft_msg with_data = *m;
+    if (snapshot_attach_chunk(n, &with_data) != 0) {
+        n->msgs_dropped++; /* sent again at the next heartbeat */
+        return;
+    }
+    transport_send(n, &with_data);
+}
+
 static void node_apply(struct node *n, const struct raft_ready *rd)
 {
+    /* 3. "the state machine is restored from it before anything after it is
+     * applied" (raft.h). */
+    if (rd->snapshot_install != NULL) {
+        char err[512];
+        if (snapshot_restore(n, rd->snapshot_install, err, sizeof(err)) != 0)
+            node_fatal(n, err);
+        n->status_dirty = true;
+    }
     if (rd->apply_to == 0)
         return;
     for (uint64_t i = rd->apply_from; i <= rd->apply_to; i++) {
@@ -141,12 +171,12 @@ void node_process_ready(struct node *n)
                 break;
             }
             for (size_t i = 0; i < rd.n_msgs; i++)
-                transport_send(n, &rd.msgs[i]);
+                node_send(n, &rd.msgs[i]);
         } else {
             /* A leader's AppendEntries may leave before its own fsync: its
              * own copy counts toward a majority only after raft_advance. */
             for (size_t i = 0; i < rd.n_msgs; i++)
-                transport_send(n, &rd.msgs[i]);
+                node_send(n, &rd.msgs[i]);
             if (node_persist(n, &rd, err, sizeof(err)) != 0) {
                 node_disk_failed(n, err);
                 break;
@@ -303,6 +333,7 @@ int node_run(struct node *n)
         }
         commands_sweep_expired(n);
         node_process_ready(n);
+        snapshot_tick(n);
         transport_flush_delayed(n, now);
         for (struct client *c = n->clients; c != NULL; c = c->next)
             if (c->out.len > 0)
@@ -312,6 +343,7 @@ int node_run(struct node *n)
     }
     /* Tell every waiting client what is known before the connections close. */
     pending_fail_all_on_shutdown(n);
+    snapshot_shutdown(n);
     for (struct client *c = n->clients; c != NULL; c = c->next)
         if (c->out.len > 0)
             clients_write(n, c);

@@ -38,7 +38,10 @@ static const char *node_usage =
     "  --client-input-limit BYTES  refuse a request growing past this (default 16mb)\n"
     "  --maxclients N            refuse clients past N (default 10000, fewer if ulimit -n is low)\n"
     "  --timeout SECONDS         close clients idle this long (default 0: never)\n"
-    "  --tcp-keepalive SECONDS   TCP keepalive probes on idle clients (default 0: off)\n";
+    "  --tcp-keepalive SECONDS   TCP keepalive probes on idle clients (default 0: off)\n"
+    "  --snapshot-entries N      snapshot the state and compact the log once N entries were\n"
+    "                            applied since the last snapshot (default 10000; 0: only on\n"
+    "                            RAFT.SNAPSHOT)\n";
 
 /* One line per state change: on stdout, and kept for the next status. */
 void node_event(struct node *n, const char *fmt, ...)
@@ -106,6 +109,7 @@ enum {
     OPT_MAXCLIENTS,
     OPT_TIMEOUT,
     OPT_TCP_KEEPALIVE,
+    OPT_SNAPSHOT_ENTRIES,
 };
 
 static int parse_options(int argc, char **argv, struct node_options *o)
@@ -128,6 +132,7 @@ static int parse_options(int argc, char **argv, struct node_options *o)
         {"maxclients", required_argument, NULL, OPT_MAXCLIENTS},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
+        {"snapshot-entries", required_argument, NULL, OPT_SNAPSHOT_ENTRIES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -139,6 +144,7 @@ static int parse_options(int argc, char **argv, struct node_options *o)
     o->admin_commands = true;
     o->client_output_limit = 32u << 20; /* four of the largest value (RESP_MAX_BULK) */
     o->client_input_limit = 16u << 20;  /* the largest value and room for the rest */
+    o->snapshot_entries = 10000;
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -273,6 +279,18 @@ static int parse_options(int argc, char **argv, struct node_options *o)
                 return -1;
             }
             break;
+        case OPT_SNAPSHOT_ENTRIES: {
+            uint32_t v;
+            if (parse_u32(optarg, 0, 1000000000, &v) != 0) {
+                fprintf(stderr,
+                        "raftkv-node: --snapshot-entries wants a number of entries (0: never "
+                        "on its own), not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            o->snapshot_entries = v;
+            break;
+        }
         case 'h':
             fputs(node_usage, stdout);
             exit(0);
@@ -302,7 +320,17 @@ static int parse_options(int argc, char **argv, struct node_options *o)
     return 0;
 }
 
-/* Read the data dir back into the core. */
+static void node_free_entries(struct raft_entry *entries, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        raft_entry_free(&entries[i]);
+    free(entries);
+}
+
+/* Read the data dir back: "A restart loads the newest snapshot and replays
+ * only the log after it." The store starts from the snapshot; the core gets
+ * its index and term and the log (raft_restore skips what the snapshot
+ * covers), and applies the entries after it once they are known committed. */
 static int node_open_storage(struct node *n, char *err, size_t errlen)
 {
     uint64_t term;
@@ -314,14 +342,18 @@ static int node_open_storage(struct node *n, char *err, size_t errlen)
     if (term > RAFT_TERM_MAX) {
         snprintf(err, errlen, "%s/meta: term %" PRIu64 " is past the largest a cluster can reach",
                  n->opt.data_dir, term);
-        for (size_t i = 0; i < count; i++)
-            raft_entry_free(&entries[i]);
-        free(entries);
+        node_free_entries(entries, count);
         return -1;
     }
-    /* No snapshots yet: the node never calls raft_compact. */
-    if (raft_restore(&n->raft, term, vote, 0, 0, entries, count) != RAFT_OK) {
-        snprintf(err, errlen, "%s: the log does not start at index 1", n->opt.data_dir);
+    uint64_t snap_index, snap_term;
+    if (snapshot_load_newest(n, &snap_index, &snap_term, err, errlen) != 0) {
+        node_free_entries(entries, count);
+        return -1;
+    }
+    if (raft_restore(&n->raft, term, vote, snap_index, snap_term, entries, count) != RAFT_OK) {
+        snprintf(err, errlen,
+                 "%s: the log does not follow the snapshot at index %" PRIu64 " (term %" PRIu64 ")",
+                 n->opt.data_dir, snap_index, snap_term);
         return -1;
     }
     return 0;
@@ -369,11 +401,6 @@ static int node_init(struct node *n, char *err, size_t errlen)
     }
     if (node_open_storage(n, err, errlen) != 0)
         return -1;
-    n->kv = kv_new();
-    if (n->kv == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     n->active_expire = true;
     n->listen_fd = -1;
     n->peer_in = -1;
@@ -390,6 +417,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
 
 static void node_close(struct node *n)
 {
+    snapshot_shutdown(n);
     clients_close_all(n);
     pending_free(n);
     transport_close(n);
@@ -420,9 +448,9 @@ int main(int argc, char **argv)
     }
     if (!node.opt.quiet) {
         printf("node %u: started, term %" PRIu64 ", %" PRIu64
-               " log entries, peers on %s, clients on %s\n",
+               " log entries, snapshot_index %" PRIu64 ", peers on %s, clients on %s\n",
                node.opt.id, node.raft.current_term, raft_last_index(&node.raft),
-               node.self->peer_url, node.self->client_addr);
+               node.raft.log.snapshot_index, node.self->peer_url, node.self->client_addr);
         if (node.opt.requirepass == NULL)
             printf("node %u: protected mode: no --requirepass-file, clients on loopback only\n",
                    node.opt.id);

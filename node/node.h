@@ -13,6 +13,7 @@
 #include "kv.h"
 #include "raft.h"
 #include "resp.h"
+#include "snapshot_file.h"
 #include "wal.h"
 #include "wire.h"
 
@@ -102,6 +103,7 @@ struct node_options {
     uint32_t maxclients;          /* 0: not given (10000, fewer if open files are short) */
     uint32_t timeout_s;           /* close a client idle this long; 0: never */
     uint32_t tcp_keepalive_s;     /* TCP keepalive probes after this idle time; 0: off */
+    uint64_t snapshot_entries;    /* snapshot once the log since the last has this many; 0: never */
 };
 
 struct node {
@@ -171,6 +173,21 @@ struct node {
     bool disk_error;
     char disk_error_text[256];
     uint64_t disk_retry_ms;
+
+    /* Snapshots (snapshot.c): one being written by a child process, the
+     * snapshot files on disk, the file a leader reads chunks from. */
+    pid_t snap_pid; /* the child writing one; 0: none */
+    uint64_t snap_index, snap_term, snap_started_ms;
+    struct reply_slot *snap_slot; /* RAFT.SNAPSHOT waiting */
+    bool snap_slot_bound;         /* the child running covers that request */
+    uint64_t snap_retry_ms;       /* after a failure, no automatic one before this */
+    uint64_t *snap_kept;          /* indexes of the snapshot files on disk */
+    size_t n_snap_kept, cap_snap_kept;
+    struct snapfile_reader *snap_reader;
+    uint64_t reader_index, reader_term;
+    uint8_t *snap_chunk;
+    uint64_t snap_announced[CLUSTER_MAX_NODES]; /* last transfer told of, per peer slot */
+    uint64_t snapshots_taken, snapshots_sent, snapshots_installed;
 
     /* Status and state-change lines. */
     enum raft_role shown_role;
@@ -263,6 +280,30 @@ void pending_check(struct node *n);
 void pending_fail_unconfirmed_reads(struct node *n);
 void pending_fail_all_on_shutdown(struct node *n);
 void pending_free(struct node *n);
+/* A snapshot up to index replaced the state machine: writes at or below it
+ * are answered -UNCERTAIN (their entries were never applied here). */
+void pending_on_snapshot(struct node *n, uint64_t index);
+
+/* snapshot.c */
+/* At start, after wal_open: the newest snapshot into n->kv (an empty store
+ * without one); *index and *term name it for raft_restore. */
+int snapshot_load_newest(struct node *n, uint64_t *index, uint64_t *term, char *err, size_t errlen);
+/* Every loop turn: reap a finished child, start one when the log is long. */
+void snapshot_tick(struct node *n);
+/* RAFT.SNAPSHOT: slot is answered once a snapshot is durable and compacted. */
+void snapshot_request(struct node *n, struct reply_slot *slot);
+/* Leader: the chunk of the snapshot file a RAFT_MSG_SNAPSHOT carries. 0, or
+ * -1 when the file cannot be read (the message is not sent). */
+int snapshot_attach_chunk(struct node *n, struct raft_msg *m);
+/* Follower, the ready's persist steps c and e, and the restore before apply. */
+int snapshot_install(struct node *n, const struct raft_snapshot_install *in, char *err,
+                     size_t errlen);
+int snapshot_write_chunk(struct node *n, const struct raft_snapshot_chunk *c, char *err,
+                         size_t errlen);
+int snapshot_restore(struct node *n, const struct raft_snapshot_install *in, char *err,
+                     size_t errlen);
+/* Shutting down: stop a child, answer a waiting RAFT.SNAPSHOT, free. */
+void snapshot_shutdown(struct node *n);
 
 /* status.c */
 void status_publish(struct node *n);

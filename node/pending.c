@@ -134,6 +134,16 @@ void pending_on_applied(struct node *n, uint64_t index, uint64_t term, const str
     pending_writes_pop(n);
 }
 
+/* The entries up to index came in a snapshot, never applied one by one
+ * here: whether a write among them is the one proposed cannot be told. */
+void pending_on_snapshot(struct node *n, uint64_t index)
+{
+    while (n->writes_head < n->n_writes && n->writes[n->writes_head].index <= index) {
+        struct pending_write *w = &n->writes[n->writes_head++];
+        slot_error(n, w->slot, uncertain_stepped_down);
+    }
+}
+
 /* ------------------------------------------------------------ reads */
 
 static void pending_read_free(struct pending_read *p)

@@ -71,6 +71,10 @@ void status_publish(struct node *n)
     st.election_elapsed_ms =
         (uint32_t)(elapsed > r->election_timeout_ms ? r->election_timeout_ms : elapsed);
     st.heartbeat_ms = r->cfg.heartbeat_ms;
+    st.snapshot_index = r->log.snapshot_index;
+    st.snapshot_term = r->log.snapshot_term;
+    st.log_first_index = wal_first_index(n->wal);
+    st.log_bytes = wal_log_size(n->wal);
 
     /* The log's last entries, oldest first. */
     Raftkv__LogEntryView views[STATUS_LOG_TAIL], *view_ptrs[STATUS_LOG_TAIL];

@@ -231,13 +231,6 @@ static uint64_t transport_random(struct node *n)
 
 void transport_send(struct node *n, const struct raft_msg *m)
 {
-    /* RAFT_MSG_SNAPSHOT and its reply arise only once the node compacts
-     * (raft_compact), which it does not do yet: the PeerMessage has no
-     * fields for them, and wire_peer_valid refuses their types. */
-    if (m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_SNAPSHOT_REPLY) {
-        n->msgs_dropped++;
-        return;
-    }
     int slot = transport_slot_of(n, m->to);
     if (slot < 0 || n->peer_out[slot] < 0)
         return;
@@ -286,6 +279,14 @@ void transport_send(struct node *n, const struct raft_msg *m)
     pm.rejected_index = m->rejected_index;
     pm.hint_index = m->hint_index;
     pm.hint_term = m->hint_term;
+    /* InstallSnapshot: the chunk was attached by snapshot_attach_chunk. */
+    pm.snapshot_index = m->snapshot_index;
+    pm.snapshot_term = m->snapshot_term;
+    pm.offset = m->offset;
+    pm.data.data = (uint8_t *)m->data;
+    pm.data.len = m->len;
+    pm.done = m->done;
+    pm.next_offset = m->next_offset;
     Raftkv__Envelope env = RAFTKV__ENVELOPE__INIT;
     env.body_case = RAFTKV__ENVELOPE__BODY_PEER;
     env.peer = &pm;

@@ -154,9 +154,15 @@ enum wire_verdict wire_open(const struct wire_key *k, uint64_t cluster_id, const
 bool wire_peer_valid(const Raftkv__PeerMessage *pm, uint32_t from, uint32_t self,
                      const struct cluster *c)
 {
-    return pm != NULL && cluster_find(c, from) != NULL && from != self && pm->to == self &&
-           pm->type >= RAFT_MSG_VOTE && pm->type <= RAFT_MSG_APPEND_REPLY &&
-           pm->n_entries <= RAFT_MAX_BATCH_ENTRIES;
+    if (pm == NULL || cluster_find(c, from) == NULL || from == self || pm->to != self ||
+        pm->type < RAFT_MSG_VOTE || pm->type > RAFT_MSG_SNAPSHOT_REPLY ||
+        pm->n_entries > RAFT_MAX_BATCH_ENTRIES)
+        return false;
+    /* A snapshot chunk carries bytes and no entries; nothing else carries
+     * bytes. The core checks indexes, terms and offsets. */
+    if (pm->type == RAFT_MSG_SNAPSHOT)
+        return pm->n_entries == 0 && pm->data.len <= RAFT_SNAPSHOT_CHUNK_MAX;
+    return pm->data.len == 0;
 }
 
 void wire_peer_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft_entry *entries,
@@ -191,5 +197,12 @@ void wire_peer_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft
         .rejected_index = pm->rejected_index,
         .hint_index = pm->hint_index,
         .hint_term = pm->hint_term,
+        .snapshot_index = pm->snapshot_index,
+        .snapshot_term = pm->snapshot_term,
+        .offset = pm->offset,
+        .data = pm->data.len > 0 ? pm->data.data : NULL,
+        .len = (uint32_t)pm->data.len,
+        .done = pm->done,
+        .next_offset = pm->next_offset,
     };
 }

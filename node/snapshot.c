@@ -1,0 +1,429 @@
+/* snapshot.c - log compaction and InstallSnapshot in the node (Raft paper,
+ * section 7 and Figure 13). The issue:
+ *
+ *   "A node snapshots its state machine by itself ... Triggered when the log
+ *   since the last snapshot passes a threshold ... Taking a snapshot must
+ *   not stall the node: clients and heartbeats keep being served while it is
+ *   written ... A snapshot is written durably and atomically ... only then
+ *   are the entries it covers dropped ... A follower whose next entry the
+ *   leader no longer has gets the snapshot by InstallSnapshot (Figure 13):
+ *   sent in chunks over nanomsg ... A restart loads the newest snapshot and
+ *   replays only the log after it."
+ *
+ * Taking one: fork(), as Redis's BGSAVE. The child sees the store exactly as
+ * it was at the fork (the kernel copies pages only when the parent changes
+ * them), writes it with kv_snapshot_write into snapfile_writer (durable and
+ * atomic: temporary file, fsync, rename, fsync of the dir) and _exits. The
+ * parent goes on serving clients and peers; every loop turn it polls
+ * waitpid(WNOHANG). When the child succeeded the parent, in this order,
+ * records it (wal_snapshot_taken: the log may drop the entries it covers),
+ * tells the core (raft_compact) and removes older snapshot files no transfer
+ * uses (raft_snapshot_in_use). The child touches nothing the parent shares:
+ * it never calls nanomsg, never closes or writes a socket, and ends with
+ * _exit (no atexit handlers, no stdio flush). It asks to be killed if the
+ * parent dies, so that a restarted node finds the data dir's lock free.
+ *
+ * Sending one (leader): each RAFT_MSG_SNAPSHOT gets up to SNAPSHOT_CHUNK
+ * bytes of the file at the core's offset (snapfile_read_at); done when they
+ * reach the end. Receiving one (follower): rd.snapshot_chunk goes into the
+ * temporary file (snapfile_recv_chunk), rd.snapshot_install makes it the
+ * node's snapshot (wal_install_snapshot) and then the store is loaded from
+ * it before anything after it is applied.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "node.h"
+
+#define SNAPSHOT_CHUNK (1024u * 1024u) /* bytes of the file in one message */
+#define SNAPSHOT_RETRY_MS 1000         /* after a failure, wait before the next */
+
+/* ------------------------------------------------------------ the files on disk */
+
+static int snapshot_keep(struct node *n, uint64_t index)
+{
+    for (size_t i = 0; i < n->n_snap_kept; i++)
+        if (n->snap_kept[i] == index)
+            return 0;
+    if (n->n_snap_kept == n->cap_snap_kept) {
+        size_t cap = n->cap_snap_kept ? n->cap_snap_kept * 2 : 8;
+        uint64_t *p = realloc(n->snap_kept, cap * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        n->snap_kept = p;
+        n->cap_snap_kept = cap;
+    }
+    n->snap_kept[n->n_snap_kept++] = index;
+    return 0;
+}
+
+/* Remove the snapshot files below the oldest one still in use: the core's,
+ * or one a leader is still sending (raft.h: "the caller keeps an older
+ * snapshot file while raft_snapshot_in_use says so, and may delete it
+ * after"). */
+static void snapshot_remove_unused(struct node *n)
+{
+    if (n->n_snap_kept < 2)
+        return;
+    uint64_t oldest_used = n->raft.log.snapshot_index;
+    for (size_t i = 0; i < n->n_snap_kept; i++)
+        if (n->snap_kept[i] < oldest_used && raft_snapshot_in_use(&n->raft, n->snap_kept[i]))
+            oldest_used = n->snap_kept[i];
+    bool any_below = false;
+    for (size_t i = 0; i < n->n_snap_kept; i++)
+        any_below |= n->snap_kept[i] < oldest_used;
+    if (!any_below)
+        return;
+    char err[512];
+    if (wal_remove_snapshots_below(n->wal, oldest_used, err, sizeof(err)) != 0) {
+        node_event(n, "cannot remove old snapshots: %s", err);
+        return;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < n->n_snap_kept; i++)
+        if (n->snap_kept[i] >= oldest_used)
+            n->snap_kept[kept++] = n->snap_kept[i];
+    n->n_snap_kept = kept;
+    if (n->snap_reader != NULL && n->reader_index < oldest_used) {
+        snapfile_reader_close(n->snap_reader);
+        n->snap_reader = NULL;
+    }
+}
+
+/* ------------------------------------------------------------ start */
+
+/* Load DIR/snap-<index>-<term> into a new store. */
+static int snapshot_load_kv(struct node *n, uint64_t index, uint64_t term, struct kv **out,
+                            char *err, size_t errlen)
+{
+    uint8_t *payload = NULL;
+    uint64_t len = 0;
+    if (snapfile_load(n->opt.data_dir, index, term, &payload, &len, err, errlen) != 0)
+        return -1;
+    char why[256];
+    int rc = kv_snapshot_load(payload, (size_t)len, out, why, sizeof(why));
+    free(payload);
+    if (rc != KV_SNAPSHOT_OK) {
+        snprintf(err, errlen, "%s/snap-%" PRIu64 "-%" PRIu64 ": %s", n->opt.data_dir, index, term,
+                 rc == KV_SNAPSHOT_NOMEM ? "out of memory" : why);
+        return -1;
+    }
+    return 0;
+}
+
+int snapshot_load_newest(struct node *n, uint64_t *index, uint64_t *term, char *err, size_t errlen)
+{
+    wal_snapshot(n->wal, index, term);
+    if (*index == 0) {
+        n->kv = kv_new();
+        if (n->kv == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    if (snapshot_load_kv(n, *index, *term, &n->kv, err, errlen) != 0)
+        return -1;
+    if (snapshot_keep(n, *index) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ taking one */
+
+static int snapshot_child_append(const uint8_t *p, size_t len, void *ctx)
+{
+    char err[512];
+    if (snapfile_writer_append(ctx, p, len, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raftkv-node: snapshot: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* In the child: write the store as it was at the fork. Returns the exit
+ * status. */
+static int snapshot_child(struct node *n, uint64_t index, uint64_t term)
+{
+    char err[512];
+    struct snapfile_writer *sw;
+    if (snapfile_writer_open(n->opt.data_dir, index, term, &sw, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raftkv-node: snapshot: %s\n", err);
+        return 1;
+    }
+    if (kv_snapshot_write(n->kv, snapshot_child_append, sw) != 0) {
+        snapfile_writer_abort(sw);
+        return 1;
+    }
+    if (snapfile_writer_finish(sw, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raftkv-node: snapshot: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Fork a child writing the state as of the last applied index. */
+static void snapshot_start(struct node *n)
+{
+    struct raft *r = &n->raft;
+    uint64_t index = r->last_applied, term = raft_term_at(r, index);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        node_event(n, "cannot start a snapshot: fork: %s", strerror(errno));
+        n->snap_retry_ms = clock_monotonic_ms() + SNAPSHOT_RETRY_MS;
+        return;
+    }
+    if (pid == 0) {
+        /* Die with the parent; and SIGTERM ends the child (the parent's
+         * handler would only set a flag nobody reads here). */
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(1);
+        _exit(snapshot_child(n, index, term));
+    }
+    n->snap_pid = pid;
+    n->snap_index = index;
+    n->snap_term = term;
+    n->snap_started_ms = clock_monotonic_ms();
+    if (n->snap_slot != NULL)
+        n->snap_slot_bound = true;
+}
+
+static void snapshot_answer(struct node *n, const char *error)
+{
+    struct reply_slot *slot = n->snap_slot;
+    if (slot == NULL || !n->snap_slot_bound)
+        return;
+    n->snap_slot = NULL;
+    n->snap_slot_bound = false;
+    if (error == NULL)
+        resp_write_simple(&slot->data, "OK");
+    else
+        resp_write_error(&slot->data, error);
+    client_slot_done(n, slot);
+}
+
+/* The child wrote snap-<index>-<term> durably: the log may drop what it
+ * covers, then the core forgets it. Returns 0, or -1 with err. */
+static int snapshot_taken(struct node *n, char *err, size_t errlen)
+{
+    uint64_t index = n->snap_index, term = n->snap_term;
+    if (snapshot_keep(n, index) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    uint64_t newest_index, newest_term;
+    wal_snapshot(n->wal, &newest_index, &newest_term);
+    if (index <= newest_index) {
+        /* A snapshot from the leader got past it meanwhile: this one is
+         * older and goes with the next clean-up. */
+        return 0;
+    }
+    if (wal_snapshot_taken(n->wal, index, term, err, errlen) != 0)
+        return -1;
+    if (raft_compact(&n->raft, index) != RAFT_OK) {
+        snprintf(err, errlen, "the core refused to compact up to %" PRIu64, index);
+        return -1;
+    }
+    n->snapshots_taken++;
+    node_event(n,
+               "snapshot at index %" PRIu64 " (term %" PRIu64 ") written in %" PRIu64
+               " ms; the log now starts at %" PRIu64 " on disk",
+               index, term, clock_monotonic_ms() - n->snap_started_ms, wal_first_index(n->wal));
+    return 0;
+}
+
+static void snapshot_reap(struct node *n)
+{
+    int status;
+    pid_t got = waitpid(n->snap_pid, &status, WNOHANG);
+    if (got == 0)
+        return;
+    if (got < 0 && errno == EINTR)
+        return;
+    n->snap_pid = 0;
+    char err[512];
+    const char *failed = NULL;
+    if (got < 0) {
+        snprintf(err, sizeof(err), "waitpid: %s", strerror(errno));
+        failed = err;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        snprintf(err, sizeof(err), "the child writing it %s %d",
+                 WIFEXITED(status) ? "exited with" : "was killed by signal",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        failed = err;
+    } else if (snapshot_taken(n, err, sizeof(err)) != 0) {
+        failed = err;
+    }
+    if (failed != NULL) {
+        node_event(n, "snapshot at index %" PRIu64 " failed: %s", n->snap_index, failed);
+        n->snap_retry_ms = clock_monotonic_ms() + SNAPSHOT_RETRY_MS;
+        char msg[600];
+        snprintf(msg, sizeof(msg), "ERR snapshot failed: %s", failed);
+        snapshot_answer(n, msg);
+    } else {
+        snapshot_answer(n, NULL);
+    }
+    n->status_dirty = true;
+}
+
+/* Whether there is anything applied past the last snapshot. */
+static bool snapshot_has_news(const struct node *n)
+{
+    uint64_t newest_index, newest_term;
+    wal_snapshot(n->wal, &newest_index, &newest_term);
+    return n->raft.last_applied > newest_index && n->raft.last_applied > n->raft.log.snapshot_index;
+}
+
+void snapshot_tick(struct node *n)
+{
+    if (n->snap_pid != 0)
+        snapshot_reap(n);
+    snapshot_remove_unused(n);
+    if (n->snap_pid != 0 || n->disk_error)
+        return;
+    if (n->snap_slot != NULL) {
+        if (!snapshot_has_news(n)) {
+            n->snap_slot_bound = true;
+            snapshot_answer(n, NULL); /* the newest snapshot already holds it all */
+            return;
+        }
+        snapshot_start(n);
+        return;
+    }
+    uint64_t every = n->opt.snapshot_entries;
+    const struct raft *r = &n->raft;
+    if (every > 0 && r->last_applied >= r->log.snapshot_index + every && snapshot_has_news(n) &&
+        clock_monotonic_ms() >= n->snap_retry_ms)
+        snapshot_start(n);
+}
+
+void snapshot_request(struct node *n, struct reply_slot *slot)
+{
+    if (n->snap_slot != NULL) {
+        resp_write_error(&slot->data, "ERR a RAFT.SNAPSHOT is already in progress");
+        client_slot_done(n, slot);
+        return;
+    }
+    n->snap_slot = slot;
+    n->snap_slot_bound = false; /* a running child may predate the request */
+    snapshot_tick(n);
+}
+
+/* ------------------------------------------------------------ sending one */
+
+int snapshot_attach_chunk(struct node *n, struct raft_msg *m)
+{
+    char err[512];
+    if (n->snap_reader != NULL &&
+        (n->reader_index != m->snapshot_index || n->reader_term != m->snapshot_term)) {
+        snapfile_reader_close(n->snap_reader);
+        n->snap_reader = NULL;
+    }
+    if (n->snap_reader == NULL) {
+        if (snapfile_reader_open(n->opt.data_dir, m->snapshot_index, m->snapshot_term,
+                                 &n->snap_reader, err, sizeof(err)) != 0) {
+            node_event(n, "cannot send snapshot %" PRIu64 ": %s", m->snapshot_index, err);
+            return -1;
+        }
+        n->reader_index = m->snapshot_index;
+        n->reader_term = m->snapshot_term;
+    }
+    if (n->snap_chunk == NULL) {
+        n->snap_chunk = malloc(SNAPSHOT_CHUNK);
+        if (n->snap_chunk == NULL)
+            return -1;
+    }
+    size_t got = 0;
+    if (snapfile_read_at(n->snap_reader, m->offset, n->snap_chunk, SNAPSHOT_CHUNK, &got, err,
+                         sizeof(err)) != 0) {
+        node_event(n, "cannot send snapshot %" PRIu64 ": %s", m->snapshot_index, err);
+        return -1;
+    }
+    m->data = n->snap_chunk;
+    m->len = (uint32_t)got;
+    m->done = m->offset + got >= snapfile_reader_size(n->snap_reader);
+    int slot = raft_node_slot(&n->raft, m->to);
+    if (m->offset == 0 && slot >= 0 && n->snap_announced[slot] != m->snapshot_index) {
+        n->snap_announced[slot] = m->snapshot_index;
+        n->snapshots_sent++;
+        node_event(n,
+                   "sending snapshot at index %" PRIu64 " (term %" PRIu64 ", %" PRIu64
+                   " bytes) to node %u",
+                   m->snapshot_index, m->snapshot_term, snapfile_reader_size(n->snap_reader),
+                   m->to);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ receiving one */
+
+int snapshot_write_chunk(struct node *n, const struct raft_snapshot_chunk *c, char *err,
+                         size_t errlen)
+{
+    return snapfile_recv_chunk(n->opt.data_dir, c->offset, c->data, c->len, c->done, err, errlen);
+}
+
+int snapshot_install(struct node *n, const struct raft_snapshot_install *in, char *err,
+                     size_t errlen)
+{
+    if (wal_install_snapshot(n->wal, in->index, in->term, err, errlen) != 0)
+        return -1;
+    if (snapshot_keep(n, in->index) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int snapshot_restore(struct node *n, const struct raft_snapshot_install *in, char *err,
+                     size_t errlen)
+{
+    struct kv *kv;
+    if (snapshot_load_kv(n, in->index, in->term, &kv, err, errlen) != 0)
+        return -1;
+    kv_free(n->kv);
+    n->kv = kv;
+    pending_on_snapshot(n, in->index);
+    n->snapshots_installed++;
+    node_event(n, "installed snapshot at index %" PRIu64 " (term %" PRIu64 ") from the leader",
+               in->index, in->term);
+    return 0;
+}
+
+/* ------------------------------------------------------------ shutting down */
+
+void snapshot_shutdown(struct node *n)
+{
+    if (n->snap_pid != 0) {
+        kill(n->snap_pid, SIGKILL);
+        while (waitpid(n->snap_pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        n->snap_pid = 0;
+        n->snap_slot_bound = true;
+        snapshot_answer(n, "ERR the node is shutting down before the snapshot was written");
+    }
+    if (n->snap_slot != NULL) {
+        n->snap_slot_bound = true;
+        snapshot_answer(n, "ERR the node is shutting down before the snapshot was written");
+    }
+    if (n->snap_reader != NULL)
+        snapfile_reader_close(n->snap_reader);
+    n->snap_reader = NULL;
+    free(n->snap_chunk);
+    n->snap_chunk = NULL;
+    free(n->snap_kept);
+    n->snap_kept = NULL;
+    n->n_snap_kept = n->cap_snap_kept = 0;
+}
