@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Log compaction and InstallSnapshot (Raft section 7, Figure 13).
+
+- With --snapshot-entries 500 every node snapshots its state by itself and
+  compacts its log. A follower killed while 20,000 writes go by finds, on
+  restart, that the leader no longer has the entries it needs: it gets the
+  snapshot by InstallSnapshot, then the log after it, and every node ends at
+  the same DEBUG DIGEST at the same last_applied.
+- RAFT.SNAPSHOT takes one now and answers +OK once it is durable.
+- A restarted node loads its newest snapshot (its 'started' line names it)
+  and keeps every key.
+- kill -9 of every node while snapshots are being written (a threshold of
+  50 entries, writes running) loses no acknowledged write."""
+import re
+import sys
+import threading
+
+from harness import (Cluster, LeaderClient, check, check_eq, parse_args, run, step,
+                     wait_until)
+
+KEYS = 20000
+BATCH = 1000
+
+
+def leader_client(cluster):
+    leader = cluster.wait_leader()
+    return leader, cluster.client(leader, timeout=30)
+
+
+def write_many(cluster, count, prefix):
+    """SET prefix:i i for i < count, pipelined at the leader."""
+    leader, r = leader_client(cluster)
+    with r:
+        for start in range(0, count, BATCH):
+            cmds = [("SET", f"{prefix}:{i}", str(i)) for i in range(start, min(count, start + BATCH))]
+            replies = r.pipeline(cmds)
+            check(all(x == "OK" for x in replies),
+                  f"leader {leader}: {len(cmds)} SETs from {start} answered OK")
+    return leader
+
+
+def wait_same_state(cluster, ids, timeout=60):
+    """Until every node in ids has applied the same index; then their
+    digests must agree."""
+    def same():
+        infos = cluster.infos(ids)
+        applied = {f["last_applied"] for f in infos.values()}
+        commit = {f["commit_index"] for f in infos.values()}
+        return len(applied) == 1 and applied == commit and infos
+
+    infos = wait_until(same, timeout, f"nodes {ids} to apply the same index")
+    applied = next(iter(infos.values()))["last_applied"]
+    digests = {i: cluster.call(i, "DEBUG", "DIGEST") for i in ids}
+    check(len(set(digests.values())) == 1,
+          f"every node has the same DEBUG DIGEST at last_applied {applied}: {digests}")
+    return applied
+
+
+def test_install_snapshot(cluster):
+    step("3 nodes with --snapshot-entries 500; a follower is killed")
+    cluster.start()
+    leader = cluster.wait_leader()
+    follower = next(i for i in cluster.ids if i != leader)
+    cluster.kill(follower)
+    step(f"node {follower} killed; {KEYS} writes at the leader")
+    leader = write_many(cluster, KEYS, "k")
+    info = cluster.info(leader)
+    check(info["snapshot_index"] > 0 and info["snapshots_taken"] > 0,
+          f"the leader snapshotted by itself (snapshot_index {info['snapshot_index']})")
+    check(info["log_first_index"] > 1,
+          f"and dropped the log it covers (log_first_index {info['log_first_index']})")
+
+    step(f"node {follower} restarts and catches up by InstallSnapshot")
+    cluster.start_node(follower)
+    wait_same_state(cluster, cluster.ids)
+    f = cluster.info(follower)
+    check(f["snapshot_index"] > 0 and f["snapshots_installed"] >= 1,
+          f"node {follower} installed a snapshot (snapshot_index {f['snapshot_index']})")
+    check(f["log_first_index"] > 1,
+          f"its log starts after it (log_first_index {f['log_first_index']})")
+    check_eq(f["keys"], KEYS, f"node {follower} holds every key")
+    senders = [i for i in cluster.ids
+               if re.search(rf"sending snapshot at index \d+ .* to node {follower}\b",
+                            cluster.node(i).output())]
+    check(senders, f"a leader says it sent node {follower} a snapshot (nodes {senders})")
+
+
+def test_raft_snapshot_command(cluster):
+    step("RAFT.SNAPSHOT takes a snapshot now, on any node")
+    write_many(cluster, 100, "cmd")
+    node = cluster.ids[-1]
+    wait_same_state(cluster, cluster.ids)
+    applied = cluster.info(node)["last_applied"]
+    check_eq(cluster.call(node, "RAFT.SNAPSHOT", timeout=30), "OK", f"node {node}: RAFT.SNAPSHOT")
+    info = cluster.info(node)
+    check(info["snapshot_index"] >= applied,
+          f"its snapshot_index ({info['snapshot_index']}) reaches last_applied ({applied})")
+    check_eq(cluster.call(node, "RAFT.SNAPSHOT", timeout=30), "OK",
+             "again, with nothing new: +OK at once")
+
+
+def test_restart_loads_snapshot(cluster):
+    step("a restarted node loads its snapshot and keeps every key")
+    node = cluster.ids[-1]
+    before = cluster.info(node)
+    cluster.stop(node)
+    cluster.start_node(node)
+    started = re.findall(r"started, term \d+, \d+ log entries, snapshot_index (\d+)",
+                         cluster.node(node).output())
+    check(started and int(started[-1]) >= before["snapshot_index"] > 0,
+          f"node {node}'s 'started' line names its snapshot ({started[-1:]}, had "
+          f"{before['snapshot_index']})")
+    wait_same_state(cluster, cluster.ids)
+    check_eq(cluster.info(node)["keys"], before["keys"], f"node {node} keeps every key")
+    leader = cluster.wait_leader()
+    with cluster.client(leader) as r:
+        sample = list(range(0, KEYS, 997))
+        got = r.pipeline([("GET", f"k:{i}") for i in sample])
+        check_eq(got, [str(i).encode() for i in sample], "sampled keys read back at the leader")
+
+
+def test_kill_all_while_snapshotting(opt):
+    with Cluster(opt, 3, slot=1, name="snapkill", node_args=["--snapshot-entries", "50"]) as c:
+        step("kill -9 of every node while snapshots are written (threshold 50)")
+        c.start()
+        c.wait_leader()
+        acked = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def writer(w):
+            lc = LeaderClient(c, io_timeout=2.0)
+            seq = 0
+            try:
+                while not stop.is_set():
+                    key = f"w{w}:{seq}"
+                    try:
+                        reply = lc.call("SET", key, str(seq), timeout=3.0)
+                    except Exception:  # noqa: BLE001 - nodes are being killed
+                        break
+                    if reply == "OK":
+                        with lock:
+                            acked[key] = str(seq)
+                    seq += 1
+            finally:
+                lc.close()
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(acked) >= 1500, 60, "1500 acknowledged writes")
+        wait_until(lambda: any(c.info(i)["snapshots_taken"] > 0 for i in c.live_ids()), 30,
+                   "a snapshot taken")
+        for i in c.ids:
+            c.kill(i)
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+            check(not t.is_alive(), "writer stopped")
+        step(f"restart every node; {len(acked)} acknowledged writes must be there")
+        c.start()
+        leader = c.wait_leader(timeout=20)
+        items = sorted(acked.items())
+        with c.client(leader, timeout=30) as r:
+            for start in range(0, len(items), BATCH):
+                part = items[start:start + BATCH]
+                got = r.pipeline([("GET", k) for k, _ in part])
+                lost = [k for (k, v), g in zip(part, got) if g != v.encode()]
+                check(not lost, f"acknowledged writes {start}..{start + len(part)} are there "
+                      f"(lost: {lost[:5]})")
+        restored = [i for i in c.ids
+                    if re.findall(r"snapshot_index ([1-9]\d*), peers", c.node(i).output())]
+        check(restored, f"nodes {restored} started from a snapshot")
+        wait_same_state(c, c.ids)
+        c.check_alive()
+        c.shutdown()
+
+
+def main(opt):
+    with Cluster(opt, 3, name="snap", node_args=["--snapshot-entries", "500"]) as cluster:
+        test_install_snapshot(cluster)
+        test_raft_snapshot_command(cluster)
+        test_restart_loads_snapshot(cluster)
+        cluster.check_alive()
+        cluster.shutdown()
+    test_kill_all_while_snapshotting(opt)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, parse_args(__doc__)))
