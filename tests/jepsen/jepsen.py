@@ -94,8 +94,8 @@ class NetnsCluster(LoopbackCluster):
     ways; heal_network() undoes it. The namespaces, links and bridge are
     deleted at cleanup, which harness runs at exit and on failure."""
 
-    def __init__(self, opt, n, slot=0, name="netns"):
-        super().__init__(opt, n, slot=slot, name=name)
+    def __init__(self, opt, n, slot=0, name="netns", node_args=()):
+        super().__init__(opt, n, slot=slot, name=name, node_args=node_args)
         block = opt.port_base // 100
         self.subnet = f"198.{18 + block // 256 % 2}.{block % 256}"
         self.tag = f"rj{opt.port_base}"
@@ -569,7 +569,8 @@ def run_once(opt, nodes, seconds, seed, faults=DEFAULT_FAULTS, clients=6, keys=4
         reason = netns_unavailable()
         if reason is None:
             try:
-                cluster = NetnsCluster(opt, nodes, slot=slot, name=f"jepsen-netns-{seed}")
+                cluster = NetnsCluster(opt, nodes, slot=slot, name=f"jepsen-netns-{seed}",
+                                       node_args=getattr(opt, "node_arg", ()))
                 kinds.append("netns")
                 if not cluster.netem:
                     log(f"netns: no netem here ({cluster.no_netem}): isolating by link down only")
@@ -579,7 +580,8 @@ def run_once(opt, nodes, seconds, seed, faults=DEFAULT_FAULTS, clients=6, keys=4
             log(f"skipped netns fault: {reason}")
             result.skipped.append(f"netns fault: {reason}")
     if cluster is None:
-        cluster = LoopbackCluster(opt, nodes, slot=slot, name=f"jepsen-{seed}")
+        cluster = LoopbackCluster(opt, nodes, slot=slot, name=f"jepsen-{seed}",
+                                  node_args=getattr(opt, "node_arg", ()))
     if not kinds:
         harness.fail("no fault left to inject")
     key_names = [f"jk{k}" for k in range(keys)]
@@ -677,6 +679,9 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=None, help="first run's seed (default: random)")
     ap.add_argument("--faults", default=",".join(DEFAULT_FAULTS),
                     help=f"comma-separated, from {','.join(FAULTS)}")
+    ap.add_argument("--node-arg", action="append", default=[], metavar="ARG",
+                    help="pass ARG to every raftkv-node (repeat: --node-arg=--snapshot-entries "
+                         "--node-arg=50)")
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--keys", type=int, default=4)
     ap.add_argument("--keep-history", metavar="FILE",
