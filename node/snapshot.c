@@ -21,7 +21,8 @@
  * uses (raft_snapshot_in_use). The child touches nothing the parent shares:
  * it never calls nanomsg, never closes or writes a socket, and ends with
  * _exit (no atexit handlers, no stdio flush). It asks to be killed if the
- * parent dies, so that a restarted node finds the data dir's lock free.
+ * parent dies, and drops its copy of the data dir's lock descriptor, so
+ * that a restarted node finds the lock free.
  *
  * Sending one (leader): each RAFT_MSG_SNAPSHOT gets up to SNAPSHOT_CHUNK
  * bytes of the file at the core's offset (snapfile_read_at); done when they
@@ -190,6 +191,7 @@ static void snapshot_start(struct node *n)
         signal(SIGINT, SIG_DFL);
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
             _exit(1);
+        wal_forget_after_fork(n->wal);
         _exit(snapshot_child(n, index, term));
     }
     n->snap_pid = pid;

@@ -105,6 +105,11 @@ int wal_remove_snapshots_below(struct wal *w, uint64_t index, char *err, size_t 
  * ahead of the records, and cut back on a clean wal_close (or when opened
  * after a crash). */
 uint64_t wal_log_size(const struct wal *w);
+/* In a child after fork(): close its copies of the files without
+ * unlocking (flock(LOCK_UN) would release the parent's lock too), so that
+ * the lock goes with the parent and a restarted node need not wait for the
+ * child. The child must not use w after. */
+void wal_forget_after_fork(struct wal *w);
 /* Sync, cut off the zeros ahead, record the exact synced mark, release. */
 void wal_close(struct wal *w);
 
