@@ -138,10 +138,14 @@ void pending_on_applied(struct node *n, uint64_t index, uint64_t term, const str
  * here: whether a write among them is the one proposed cannot be told. */
 void pending_on_snapshot(struct node *n, uint64_t index)
 {
-    while (n->writes_head < n->n_writes && n->writes[n->writes_head].index <= index) {
-        struct pending_write *w = &n->writes[n->writes_head++];
+    for (size_t i = n->writes_head; i < n->n_writes; i++) {
+        struct pending_write *w = &n->writes[i];
+        if (w->slot == NULL || w->index > index)
+            continue;
         slot_error(n, w->slot, uncertain_stepped_down);
+        w->slot = NULL;
     }
+    pending_writes_pop(n);
 }
 
 /* ------------------------------------------------------------ reads */
