@@ -4,7 +4,7 @@ Three short runs on real nodes, each with client threads on a few keys while
 faults hit the cluster one at a time: 3 nodes (kill, pause, partition,
 loss), 5 nodes with the same plus real network isolation in namespaces
 (skipped with a reason where namespaces cannot be made), and 3 nodes with
-every fault. Each run must be linearizable key by key, converge to one
+every fault and a snapshot every 200 entries. Each run must be linearizable key by key, converge to one
 digest on every node, and keep every acknowledged write. Under the
 sanitizers (a slower node) the runs are shorter with fewer clients.
 
@@ -23,10 +23,12 @@ import harness  # noqa: E402
 from harness import check, step  # noqa: E402
 import jepsen  # noqa: E402
 
+# (nodes, faults, extra node flags). The last run takes a snapshot every 200
+# entries, so that compaction and InstallSnapshot happen under the faults.
 RUNS = (
-    (3, ("kill", "pause", "partition", "loss")),
-    (5, ("kill", "pause", "partition", "loss", "netns")),
-    (3, ("kill", "pause", "partition", "loss", "netns")),
+    (3, ("kill", "pause", "partition", "loss"), ()),
+    (5, ("kill", "pause", "partition", "loss", "netns"), ()),
+    (3, ("kill", "pause", "partition", "loss", "netns"), ("--snapshot-entries", "200")),
 )
 
 
@@ -38,10 +40,12 @@ def sanitized(build):
 def main(opt):
     seconds, clients = (12, 4) if sanitized(opt.build) else (20, 6)
     first = random.SystemRandom().randrange(1, 1 << 31)
-    for r, (nodes, faults) in enumerate(RUNS):
+    for r, (nodes, faults, node_args) in enumerate(RUNS):
         seed = first + r
         step(f"run {r + 1}: seed {seed}, {nodes} nodes, {seconds} s, {clients} clients, "
-             f"faults {','.join(faults)}")
+             f"faults {','.join(faults)}" + (f", nodes with {' '.join(node_args)}"
+                                             if node_args else ""))
+        opt.node_arg = list(node_args)
         result = jepsen.run_once(opt, nodes, seconds, seed, faults, clients=clients, slot=r % 5)
         print(result.summary(), flush=True)
         check(len(result.faults) > 0 and sum(op.status == "ok" for op in result.history) > 100,
@@ -49,7 +53,8 @@ def main(opt):
         check(result.ok, f"linearizable, converged, no acknowledged write lost (replay: "
                          f"python3 tests/jepsen/jepsen.py --build {opt.build} --port-base "
                          f"{opt.port_base} --nodes {nodes} --seconds {seconds} --seed {seed} "
-                         f"--faults {','.join(faults)})")
+                         f"--faults {','.join(faults)}"
+                         + "".join(f" --node-arg={a}" for a in node_args) + ")")
 
 
 if __name__ == "__main__":
