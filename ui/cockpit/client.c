@@ -29,6 +29,8 @@ static const struct client_command commands[] = {
     {"ttl", "TTL", 1, 1, false, "ttl <key>", "seconds left (-1 no TTL, -2 no key)"},
     {"del", "DEL", 1, 1, true, "del <key>", "delete a key"},
     {"getleader", "RAFT.LEADER", 0, 0, false, "getleader", "ask a node who leads"},
+    {"raft.snapshot", "RAFT.SNAPSHOT", 0, 0, false, "raft.snapshot",
+     "the node asked takes a snapshot now (see snapshot N)"},
 };
 
 const struct client_command *client_command_find(const char *name)

@@ -318,6 +318,18 @@ static void submit_client(struct cockpit *ck, int argc, char **argv, uint32_t on
         cockpit_message(ck, false, "%s: asking the leader...", argv[0]);
 }
 
+/* snapshot N: node N (or the leader) takes a snapshot now and compacts its
+ * log (RAFT.SNAPSHOT); the event log narrates it. */
+static void run_snapshot(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    (void)argc;
+    uint32_t id;
+    if (!parse_node(ck, argv[1], &id, out))
+        return;
+    char *request[] = {"raft.snapshot"};
+    submit_client(ck, 1, request, id, out);
+}
+
 static void run_on(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
 {
     uint32_t id;
@@ -342,6 +354,7 @@ static const struct command commands[] = {
     {"speed", "X", "node timers run at factor X (0.1 = ten times slower)", 1, 1, run_speed},
     {"pause", "", "freeze or unfreeze the display", 0, 0, run_pause},
     {"screenshot", "[FILE]", "write the screen to FILE.txt and FILE.svg", 0, 1, run_screenshot},
+    {"snapshot", "N", "node N takes a snapshot now and compacts its log", 1, 1, run_snapshot},
     {"on", "N COMMAND ...", "send a client command to node N only, no retries", 2, 6, run_on},
     {"help", "", "show keys and commands", 0, 1, run_help},
     {"quit", "", "stop every node and leave", 0, 0, run_quit},

@@ -479,6 +479,8 @@ static void copy_status(struct model_node *n, const Raftkv__Status *st)
     n->leader = st->leader;
     n->commit_index = st->commit_index;
     n->last_applied = st->last_applied;
+    n->snapshot_index = st->snapshot_index;
+    n->snapshot_term = st->snapshot_term;
     n->last_index = st->last_index;
     n->last_term = st->last_term;
     n->commit_term = st->commit_term;

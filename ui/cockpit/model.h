@@ -89,6 +89,7 @@ struct model_node {
     uint64_t term;
     uint32_t voted_for, leader;
     uint64_t commit_index, last_applied, last_index, last_term, commit_term;
+    uint64_t snapshot_index, snapshot_term; /* its newest snapshot; 0: none */
     uint32_t election_timeout_ms, election_elapsed_ms, heartbeat_ms;
     struct model_entry log[MODEL_LOG_MAX];
     size_t n_log;
