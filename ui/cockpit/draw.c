@@ -451,12 +451,14 @@ static void draw_card(struct cockpit *ck, const struct model *m, const struct mo
 
     /* Log tail: newest at the bottom, '+' marks entries not yet committed. */
     if (r.log > 0 && row < end) {
-        if (n->snapshot_index > 0)
-            put(row++, ix, iw, A_DIM | A_UNDERLINE, "snap #%" PRIu64 " t%" PRIu64 ", then log%s",
-                n->snapshot_index, n->snapshot_term, iw >= 34 ? " (+ = not committed)" : "");
-        else
-            put(row++, ix, iw, A_DIM | A_UNDERLINE, "log%s",
-                iw >= 24 ? " (+ = not committed)" : "");
+        char head[96];
+        int len = n->snapshot_index > 0
+                      ? snprintf(head, sizeof head, "snap #%" PRIu64 " t%" PRIu64 ", then log",
+                                 n->snapshot_index, n->snapshot_term)
+                      : snprintf(head, sizeof head, "log");
+        const char *hint = " (+ = not committed)";
+        put(row++, ix, iw, A_DIM | A_UNDERLINE, "%s%s", head,
+            len + (int)strlen(hint) <= iw ? hint : "");
         size_t first = n->n_log > (size_t)r.log ? n->n_log - (size_t)r.log : 0;
         for (size_t i = first; i < n->n_log && row < end; i++) {
             const struct model_entry *e = &n->log[i];
