@@ -32,13 +32,8 @@ RUNS = (
 )
 
 
-def sanitized(build):
-    """Whether the build dir was configured with RAFTKV_SANITIZE=ON."""
-    return harness.sanitized_build(build)
-
-
 def main(opt):
-    seconds, clients = (12, 4) if sanitized(opt.build) else (20, 6)
+    seconds, clients = (12, 4) if opt.sanitized else (20, 6)
     first = random.SystemRandom().randrange(1, 1 << 31)
     for r, (nodes, faults, node_args) in enumerate(RUNS):
         seed = first + r
