@@ -34,10 +34,14 @@ if(SIM_SRC)
 endif()
 
 # Integration (real processes) and TUI (tmux) tests: Python standard library only.
-if(RAFTKV_SANITIZE)
-  set(RAFTKV_PORT_BASE 26000)
-else()
-  set(RAFTKV_PORT_BASE 20000)
+# -DRAFTKV_PORT_BASE=N moves the whole range, so that two build trees can run
+# their tests at the same time on one machine.
+if(NOT RAFTKV_PORT_BASE)
+  if(RAFTKV_SANITIZE)
+    set(RAFTKV_PORT_BASE 26000)
+  else()
+    set(RAFTKV_PORT_BASE 20000)
+  endif()
 endif()
 file(GLOB PY_TESTS CONFIGURE_DEPENDS
   ${CMAKE_SOURCE_DIR}/tests/integration/test_*.py
