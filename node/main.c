@@ -41,7 +41,9 @@ static const char *node_usage =
     "  --tcp-keepalive SECONDS   TCP keepalive probes on idle clients (default 0: off)\n"
     "  --snapshot-entries N      snapshot the state and compact the log once N entries were\n"
     "                            applied since the last snapshot (default 10000; 0: only on\n"
-    "                            RAFT.SNAPSHOT)\n";
+    "                            RAFT.SNAPSHOT)\n"
+    "  --snapshot-bytes BYTES    also snapshot once the log on disk passes this size (default\n"
+    "                            64mb; 0: no size limit; suffixes kb, mb, gb)\n";
 
 /* One line per state change: on stdout, and kept for the next status. */
 void node_event(struct node *n, const char *fmt, ...)
@@ -110,6 +112,7 @@ enum {
     OPT_TIMEOUT,
     OPT_TCP_KEEPALIVE,
     OPT_SNAPSHOT_ENTRIES,
+    OPT_SNAPSHOT_BYTES,
 };
 
 static int parse_options(int argc, char **argv, struct node_options *o)
@@ -133,6 +136,7 @@ static int parse_options(int argc, char **argv, struct node_options *o)
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
         {"snapshot-entries", required_argument, NULL, OPT_SNAPSHOT_ENTRIES},
+        {"snapshot-bytes", required_argument, NULL, OPT_SNAPSHOT_BYTES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -145,6 +149,7 @@ static int parse_options(int argc, char **argv, struct node_options *o)
     o->client_output_limit = 32u << 20; /* four of the largest value (RESP_MAX_BULK) */
     o->client_input_limit = 16u << 20;  /* the largest value and room for the rest */
     o->snapshot_entries = 10000;
+    o->snapshot_bytes = 64ull << 20;
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -291,6 +296,15 @@ static int parse_options(int argc, char **argv, struct node_options *o)
             o->snapshot_entries = v;
             break;
         }
+        case OPT_SNAPSHOT_BYTES:
+            if (parse_bytes(optarg, 0, UINT64_MAX, &o->snapshot_bytes) != 0) {
+                fprintf(stderr,
+                        "raftkv-node: --snapshot-bytes wants bytes (e.g. 64mb; 0: no size "
+                        "limit), not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
         case 'h':
             fputs(node_usage, stdout);
             exit(0);

@@ -104,6 +104,7 @@ struct node_options {
     uint32_t timeout_s;           /* close a client idle this long; 0: never */
     uint32_t tcp_keepalive_s;     /* TCP keepalive probes after this idle time; 0: off */
     uint64_t snapshot_entries;    /* snapshot once the log since the last has this many; 0: never */
+    uint64_t snapshot_bytes;      /* ... or once the log on disk is this big; 0: never */
 };
 
 struct node {

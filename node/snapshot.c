@@ -288,6 +288,19 @@ static bool snapshot_has_news(const struct node *n)
     return n->raft.last_applied > newest_index && n->raft.last_applied > n->raft.log.snapshot_index;
 }
 
+/* Whether the log has grown past a threshold: --snapshot-entries entries
+ * applied since the last snapshot, or --snapshot-bytes of log records on disk
+ * past the last snapshot. */
+static bool snapshot_due(const struct node *n)
+{
+    const struct raft *r = &n->raft;
+    uint64_t every = n->opt.snapshot_entries;
+    if (every > 0 && r->last_applied >= r->log.snapshot_index + every)
+        return true;
+    uint64_t max_bytes = n->opt.snapshot_bytes;
+    return max_bytes > 0 && wal_bytes_after_snapshot(n->wal) >= max_bytes;
+}
+
 void snapshot_tick(struct node *n)
 {
     if (n->snap_pid != 0)
@@ -304,10 +317,7 @@ void snapshot_tick(struct node *n)
         snapshot_start(n);
         return;
     }
-    uint64_t every = n->opt.snapshot_entries;
-    const struct raft *r = &n->raft;
-    if (every > 0 && r->last_applied >= r->log.snapshot_index + every && snapshot_has_news(n) &&
-        clock_monotonic_ms() >= n->snap_retry_ms)
+    if (snapshot_due(n) && snapshot_has_news(n) && clock_monotonic_ms() >= n->snap_retry_ms)
         snapshot_start(n);
 }
 
