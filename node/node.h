@@ -179,6 +179,7 @@ struct node {
      * snapshot files on disk, the file a leader reads chunks from. */
     pid_t snap_pid; /* the child writing one; 0: none */
     uint64_t snap_index, snap_term, snap_started_ms;
+    uint64_t snap_keys;           /* keys in the state the running child writes */
     struct reply_slot *snap_slot; /* RAFT.SNAPSHOT waiting */
     bool snap_slot_bound;         /* the child running covers that request */
     uint64_t snap_retry_ms;       /* after a failure, no automatic one before this */
@@ -291,6 +292,9 @@ void pending_on_snapshot(struct node *n, uint64_t index);
 int snapshot_load_newest(struct node *n, uint64_t *index, uint64_t *term, char *err, size_t errlen);
 /* Every loop turn: reap a finished child, start one when the log is long. */
 void snapshot_tick(struct node *n);
+/* Leader sending pr a snapshot: the chunk in flight (1-based) of how many. */
+void snapshot_send_progress(const struct node *n, const struct raft_progress *pr, uint32_t *chunk,
+                            uint32_t *chunks);
 /* RAFT.SNAPSHOT: slot is answered once a snapshot is durable and compacted. */
 void snapshot_request(struct node *n, struct reply_slot *slot);
 /* Leader: the chunk of the snapshot file a RAFT_MSG_SNAPSHOT carries. 0, or

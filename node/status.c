@@ -126,6 +126,10 @@ void status_publish(struct node *n)
         peers[np].blocked = (n->blocked & (1u << id)) != 0;
         peers[np].sent = n->sent_to[i];
         peers[np].received = n->received_from[i];
+        if (r->role == RAFT_LEADER && pr->mode == RAFT_PROGRESS_SNAPSHOT) {
+            peers[np].snapshot_index = pr->snapshot_index;
+            snapshot_send_progress(n, pr, &peers[np].snapshot_chunk, &peers[np].snapshot_chunks);
+        }
         peer_ptrs[np] = &peers[np];
         np++;
     }

@@ -82,7 +82,7 @@ def test_install_snapshot(cluster):
           f"its log starts after it (log_first_index {f['log_first_index']})")
     check_eq(f["keys"], KEYS, f"node {follower} holds every key")
     senders = [i for i in cluster.ids
-               if re.search(rf"sending snapshot at index \d+ .* to node {follower}\b",
+               if re.search(rf"sent node {follower} a snapshot \(#\d+, [\d.]+ (B|KiB|MiB) in \d+ chunks?\)",
                             cluster.node(i).output())]
     check(senders, f"a leader says it sent node {follower} a snapshot (nodes {senders})")
 

@@ -357,6 +357,12 @@ static void draw_peer(const struct model *m, const struct model_node *n, const s
         bool behind = p->match + 2 < n->last_index;
         char ack[32];
         age_text(p->last_ack_ago_ms, ack, sizeof ack);
+        if (p->snapshot_index > 0) {
+            put(y, x, w, hot ? A_BOLD : A_NORMAL, "%s%u snap #%" PRIu64 " chunk %u/%u ack %s",
+                hot ? ">" : " ", p->id, p->snapshot_index, p->snapshot_chunk, p->snapshot_chunks,
+                ack);
+            return;
+        }
         put(y, x, w, hot ? A_BOLD : A_NORMAL, "%s%u match %-4" PRIu64 " ack %s%s", hot ? ">" : " ",
             p->id, p->match, ack, behind ? " behind" : "");
     } else {

@@ -446,6 +446,18 @@ static bool parse_role_line(const char *line, struct role_line *r)
     return true;
 }
 
+/* Lines the node words as a sentence with itself as the subject ("took a
+ * snapshot up to #10000 ..."), told as "node 2 took a snapshot ...". */
+static bool is_narration(const char *line)
+{
+    static const char *const verbs[] = {"took a snapshot ", "sent node ",
+                                        "installed the snapshot "};
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (strncmp(line, verbs[i], strlen(verbs[i])) == 0)
+            return true;
+    return false;
+}
+
 /* The node's own lines: role changes in words, everything else as printed.
  * Returns whether a role change was among them. */
 static bool tell_node_lines(struct model *m, struct model_node *n, const struct model_node *prev,
@@ -462,6 +474,8 @@ static bool tell_node_lines(struct model *m, struct model_node *n, const struct 
             tell_role_change(m, n, prev, had, r.from, r.to, r.term, r.votes, r.timeout_ms);
         } else if (strstr(line, "(new term)")) {
             continue; /* a follower moving to a newer term: votes and leaders tell it */
+        } else if (is_narration(skip_prefix(line))) {
+            model_event(m, EV_NODE, "node %u %s", n->id, skip_prefix(line));
         } else {
             model_event(m, EV_NODE, "node %u: %s", n->id, skip_prefix(line));
         }
@@ -519,6 +533,9 @@ static void copy_status(struct model_node *n, const Raftkv__Status *st)
             .sent = p->sent,
             .received = p->received,
             .blocked = p->blocked,
+            .snapshot_index = p->snapshot_index,
+            .snapshot_chunk = p->snapshot_chunk,
+            .snapshot_chunks = p->snapshot_chunks,
         };
     }
     n->msgs_sent = st->msgs_sent;

@@ -69,6 +69,8 @@ struct model_peer {
     uint64_t last_ack_ago_ms, last_send_ago_ms;
     uint64_t sent, received;
     bool blocked;
+    uint64_t snapshot_index;                  /* being sent a snapshot (leader's view); 0: no */
+    uint32_t snapshot_chunk, snapshot_chunks; /* chunk in flight (1-based) of how many */
 };
 
 struct model_node {
