@@ -65,7 +65,9 @@
 #define RAFT_TERM_MAX (UINT64_C(1) << 62)
 #define RAFT_INDEX_MAX (UINT64_C(1) << 62)
 
-enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE = 1, RAFT_LEADER = 2 };
+/* A pre-candidate (dissertation 9.6) asks whether it could win an election
+ * before starting one: its term does not change until a majority says yes. */
+enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE = 1, RAFT_LEADER = 2, RAFT_PRECANDIDATE = 3 };
 
 enum raft_entry_type { RAFT_ENTRY_NOOP = 0, RAFT_ENTRY_COMMAND = 1 };
 
@@ -84,6 +86,9 @@ enum raft_msg_type {
     RAFT_MSG_APPEND_REPLY = 4,
     RAFT_MSG_SNAPSHOT = 5,       /* InstallSnapshot (Figure 13), one chunk */
     RAFT_MSG_SNAPSHOT_REPLY = 6, /* its reply */
+    RAFT_MSG_PREVOTE = 7,        /* Pre-Vote (dissertation 9.6): "could I win term `term`?" */
+    RAFT_MSG_PREVOTE_REPLY = 8,  /* its reply: granted, or refused with our term */
+    RAFT_MSG_TIMEOUT_NOW = 9,    /* leadership transfer (3.10): "start an election now" */
 };
 
 /* One message between nodes. Fields not used by a type are zero. */
@@ -96,8 +101,15 @@ struct raft_msg {
     /* RequestVote: the candidate's last log entry. */
     uint64_t last_log_index;
     uint64_t last_log_term;
-    /* RequestVote reply. */
+    /* RequestVote: sent by a leadership transfer's target (TimeoutNow), so
+     * voters that heard from the leader lately vote all the same. */
+    bool transfer;
+    /* RequestVote and PreVote reply. */
     bool granted;
+    /* Refused because the voter heard from leader leader_hint leader_ago_ms
+     * ago (leader stickiness); 0: for another reason (log, term, vote). */
+    uint32_t leader_hint;
+    uint64_t leader_ago_ms;
 
     /* AppendEntries. Outgoing entries point into the sender's log and stay
      * valid until the next call into the core; incoming ones are copied. */
@@ -166,6 +178,27 @@ struct raft_config {
     uint32_t election_max_ms;
     uint32_t heartbeat_ms;
     uint64_t seed; /* randomness for election timeouts */
+    /* Dissertation 9.6; both may change at run time (raft_set_options). */
+    bool prevote;      /* ask for pre-votes before raising the term */
+    bool check_quorum; /* a leader without a majority steps down; leader stickiness */
+};
+
+/* Things the core did that a person watching wants told, beyond role and
+ * term changes (which the caller sees in struct raft). */
+enum raft_note_type {
+    RAFT_NOTE_QUORUM_LOST = 1,     /* the leader stepped down: no word from a majority for ms */
+    RAFT_NOTE_PREVOTE_REFUSED = 2, /* node refused our pre-vote for term (leader, ms: why) */
+    RAFT_NOTE_VOTE_IGNORED = 3,    /* we ignored node's RequestVote for term: leader, ms ago */
+    RAFT_NOTE_TRANSFER_FAILED = 4, /* the transfer to node did not end within ms */
+    RAFT_NOTE_TRANSFER_SENT = 5,   /* node is up to date: TimeoutNow sent to it */
+};
+
+struct raft_note {
+    enum raft_note_type type;
+    uint32_t node;
+    uint64_t term;
+    uint32_t leader; /* heard from this leader ... */
+    uint64_t ms;     /* ... this long ago; or a duration */
 };
 
 struct raft_pending_read {
@@ -223,6 +256,9 @@ struct raft_ready {
     /* 4. Reads. Those ok are safe once entries up to apply_to are applied. */
     const struct raft_read_result *reads;
     size_t n_reads;
+    /* 5. Notes, to tell (in any order with the rest). */
+    const struct raft_note *notes;
+    size_t n_notes;
 };
 
 /* The log after the last snapshot: entries[i] has index snapshot_index +
@@ -270,8 +306,15 @@ struct raft {
     uint64_t election_deadline_ms;
     uint32_t election_timeout_ms; /* the timeout drawn for this round */
     uint64_t election_started_ms; /* when the current timeout round began */
-    uint32_t votes;               /* bitmask of granted votes, bit = node id */
+    uint32_t votes;               /* bitmask of granted votes (or pre-votes), bit = node id */
     uint64_t heartbeat_due_ms;
+    uint64_t leader_contact_ms; /* when the leader (leader_id) was last heard from */
+    uint64_t quorum_check_ms;   /* leader, check_quorum: when a majority was last seen */
+
+    /* Leadership transfer (dissertation 3.10), leader side. */
+    uint32_t transfer_to;          /* the target; RAFT_NONE: no transfer */
+    uint64_t transfer_deadline_ms; /* given up after this */
+    bool transfer_sent;            /* TimeoutNow went out */
 
     /* Figure 2, volatile state on leaders (index by position in cfg.node_ids). */
     struct raft_progress progress[RAFT_MAX_NODES];
@@ -299,6 +342,8 @@ struct raft {
     size_t n_out, cap_out;
     struct raft_read_result *out_reads;
     size_t n_out_reads, cap_out_reads;
+    struct raft_note *out_notes;
+    size_t n_out_notes, cap_out_notes;
     uint64_t ready_apply_to;
     uint64_t ready_stable_to;
 };
@@ -308,6 +353,7 @@ enum raft_error {
     RAFT_ENOTLEADER = -1,
     RAFT_ENOMEM = -2,
     RAFT_EINVAL = -3,
+    RAFT_EBUSY = -4, /* a leadership transfer is under way: no new entries */
 };
 
 const char *raft_strerror(int err);
@@ -341,8 +387,19 @@ int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *in
                  uint64_t *term);
 /* Ask for a linearizable read; the answer arrives in a later ready. */
 int raft_read(struct raft *r, uint64_t read_id);
-/* Start an election now (the cockpit's "timeout N"). */
+/* Start an election now (the cockpit's "timeout N"): a real one, without a
+ * pre-vote round, as a leadership transfer's target does. */
 void raft_timeout_now(struct raft *r);
+/* Leadership transfer (dissertation 3.10): stop taking proposals, bring
+ * `target` up to date, send it TimeoutNow. Given up (proposals taken again)
+ * after an election timeout; RAFT_ENOTLEADER, or RAFT_EINVAL for a target
+ * that is not another voter. A transfer already under way is replaced. */
+int raft_transfer(struct raft *r, uint32_t target);
+/* Turn Pre-Vote and CheckQuorum on or off (dissertation 9.6). */
+void raft_set_options(struct raft *r, bool prevote, bool check_quorum);
+/* Whether this node heard from a live leader within the minimum election
+ * timeout (or is one): it then refuses pre-votes and ignores RequestVote. */
+bool raft_in_lease(const struct raft *r);
 /* The caller has made a snapshot of the state machine as of applied index
  * `index` durable: forget the entries up to it (section 7). Only applied
  * entries may be compacted: index <= last_applied, else RAFT_EINVAL, as for

@@ -14,19 +14,31 @@ void raft_log_free(struct raft_log *log);
 
 /* raft.c: output helpers. */
 int raft_send(struct raft *r, const struct raft_msg *m);
+void raft_note(struct raft *r, const struct raft_note *note);
 uint64_t raft_random(struct raft *r);
 /* Forget durable copies of entries >= from: they must be written again. */
 void raft_unstable_from(struct raft *r, uint64_t from);
 
 /* raft_convert.c: role changes, all in one place. */
 void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id);
-void raft_become_candidate(struct raft *r);
+/* transfer: a campaign a leader asked for (TimeoutNow) or an operator forced:
+ * no pre-vote round, and voters set aside leader stickiness. */
+void raft_become_candidate(struct raft *r, bool transfer);
+void raft_become_precandidate(struct raft *r);
 void raft_become_leader(struct raft *r);
 void raft_reset_election_timer(struct raft *r);
 
 /* raft_election.c */
 int raft_recv_vote(struct raft *r, const struct raft_msg *m);
 int raft_recv_vote_reply(struct raft *r, const struct raft_msg *m);
+int raft_recv_prevote(struct raft *r, const struct raft_msg *m);
+int raft_recv_prevote_reply(struct raft *r, const struct raft_msg *m);
+
+/* raft_leadership.c: CheckQuorum and leadership transfer. */
+void raft_check_quorum(struct raft *r);
+void raft_transfer_tick(struct raft *r);
+void raft_transfer_maybe_send(struct raft *r);
+int raft_recv_timeout_now(struct raft *r, const struct raft_msg *m);
 
 /* raft_replication.c */
 int raft_recv_append(struct raft *r, const struct raft_msg *m);

@@ -105,6 +105,7 @@ int raft_recv_append(struct raft *r, const struct raft_msg *m)
     if (r->role != RAFT_FOLLOWER || r->leader_id != m->from)
         raft_become_follower(r, m->term, m->from);
     raft_reset_election_timer(r);
+    r->leader_contact_ms = r->now_ms;
 
     /* Entries up to the snapshot's index are committed, so they are the
      * leader's too: skip those the message carries. */
@@ -199,6 +200,7 @@ int raft_recv_append_reply(struct raft *r, const struct raft_msg *m)
             pr->next = pr->match + 1;
         }
         raft_maybe_commit(r);
+        raft_transfer_maybe_send(r);
     } else {
         /* Stale rejections (of a message older than the one in flight) say
          * nothing new. */

@@ -132,6 +132,7 @@ int raft_recv_snapshot_reply(struct raft *r, const struct raft_msg *m)
             pr->next = pr->match + 1;
         }
         raft_maybe_commit(r);
+        raft_transfer_maybe_send(r);
     } else if (pr->mode == RAFT_PROGRESS_SNAPSHOT && m->snapshot_index == pr->snapshot_index &&
                m->offset == pr->snapshot_offset) {
         pr->snapshot_offset = m->next_offset;
@@ -206,6 +207,7 @@ int raft_recv_snapshot(struct raft *r, const struct raft_msg *m)
     if (r->role != RAFT_FOLLOWER || r->leader_id != m->from)
         raft_become_follower(r, m->term, m->from);
     raft_reset_election_timer(r);
+    r->leader_contact_ms = r->now_ms;
 
     if (m->snapshot_index <= r->commit_index) {
         reply.success = true;

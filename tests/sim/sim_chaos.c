@@ -20,6 +20,7 @@ struct chaos {
     bool partitions;
     bool crashes;
     bool disk_failures; /* a node's disk fails every write for 200..3000 ms */
+    bool transfers;     /* leadership transfers, and Pre-Vote/CheckQuorum switched */
     double drop, dup;
     uint32_t max_delay_ms;
 
@@ -69,6 +70,10 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
     p->compact_chance = PICK(g, 0, 2, 10, 30, 100) / 100.0;
     p->compact_gap = (uint32_t)PICK(g, 1, 5, 20, 100);
     p->snapshot_chunk = (uint32_t)PICK(g, 3, 8, 16, 40, 4096);
+    /* Dissertation 9.6, on by default in the node: mostly on here too. */
+    p->prevote = sim_rng_chance(g, 0.7);
+    p->check_quorum = sim_rng_chance(g, 0.7);
+    c->transfers = sim_rng_chance(g, 0.5);
 }
 
 static uint64_t next_time(struct sim *s, uint64_t every)
@@ -164,6 +169,15 @@ static void fault(struct sim *s, struct chaos *c)
     if (c->disk_failures && sim_rng_chance(&s->rng, 0.25)) {
         struct sim_node *nd = random_node(s);
         sim_disk_failing(s, nd, s->now + sim_rng_range(&s->rng, 200, 3000), SIM_DISK_ANY);
+        return;
+    }
+    if (c->transfers && sim_rng_chance(&s->rng, 0.2)) {
+        struct sim_node *ld = sim_leader(s);
+        if (ld != NULL && sim_rng_chance(&s->rng, 0.85)) {
+            sim_transfer(s, ld, s->nodes[sim_rng_below(&s->rng, s->n)].id);
+        } else {
+            sim_set_options(s, sim_rng_chance(&s->rng, 0.7), sim_rng_chance(&s->rng, 0.7));
+        }
         return;
     }
     uint64_t roll = sim_rng_below(&s->rng, 100);
@@ -312,13 +326,15 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
         printf("seed %" PRIu64 ": %zu nodes, election %u-%u ms, heartbeat %u ms, tick %u ms%s%s, "
                "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
                "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms, "
-               "disk retry %u ms, compact %.0f%% every %u+, chunks of %u\n",
+               "disk retry %u ms, compact %.0f%% every %u+, chunks of %u, pre-vote %s, "
+               "check-quorum %s%s\n",
                seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
                p.tick_at_deadlines ? " and at deadlines" : "",
                p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
                c.max_delay_ms, faults, p.crash_in_ready * 100, p.crash_in_persist * 100,
                p.send_first * 100, p.max_batch, p.disk_ms, p.disk_retry_ms, p.compact_chance * 100,
-               p.compact_gap, p.snapshot_chunk);
+               p.compact_gap, p.snapshot_chunk, p.prevote ? "on" : "off",
+               p.check_quorum ? "on" : "off", c.transfers ? ", transfers" : "");
     }
 
     sim_start_all(&s);

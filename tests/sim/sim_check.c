@@ -559,6 +559,18 @@ void sim_check_sent(struct sim *s, struct sim_node *nd, const struct raft_msg *m
                  m->to);
         return;
     }
+    /* Pre-Vote (9.6) asks about the next term without being in it (the
+     * node may have moved on by the time the question leaves: it was asked
+     * in an earlier term); a granted pre-vote answers in the asker's term.
+     * Neither promises anything that must be on disk. */
+    if (m->type == RAFT_MSG_PREVOTE) {
+        if (m->term > r->current_term + 1)
+            sim_fail(s, "node %u sent a PreVote of term %" PRIu64 " as a %s of term %" PRIu64,
+                     nd->id, m->term, raft_role_name(r->role), r->current_term);
+        return;
+    }
+    if (m->type == RAFT_MSG_PREVOTE_REPLY && m->granted)
+        return;
     if (m->term > r->current_term || m->term > d->term) {
         sim_fail(s,
                  "node %u sent a %s of term %" PRIu64 " (current %" PRIu64 ", on disk %" PRIu64 ")",
@@ -649,6 +661,21 @@ void sim_check_sent(struct sim *s, struct sim_node *nd, const struct raft_msg *m
                          nd->id, k, d->snap_index, sim_disk_last(d), d->synced);
         }
         break;
+    case RAFT_MSG_PREVOTE_REPLY: /* a refusal: our term, nothing promised */
+        break;
+    case RAFT_MSG_TIMEOUT_NOW: {
+        /* Dissertation 3.10: only a leader, and only to a target whose log
+         * holds all of the leader's. */
+        int slot = raft_node_slot(r, m->to);
+        if (r->role != RAFT_LEADER || m->term != r->current_term || slot < 0 ||
+            r->progress[slot].match < raft_last_index(r))
+            sim_fail(s,
+                     "node %u sent TimeoutNow to %u in term %" PRIu64 " as a %s (its match %" PRIu64
+                     ", last %" PRIu64 ")",
+                     nd->id, m->to, m->term, raft_role_name(r->role),
+                     slot < 0 ? 0 : r->progress[slot].match, raft_last_index(r));
+        break;
+    }
     default:
         sim_fail(s, "node %u sent a message of unknown type %d", nd->id, (int)m->type);
     }

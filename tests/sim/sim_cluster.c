@@ -178,6 +178,12 @@ const char *sim_msg_name(enum raft_msg_type type)
         return "InstallSnapshot";
     case RAFT_MSG_SNAPSHOT_REPLY:
         return "InstallSnapshot reply";
+    case RAFT_MSG_PREVOTE:
+        return "PreVote";
+    case RAFT_MSG_PREVOTE_REPLY:
+        return "PreVote reply";
+    case RAFT_MSG_TIMEOUT_NOW:
+        return "TimeoutNow";
     }
     return "unknown message";
 }
@@ -186,12 +192,18 @@ static void msg_describe(const struct raft_msg *m, char *buf, size_t size)
 {
     switch (m->type) {
     case RAFT_MSG_VOTE:
-        snprintf(buf, size, "RequestVote from %u, term %" PRIu64 ", last %" PRIu64 "/%" PRIu64,
-                 m->from, m->term, m->last_log_index, m->last_log_term);
+    case RAFT_MSG_PREVOTE:
+        snprintf(buf, size, "%s from %u, term %" PRIu64 ", last %" PRIu64 "/%" PRIu64 "%s",
+                 sim_msg_name(m->type), m->from, m->term, m->last_log_index, m->last_log_term,
+                 m->transfer ? ", transfer" : "");
         break;
     case RAFT_MSG_VOTE_REPLY:
-        snprintf(buf, size, "RequestVote reply from %u, term %" PRIu64 ", %s", m->from, m->term,
-                 m->granted ? "granted" : "refused");
+    case RAFT_MSG_PREVOTE_REPLY:
+        snprintf(buf, size, "%s from %u, term %" PRIu64 ", %s", sim_msg_name(m->type), m->from,
+                 m->term, m->granted ? "granted" : "refused");
+        break;
+    case RAFT_MSG_TIMEOUT_NOW:
+        snprintf(buf, size, "TimeoutNow from %u, term %" PRIu64, m->from, m->term);
         break;
     case RAFT_MSG_APPEND:
         snprintf(buf, size,
@@ -717,6 +729,8 @@ void sim_start(struct sim *s, struct sim_node *nd)
         .election_max_ms = s->p.election_max_ms,
         .heartbeat_ms = s->p.heartbeat_ms,
         .seed = sim_rng_next(&s->rng) | 1,
+        .prevote = s->p.prevote,
+        .check_quorum = s->p.check_quorum,
     };
     for (size_t i = 0; i < s->n; i++)
         cfg.node_ids[i] = s->nodes[i].id;
@@ -986,7 +1000,8 @@ static int propose_one(struct sim *s, struct sim_node *nd, uint64_t *index, uint
         sim_note_command(s, id, *index, *term);
     } else {
         sim_trace(s, nd->id, "propose refused: %s", raft_strerror(rv));
-        if (leader || rv != RAFT_ENOTLEADER)
+        bool transferring = leader && nd->r.transfer_to != RAFT_NONE;
+        if (transferring ? rv != RAFT_EBUSY : (leader || rv != RAFT_ENOTLEADER))
             sim_fail(s, "node %u: a %s refused a proposal: %s", nd->id, raft_role_name(nd->r.role),
                      raft_strerror(rv));
     }
@@ -1064,4 +1079,30 @@ void sim_timeout_now(struct sim *s, struct sim_node *nd)
     sim_trace(s, nd->id, "election timeout forced");
     raft_timeout_now(&nd->r);
     node_after_event(s, nd);
+}
+
+int sim_transfer(struct sim *s, struct sim_node *nd, uint32_t target)
+{
+    if (!nd->up || s->failed)
+        return RAFT_ENOTLEADER;
+    s->events++;
+    node_take_in(s, nd, false);
+    int rv = raft_transfer(&nd->r, target);
+    sim_trace(s, nd->id, "leadership transfer to %u asked: %s", target, raft_strerror(rv));
+    if ((rv == RAFT_OK) != (nd->r.role == RAFT_LEADER && target != nd->id))
+        sim_fail(s, "node %u: a %s answered a transfer to %u: %s", nd->id,
+                 raft_role_name(nd->r.role), target, raft_strerror(rv));
+    node_after_event(s, nd);
+    return rv;
+}
+
+void sim_set_options(struct sim *s, bool prevote, bool check_quorum)
+{
+    s->p.prevote = prevote;
+    s->p.check_quorum = check_quorum;
+    sim_trace(s, RAFT_NONE, "options: pre-vote %s, check-quorum %s", prevote ? "on" : "off",
+              check_quorum ? "on" : "off");
+    for (size_t i = 0; i < s->n; i++)
+        if (s->nodes[i].up)
+            raft_set_options(&s->nodes[i].r, prevote, check_quorum);
 }
