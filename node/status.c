@@ -151,6 +151,9 @@ void status_publish(struct node *n)
     st.suspend_left_ms = n->suspended ? (uint32_t)ago(n->suspend_until_ms, now) : 0;
     st.uptime_ms = now - n->started_ms;
     st.votes = r->votes;
+    st.prevote = r->cfg.prevote;
+    st.check_quorum = r->cfg.check_quorum;
+    st.transfer_to = r->role == RAFT_LEADER ? r->transfer_to : 0;
     st.n_events = n->n_events;
     st.events = n->events;
     st.seq = ++n->status_seq;

@@ -191,6 +191,7 @@ enum raft_note_type {
     RAFT_NOTE_VOTE_IGNORED = 3,    /* we ignored node's RequestVote for term: leader, ms ago */
     RAFT_NOTE_TRANSFER_FAILED = 4, /* the transfer to node did not end within ms */
     RAFT_NOTE_TRANSFER_SENT = 5,   /* node is up to date: TimeoutNow sent to it */
+    RAFT_NOTE_TIMEOUT_NOW = 6,     /* node (the leader) sent us TimeoutNow: we stand now */
 };
 
 struct raft_note {

@@ -91,6 +91,8 @@ int raft_recv_timeout_now(struct raft *r, const struct raft_msg *m)
 {
     if (m->term != r->current_term || r->role != RAFT_FOLLOWER || r->leader_id != m->from)
         return RAFT_OK;
+    struct raft_note note = {.type = RAFT_NOTE_TIMEOUT_NOW, .node = m->from, .term = m->term};
+    raft_note(r, &note);
     raft_become_candidate(r, true);
     return RAFT_OK;
 }

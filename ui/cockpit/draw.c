@@ -92,6 +92,7 @@ static enum pair role_pair(enum model_role r)
     case ROLE_LEADER:
         return P_LEADER;
     case ROLE_CANDIDATE:
+    case ROLE_PRECANDIDATE:
         return P_CANDIDATE;
     case ROLE_FOLLOWER:
         return P_FOLLOWER;
@@ -111,6 +112,7 @@ static const char *role_glyph(enum model_role r)
     case ROLE_LEADER:
         return "*";
     case ROLE_CANDIDATE:
+    case ROLE_PRECANDIDATE: /* the card spells the role out beside it */
         return "?";
     case ROLE_SUSPENDED:
         return "Z";
