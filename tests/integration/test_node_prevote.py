@@ -111,6 +111,11 @@ def transfer_errors(c):
     check(isinstance(reply, RespError) and reply.startswith("MOVED"),
           f"a follower sends the client to the leader ({reply!r})")
     check_eq(c.call(leader, "RAFT.TRANSFER", str(leader)), "OK", "to itself: already done")
+    rc, out, err, _ = c.cli("transfer", str(follower))
+    check(rc == 0 and out.strip() == "OK", f"raftkv-cli transfer {follower} ({rc}, {out!r}, {err!r})")
+    check_eq(c.current_leader(), follower, f"node {follower} leads after raftkv-cli transfer")
+    rc, out, err, _ = c.cli("transfer", "12")
+    check(rc != 0 and "1 to 9" in err, f"raftkv-cli transfer 12 is refused ({rc}, {err!r})")
 
 
 def transfer_round(c):
