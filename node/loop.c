@@ -164,6 +164,13 @@ static void node_tell_notes(struct node *n, const struct raft_ready *rd)
                            " (heard from leader %u %" PRIu64 " ms ago)",
                            t->node, t->term, t->leader, t->ms);
             break;
+        case RAFT_NOTE_PROMOTED: {
+            char ids[64];
+            raft_members_ids_text(&n->raft.members, ids, sizeof ids);
+            node_event(n, "node %u caught up and became a voter (config #%" PRIu64 ": %s)",
+                       t->node, t->index, ids);
+            break;
+        }
         case RAFT_NOTE_TIMEOUT_NOW:
             snprintf(n->role_reason, sizeof n->role_reason, "TimeoutNow from node %u", t->node);
             break;

@@ -91,6 +91,8 @@ void status_publish(struct node *n)
         views[nv].term = e->term;
         if (e->type == RAFT_ENTRY_NOOP)
             snprintf(texts[nv], sizeof(texts[nv]), "no-op");
+        else if (e->type == RAFT_ENTRY_CONFIG)
+            raft_members_describe(e->data, e->len, texts[nv], sizeof(texts[nv]));
         else
             kv_cmd_describe(e->data, e->len, texts[nv], sizeof(texts[nv]));
         views[nv].text = texts[nv];
@@ -116,7 +118,7 @@ void status_publish(struct node *n)
             blocked[nb++] = id;
         if (id == n->opt.id)
             continue;
-        const struct raft_progress *pr = &r->progress[i];
+        const struct raft_progress *pr = &r->progress[id - 1];
         raftkv__peer_progress__init(&peers[np]);
         peers[np].id = id;
         peers[np].next = pr->next;

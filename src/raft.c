@@ -45,12 +45,12 @@ const char *raft_role_name(enum raft_role role)
 int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms)
 {
     memset(r, 0, sizeof(*r));
-    if (cfg->n_nodes < 1 || cfg->n_nodes > RAFT_MAX_NODES || cfg->heartbeat_ms == 0 ||
-        cfg->election_min_ms == 0 || cfg->election_min_ms > cfg->election_max_ms)
+    if ((cfg->n_nodes < 1 && cfg->initial.n < 1) || cfg->n_nodes > RAFT_MAX_NODES ||
+        cfg->initial.n > RAFT_MAX_NODES || cfg->heartbeat_ms == 0 || cfg->election_min_ms == 0 ||
+        cfg->election_min_ms > cfg->election_max_ms || cfg->id < 1 || cfg->id > RAFT_MAX_NODES)
         return RAFT_EINVAL;
     r->cfg = *cfg;
-    if (raft_node_slot(r, cfg->id) < 0)
-        return RAFT_EINVAL;
+    raft_members_initial(r);
     r->rng = cfg->seed ? cfg->seed : 0x9e3779b97f4a7c15ull;
     r->now_ms = now_ms;
     r->role = RAFT_FOLLOWER;
@@ -98,6 +98,9 @@ int raft_restore(struct raft *r, uint64_t term, uint32_t voted_for, uint64_t sna
     if (first == n && n > 0 && entries[n - 1].index > snapshot_index)
         r->truncate_from = snapshot_index + 1;
     free(entries);
+    /* The configuration in force: the log's latest (the snapshot's comes
+     * with raft_set_snapshot_members). */
+    raft_members_refresh(r);
     /* The state machine starts from the snapshot, which holds only
      * committed entries. */
     r->commit_index = snapshot_index;
@@ -153,15 +156,12 @@ const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
 
 size_t raft_quorum(const struct raft *r)
 {
-    return r->cfg.n_nodes / 2 + 1;
+    return (size_t)__builtin_popcount(raft_voters_mask(r)) / 2 + 1;
 }
 
 int raft_node_slot(const struct raft *r, uint32_t id)
 {
-    for (size_t i = 0; i < r->cfg.n_nodes; i++)
-        if (r->cfg.node_ids[i] == id)
-            return (int)i;
-    return -1;
+    return raft_is_member(r, id) ? (int)id - 1 : -1;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -228,6 +228,7 @@ void raft_tick(struct raft *r, uint64_t now_ms)
     if (r->role == RAFT_LEADER) {
         raft_transfer_tick(r);
         raft_check_quorum(r);
+        raft_membership_tick(r);
         if (r->role != RAFT_LEADER)
             return;
         if (r->now_ms >= r->heartbeat_due_ms) {
@@ -238,6 +239,12 @@ void raft_tick(struct raft *r, uint64_t now_ms)
     }
     if (r->now_ms < r->election_deadline_ms)
         return;
+    if (!raft_is_voter(r, r->cfg.id)) {
+        /* A learner, a server not yet added, or one removed: it never
+         * stands (dissertation 4.2.1 and 4.2.3). */
+        raft_reset_election_timer(r);
+        return;
+    }
     if (r->cfg.prevote)
         raft_become_precandidate(r);
     else
@@ -276,7 +283,7 @@ static bool raft_msg_plausible(const struct raft_msg *m)
         for (size_t i = 0; i < m->n_entries; i++) {
             const struct raft_entry *e = &m->entries[i];
             if (e->index != m->prev_index + 1 + i || e->term < term || e->term > m->term ||
-                e->term == 0 || (e->type != RAFT_ENTRY_NOOP && e->type != RAFT_ENTRY_COMMAND) ||
+                e->term == 0 || e->type > RAFT_ENTRY_CONFIG ||
                 (e->len > 0 && e->data == NULL))
                 return false;
             term = e->term;
@@ -327,7 +334,11 @@ static bool raft_term_is_news(struct raft *r, const struct raft_msg *m)
  * currentTerm: set currentTerm = T, convert to follower". */
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
-    if (m->to != r->cfg.id || m->from == r->cfg.id || raft_node_slot(r, m->from) < 0 ||
+    /* From any server id: a leader may add us before we know of it (4.1:
+     * "servers process incoming RPC requests without consulting their
+     * current configurations"). Votes and acknowledgements count only from
+     * members, below. */
+    if (m->to != r->cfg.id || m->from == r->cfg.id || m->from < 1 || m->from > RAFT_MAX_NODES ||
         !raft_msg_plausible(m))
         return RAFT_EINVAL;
     if (m->term > r->current_term && !raft_term_is_news(r, m)) {
@@ -387,17 +398,17 @@ int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *in
 
 void raft_timeout_now(struct raft *r)
 {
-    if (r->role != RAFT_LEADER)
+    if (r->role != RAFT_LEADER && raft_is_voter(r, r->cfg.id))
         raft_become_candidate(r, true);
 }
 
 /* ------------------------------------------------------------ output */
 
 /* A leader's peer has entries waiting and room in its pipeline. */
-static bool raft_peer_wants_append(const struct raft *r, size_t slot)
+static bool raft_peer_wants_append(const struct raft *r, uint32_t id)
 {
-    const struct raft_progress *pr = &r->progress[slot];
-    if (r->cfg.node_ids[slot] == r->cfg.id || pr->mode != RAFT_PROGRESS_PIPELINE)
+    const struct raft_progress *pr = &r->progress[id - 1];
+    if (id == r->cfg.id || pr->mode != RAFT_PROGRESS_PIPELINE)
         return false;
     if (pr->next > raft_last_index(r))
         return false;
@@ -415,8 +426,8 @@ bool raft_has_ready(const struct raft *r)
         return false;
     if (r->read_broadcast_needed)
         return true;
-    for (size_t i = 0; i < r->cfg.n_nodes; i++)
-        if (raft_peer_wants_append(r, i))
+    for (size_t i = 0; i < r->members.n; i++)
+        if (raft_peer_wants_append(r, r->members.m[i].id))
             return true;
     return false;
 }
@@ -432,9 +443,9 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
             r->read_broadcast_needed = false;
             raft_broadcast_append(r, true);
         } else {
-            for (size_t i = 0; i < r->cfg.n_nodes; i++)
-                if (raft_peer_wants_append(r, i))
-                    raft_send_append(r, (int)i, false);
+            for (size_t i = 0; i < r->members.n; i++)
+                if (raft_peer_wants_append(r, r->members.m[i].id))
+                    raft_send_append(r, (int)r->members.m[i].id - 1, false);
         }
     }
     /* Outgoing AppendEntries name their entries by position; point at them
@@ -508,5 +519,6 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
         /* The leader's own copy now counts toward a majority. */
         raft_maybe_commit(r);
         raft_reads_check(r);
+        raft_membership_tick(r);
     }
 }

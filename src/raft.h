@@ -69,7 +69,29 @@
  * before starting one: its term does not change until a majority says yes. */
 enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE = 1, RAFT_LEADER = 2, RAFT_PRECANDIDATE = 3 };
 
-enum raft_entry_type { RAFT_ENTRY_NOOP = 0, RAFT_ENTRY_COMMAND = 1 };
+/* A configuration entry's data is a struct raft_members, encoded by
+ * raft_members_encode (dissertation chapter 4: a configuration is an entry
+ * of the log, in force on a server as soon as it is in its log). */
+enum raft_entry_type { RAFT_ENTRY_NOOP = 0, RAFT_ENTRY_COMMAND = 1, RAFT_ENTRY_CONFIG = 2 };
+
+/* A member of the cluster. Voters elect leaders and count toward
+ * majorities; learners receive the log and do neither (a new server
+ * catching up, dissertation 4.2.1). The addresses are the caller's: the
+ * core only carries them in configuration entries. */
+#define RAFT_ADDR_MAX 128
+enum raft_member_role { RAFT_VOTER = 0, RAFT_LEARNER = 1 };
+
+struct raft_member {
+    uint32_t id; /* 1 .. RAFT_MAX_NODES */
+    uint8_t role;
+    char peer[RAFT_ADDR_MAX];   /* where its peers reach it (a nanomsg URL) */
+    char client[RAFT_ADDR_MAX]; /* where clients reach it (host:port) */
+};
+
+struct raft_members {
+    size_t n;
+    struct raft_member m[RAFT_MAX_NODES];
+};
 
 struct raft_entry {
     uint64_t term;
@@ -172,8 +194,13 @@ struct raft_progress {
 
 struct raft_config {
     uint32_t id;
+    /* The initial configuration, until the log or a snapshot holds another:
+     * voters node_ids[0 .. n_nodes), self included unless it joins later
+     * (it then waits, passive, for a configuration that names it). With
+     * initial.n > 0 the voters and their addresses come from there instead. */
     size_t n_nodes;
-    uint32_t node_ids[RAFT_MAX_NODES]; /* every member, self included */
+    uint32_t node_ids[RAFT_MAX_NODES];
+    struct raft_members initial;
     uint32_t election_min_ms;
     uint32_t election_max_ms;
     uint32_t heartbeat_ms;
@@ -192,6 +219,7 @@ enum raft_note_type {
     RAFT_NOTE_TRANSFER_FAILED = 4, /* the transfer to node did not end within ms */
     RAFT_NOTE_TRANSFER_SENT = 5,   /* node is up to date: TimeoutNow sent to it */
     RAFT_NOTE_TIMEOUT_NOW = 6,     /* node (the leader) sent us TimeoutNow: we stand now */
+    RAFT_NOTE_PROMOTED = 7,        /* the learner node caught up: a voter from entry index */
 };
 
 struct raft_note {
@@ -200,6 +228,7 @@ struct raft_note {
     uint64_t term;
     uint32_t leader; /* heard from this leader ... */
     uint64_t ms;     /* ... this long ago; or a duration */
+    uint64_t index;  /* a log index the note is about */
 };
 
 struct raft_pending_read {
@@ -317,7 +346,14 @@ struct raft {
     uint64_t transfer_deadline_ms; /* given up after this */
     bool transfer_sent;            /* TimeoutNow went out */
 
-    /* Figure 2, volatile state on leaders (index by position in cfg.node_ids). */
+    /* The configuration in force (dissertation 4.1: the latest in the log,
+     * committed or not), the log index it came from (0: the initial one or
+     * the snapshot's), and the configuration as of the snapshot's index. */
+    struct raft_members members;
+    uint64_t members_index;
+    struct raft_members snap_members;
+
+    /* Figure 2, volatile state on leaders (index: node id - 1). */
     struct raft_progress progress[RAFT_MAX_NODES];
 
     /* Storage bookkeeping. */
@@ -431,8 +467,38 @@ uint64_t raft_term_at(const struct raft *r, uint64_t index);
 /* The entry at index, NULL if absent (past the log, or compacted). */
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
 uint64_t raft_first_index(const struct raft *r); /* of the first entry in memory */
-size_t raft_quorum(const struct raft *r);
-int raft_node_slot(const struct raft *r, uint32_t id); /* position in cfg.node_ids, -1 */
+size_t raft_quorum(const struct raft *r);              /* a majority of the voters */
+int raft_node_slot(const struct raft *r, uint32_t id); /* id - 1 for a member, else -1 */
+bool raft_is_voter(const struct raft *r, uint32_t id);
+bool raft_is_member(const struct raft *r, uint32_t id); /* voter or learner */
+uint32_t raft_voters_mask(const struct raft *r);        /* bit per voter id */
+
+/* Membership changes (dissertation chapter 4, one server at a time). */
+/* Propose `next` as the configuration: it must differ from the one in force
+ * by one server (added as a learner, a learner made a voter, or one removed)
+ * and keep a voter. Leader only (RAFT_ENOTLEADER); RAFT_EBUSY while a change
+ * is uncommitted, before the leader has committed an entry of its term, or
+ * during a transfer; RAFT_EINVAL for anything else. In force at once; *index
+ * is its entry's. The leader makes a caught-up learner a voter by itself,
+ * and a leader that removed itself steps down once that commits. */
+int raft_change_members(struct raft *r, const struct raft_members *next, uint64_t *index);
+/* The configuration in force at index (index <= last index, and not below
+ * the snapshot's): for a snapshot taken there. */
+int raft_members_at(const struct raft *r, uint64_t index, struct raft_members *out);
+/* The configuration a snapshot holds: after raft_restore from it, and after
+ * a snapshot_install ready (read from the installed file), before
+ * raft_advance. Without it the initial configuration stands for the
+ * snapshot. */
+void raft_set_snapshot_members(struct raft *r, const struct raft_members *m);
+/* Encoding of a configuration entry's data; decode checks it (ids 1-9, each
+ * once, a voter, addresses that fit): 0, or -1. encode returns malloc'ed data. */
+int raft_members_encode(const struct raft_members *m, uint8_t **data, uint32_t *len);
+int raft_members_decode(const uint8_t *data, uint32_t len, struct raft_members *m);
+const struct raft_member *raft_members_find(const struct raft_members *m, uint32_t id);
+/* "1,2,3 learners 4": the ids of a configuration, for people. */
+void raft_members_ids_text(const struct raft_members *m, char *out, size_t len);
+/* A configuration entry's data in words: "config 1,2,3 learners 4". */
+void raft_members_describe(const uint8_t *data, uint32_t len, char *out, size_t outlen);
 
 /* Entries. */
 void raft_entry_free(struct raft_entry *e);

@@ -80,9 +80,9 @@ void raft_become_candidate(struct raft *r, bool transfer)
         raft_become_leader(r);
         return;
     }
-    for (size_t i = 0; i < r->cfg.n_nodes; i++) {
-        uint32_t peer = r->cfg.node_ids[i];
-        if (peer == r->cfg.id)
+    for (size_t i = 0; i < r->members.n; i++) {
+        uint32_t peer = r->members.m[i].id;
+        if (peer == r->cfg.id || r->members.m[i].role != RAFT_VOTER)
             continue;
         struct raft_msg m = {
             .type = RAFT_MSG_VOTE,
@@ -115,9 +115,9 @@ void raft_become_precandidate(struct raft *r)
         raft_become_candidate(r, false);
         return;
     }
-    for (size_t i = 0; i < r->cfg.n_nodes; i++) {
-        uint32_t peer = r->cfg.node_ids[i];
-        if (peer == r->cfg.id)
+    for (size_t i = 0; i < r->members.n; i++) {
+        uint32_t peer = r->members.m[i].id;
+        if (peer == r->cfg.id || r->members.m[i].role != RAFT_VOTER)
             continue;
         struct raft_msg m = {
             .type = RAFT_MSG_PREVOTE,
@@ -148,7 +148,7 @@ void raft_become_leader(struct raft *r)
         .type = RAFT_ENTRY_NOOP,
     };
     raft_log_append(&r->log, &noop);
-    for (size_t i = 0; i < r->cfg.n_nodes; i++) {
+    for (size_t i = 0; i < RAFT_MAX_NODES; i++) {
         struct raft_progress *pr = &r->progress[i];
         memset(pr, 0, sizeof(*pr));
         pr->next = noop.index;

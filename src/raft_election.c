@@ -32,7 +32,10 @@ bool raft_in_lease(const struct raft *r)
 int raft_recv_vote(struct raft *r, const struct raft_msg *m)
 {
     bool granted = false;
-    if (m->term == r->current_term && (r->voted_for == RAFT_NONE || r->voted_for == m->from) &&
+    /* A server that is not a voter in its own configuration votes for no
+     * one (it may not know the cluster yet). */
+    if (raft_is_voter(r, r->cfg.id) && m->term == r->current_term &&
+        (r->voted_for == RAFT_NONE || r->voted_for == m->from) &&
         raft_log_up_to_date(r, m->last_log_index, m->last_log_term)) {
         granted = true;
         if (r->voted_for != m->from) {
@@ -58,7 +61,7 @@ int raft_recv_vote_reply(struct raft *r, const struct raft_msg *m)
     if (r->role != RAFT_CANDIDATE || m->term != r->current_term || !m->granted)
         return RAFT_OK;
     r->votes |= 1u << m->from;
-    if ((size_t)__builtin_popcount(r->votes) >= raft_quorum(r))
+    if ((size_t)__builtin_popcount(r->votes & raft_voters_mask(r)) >= raft_quorum(r))
         raft_become_leader(r);
     return RAFT_OK;
 }
@@ -73,7 +76,7 @@ int raft_recv_vote_reply(struct raft *r, const struct raft_msg *m)
 int raft_recv_prevote(struct raft *r, const struct raft_msg *m)
 {
     bool in_lease = raft_in_lease(r);
-    bool granted = !in_lease && m->term > r->current_term &&
+    bool granted = !in_lease && raft_is_voter(r, r->cfg.id) && m->term > r->current_term &&
                    raft_log_up_to_date(r, m->last_log_index, m->last_log_term);
     struct raft_msg reply = {
         .type = RAFT_MSG_PREVOTE_REPLY,
@@ -112,7 +115,7 @@ int raft_recv_prevote_reply(struct raft *r, const struct raft_msg *m)
     if (m->term != r->current_term + 1)
         return RAFT_OK; /* an answer to an older round */
     r->votes |= 1u << m->from;
-    if ((size_t)__builtin_popcount(r->votes) >= raft_quorum(r))
+    if ((size_t)__builtin_popcount(r->votes & raft_voters_mask(r)) >= raft_quorum(r))
         raft_become_candidate(r, false);
     return RAFT_OK;
 }

@@ -58,6 +58,14 @@ void raft_snapshot_advance(struct raft *r, const struct raft_ready *rd);
 void raft_snapshot_storage_failed(struct raft *r);
 void raft_snapshot_free(struct raft *r);
 
+/* raft_membership.c: the configuration in force follows the log. */
+void raft_members_initial(struct raft *r);
+void raft_members_refresh(struct raft *r);
+void raft_members_on_append(struct raft *r, const struct raft_entry *e);
+void raft_members_on_truncate(struct raft *r, uint64_t from);
+void raft_members_on_compact(struct raft *r, uint64_t index); /* before the entries go */
+void raft_membership_tick(struct raft *r);
+
 /* raft_read.c */
 void raft_reads_check(struct raft *r);
 void raft_reads_fail_all(struct raft *r);

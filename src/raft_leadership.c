@@ -20,10 +20,17 @@ void raft_check_quorum(struct raft *r)
     if (r->role != RAFT_LEADER || !r->cfg.check_quorum)
         return;
     uint64_t ago[RAFT_MAX_NODES];
-    for (size_t i = 0; i < r->cfg.n_nodes; i++)
-        ago[i] = r->cfg.node_ids[i] == r->cfg.id ? 0 : r->now_ms - r->progress[i].last_ack_ms;
-    qsort(ago, r->cfg.n_nodes, sizeof(ago[0]), raft_cmp_u64);
-    uint64_t silent = ago[raft_quorum(r) - 1];
+    size_t n = 0;
+    for (size_t i = 0; i < r->members.n; i++) {
+        uint32_t id = r->members.m[i].id;
+        if (r->members.m[i].role != RAFT_VOTER)
+            continue;
+        ago[n++] = id == r->cfg.id ? 0 : r->now_ms - r->progress[id - 1].last_ack_ms;
+    }
+    /* A leader that removed itself counts no answer of its own. */
+    qsort(ago, n, sizeof(ago[0]), raft_cmp_u64);
+    size_t q = raft_quorum(r);
+    uint64_t silent = q <= n ? ago[q - 1] : UINT64_MAX;
     if (silent < r->cfg.election_max_ms)
         return;
     struct raft_note note = {.type = RAFT_NOTE_QUORUM_LOST, .term = r->current_term, .ms = silent};
@@ -62,7 +69,7 @@ int raft_transfer(struct raft *r, uint32_t target)
 {
     if (r->role != RAFT_LEADER)
         return RAFT_ENOTLEADER;
-    if (target == r->cfg.id || raft_node_slot(r, target) < 0)
+    if (target == r->cfg.id || !raft_is_voter(r, target))
         return RAFT_EINVAL;
     r->transfer_to = target;
     r->transfer_sent = false;

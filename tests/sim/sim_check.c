@@ -44,7 +44,7 @@ bool sim_entry_equal(const struct raft_entry *a, const struct raft_entry *b)
 
 static const char *entry_type_name(uint8_t type)
 {
-    return type == RAFT_ENTRY_NOOP ? "no-op" : "command";
+    return type == RAFT_ENTRY_NOOP ? "no-op" : type == RAFT_ENTRY_CONFIG ? "configuration" : "command";
 }
 
 /* FNV-1a: the shadow keeps a hash of each entry's data, not the data. */
@@ -314,7 +314,7 @@ void sim_check_node(struct sim *s, struct sim_node *nd)
     for (uint64_t k = first > base ? first : base + 1; k <= last; k++) {
         const struct raft_entry *e = raft_entry_at(r, k);
         if (e->index != k || e->term > r->current_term || e->term == 0 ||
-            e->term < raft_term_at(r, k - 1) || e->type > RAFT_ENTRY_COMMAND ||
+            e->term < raft_term_at(r, k - 1) || e->type > RAFT_ENTRY_CONFIG ||
             (e->len > 0 && e->data == NULL)) {
             sim_fail(s,
                      "node %u: bad log entry at position %" PRIu64 ": index %" PRIu64
