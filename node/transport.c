@@ -383,7 +383,7 @@ static void transport_control(struct node *n, const Raftkv__Control *c)
         else
             node_resume(n);
     }
-    if (c->timeout_now && !n->suspended) {
+    if (c->timeout_now && !n->suspended && !n->disk_error) {
         raft_timeout_now(&n->raft);
         node_process_ready(n);
     }

@@ -239,9 +239,9 @@ void raft_tick(struct raft *r, uint64_t now_ms)
     }
     if (r->now_ms < r->election_deadline_ms)
         return;
-    if (!raft_is_voter(r, r->cfg.id)) {
-        /* A learner, a server not yet added, or one removed: it never
-         * stands (dissertation 4.2.1 and 4.2.3). */
+    if (!raft_may_stand(r)) {
+        /* A learner, a server not yet added, or one whose removal is
+         * committed: it does not stand (raft_may_stand). */
         raft_reset_election_timer(r);
         return;
     }
@@ -283,8 +283,7 @@ static bool raft_msg_plausible(const struct raft_msg *m)
         for (size_t i = 0; i < m->n_entries; i++) {
             const struct raft_entry *e = &m->entries[i];
             if (e->index != m->prev_index + 1 + i || e->term < term || e->term > m->term ||
-                e->term == 0 || e->type > RAFT_ENTRY_CONFIG ||
-                (e->len > 0 && e->data == NULL))
+                e->term == 0 || e->type > RAFT_ENTRY_CONFIG || (e->len > 0 && e->data == NULL))
                 return false;
             term = e->term;
         }
@@ -310,8 +309,9 @@ static bool raft_msg_plausible(const struct raft_msg *m)
 /* Whether a message with a term above ours moves us to it. A pre-vote and
  * a granted pre-vote reply carry the term of an election that has not
  * started (9.6). With CheckQuorum, a RequestVote that reaches a node which
- * heard from a live leader lately is ignored, term and all (4.2.3), unless a
- * leadership transfer asked for it. */
+ * heard from a live leader lately is ignored, term and all (4.2.3: this is
+ * also what keeps a removed server, which hears no more heartbeats, from
+ * disrupting the cluster), unless a leadership transfer asked for it. */
 static bool raft_term_is_news(struct raft *r, const struct raft_msg *m)
 {
     if (m->type == RAFT_MSG_PREVOTE || (m->type == RAFT_MSG_PREVOTE_REPLY && m->granted))
@@ -398,7 +398,7 @@ int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *in
 
 void raft_timeout_now(struct raft *r)
 {
-    if (r->role != RAFT_LEADER && raft_is_voter(r, r->cfg.id))
+    if (r->role != RAFT_LEADER && raft_may_stand(r))
         raft_become_candidate(r, true);
 }
 

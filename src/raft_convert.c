@@ -76,7 +76,7 @@ void raft_become_candidate(struct raft *r, bool transfer)
     r->leader_id = RAFT_NONE;
     r->votes = 1u << r->cfg.id;
     raft_reset_election_timer(r);
-    if (raft_quorum(r) == 1) {
+    if (raft_has_majority(r, r->votes)) {
         raft_become_leader(r);
         return;
     }
@@ -111,7 +111,7 @@ void raft_become_precandidate(struct raft *r)
     r->leader_id = RAFT_NONE;
     r->votes = 1u << r->cfg.id;
     raft_reset_election_timer(r);
-    if (raft_quorum(r) == 1) {
+    if (raft_has_majority(r, r->votes)) {
         raft_become_candidate(r, false);
         return;
     }

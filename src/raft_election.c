@@ -25,6 +25,17 @@ bool raft_in_lease(const struct raft *r)
     return r->leader_id != RAFT_NONE && r->now_ms - r->leader_contact_ms < r->cfg.election_min_ms;
 }
 
+/* Dissertation 4.1: "servers process incoming RPC requests without
+ * consulting their current configurations": a server votes even when its
+ * latest configuration leaves it out (one removed by an entry that may yet
+ * be undone, or a learner made a voter by an entry that has not reached it:
+ * refusing could leave a cluster without a majority). The exception is a
+ * server waiting to join, which has received nothing at all yet. */
+static bool raft_may_vote(const struct raft *r)
+{
+    return raft_is_member(r, r->cfg.id) || raft_last_index(r) > 0;
+}
+
 /* Figure 2, RequestVote RPC, receiver implementation:
  * 1. Reply false if term < currentTerm.
  * 2. If votedFor is null or candidateId, and candidate's log is at least as
@@ -32,9 +43,7 @@ bool raft_in_lease(const struct raft *r)
 int raft_recv_vote(struct raft *r, const struct raft_msg *m)
 {
     bool granted = false;
-    /* A server that is not a voter in its own configuration votes for no
-     * one (it may not know the cluster yet). */
-    if (raft_is_voter(r, r->cfg.id) && m->term == r->current_term &&
+    if (raft_may_vote(r) && m->term == r->current_term &&
         (r->voted_for == RAFT_NONE || r->voted_for == m->from) &&
         raft_log_up_to_date(r, m->last_log_index, m->last_log_term)) {
         granted = true;
@@ -61,7 +70,7 @@ int raft_recv_vote_reply(struct raft *r, const struct raft_msg *m)
     if (r->role != RAFT_CANDIDATE || m->term != r->current_term || !m->granted)
         return RAFT_OK;
     r->votes |= 1u << m->from;
-    if ((size_t)__builtin_popcount(r->votes & raft_voters_mask(r)) >= raft_quorum(r))
+    if (raft_has_majority(r, r->votes))
         raft_become_leader(r);
     return RAFT_OK;
 }
@@ -76,7 +85,7 @@ int raft_recv_vote_reply(struct raft *r, const struct raft_msg *m)
 int raft_recv_prevote(struct raft *r, const struct raft_msg *m)
 {
     bool in_lease = raft_in_lease(r);
-    bool granted = !in_lease && raft_is_voter(r, r->cfg.id) && m->term > r->current_term &&
+    bool granted = !in_lease && raft_may_vote(r) && m->term > r->current_term &&
                    raft_log_up_to_date(r, m->last_log_index, m->last_log_term);
     struct raft_msg reply = {
         .type = RAFT_MSG_PREVOTE_REPLY,
@@ -91,6 +100,8 @@ int raft_recv_prevote(struct raft *r, const struct raft_msg *m)
         reply.leader_hint = r->leader_id;
         reply.leader_ago_ms = r->role == RAFT_LEADER ? 0 : r->now_ms - r->leader_contact_ms;
     }
+    if (reply.term == 0)
+        return RAFT_OK; /* a server that never saw a term (not a member yet) stays quiet */
     return raft_send(r, &reply);
 }
 
@@ -115,7 +126,7 @@ int raft_recv_prevote_reply(struct raft *r, const struct raft_msg *m)
     if (m->term != r->current_term + 1)
         return RAFT_OK; /* an answer to an older round */
     r->votes |= 1u << m->from;
-    if ((size_t)__builtin_popcount(r->votes & raft_voters_mask(r)) >= raft_quorum(r))
+    if (raft_has_majority(r, r->votes))
         raft_become_candidate(r, false);
     return RAFT_OK;
 }

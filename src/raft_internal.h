@@ -65,6 +65,11 @@ void raft_members_on_append(struct raft *r, const struct raft_entry *e);
 void raft_members_on_truncate(struct raft *r, uint64_t from);
 void raft_members_on_compact(struct raft *r, uint64_t index); /* before the entries go */
 void raft_membership_tick(struct raft *r);
+/* Whether the votes (bit per id) hold a majority of the voters: a server's
+ * own vote counts only if it is one of them (4.2.2). */
+bool raft_has_majority(const struct raft *r, uint32_t votes);
+/* Whether this server may stand for election (4.2.2). */
+bool raft_may_stand(const struct raft *r);
 
 /* raft_read.c */
 void raft_reads_check(struct raft *r);

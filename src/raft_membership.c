@@ -118,8 +118,8 @@ void raft_members_ids_text(const struct raft_members *m, char *out, size_t len)
         for (size_t i = 0; i < m->n && used < len; i++) {
             if (m->m[i].role != role)
                 continue;
-            const char *sep = first ? (role == RAFT_LEARNER ? (used ? " learners " : "learners ") : "")
-                                    : ",";
+            const char *sep =
+                first ? (role == RAFT_LEARNER ? (used ? " learners " : "learners ") : "") : ",";
             int k = snprintf(out + used, len - used, "%s%u", sep, m->m[i].id);
             if (k < 0)
                 return;
@@ -161,6 +161,23 @@ uint32_t raft_voters_mask(const struct raft *r)
         if (r->members.m[i].role == RAFT_VOTER)
             mask |= 1u << r->members.m[i].id;
     return mask;
+}
+
+bool raft_has_majority(const struct raft *r, uint32_t votes)
+{
+    return (size_t)__builtin_popcount(votes & raft_voters_mask(r)) >= raft_quorum(r);
+}
+
+/* 4.2.2: "a server that is not part of its own latest configuration should
+ * still start new elections, as it might still be needed until the Cnew
+ * entry is committed [...]. It does not count its own vote in elections
+ * unless it is part of its latest configuration." A server waiting to join
+ * (no configuration entry yet) and one whose removal it knows committed do
+ * not stand. */
+bool raft_may_stand(const struct raft *r)
+{
+    return raft_is_voter(r, r->cfg.id) ||
+           (r->members_index > 0 && r->members_index > r->commit_index);
 }
 
 /* ------------------------------------------------------------ in force */
@@ -205,17 +222,19 @@ void raft_members_initial(struct raft *r)
     r->members_index = 0;
 }
 
-/* The latest configuration entry at or below index, else the snapshot's. */
-static uint64_t raft_members_find_at(const struct raft *r, uint64_t index,
-                                     struct raft_members *out)
+/* The latest configuration entry at or below index, else the snapshot's
+ * (whose entry is at or below the snapshot's index: that index stands for
+ * it, so that a learner must hold the snapshot before it is promoted). */
+static uint64_t raft_members_find_at(const struct raft *r, uint64_t index, struct raft_members *out)
 {
     for (uint64_t i = index; i > r->log.snapshot_index; i--) {
         const struct raft_entry *e = raft_entry_at(r, i);
-        if (e != NULL && e->type == RAFT_ENTRY_CONFIG && raft_members_decode(e->data, e->len, out) == 0)
+        if (e != NULL && e->type == RAFT_ENTRY_CONFIG &&
+            raft_members_decode(e->data, e->len, out) == 0)
             return i;
     }
     *out = r->snap_members;
-    return 0;
+    return r->log.snapshot_index;
 }
 
 int raft_members_at(const struct raft *r, uint64_t index, struct raft_members *out)
@@ -336,16 +355,21 @@ void raft_membership_tick(struct raft *r)
         raft_term_at(r, r->commit_index) != r->current_term)
         return;
     for (size_t i = 0; i < r->members.n; i++) {
+        /* Caught up: it holds the configuration that added it (so it knows
+         * it is a member, and votes when asked), and nearly all the rest. */
         const struct raft_member *x = &r->members.m[i];
-        if (x->role != RAFT_LEARNER || r->progress[x->id - 1].match + RAFT_PROMOTE_GAP <
-                                            raft_last_index(r))
+        uint64_t match = r->progress[x->id - 1].match;
+        if (x->role != RAFT_LEARNER || match < r->members_index ||
+            match + RAFT_PROMOTE_GAP < raft_last_index(r))
             continue;
         struct raft_members next = r->members;
         next.m[i].role = RAFT_VOTER;
         uint64_t index;
         if (raft_change_members(r, &next, &index) == RAFT_OK) {
-            struct raft_note note = {.type = RAFT_NOTE_PROMOTED, .node = next.m[i].id,
-                                     .term = r->current_term, .index = index};
+            struct raft_note note = {.type = RAFT_NOTE_PROMOTED,
+                                     .node = next.m[i].id,
+                                     .term = r->current_term,
+                                     .index = index};
             raft_note(r, &note);
         }
         return;

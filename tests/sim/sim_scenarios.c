@@ -956,6 +956,117 @@ static void transfer_to_unreachable_gives_up(struct sim *s, struct seen *seen)
     EXPECT(s, sim_propose(s, old, &index, &t) == RAFT_OK, "the leader takes no writes again");
 }
 
+/* ------------------------------------------------ membership (chapter 4) */
+
+/* Only node 1 is a voter at first; nodes 2 and 3 wait to join. */
+static const struct sim_params lively_one_voter = {
+    .election_min_ms = 150,
+    .election_max_ms = 300,
+    .heartbeat_ms = 50,
+    .tick_ms = 10,
+    .tick_at_deadlines = true,
+    .send_first = 1.0,
+    .down_min_ms = 10,
+    .down_max_ms = 10,
+    .disk_retry_ms = 1000,
+    .initial_voters = 1,
+    .prevote = true,
+    .check_quorum = true,
+};
+
+struct voters_are {
+    struct sim_node *nd;
+    uint32_t mask; /* bit per id */
+};
+
+static bool config_committed(struct sim *s, void *arg)
+{
+    const struct voters_are *v = arg;
+    (void)s;
+    return v->nd->up && raft_voters_mask(&v->nd->r) == v->mask &&
+           v->nd->r.commit_index >= v->nd->r.members_index;
+}
+
+/* Propose a configuration at the leader: id added as a learner (add) or
+ * removed. */
+static int change(struct sim *s, struct sim_node *ld, uint32_t id, bool add)
+{
+    struct raft_members next = ld->r.members;
+    if (add) {
+        next.m[next.n++] = (struct raft_member){.id = id, .role = RAFT_LEARNER};
+    } else {
+        for (size_t i = 0; i < next.n; i++)
+            if (next.m[i].id == id)
+                next.m[i] = next.m[--next.n];
+    }
+    uint64_t index;
+    (void)s;
+    return raft_change_members(&ld->r, &next, &index);
+}
+
+/* 4.2.1: a new server joins as a learner, catches up, and becomes a voter;
+ * one change at a time; a server nobody added never stands or votes. */
+static void grow_one_at_a_time(struct sim *s, struct seen *seen)
+{
+    sim_start_all(s);
+    struct sim_node *n1 = node(s, 1), *n2 = node(s, 2), *n3 = node(s, 3);
+    EXPECT(s, sim_run_until(s, s->now + 2000, leader_ready, NULL), "node 1 did not lead alone");
+    EXPECT(s, sim_leader(s) == n1, "a server not in the configuration leads");
+    EXPECT(s,
+           seen->count[RAFT_MSG_VOTE][2][1][0] + seen->count[RAFT_MSG_PREVOTE][2][1][0] == 0 &&
+               n2->r.current_term == 0,
+           "node 2, not added yet, stood for election");
+    EXPECT(s, sim_propose_batch(s, n1, 20) == 20, "writes refused");
+    EXPECT(s, change(s, n1, 2, true) == RAFT_OK, "adding node 2 refused");
+    EXPECT(s, change(s, n1, 3, true) == RAFT_EBUSY, "a second change while one is pending");
+    struct voters_are two = {n1, (1u << 1) | (1u << 2)};
+    EXPECT(s, sim_run_until(s, s->now + 3000, config_committed, &two),
+           "node 2 did not become a voter");
+    EXPECT(s, raft_is_voter(&n2->r, 2), "node 2 does not know it is a voter");
+    EXPECT(s, change(s, n1, 3, true) == RAFT_OK, "adding node 3 refused");
+    struct voters_are three = {n1, (1u << 1) | (1u << 2) | (1u << 3)};
+    EXPECT(s, sim_run_until(s, s->now + 3000, config_committed, &three),
+           "node 3 did not become a voter");
+    /* Two changes at once are refused. */
+    struct raft_members two_gone = n1->r.members;
+    two_gone.n = 1;
+    uint64_t index;
+    EXPECT(s, raft_change_members(&n1->r, &two_gone, &index) == RAFT_EINVAL,
+           "a change of two servers at once was taken");
+    /* The cluster of three survives its leader's crash. */
+    sim_crash(s, n1, 0);
+    EXPECT(s, sim_run_until(s, s->now + 3000, has_leader, NULL), "no leader after node 1 crashed");
+    EXPECT(s, n3->r.commit_index >= 22, "node 3 did not commit the writes");
+}
+
+/* 4.2.2: a leader that removes itself manages the cluster until the change
+ * commits, without counting itself, then steps down; the others go on and
+ * the removed server stays quiet. */
+static void leader_removes_itself(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    sim_start_all(s);
+    EXPECT(s, sim_run_until(s, s->now + 3000, leader_ready, NULL), "no leader");
+    struct sim_node *old = sim_leader(s);
+    uint64_t term = old->r.current_term;
+    EXPECT(s, change(s, old, old->id, false) == RAFT_OK, "the leader could not remove itself");
+    struct stepped_down sd = {old, term};
+    EXPECT(s, sim_run_until(s, s->now + 2000, has_stepped_down, &sd),
+           "the removed leader did not step down");
+    EXPECT(s, sim_run_until(s, s->now + 3000, has_leader, NULL), "the others elected no leader");
+    struct sim_node *ld = sim_leader(s);
+    EXPECT(s, ld != old && !raft_is_member(&ld->r, old->id), "the new leader still has node %u",
+           old->id);
+    uint64_t index, t;
+    EXPECT(s, sim_propose(s, ld, &index, &t) == RAFT_OK, "the new leader refused a write");
+    uint64_t quiet_term = old->r.current_term;
+    sim_run_for(s, 3000);
+    EXPECT(s, old->r.current_term == quiet_term && old->r.role == RAFT_FOLLOWER,
+           "the removed server stood for election (term %" PRIu64 " -> %" PRIu64 ")", quiet_term,
+           old->r.current_term);
+    EXPECT(s, sim_leader(s) == ld, "the leader changed after the removal");
+}
+
 struct scenario {
     const char *name;
     size_t n;
@@ -1004,6 +1115,10 @@ static const struct scenario scenarios[] = {
      &lively_prevote, transfer_hands_over},
     {"a transfer to an unreachable node is given up after an election timeout", 3, &lively_prevote,
      transfer_to_unreachable_gives_up},
+    {"membership: 1 -> 2 -> 3 voters, each a learner first, one change at a time", 3,
+     &lively_one_voter, grow_one_at_a_time},
+    {"membership: a leader that removes itself steps down once that commits", 3, &lively_prevote,
+     leader_removes_itself},
 };
 
 int sim_run_scenarios(bool verbose)
