@@ -432,10 +432,10 @@ def run_footprint(binary, root, port_base, name, label, node_args, requests, kee
         try:
             return footprint_once(cluster, requests)
         except BenchError as e:
-            events = cluster.events_since({})
+            events = cluster.events_since(getattr(cluster, "run_marks", {}))
             if not [l for l in events if "->" in l] or attempt == attempts:
                 raise
-            note = "[1] %s, attempt %d: %s; the nodes said: %s" % (label, attempt, e, " | ".join(events))
+            note = "[1] %s, attempt %d: %s; the nodes said: %s" % (label, attempt, e, describe_events(events))
             notes.append(note)
             print("    " + note + "; starting again on a fresh cluster", flush=True)
         finally:
@@ -446,6 +446,7 @@ def footprint_once(cluster, requests):
     if True:
         leader, term = cluster.wait_leader()
         cluster.wait_settled()
+        cluster.run_marks = cluster.marks()
         t0 = time.monotonic()
         r = redis_benchmark(leader.client_port, ["-t", "set", "-r", "10000", "-n", str(requests),
                                                  "-c", "50", "-P", "16", "-d", "16"])
@@ -551,7 +552,7 @@ def run_restart(binary, root, port_base, keys, rounds, keep):
         if resent:
             events = cluster.events_since({})
             result["notes"].append("[2] loading: %d batches sent again after a leader change; the nodes said: %s" % (
-                resent, " | ".join(events)))
+                resent, describe_events(events)))
         node = cluster.followers(leader)[0]
         print("    loaded %d keys in %.1f s (%.0f SET/s, 4 connections pipelined); commit index %d; "
               "node %d (a follower) is restarted; %s" % (keys, load_s, keys / load_s, target, node.id,
@@ -591,6 +592,12 @@ def run_restart(binary, root, port_base, keys, rounds, keep):
 # ------------------------------------------------------------ 3: catch-up
 
 
+def describe_events(events, limit=12):
+    """The nodes' state changes (and the line before each), at most limit."""
+    shown = " | ".join(events[:limit])
+    return shown + (" | ... %d more lines" % (len(events) - limit) if len(events) > limit else "")
+
+
 def sent_snapshots(cluster, marks):
     out = []
     for n in cluster.nodes:
@@ -626,7 +633,7 @@ def run_catch_up(binary, root, port_base, name, label, node_args, keys, trials, 
             if resent or term2 != term:
                 notes.append("[3] %s, trial %d: the leader changed while node %d was down (term %d -> %d, "
                              "%d batches sent again); the nodes said: %s" % (
-                                 label, trial, follower.id, term, term2, resent, " | ".join(events)))
+                                 label, trial, follower.id, term, term2, resent, describe_events(events)))
             cluster.expected_down.discard(follower.id)
             seen = {}
 
@@ -679,6 +686,7 @@ def run_throughput(binary, root, port_base, preload, requests, rounds, keep):
     configs = [("with snapshots", ["--snapshot-entries", "5000"]), ("without", NO_SNAPSHOTS)]
     clusters = {}
     results = {label: [] for label, _ in configs}
+    cut = {label: 0 for label, _ in configs}
     notes = []
     try:
         for k, (label, args) in enumerate(configs):
@@ -690,7 +698,7 @@ def run_throughput(binary, root, port_base, preload, requests, rounds, keep):
             leader, _ = c.wait_leader()
             if resent:
                 notes.append("[4] %s, preload: %d batches sent again after a leader change; the nodes said: %s" % (
-                    label, resent, " | ".join(c.events_since({}))))
+                    label, resent, describe_events(c.events_since({}))))
             print("    %s: preloaded %d keys in %.1f s; leader node %d; keys %s, snapshot_index %s" % (
                 label, preload, load_s, leader.id, li["keys"], li["snapshot_index"]), flush=True)
         order = []
@@ -703,6 +711,7 @@ def run_throughput(binary, root, port_base, preload, requests, rounds, keep):
             c.wait_settled(timeout=300.0)
             before = {x.id: int(x.info()["snapshots_taken"]) for x in c.nodes}
             la0 = os.getloadavg()[0]
+            r = None
             for attempt in range(1, 4):
                 marks = c.marks()
                 try:
@@ -711,21 +720,26 @@ def run_throughput(binary, root, port_base, preload, requests, rounds, keep):
                     break
                 except BenchError as e:
                     events = c.events_since(marks)
-                    if not [l for l in events if "->" in l] or attempt == 3:
+                    if not [l for l in events if "->" in l]:
                         raise
-                    note = "[4] %s, run %d: %s; the nodes said: %s" % (label, n, e, " | ".join(events))
+                    cut[label] += 1
+                    note = "[4] %s, run %d, attempt %d cut short: %s; the nodes said: %s" % (
+                        label, n, attempt, e, describe_events(events))
                     notes.append(note)
-                    print("      " + note + "; running it again", flush=True)
+                    print("      " + note + ("; running it again" if attempt < 3 else "; giving up this run"),
+                          flush=True)
                     leader, term = c.wait_leader()
                     c.wait_settled(timeout=300.0)
                     before = {x.id: int(x.info()["snapshots_taken"]) for x in c.nodes}
+            if r is None:
+                continue
             c.wait_settled(timeout=300.0)
             after = {x.id: int(x.info()["snapshots_taken"]) for x in c.nodes}
             leader2, term2 = c.wait_leader()
             taken = {i: after[i] - before[i] for i in after}
             r["taken"] = taken
             r["leader"] = leader.id
-            r["elections"] = attempt - 1 + (term2 != term)
+            r["elections"] = term2 != term
             results[label].append(r)
             print("      %-14s %.0f ops/s, p50 %.2f ms, p99 %.2f ms (max %.1f ms); snapshots taken during "
                   "the run: leader %d, followers %s; load average %.2f -> %.2f" % (
@@ -737,7 +751,7 @@ def run_throughput(binary, root, port_base, preload, requests, rounds, keep):
             if r["errors"]:
                 notes.append("throughput, %s, run %d: redis-benchmark reported errors: %s" % (
                     label, n, r["errors"][0].strip()))
-        return results, notes
+        return results, cut, notes
     finally:
         for c in clusters.values():
             c.remove(keep)
@@ -765,7 +779,7 @@ def main():
     catch_keys = 20000 if q else 100000
     catch_trials = 1 if q else 3
     preload = 20000 if q else 200000
-    tp_requests = 30000 if q else 200000
+    tp_requests = 30000 if q else 100000
     tp_rounds = 2 if q else 5
 
     binary = os.path.join(os.path.abspath(args.build), "raftkv-node")
@@ -864,10 +878,12 @@ def main():
 
         # 4: throughput
         try:
-            res, tnotes = run_throughput(binary, root, args.port_base + 50, preload, tp_requests, tp_rounds, args.keep)
+            res, cut, tnotes = run_throughput(binary, root, args.port_base + 50, preload, tp_requests, tp_rounds, args.keep)
             notes.extend(tnotes)
             med = {}
             for label, runs in res.items():
+                if not runs:
+                    raise BenchError("%s: every run was cut short by a leader change" % label)
                 med[label] = {k: statistics.median(r[k] for r in runs) for k in ("ops", "p50", "p99")}
                 summary.append("[4] SET, 50 clients, %d keys, %-14s ops/s %s (median %.0f); p50 median %.2f ms; "
                                "p99 %s ms (median %.2f)%s" % (
@@ -877,8 +893,9 @@ def main():
                                    "; snapshots taken by the leader per run %s" % " / ".join(
                                        str(r["taken"][r["leader"]]) for r in runs)
                                    if label == "with snapshots" else ""))
-                summary.append("    %s: runs cut short or with a leader change: %d of %d" % (
-                    label, sum(1 for r in runs if r["elections"]), len(runs)))
+                summary.append("    %s: runs complete: %d (with a leader change that redis-benchmark "
+                               "survived: %d); runs cut short by a leader change and run again: %d" % (
+                                   label, len(runs), sum(1 for r in runs if r["elections"]), cut[label]))
             w, wo = med["with snapshots"], med["without"]
             ops_ratio = w["ops"] / wo["ops"]
             p99_ratio = w["p99"] / wo["p99"]
