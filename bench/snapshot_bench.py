@@ -57,8 +57,8 @@ processes and the temporary directory are always removed (unless --keep).
 Options:
   --build DIR      where raftkv-node is (default: build/ next to bench/)
   --port-base N    cluster k uses ports N+10k+1..3 (peers) and N+10k+6..8
-                   (clients); a block with a port in use moves up by 100
-                   (default 41000)
+                   (clients); a block with a port in use moves up by 10
+                   until one is free (default 41000)
   --quick          a short run: 100,000 SETs, 100,000 keys to restart,
                    20,000 to catch up, 20,000 preloaded, 2 rounds
   --keep           keep the temporary directory (node logs, data) and print its path
@@ -315,18 +315,26 @@ class Cluster:
 
 
 def start_cluster(binary, root, port_base, node_args):
-    for attempt in range(5):
-        base = port_base + 100 * attempt
+    """A started cluster on the first block of 10 ports from port_base on
+    whose 6 ports are free. Ports above 32768 are also the local ports of
+    outgoing loopback connections, and one closed a moment ago stays taken
+    for a minute (TIME_WAIT): the blocks are tried 10 ports apart."""
+    skipped = []
+    for attempt in range(200):
+        base = port_base + 10 * attempt
         try:
             for port in [base + i for i in (1, 2, 3, 6, 7, 8)]:
                 check_port_free(port)
         except BenchError as e:
-            print("  %s; trying %d" % (e, base + 100), flush=True)
+            skipped.append(str(e).split()[1])
             continue
+        if skipped:
+            print("  ports %s in use: cluster on ports %d-%d" % (",".join(skipped), base + 1, base + 8), flush=True)
         cluster = Cluster(binary, root, base, node_args)
         cluster.start()
         return cluster
-    raise BenchError("no free ports from %d on: pick another --port-base" % port_base)
+    raise BenchError("no free block of ports from %d to %d: pick another --port-base" % (
+        port_base, port_base + 2000))
 
 
 # ------------------------------------------------------------ helpers
@@ -480,11 +488,12 @@ def footprint_once(cluster, label, requests, notes):
 def start_and_poll(cluster, node, ready, timeout, notes):
     """Start node and poll its RAFT.INFO every 10 ms until ready(info).
     Returns (seconds to the first answer, seconds to ready, both from the
-    start, and the start's time.monotonic()).  A start that fails because a port of the node is taken (on
-    loopback, ports above 32768 are also handed out as the local ports of
-    outgoing connections) is retried after 0.2 s, timed from the new start,
-    and noted with who holds the port."""
-    for attempt in range(10):
+    start, and the start's time.monotonic()). A start that fails because a
+    port of the node is taken (on loopback, ports above 32768 are also
+    handed out as the local ports of outgoing connections, and stay taken a
+    minute after they close) is retried every 0.5 s for up to 75 s, timed
+    from the start that worked, and noted with who held the port."""
+    for attempt in range(150):
         marks = len(node.log_lines())
         t0 = time.monotonic()
         node.start()
@@ -503,9 +512,10 @@ def start_and_poll(cluster, node, ready, timeout, notes):
                     ss = subprocess.run(["ss", "-tanp"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                     who = " | ".join(" ".join(l.split()) for l in ss.stdout.decode(errors="replace").splitlines()
                                      if ":%s " % m.group(1) in l)
-                notes.append("node %d could not start: %s (%s); started again" % (
-                    node.id, taken[0].strip(), who or "ss shows no holder now"))
-                time.sleep(0.2)
+                if attempt == 0:
+                    notes.append("node %d could not start: %s (%s); started again every 0.5 s" % (
+                        node.id, taken[0].strip(), who or "ss shows no holder now"))
+                time.sleep(0.5)
                 break
             cluster.check_alive()
             i = node.info()
