@@ -12,8 +12,8 @@ directory and measures:
      and one with none (--snapshot-entries 0 --snapshot-bytes 0) each take
      a million SETs over 10,000 keys (key:%012d of i mod 10000 -> 16
      bytes), pipelined on 4 connections at the leader (batches of 2000;
-     not redis-benchmark, which stops at the first leader change, and
-     snapshots on a loaded 2-core machine did cause some). Once every node has applied
+     not redis-benchmark, which stops at the first leader change, and on a
+     loaded 2-core machine there were some). Once every node has applied
      the log and no snapshot is being written, it reads each node's data dir
      (bytes allocated on disk as du counts them, and the files' sizes: log,
      snapshots) and its VmRSS and VmHWM from /proc/PID/status, and
@@ -31,14 +31,18 @@ directory and measures:
      the leader, RAFT.SNAPSHOT is taken there, and the follower is started:
      the time from the start until its last_applied reaches the leader's
      commit index and its DEBUG DIGEST equals the leader's, with the
-     follower's snapshots_installed before and after. For comparison, the
+     follower's snapshots_installed (0 at its start) and the snapshots the
+     leader sent and the follower installed, from their output lines (a
+     transfer started while the follower was down shows there). 3 trials,
+     the follower killed in turn. For comparison, the
      same on a cluster without snapshots, where the follower is caught up by
      AppendEntries from the log.
   4. SET throughput while snapshots are being taken. Two clusters, one with
      --snapshot-entries 5000, one with --snapshot-entries 0
      --snapshot-bytes 0, each preloaded with 200,000 keys (so a snapshot
      takes a moment), then `redis-benchmark -t set -c 50 -r 200000 -d 16
-     -n N` at the leader, the two clusters' rounds interleaved (ABBA...).
+     -n 100000` at the leader, the two clusters' rounds interleaved (AB BA
+     AB ..., 5 rounds each).
      ops/s, p50 and p99 of each round, their medians, the ratios (the
      issue's goal: less than 10% lower throughput, p99 not above 2x) and
      the snapshots taken by each node during the rounds.
@@ -48,11 +52,12 @@ the end: other work on the machine makes the figures noisy, which is why
 the runs that are compared are interleaved. Leader changes are not hidden:
 the loader sends a batch that met one again to the new leader, a
 redis-benchmark run cut short by one (it stops at the first error reply) is
-run again (up to 3 times) and counted apart, and each is noted with the state changes the nodes printed and the line each
-printed just before. A node whose port was taken when it restarted (on
-loopback, ports above 32768 are also the local ports of outgoing
-connections) is started again, timed from the new start, and noted. It asserts nothing. Node
-processes and the temporary directory are always removed (unless --keep).
+run again (up to 3 times) and counted apart, and each is noted with the
+state changes the nodes printed and the line each printed just before. A
+node whose port was taken when it restarted (on loopback, ports above 32768
+are also the local ports of outgoing connections) is started again, timed
+from the start that worked, and noted. It asserts nothing. Node processes
+and the temporary directory are always removed (unless --keep).
 
 Options:
   --build DIR      where raftkv-node is (default: build/ next to bench/)
