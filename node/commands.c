@@ -345,6 +345,7 @@ static void info_raft(struct node *n, struct buf *out)
                "\r\nsnapshots_sent:%" PRIu64 "\r\nsnapshots_installed:%" PRIu64 "\r\n",
                r->log.snapshot_index, r->log.snapshot_term, log_first, wal_log_size(n->wal),
                n->snap_pid != 0, n->snapshots_taken, n->snapshots_sent, n->snapshots_installed);
+    membership_info(n, out);
     buf_printf(out, "prevote:%s\r\ncheck_quorum:%s\r\ntransfer_to:%u\r\n",
                r->cfg.prevote ? "on" : "off", r->cfg.check_quorum ? "on" : "off",
                r->role == RAFT_LEADER ? r->transfer_to : 0);
@@ -495,6 +496,55 @@ static void defer_raft_snapshot(struct node *n, struct reply_slot *slot, const s
     snapshot_request(n, slot);
 }
 
+static bool arg_node_id(const struct args *a, size_t i, uint32_t *id)
+{
+    int64_t v;
+    if (arg_int64(a, i, &v) != 0 || v < 1 || v > CLUSTER_MAX_NODES)
+        return false;
+    *id = (uint32_t)v;
+    return true;
+}
+
+/* An argument as a C string (addresses are short; longer ones are refused). */
+static bool arg_text(const struct args *a, size_t i, char *out, size_t len)
+{
+    if (a->argl[i] == 0 || a->argl[i] >= len || memchr(a->argv[i], '\0', a->argl[i]) != NULL)
+        return false;
+    memcpy(out, a->argv[i], a->argl[i]);
+    out[a->argl[i]] = '\0';
+    return true;
+}
+
+static void defer_raft_addnode(struct node *n, struct reply_slot *slot, const struct args *a)
+{
+    uint32_t id;
+    char peer[RAFT_ADDR_MAX], client[RAFT_ADDR_MAX];
+    const char *bad = !arg_node_id(a, 1, &id)                  ? "a node id from 1 to 9"
+                      : !arg_text(a, 2, peer, sizeof peer)     ? "a peer URL (tcp://HOST:PORT)"
+                      : !arg_text(a, 3, client, sizeof client) ? "a client address HOST:PORT"
+                                                               : NULL;
+    if (bad != NULL) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "ERR RAFT.ADDNODE <id> <peer-url> <client-address>: wants %s",
+                 bad);
+        resp_write_error(&slot->data, msg);
+        client_slot_done(n, slot);
+        return;
+    }
+    membership_request_add(n, slot, id, peer, client);
+}
+
+static void defer_raft_removenode(struct node *n, struct reply_slot *slot, const struct args *a)
+{
+    uint32_t id;
+    if (!arg_node_id(a, 1, &id)) {
+        resp_write_error(&slot->data, "ERR RAFT.REMOVENODE wants a node id from 1 to 9");
+        client_slot_done(n, slot);
+        return;
+    }
+    membership_request_remove(n, slot, id);
+}
+
 static void defer_raft_transfer(struct node *n, struct reply_slot *slot, const struct args *a)
 {
     int64_t id;
@@ -532,6 +582,8 @@ static const struct command command_table[] = {
     {"raft.suspend", 2, CMD_LOCAL | CMD_ADMIN, NULL, run_raft_suspend, NULL},
     {"raft.snapshot", 1, CMD_DEFERRED, NULL, NULL, defer_raft_snapshot},
     {"raft.transfer", 2, CMD_DEFERRED, NULL, NULL, defer_raft_transfer},
+    {"raft.addnode", 4, CMD_DEFERRED | CMD_ADMIN, NULL, NULL, defer_raft_addnode},
+    {"raft.removenode", 2, CMD_DEFERRED | CMD_ADMIN, NULL, NULL, defer_raft_removenode},
 };
 
 static const struct command *command_find(const uint8_t *name, size_t len)
@@ -584,6 +636,11 @@ void commands_reply_not_leader(struct node *n, struct buf *out)
                  "MISCONF this node cannot write its log (%s); it takes no writes until it can",
                  n->disk_error_text);
         resp_write_error(out, msg);
+        return;
+    }
+    if ((leader == NULL || leader->id == n->opt.id) && !raft_is_member(&n->raft, n->opt.id)) {
+        resp_write_error(out, "TRYAGAIN this node is not a member of the cluster (removed, or not "
+                              "added yet): ask a member");
         return;
     }
     if (leader == NULL || leader->id == n->opt.id) {

@@ -167,8 +167,8 @@ static void node_tell_notes(struct node *n, const struct raft_ready *rd)
         case RAFT_NOTE_PROMOTED: {
             char ids[64];
             raft_members_ids_text(&n->raft.members, ids, sizeof ids);
-            node_event(n, "node %u caught up and became a voter (config #%" PRIu64 ": %s)",
-                       t->node, t->index, ids);
+            node_event(n, "node %u caught up and became a voter (config #%" PRIu64 ": %s)", t->node,
+                       t->index, ids);
             break;
         }
         case RAFT_NOTE_TIMEOUT_NOW:
@@ -273,6 +273,7 @@ void node_process_ready(struct node *n)
     node_note_state(n);
     pending_check(n);
     transfer_check(n);
+    membership_check(n);
 }
 
 void node_suspend(struct node *n, uint64_t ms)
@@ -422,6 +423,7 @@ int node_run(struct node *n)
     pending_fail_all_on_shutdown(n);
     snapshot_shutdown(n);
     transfer_shutdown(n);
+    membership_shutdown(n);
     for (struct client *c = n->clients; c != NULL; c = c->next)
         if (c->out.len > 0)
             clients_write(n, c);

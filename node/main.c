@@ -42,6 +42,8 @@ static const char *node_usage =
     "  --snapshot-entries N      snapshot the state and compact the log once N entries were\n"
     "                            applied since the last snapshot (default 10000; 0: only on\n"
     "                            RAFT.SNAPSHOT)\n"
+    "  --join --peer URL --client HOST:PORT  a node that is not in the cluster file: it waits,\n"
+    "                            granting no votes, until RAFT.ADDNODE at the leader adds it\n"
     "  --prevote on|off          ask for pre-votes before starting an election (default on)\n"
     "  --check-quorum on|off     a leader without a majority steps down; followers that hear\n"
     "                            from a leader ignore other candidates (default on)\n"
@@ -118,6 +120,9 @@ enum {
     OPT_SNAPSHOT_BYTES,
     OPT_PREVOTE,
     OPT_CHECK_QUORUM,
+    OPT_JOIN,
+    OPT_PEER,
+    OPT_CLIENT,
 };
 
 static int parse_options(int argc, char **argv, struct node_options *o)
@@ -143,6 +148,9 @@ static int parse_options(int argc, char **argv, struct node_options *o)
         {"snapshot-entries", required_argument, NULL, OPT_SNAPSHOT_ENTRIES},
         {"snapshot-bytes", required_argument, NULL, OPT_SNAPSHOT_BYTES},
         {"prevote", required_argument, NULL, OPT_PREVOTE},
+        {"join", no_argument, NULL, OPT_JOIN},
+        {"peer", required_argument, NULL, OPT_PEER},
+        {"client", required_argument, NULL, OPT_CLIENT},
         {"check-quorum", required_argument, NULL, OPT_CHECK_QUORUM},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -305,6 +313,15 @@ static int parse_options(int argc, char **argv, struct node_options *o)
             o->snapshot_entries = v;
             break;
         }
+        case OPT_JOIN:
+            o->join = true;
+            break;
+        case OPT_PEER:
+            o->peer_url = optarg;
+            break;
+        case OPT_CLIENT:
+            o->client_addr = optarg;
+            break;
         case OPT_PREVOTE:
         case OPT_CHECK_QUORUM: {
             const char *name = ch == OPT_PREVOTE ? "prevote" : "check-quorum";
@@ -389,6 +406,8 @@ static int node_open_storage(struct node *n, char *err, size_t errlen)
                  n->opt.data_dir, snap_index, snap_term);
         return -1;
     }
+    if (n->has_loaded_members)
+        raft_set_snapshot_members(&n->raft, &n->loaded_members);
     return 0;
 }
 
@@ -396,9 +415,37 @@ static int node_init(struct node *n, char *err, size_t errlen)
 {
     if (cluster_load(n->opt.config_path, &n->cluster, err, errlen) != 0)
         return -1;
+    if (n->opt.join) {
+        /* Not in the file: its addresses come from the command line. */
+        if (n->opt.peer_url == NULL || n->opt.client_addr == NULL) {
+            snprintf(err, errlen, "--join needs --peer URL and --client HOST:PORT");
+            return -1;
+        }
+        char why[400];
+        if (cluster_find(&n->cluster, n->opt.id) != NULL) {
+            snprintf(err, errlen,
+                     "%s: node %u is in the cluster file: it is a member from the start, "
+                     "start it without --join",
+                     n->opt.config_path, n->opt.id);
+            return -1;
+        }
+        if (cluster_add(&n->cluster, n->opt.id, n->opt.peer_url, n->opt.client_addr, why,
+                        sizeof why) != 0) {
+            snprintf(err, errlen, "--join: %s", why);
+            return -1;
+        }
+    } else if (n->opt.peer_url != NULL || n->opt.client_addr != NULL) {
+        snprintf(err, errlen,
+                 "--peer and --client go with --join (a node of the cluster file "
+                 "takes its addresses from there)");
+        return -1;
+    }
     n->self = cluster_find(&n->cluster, n->opt.id);
     if (n->self == NULL) {
-        snprintf(err, errlen, "%s: no node with id %u", n->opt.config_path, n->opt.id);
+        snprintf(err, errlen,
+                 "%s: no node with id %u (a node that joins later is started with --join "
+                 "--peer URL --client HOST:PORT)",
+                 n->opt.config_path, n->opt.id);
         return -1;
     }
     if (transport_auth_init(n, err, errlen) != 0)
@@ -428,6 +475,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
         .prevote = n->opt.prevote,
         .check_quorum = n->opt.check_quorum,
     };
+    membership_initial(n, &cfg);
     for (size_t i = 0; i < n->cluster.n; i++)
         cfg.node_ids[i] = n->cluster.nodes[i].id;
     if (raft_init(&n->raft, &cfg, n->raft_clock_ms) != RAFT_OK) {
@@ -454,6 +502,7 @@ static void node_close(struct node *n)
 {
     snapshot_shutdown(n);
     transfer_shutdown(n);
+    membership_shutdown(n);
     clients_close_all(n);
     pending_free(n);
     transport_close(n);

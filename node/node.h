@@ -106,6 +106,9 @@ struct node_options {
     uint64_t snapshot_entries;    /* snapshot once the log since the last has this many; 0: never */
     uint64_t snapshot_bytes;      /* ... or once the log on disk is this big; 0: never */
     bool prevote, check_quorum;   /* dissertation 9.6 */
+    bool join;                    /* not in the cluster file: wait to be added */
+    const char *peer_url;         /* --peer, with --join */
+    const char *client_addr;      /* --client, with --join */
 };
 
 struct node {
@@ -182,7 +185,18 @@ struct node {
     uint64_t snap_index, snap_term, snap_started_ms;
     uint64_t snap_keys; /* keys in the state the running child writes */
 
-    char role_reason[96]; /* why the next role change happened, when not a term */
+    char role_reason[96];               /* why the next role change happened, when not a term */
+    struct raft_members loaded_members; /* the newest snapshot's, at start */
+    bool has_loaded_members;
+
+    /* Membership (membership.c): the change waiting for its outcome. */
+    struct reply_slot *member_slot;
+    bool member_add;
+    uint32_t member_id;
+    uint64_t member_index, member_term;
+    uint64_t member_deadline_ms; /* core clock */
+    bool members_shown;
+    uint64_t shown_members_index;
 
     /* RAFT.TRANSFER (transfer.c): the client waiting for the outcome. */
     struct reply_slot *transfer_slot;
@@ -225,6 +239,8 @@ int transport_pack(struct node *n, struct Raftkv__Envelope *env); /* into n->pac
 /* Load --secret-file, or check every peer URL is on loopback (protected mode). */
 int transport_auth_init(struct node *n, char *err, size_t errlen);
 int transport_open(struct node *n, char *err, size_t errlen);
+/* A socket to n->cluster.nodes[i] (a node added by a configuration). */
+int transport_connect_peer(struct node *n, size_t i, char *err, size_t errlen);
 void transport_close(struct node *n);
 void transport_send(struct node *n, const struct raft_msg *m);
 void transport_receive(struct node *n); /* everything waiting on peer_in */
@@ -318,6 +334,16 @@ int snapshot_restore(struct node *n, const struct raft_snapshot_install *in, cha
                      size_t errlen);
 /* Shutting down: stop a child, answer a waiting RAFT.SNAPSHOT, free. */
 void snapshot_shutdown(struct node *n);
+
+/* membership.c */
+void membership_initial(const struct node *n, struct raft_config *cfg);
+void membership_sync(struct node *n);  /* address book and sockets follow the configuration */
+void membership_check(struct node *n); /* every loop turn */
+void membership_info(const struct node *n, struct buf *out);
+void membership_request_add(struct node *n, struct reply_slot *slot, uint32_t id,
+                            const char *peer_url, const char *client_addr);
+void membership_request_remove(struct node *n, struct reply_slot *slot, uint32_t id);
+void membership_shutdown(struct node *n);
 
 /* transfer.c */
 void transfer_request(struct node *n, struct reply_slot *slot, uint32_t target);

@@ -101,16 +101,47 @@ static void snapshot_remove_unused(struct node *n)
 
 /* ------------------------------------------------------------ start */
 
-/* Load DIR/snap-<index>-<term> into a new store. */
+/* The payload: "RKCF", the configuration's length (4 bytes, little-endian)
+ * and the configuration as of the snapshot's index (raft_members_encode),
+ * then the store (kv_snapshot_write). A payload without the prefix (written
+ * before membership changes) holds the store only: the cluster file's
+ * configuration stands for it. */
+#define SNAPSHOT_MEMBERS_MAGIC "RKCF"
+
+static int snapshot_split(const uint8_t *payload, uint64_t len, struct raft_members *members,
+                          bool *has_members, uint64_t *kv_at)
+{
+    *has_members = false;
+    *kv_at = 0;
+    if (len < 8 || memcmp(payload, SNAPSHOT_MEMBERS_MAGIC, 4) != 0)
+        return 0;
+    uint32_t mlen = (uint32_t)payload[4] | (uint32_t)payload[5] << 8 | (uint32_t)payload[6] << 16 |
+                    (uint32_t)payload[7] << 24;
+    if (mlen > len - 8 || raft_members_decode(payload + 8, mlen, members) != 0)
+        return -1;
+    *has_members = true;
+    *kv_at = 8 + (uint64_t)mlen;
+    return 0;
+}
+
+/* Load DIR/snap-<index>-<term> into a new store and its configuration. */
 static int snapshot_load_kv(struct node *n, uint64_t index, uint64_t term, struct kv **out,
-                            char *err, size_t errlen)
+                            struct raft_members *members, bool *has_members, char *err,
+                            size_t errlen)
 {
     uint8_t *payload = NULL;
     uint64_t len = 0;
     if (snapfile_load(n->opt.data_dir, index, term, &payload, &len, err, errlen) != 0)
         return -1;
     char why[256];
-    int rc = kv_snapshot_load(payload, (size_t)len, out, why, sizeof(why));
+    uint64_t kv_at;
+    if (snapshot_split(payload, len, members, has_members, &kv_at) != 0) {
+        free(payload);
+        snprintf(err, errlen, "%s/snap-%" PRIu64 "-%" PRIu64 ": damaged configuration",
+                 n->opt.data_dir, index, term);
+        return -1;
+    }
+    int rc = kv_snapshot_load(payload + kv_at, (size_t)(len - kv_at), out, why, sizeof(why));
     free(payload);
     if (rc != KV_SNAPSHOT_OK) {
         snprintf(err, errlen, "%s/snap-%" PRIu64 "-%" PRIu64 ": %s", n->opt.data_dir, index, term,
@@ -131,7 +162,8 @@ int snapshot_load_newest(struct node *n, uint64_t *index, uint64_t *term, char *
         }
         return 0;
     }
-    if (snapshot_load_kv(n, *index, *term, &n->kv, err, errlen) != 0)
+    if (snapshot_load_kv(n, *index, *term, &n->kv, &n->loaded_members, &n->has_loaded_members, err,
+                         errlen) != 0)
         return -1;
     if (snapshot_keep(n, *index) != 0) {
         snprintf(err, errlen, "out of memory");
@@ -160,6 +192,31 @@ static int snapshot_child(struct node *n, uint64_t index, uint64_t term)
     struct snapfile_writer *sw;
     if (snapfile_writer_open(n->opt.data_dir, index, term, &sw, err, sizeof(err)) != 0) {
         fprintf(stderr, "raftkv-node: snapshot: %s\n", err);
+        return 1;
+    }
+    struct raft_members members;
+    uint8_t *blob = NULL;
+    uint32_t blob_len = 0;
+    if (raft_members_at(&n->raft, index, &members) != RAFT_OK ||
+        raft_members_encode(&members, &blob, &blob_len) != 0) {
+        fprintf(stderr, "raftkv-node: snapshot: no configuration at %" PRIu64 "\n", index);
+        snapfile_writer_abort(sw);
+        return 1;
+    }
+    uint8_t head[8] = {'R',
+                       'K',
+                       'C',
+                       'F',
+                       (uint8_t)blob_len,
+                       (uint8_t)(blob_len >> 8),
+                       (uint8_t)(blob_len >> 16),
+                       (uint8_t)(blob_len >> 24)};
+    int rc = snapshot_child_append(head, sizeof head, sw);
+    if (rc == 0)
+        rc = snapshot_child_append(blob, blob_len, sw);
+    free(blob);
+    if (rc != 0) {
+        snapfile_writer_abort(sw);
         return 1;
     }
     if (kv_snapshot_write(n->kv, snapshot_child_append, sw) != 0) {
@@ -468,10 +525,14 @@ int snapshot_restore(struct node *n, const struct raft_snapshot_install *in, cha
                      size_t errlen)
 {
     struct kv *kv;
-    if (snapshot_load_kv(n, in->index, in->term, &kv, err, errlen) != 0)
+    struct raft_members members;
+    bool has_members;
+    if (snapshot_load_kv(n, in->index, in->term, &kv, &members, &has_members, err, errlen) != 0)
         return -1;
     kv_free(n->kv);
     n->kv = kv;
+    if (has_members)
+        raft_set_snapshot_members(&n->raft, &members);
     pending_on_snapshot(n, in->index);
     n->snapshots_installed++;
     char keys[32];

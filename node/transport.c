@@ -88,6 +88,33 @@ int transport_auth_init(struct node *n, char *err, size_t errlen)
     return 0;
 }
 
+int transport_connect_peer(struct node *n, size_t i, char *err, size_t errlen)
+{
+    const struct cluster_node *peer = &n->cluster.nodes[i];
+    char url[CLUSTER_URL_MAX + 64], why[CLUSTER_URL_MAX + 128];
+    /* nanomsg resolves peers' names itself and keeps trying; say so now
+     * rather than have the node wait without a word. */
+    if (cluster_resolve_url(peer->peer_url, url, sizeof(url), why, sizeof(why)) != 0)
+        fprintf(stderr, "raftkv-node: warning: node %u's peer URL %s: %s (will keep trying)\n",
+                peer->id, peer->peer_url, why);
+    int s = nn_socket(AF_SP, NN_PUSH);
+    if (s < 0)
+        return transport_nn_error(err, errlen, "cannot open a socket for", peer->peer_url);
+    /* Reconnect to a restarted peer well within an election timeout. */
+    int sndbuf = 4 * 1024 * 1024, ivl = 25, ivl_max = 0, linger = 0;
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDBUF, &sndbuf, sizeof(sndbuf));
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL, &ivl, sizeof(ivl));
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof(linger));
+    transport_nodelay(s);
+    if (nn_connect(s, peer->peer_url) < 0) {
+        nn_close(s);
+        return transport_nn_error(err, errlen, "cannot connect to", peer->peer_url);
+    }
+    n->peer_out[i] = s;
+    return 0;
+}
+
 int transport_open(struct node *n, char *err, size_t errlen)
 {
     for (size_t i = 0; i < CLUSTER_MAX_NODES; i++)
@@ -107,29 +134,9 @@ int transport_open(struct node *n, char *err, size_t errlen)
     transport_nodelay(n->peer_in);
     if (nn_bind(n->peer_in, url) < 0)
         return transport_nn_error(err, errlen, "cannot listen on", n->self->peer_url);
-    for (size_t i = 0; i < n->cluster.n; i++) {
-        const struct cluster_node *peer = &n->cluster.nodes[i];
-        if (peer->id == n->opt.id)
-            continue;
-        /* nanomsg resolves peers' names itself and keeps trying; say so now
-         * rather than have the node wait without a word. */
-        if (cluster_resolve_url(peer->peer_url, url, sizeof(url), why, sizeof(why)) != 0)
-            fprintf(stderr, "raftkv-node: warning: node %u's peer URL %s: %s (will keep trying)\n",
-                    peer->id, peer->peer_url, why);
-        int s = nn_socket(AF_SP, NN_PUSH);
-        if (s < 0)
-            return transport_nn_error(err, errlen, "cannot open a socket for", peer->peer_url);
-        /* Reconnect to a restarted peer well within an election timeout. */
-        int sndbuf = 4 * 1024 * 1024, ivl = 25, ivl_max = 0, linger = 0;
-        nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDBUF, &sndbuf, sizeof(sndbuf));
-        nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL, &ivl, sizeof(ivl));
-        nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));
-        nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof(linger));
-        transport_nodelay(s);
-        if (nn_connect(s, peer->peer_url) < 0)
-            return transport_nn_error(err, errlen, "cannot connect to", peer->peer_url);
-        n->peer_out[i] = s;
-    }
+    for (size_t i = 0; i < n->cluster.n; i++)
+        if (n->cluster.nodes[i].id != n->opt.id && transport_connect_peer(n, i, err, errlen) != 0)
+            return -1;
     if (n->opt.status_url != NULL) {
         n->status_out = nn_socket(AF_SP, NN_PUSH);
         if (n->status_out < 0 || nn_connect(n->status_out, n->opt.status_url) < 0)
@@ -395,7 +402,10 @@ static void transport_control(struct node *n, const Raftkv__Control *c)
 static void transport_peer(struct node *n, uint32_t from, const Raftkv__PeerMessage *pm)
 {
     int slot = transport_slot_of(n, from);
-    if (slot < 0 || !wire_peer_valid(pm, from, n->opt.id, &n->cluster)) {
+    /* From any node id: one added by a configuration this node has not seen
+     * yet (it learns the address from that configuration, and answers
+     * then). */
+    if (!wire_peer_valid(pm, from, n->opt.id)) {
         n->bad_messages++;
         return;
     }
@@ -404,7 +414,8 @@ static void transport_peer(struct node *n, uint32_t from, const Raftkv__PeerMess
         return;
     }
     n->msgs_received++;
-    n->received_from[slot]++;
+    if (slot >= 0)
+        n->received_from[slot]++;
     struct raft_entry stack_entries[16], *entries = stack_entries;
     if (pm->n_entries > 16) {
         entries = malloc(pm->n_entries * sizeof(*entries));

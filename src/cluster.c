@@ -344,3 +344,53 @@ int cluster_resolve_url(const char *url, char *out, size_t outlen, char *err, si
     }
     return 0;
 }
+
+int cluster_add(struct cluster *c, uint32_t id, const char *peer_url, const char *client_addr,
+                char *err, size_t errlen)
+{
+    if (id < 1 || id > CLUSTER_MAX_NODES) {
+        error_set(err, errlen, "invalid id %u (expected 1..9)", (unsigned)id);
+        return -1;
+    }
+    if (cluster_find(c, id) != NULL) {
+        error_set(err, errlen, "node %u is already in the cluster", (unsigned)id);
+        return -1;
+    }
+    if (c->n == CLUSTER_MAX_NODES) {
+        error_set(err, errlen, "too many nodes (max %d)", CLUSTER_MAX_NODES);
+        return -1;
+    }
+    size_t url_len = strlen(peer_url);
+    if ((strncmp(peer_url, "tcp://", 6) != 0 && strncmp(peer_url, "ipc://", 6) != 0) ||
+        url_len <= 6 || url_len >= CLUSTER_URL_MAX) {
+        error_set(err, errlen, "invalid peer url '%.64s' (expected tcp://... or ipc://...)",
+                  peer_url);
+        return -1;
+    }
+    struct cluster_node node;
+    memset(&node, 0, sizeof node);
+    node.id = id;
+    memcpy(node.peer_url, peer_url, url_len);
+    if (strlen(client_addr) >= CLUSTER_ADDR_MAX) {
+        error_set(err, errlen, "client address too long (max %d bytes)", CLUSTER_ADDR_MAX - 1);
+        return -1;
+    }
+    strcpy(node.client_addr, client_addr);
+    if (cluster_parse_hostport(node.client_addr, node.client_host, sizeof node.client_host,
+                               &node.client_port, err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < c->n; i++) {
+        if (strcmp(c->nodes[i].peer_url, node.peer_url) == 0) {
+            error_set(err, errlen, "peer url '%s' is node %u's", node.peer_url,
+                      (unsigned)c->nodes[i].id);
+            return -1;
+        }
+        if (strcmp(c->nodes[i].client_addr, node.client_addr) == 0) {
+            error_set(err, errlen, "client address '%s' is node %u's", node.client_addr,
+                      (unsigned)c->nodes[i].id);
+            return -1;
+        }
+    }
+    c->nodes[c->n++] = node;
+    return 0;
+}

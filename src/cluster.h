@@ -38,6 +38,11 @@ int cluster_parse(const char *text, const char *name, struct cluster *out, char 
 /* Read and parse a file: errors name the path (and line). */
 int cluster_load(const char *path, struct cluster *out, char *err, size_t errlen);
 const struct cluster_node *cluster_find(const struct cluster *c, uint32_t id);
+/* A node that joins later (from the command line or a configuration entry):
+ * the same checks as a line of the file, and cluster_id does not change
+ * (it names the cluster file). Returns 0, or -1 with err filled. */
+int cluster_add(struct cluster *c, uint32_t id, const char *peer_url, const char *client_addr,
+                char *err, size_t errlen);
 /* "1,2,3" from a mask with bit N set for node id N ("" when empty). */
 void cluster_ids_text(uint32_t mask, char *out, size_t size);
 /* Split "host:port"; returns 0, or -1 with err filled. */

@@ -78,7 +78,7 @@ enum raft_entry_type { RAFT_ENTRY_NOOP = 0, RAFT_ENTRY_COMMAND = 1, RAFT_ENTRY_C
  * majorities; learners receive the log and do neither (a new server
  * catching up, dissertation 4.2.1). The addresses are the caller's: the
  * core only carries them in configuration entries. */
-#define RAFT_ADDR_MAX 128
+#define RAFT_ADDR_MAX 256
 enum raft_member_role { RAFT_VOTER = 0, RAFT_LEARNER = 1 };
 
 struct raft_member {
@@ -466,7 +466,7 @@ uint64_t raft_last_term(const struct raft *r);
 uint64_t raft_term_at(const struct raft *r, uint64_t index);
 /* The entry at index, NULL if absent (past the log, or compacted). */
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
-uint64_t raft_first_index(const struct raft *r); /* of the first entry in memory */
+uint64_t raft_first_index(const struct raft *r);       /* of the first entry in memory */
 size_t raft_quorum(const struct raft *r);              /* a majority of the voters */
 int raft_node_slot(const struct raft *r, uint32_t id); /* id - 1 for a member, else -1 */
 bool raft_is_voter(const struct raft *r, uint32_t id);

@@ -192,9 +192,12 @@ static void raft_members_track_new(struct raft *r, const struct raft_members *ol
         uint32_t id = r->members.m[i].id;
         if (id == r->cfg.id || raft_members_find(old, id) != NULL)
             continue;
+        /* A new server has nothing: send it all (the snapshot, if the log
+         * starts after one). It cannot answer before it has a
+         * configuration that gives it our address. */
         struct raft_progress *pr = &r->progress[id - 1];
         memset(pr, 0, sizeof(*pr));
-        pr->next = raft_last_index(r) + 1;
+        pr->next = raft_first_index(r);
         pr->mode = RAFT_PROGRESS_PROBE;
         pr->last_ack_ms = r->now_ms;
     }

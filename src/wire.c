@@ -151,10 +151,9 @@ enum wire_verdict wire_open(const struct wire_key *k, uint64_t cluster_id, const
     return WIRE_OK;
 }
 
-bool wire_peer_valid(const Raftkv__PeerMessage *pm, uint32_t from, uint32_t self,
-                     const struct cluster *c)
+bool wire_peer_valid(const Raftkv__PeerMessage *pm, uint32_t from, uint32_t self)
 {
-    if (pm == NULL || cluster_find(c, from) == NULL || from == self || pm->to != self ||
+    if (pm == NULL || from < 1 || from > CLUSTER_MAX_NODES || from == self || pm->to != self ||
         pm->type < RAFT_MSG_VOTE || pm->type > RAFT_MSG_TIMEOUT_NOW ||
         pm->n_entries > RAFT_MAX_BATCH_ENTRIES)
         return false;

@@ -62,11 +62,11 @@ enum wire_verdict {
 enum wire_verdict wire_open(const struct wire_key *k, uint64_t cluster_id, const uint8_t *msg,
                             size_t len, Raftkv__Envelope **env);
 
-/* Whether pm is a message node `self` of c may take from node `from`: a
- * known sender other than itself, addressed to self, a known type, at most
+/* Whether pm is a message node `self` may take from node `from`: a sender
+ * id 1-9 other than itself (not necessarily one it knows: a configuration
+ * may have added it), addressed to self, a known type, at most
  * RAFT_MAX_BATCH_ENTRIES entries. */
-bool wire_peer_valid(const Raftkv__PeerMessage *pm, uint32_t from, uint32_t self,
-                     const struct cluster *c);
+bool wire_peer_valid(const Raftkv__PeerMessage *pm, uint32_t from, uint32_t self);
 /* The core's message from a valid pm; entries (room for pm->n_entries) get
  * the entries, pointing into pm's data. */
 void wire_peer_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft_entry *entries,

@@ -58,7 +58,7 @@ static void setup(void)
 static void take_peer(const Raftkv__Envelope *env)
 {
     const Raftkv__PeerMessage *pm = env->peer;
-    if (!wire_peer_valid(pm, env->from, 1, &cluster))
+    if (!wire_peer_valid(pm, env->from, 1))
         return;
     struct raft_msg m;
     wire_peer_to_raft(pm, env->from, entries, &m);

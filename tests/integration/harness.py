@@ -336,7 +336,9 @@ class Cluster:
     slot picks 20 of the script's 100 ports, so one script can run several
     clusters at once (slot 0..4)."""
 
-    def __init__(self, opt, n, slot=0, name="cluster", node_args=(), ipc=False):
+    def __init__(self, opt, n, slot=0, name="cluster", node_args=(), ipc=False, in_file=None):
+        """in_file: only nodes 1..in_file are in the cluster file; the others
+        join later (start them with extra=cluster.join_args(i))."""
         if not 1 <= n <= 9 or not 0 <= slot < PORTS_PER_SCRIPT // PORTS_PER_CLUSTER:
             raise ValueError("cluster size 1..9, slot 0..4")
         self.opt = opt
@@ -352,8 +354,14 @@ class Cluster:
         with open(self.config, "w") as f:
             f.write("# id  peer (nanomsg URL)  client (Redis protocol)\n")
             for node in self.nodes.values():
-                f.write(f"{node.id} {node.peer_url} {node.client_addr}\n")
+                if in_file is None or node.id <= in_file:
+                    f.write(f"{node.id} {node.peer_url} {node.client_addr}\n")
         _clusters.append(self)
+
+    def join_args(self, i):
+        """The flags of a node that is not in the cluster file."""
+        nd = self.nodes[i]
+        return ["--join", "--peer", nd.peer_url, "--client", nd.client_addr]
 
     def __enter__(self):
         return self

@@ -31,6 +31,9 @@ static enum cli_status run_expire(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_ttl(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_del(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_transfer(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_addnode(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_removenode(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_members(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_help(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_quit(struct cli_conn *c, int argc, char **argv);
 
@@ -47,6 +50,10 @@ static const struct cli_command commands[] = {
     {"del", 1, CLI_LINE_MAX_WORDS - 1, "del <key> [key ...]", "delete: how many keys there were",
      run_del},
     {"transfer", 1, 1, "transfer <id>", "the leader hands leadership to node id", run_transfer},
+    {"addnode", 3, 3, "addnode <id> <peer-url> <client-address>",
+     "add a node (started with --join): a learner, then a voter once caught up", run_addnode},
+    {"removenode", 1, 1, "removenode <id>", "remove a node from the cluster", run_removenode},
+    {"members", 0, 0, "members", "the voters and learners, as the leader knows them", run_members},
     {"help", 0, 1, "help [command]", "this list", run_help},
     {"quit", 0, 0, "quit", "leave (also exit, Ctrl-D)", run_quit},
     {"exit", 0, 0, "exit", NULL, run_quit},
@@ -307,6 +314,79 @@ static enum cli_status run_transfer(struct cli_conn *c, int argc, char **argv)
     }
     const char *req[] = {"RAFT.TRANSFER", argv[1]};
     return call_and_print(c, CLI_ROUTE_LEADER, 2, req);
+}
+
+static bool node_id_ok(const char *s, const char *command)
+{
+    long long id;
+    if (parse_int(s, &id) == 0 && id >= 1 && id <= CLUSTER_MAX_NODES)
+        return true;
+    fprintf(stderr, "error: a node id is a number from 1 to %d, got '%s'\n", CLUSTER_MAX_NODES, s);
+    usage(find_command(command));
+    return false;
+}
+
+static enum cli_status run_addnode(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    if (!node_id_ok(argv[1], "addnode"))
+        return CLI_USAGE;
+    const char *req[] = {"RAFT.ADDNODE", argv[1], argv[2], argv[3]};
+    return call_and_print(c, CLI_ROUTE_LEADER, 4, req);
+}
+
+static enum cli_status run_removenode(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    if (!node_id_ok(argv[1], "removenode"))
+        return CLI_USAGE;
+    const char *req[] = {"RAFT.REMOVENODE", argv[1]};
+    return call_and_print(c, CLI_ROUTE_LEADER, 2, req);
+}
+
+/* The value of "name:" in RAFT.INFO text, "" if absent. */
+static void info_field(const char *text, const char *name, char *out, size_t len)
+{
+    out[0] = '\0';
+    size_t nl = strlen(name);
+    for (const char *p = text; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, name, nl) == 0 && p[nl] == ':') {
+            size_t k = strcspn(p + nl + 1, "\r\n");
+            if (k >= len)
+                k = len - 1;
+            memcpy(out, p + nl + 1, k);
+            out[k] = '\0';
+            return;
+        }
+    }
+}
+
+static enum cli_status run_members(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    const char *req[] = {"RAFT.INFO"};
+    size_t argl[] = {strlen(req[0])};
+    struct resp_value reply;
+    char err[1024];
+    /* The leader's view: a follower may not have the newest configuration. */
+    if (cli_conn_call(c, CLI_ROUTE_ANY, 1, req, argl, &reply, err, sizeof err) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return CLI_FAILED;
+    }
+    if (reply.type != RESP_BULK) {
+        enum cli_status s = print_reply(&reply);
+        resp_value_free(&reply);
+        return s;
+    }
+    char voters[64], learners[64], index[32];
+    info_field(reply.str, "members", voters, sizeof voters);
+    info_field(reply.str, "learners", learners, sizeof learners);
+    info_field(reply.str, "config_index", index, sizeof index);
+    printf("members %s\nlearners %s\nconfig #%s\n", voters[0] ? voters : "-",
+           learners[0] ? learners : "-", index[0] ? index : "?");
+    resp_value_free(&reply);
+    return CLI_OK;
 }
 
 static enum cli_status run_getval(struct cli_conn *c, int argc, char **argv)
