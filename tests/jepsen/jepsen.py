@@ -24,6 +24,9 @@ Faults, one at a time, the target being the leader half of the time:
   loss       every node loses a share of its outgoing peer messages
   transfer   RAFT.TRANSFER at the leader to another node (leadership moves
              while clients write; the old leader refuses writes meanwhile)
+  membership RAFT.REMOVENODE of a node (the leader itself half the time), and
+             at the end of the fault RAFT.ADDNODE of it again (with the data
+             it has: it catches up as a learner, then votes again)
   netns      each node in its own network namespace behind a veth pair on
              198.18.0.0/15; a node is isolated for real (link down, or netem
              loss 100%). Needs root; skipped with the reason otherwise.
@@ -59,7 +62,7 @@ import harness  # noqa: E402
 from harness import ProtocolError, Redis, RespError  # noqa: E402
 import lincheck  # noqa: E402
 
-FAULTS = ("kill", "pause", "partition", "loss", "netns", "transfer")
+FAULTS = ("kill", "pause", "partition", "loss", "netns", "transfer", "membership")
 DEFAULT_FAULTS = ("kill", "pause", "partition", "loss")
 IO_TIMEOUT = 1.5       # s a client waits for a reply before calling the op info
 HEAL_TIMEOUT = 30      # s to get one leader again after the run
@@ -461,6 +464,18 @@ class Nemesis:
                 reply = f"no answer ({e})"
             fault.done = f"transfer n{leader} -> n{target}: {reply}"
             return lambda: None
+        if fault.kind == "membership":
+            leader = self.any_leader()
+            if leader is None:
+                fault.done = "membership skipped: no leader known"
+                return lambda: None
+            victim = leader if fault.on_leader else ids[fault.pick]
+            try:
+                reply = c.call(leader, "RAFT.REMOVENODE", str(victim), timeout=5.0)
+            except (OSError, ProtocolError) as e:
+                reply = f"no answer ({e})"
+            fault.done = f"remove {'leader ' if victim == leader else ''}n{victim}: {reply}"
+            return lambda: self.add_back(victim)
         if fault.kind == "loss":
             for j in ids:
                 c.control(j, harness.pb_uint(3, 1) + harness.pb_uint(4, fault.percent))
@@ -470,6 +485,44 @@ class Nemesis:
         how = c.isolate(i, "down" if fault.variant < 0.5 else "netem")
         fault.done = f"netns isolate {who}n{i} ({'link down' if how == 'down' else 'netem loss 100%'})"
         return c.heal_network
+
+    def any_leader(self):
+        """The live node that says it leads the highest term (a removed node
+        names no leader, so the nodes need not agree)."""
+        best, term = None, -1
+        for i in self.cluster.live_ids():
+            try:
+                info = self.cluster.info(i, timeout=1.0)
+            except (OSError, ProtocolError):
+                continue
+            if info.get("role") == "leader" and info.get("term", 0) > term:
+                best, term = i, info["term"]
+        return best
+
+    def voters(self, leader):
+        try:
+            members = str(self.cluster.info(leader, timeout=1.0).get("members", ""))
+        except (OSError, ProtocolError):
+            return None
+        return {int(x) for x in members.split(",") if x}
+
+    def add_back(self, i, timeout=30.0):
+        """RAFT.ADDNODE i at the leader until i is a voter again."""
+        nd = self.cluster.node(i)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.any_leader()
+            voters = self.voters(leader) if leader is not None else None
+            if voters is not None and i in voters:
+                return True
+            if leader is not None:
+                try:
+                    self.cluster.call(leader, "RAFT.ADDNODE", str(i), nd.peer_url, nd.client_addr,
+                                      timeout=10.0)
+                except (OSError, ProtocolError):
+                    pass
+            time.sleep(0.1)
+        return False
 
     def run(self, faults, started, stop_at):
         """Run each fault at its planned time (later if the previous one ran
@@ -501,6 +554,11 @@ class Nemesis:
             harness.wait_until(lambda: c.control(i, harness.control_blocked([]) +
                                                  harness.pb_uint(3, 1) + harness.pb_uint(4, 0))
                                or True, 10, f"node {i} to take the healing control")
+        # Every node a voter again (a membership fault's own add may have
+        # failed across a leader change).
+        for i in c.ids:
+            if not self.add_back(i):
+                raise harness.TestFailure(f"node {i} could not be added back to the cluster")
 
 
 # ---------------------------------------------------------------- one run

@@ -2,7 +2,7 @@
 
 Three short runs on real nodes, each with client threads on a few keys while
 faults hit the cluster one at a time: 3 nodes (kill, pause, partition,
-loss, leadership transfer), 5 nodes with the same plus real network isolation in namespaces
+loss, leadership transfer, removing and adding back a node), 5 nodes with the same plus real network isolation in namespaces
 (skipped with a reason where namespaces cannot be made), and 3 nodes with
 every fault and a snapshot every 200 entries. Each run must be linearizable key by key, converge to one
 digest on every node, and keep every acknowledged write. Under the
@@ -26,9 +26,10 @@ import jepsen  # noqa: E402
 # (nodes, faults, extra node flags). The last run takes a snapshot every 200
 # entries, so that compaction and InstallSnapshot happen under the faults.
 RUNS = (
-    (3, ("kill", "pause", "partition", "loss", "transfer"), ()),
-    (5, ("kill", "pause", "partition", "loss", "netns", "transfer"), ()),
-    (3, ("kill", "pause", "partition", "loss", "netns", "transfer"), ("--snapshot-entries", "200")),
+    (3, ("kill", "pause", "partition", "loss", "transfer", "membership"), ()),
+    (5, ("kill", "pause", "partition", "loss", "netns", "transfer", "membership"), ()),
+    (3, ("kill", "pause", "partition", "loss", "netns", "transfer", "membership"),
+     ("--snapshot-entries", "200")),
 )
 
 
