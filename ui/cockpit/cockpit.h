@@ -50,6 +50,7 @@ struct ui_state {
     uint64_t message_ms;
     uint64_t last_draw_ms;
     int help_top;
+    bool wire_hidden; /* the wire panel is off ('w', :wire off) */
 };
 
 struct script;
@@ -100,6 +101,10 @@ size_t keys_help_lines(const char **lines, size_t max);
 /* draw.c */
 void draw_init(struct cockpit *ck);
 void draw_screen(struct cockpit *ck);
+
+/* draw_wire.c */
+void draw_wire_init(bool colour);
+void draw_wire_panel(struct cockpit *ck, const struct model *m, int y, int x, int h, int w);
 
 /* screenshot.c: the screen as plain text and as SVG. Returns 0, or -1 with err. */
 int screenshot_write(struct cockpit *ck, const char *name, char *written, size_t written_size,

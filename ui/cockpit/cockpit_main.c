@@ -336,7 +336,8 @@ static void run_loop(struct cockpit *ck)
         script_tick(ck);
         struct client_hints h; /* after the script, so its commands leave at once */
         cockpit_hints(ck, &h);
-        client_tick(&ck->client, ck->now_ms, &h);
+        if (!ck->sup.frozen) /* frozen: client commands wait */
+            client_tick(&ck->client, ck->now_ms, &h);
         take_client_results(ck);
 
         if (!ck->ui.active) {

@@ -40,8 +40,10 @@ void draw_init(struct cockpit *ck)
     const char *no_color = getenv("NO_COLOR");
     colour = has_colors() && !(no_color && *no_color);
     ck->ui.color = colour;
-    if (!colour)
+    if (!colour) {
+        draw_wire_init(false);
         return;
+    }
     start_color();
     use_default_colors();
     init_pair(P_LEADER, COLOR_GREEN, -1);
@@ -58,6 +60,7 @@ void draw_init(struct cockpit *ck)
                                               COLOR_GREEN,  COLOR_BLUE, COLOR_WHITE};
     for (int i = 0; i < TERM_COLOURS; i++)
         init_pair((short)(P_TERM0 + i), terms[i], -1);
+    draw_wire_init(colour);
 }
 
 /* A colour pair, or the attribute that stands for it without colour. */
@@ -189,7 +192,10 @@ static void draw_header(struct cockpit *ck, const struct model *m, int cols)
     x += (int)strlen(head);
     /* The path, its middle left out when it does not fit: the end names the file. */
     const char *path = ck->sup.cluster_path;
-    int room = cols - x - (ck->ui.paused ? 17 : 0);
+    bool frozen = false;
+    for (size_t i = 0; i < m->n; i++)
+        frozen |= m->nodes[i].frozen && model_node_live(m, &m->nodes[i]);
+    int room = cols - x - (ck->ui.paused ? 17 : 0) - (frozen ? 9 : 0);
     int len = (int)strlen(path);
     if (len <= room)
         put(0, x, room, h, "%s", path);
@@ -197,6 +203,8 @@ static void draw_header(struct cockpit *ck, const struct model *m, int cols)
         put(0, x, room, h, "...%s", path + len - (room - 3));
     if (ck->ui.paused && cols > 20)
         put(0, cols - 16, 16, A_REVERSE | A_BOLD | A_BLINK, " DISPLAY PAUSED ");
+    if (frozen && cols > 40)
+        put(0, cols - (ck->ui.paused ? 25 : 9), 8, A_REVERSE | A_BOLD, " FROZEN ");
 
     /* Client addresses: "clients 1 127.0.0.1:6401  2 ..." or ports when narrow. */
     char line[512];
@@ -551,12 +559,12 @@ static int event_rows(const struct model_event *e, int w)
     return rows ? rows : 1;
 }
 
-static void draw_events(const struct model *m, int y, int h, int cols)
+static void draw_events(const struct model *m, int y, int x0, int h, int cols)
 {
     if (h < 3)
         return;
-    box_at(y, 0, h, cols, A_DIM);
-    put(y, 2, cols - 4, A_BOLD, " events ");
+    box_at(y, x0, h, cols, A_DIM);
+    put(y, x0 + 2, cols - 4, A_BOLD, " events ");
     int lines = h - 2, w = cols - 13;
     if (w < 10)
         return;
@@ -579,10 +587,10 @@ static void draw_events(const struct model *m, int y, int h, int cols)
         char when[32], text[MODEL_EVENT_TEXT + 4];
         cockpit_format_time(e->wall_ms, when, sizeof when, false);
         snprintf(text, sizeof text, "%s%s", e->kind == EV_VIOLATION ? "!! " : "", e->text);
-        put(row, 1, 11, A_DIM, "%s", when);
+        put(row, x0 + 1, 11, A_DIM, "%s", when);
         for (const char *p = text; *p && row < y + h - 1;) {
             size_t n = wrap_chunk(p, (size_t)w);
-            put(row++, 12, w, event_style(e->kind), "%.*s", (int)n, p);
+            put(row++, x0 + 12, w, event_style(e->kind), "%.*s", (int)n, p);
             p = skip_spaces(p + n);
         }
     }
@@ -620,7 +628,12 @@ static void draw_bottom(struct cockpit *ck, int y, int cols)
         "+/- speed  space pause  : command  ? help  q quit";
     static const char narrow[] =
         "1-9 select  s suspend  k kill  r restart  i isolate  h heal  :cmd  ?keys  q quit";
-    put(y, 0, cols, A_DIM, "%s", cols >= (int)sizeof wide - 1 ? wide : narrow);
+    static const char frozen[] = "FROZEN  n deliver oldest  x drop it  1-9 deliver N  t timeout  "
+                                 ":tick N MS  f thaw  : command  ? help";
+    if (ck->sup.frozen)
+        put(y, 0, cols, A_BOLD, "%s", frozen);
+    else
+        put(y, 0, cols, A_DIM, "%s", cols >= (int)sizeof wide - 1 ? wide : narrow);
 }
 
 static void draw_help(struct cockpit *ck, int rows, int cols)
@@ -683,6 +696,11 @@ void draw_screen(struct cockpit *ck)
     size_t per_row = (n + card_rows - 1) / card_rows; /* rows as even as they can be */
     int avail = rows - 4;
     int events_min = avail / 3 > 5 ? avail / 3 : 5;
+    /* The wire panel beside the events when wide, above them when not. */
+    bool wire = !ck->ui.wire_hidden;
+    bool wire_beside = wire && cols >= 140;
+    if (wire && !wire_beside && events_min < avail / 2)
+        events_min = avail / 2;
     int card_h = (avail - events_min) / (int)card_rows;
     /* No taller than the content needs: borders, 3 info lines, peers, log, KV. */
     size_t most_log = 6, most_kv = 3;
@@ -708,7 +726,18 @@ void draw_screen(struct cockpit *ck)
         }
         y += card_h;
     }
-    draw_events(m, y, rows - 1 - y, cols);
+    int bottom_h = rows - 1 - y;
+    if (!wire) {
+        draw_events(m, y, 0, bottom_h, cols);
+    } else if (wire_beside) {
+        int ww = cols * 45 / 100 > 110 ? 110 : cols * 45 / 100;
+        draw_events(m, y, 0, bottom_h, cols - ww);
+        draw_wire_panel(ck, m, y, cols - ww, bottom_h, ww);
+    } else {
+        int wh = bottom_h / 2 >= 4 ? bottom_h / 2 : bottom_h;
+        draw_wire_panel(ck, m, y, 0, wh, cols);
+        draw_events(m, y + wh, 0, bottom_h - wh, cols);
+    }
     if (ck->ui.mode == UI_HELP)
         draw_help(ck, rows, cols);
     draw_bottom(ck, rows - 1, cols);
