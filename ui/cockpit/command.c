@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cockpit.h"
+#include "record.h"
 
 #define MAX_WORDS 16
 
@@ -523,6 +524,8 @@ static int split_words(char *line, char **words, int max)
 void command_run(struct cockpit *ck, const char *line, struct command_outcome *out)
 {
     memset(out, 0, sizeof *out);
+    if (ck->recorder != NULL)
+        record_command(ck->recorder, ck->now_ms, line);
     char copy[UI_LINE_MAX];
     char *words[MAX_WORDS];
     snprintf(copy, sizeof copy, "%s", line);

@@ -618,6 +618,10 @@ static void draw_bottom(struct cockpit *ck, int y, int cols)
     default:
         break;
     }
+    if (ui->status_line[0] && !(ui->message[0] && ck->now_ms - ui->message_ms < 3000)) {
+        put(y, 0, cols, A_BOLD, "%s", ui->status_line);
+        return;
+    }
     if (ui->message[0] && ck->now_ms - ui->message_ms < 8000) {
         put(y, 0, cols, ui->message_error ? style(P_DOWN) | A_BOLD : A_NORMAL, "%s%s",
             ui->message_error ? "error: " : "", ui->message);
