@@ -652,11 +652,12 @@ static void replay_status_line(struct cockpit *ck, struct replay *rp)
         snprintf(ck->ui.status_line, sizeof ck->ui.status_line,
                  "go to (83, 83.5 or 1:23), Enter: %s_", rp->goto_text);
     else
-        snprintf(ck->ui.status_line, sizeof ck->ui.status_line,
-                 "REPLAY %s / %s x%g%s%s%.60s  space pause  +/- speed  [ ] event  { } 10s  g go to  "
-                 "P shot  q quit",
-                 now, total, rp->speed, rp->paused ? " PAUSED" : "",
-                 rp->last_command[0] ? "  > " : "", rp->last_command);
+        snprintf(
+            ck->ui.status_line, sizeof ck->ui.status_line,
+            "REPLAY %s / %s x%g%s%s%.60s  space pause  +/- speed  [ ] event  { } 10s  g go to  "
+            "P shot  q quit",
+            now, total, rp->speed, rp->paused ? " PAUSED" : "", rp->last_command[0] ? "  > " : "",
+            rp->last_command);
 }
 
 void replay_run(struct cockpit *ck, struct replay *rp)
