@@ -557,10 +557,7 @@ static void replay_goto_key(struct cockpit *ck, struct replay *rp, int key)
                             rp->goto_text);
             return;
         }
-        replay_seek(ck, rp, (uint64_t)t);
-        char when[32];
-        format_clock(rp->t_ms, when, sizeof when);
-        cockpit_message(ck, false, "at %s", when);
+        replay_seek(ck, rp, (uint64_t)t); /* the bottom line shows where */
     } else if (key == 27 || key == 7 || key == 3) {
         rp->going = false;
     } else if ((key == KEY_BACKSPACE || key == 127 || key == 8) && len > 0) {
@@ -591,8 +588,7 @@ static void replay_key(struct cockpit *ck, struct replay *rp, int key)
     case '+':
     case '=':
     case '-':
-        replay_change_speed(rp, key != '-');
-        cockpit_message(ck, false, "replay speed x%g", rp->speed);
+        replay_change_speed(rp, key != '-'); /* the bottom line shows it */
         break;
     case ']':
     case '[':
