@@ -6,7 +6,10 @@
   wire-off  started by the cockpit (--headless), ':wire off' (no reports)
   wire-on   started by the cockpit, the wire on (the default)
 
-It prints each run and the median of each set-up; it asserts nothing.
+It prints each run and the median of each set-up: SET/s, and the CPU time
+the three nodes spent per SET (their utime + stime over the benchmark, from
+/proc), which a busy machine disturbs less than the throughput; it asserts
+nothing.
 
   python3 bench/wire_overhead.py --build build --port-base 4700 --runs 3 --requests 100000
 """
@@ -42,6 +45,42 @@ def wait_leader(ports, timeout=30):
     raise RuntimeError("no leader")
 
 
+def cpu_seconds(pids):
+    """utime + stime of the processes, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children(ppid):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == ppid:
+                found.append(int(pid))
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+def measured(port, requests, pids):
+    """(SET/s, node CPU microseconds per SET)."""
+    before = cpu_seconds(pids)
+    ops = bench(port, requests)
+    after = cpu_seconds(pids)
+    return ops, (after - before) / requests * 1e6
+
+
 def bench(port, requests):
     r = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(requests),
                         "-t", "set", "-q"], capture_output=True, text=True, timeout=600)
@@ -62,7 +101,7 @@ def run_nodes(build, port, work, requests):
              for i in range(3)]
     try:
         leader = wait_leader([port + 3 + i for i in range(3)])
-        return bench(leader, requests)
+        return measured(leader, requests, [p.pid for p in procs])
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -81,7 +120,7 @@ def run_cockpit(build, port, work, requests, wire):
     try:
         leader = wait_leader([port + 3 + i for i in range(3)])
         time.sleep(1.0)  # the wire setting reaches every node
-        return bench(leader, requests)
+        return measured(leader, requests, children(cockpit.pid))
     finally:
         cockpit.send_signal(signal.SIGTERM)
         cockpit.wait(timeout=30)
@@ -95,23 +134,28 @@ def main():
     ap.add_argument("--requests", type=int, default=100000)
     args = ap.parse_args()
     results = {"nodes": [], "wire-off": [], "wire-on": []}
+    cpu = {"nodes": [], "wire-off": [], "wire-on": []}
     for run in range(args.runs):
         for mode in results:
             work = tempfile.mkdtemp(prefix="raftkv-wirebench-")
             try:
                 if mode == "nodes":
-                    ops = run_nodes(args.build, args.port_base, work, args.requests)
+                    ops, us = run_nodes(args.build, args.port_base, work, args.requests)
                 else:
-                    ops = run_cockpit(args.build, args.port_base, work, args.requests,
-                                      mode == "wire-on")
+                    ops, us = run_cockpit(args.build, args.port_base, work, args.requests,
+                                          mode == "wire-on")
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             results[mode].append(ops)
-            print(f"run {run + 1} {mode:9s} {ops:10.0f} SET/s", flush=True)
+            cpu[mode].append(us)
+            print(f"run {run + 1} {mode:9s} {ops:10.0f} SET/s {us:7.1f} node CPU us/SET",
+                  flush=True)
     base = statistics.median(results["wire-off"])
+    base_cpu = statistics.median(cpu["wire-off"])
     for mode, values in results.items():
-        med = statistics.median(values)
-        print(f"median {mode:9s} {med:10.0f} SET/s ({(med / base - 1) * 100:+.1f}% vs wire-off)")
+        med, med_cpu = statistics.median(values), statistics.median(cpu[mode])
+        print(f"median {mode:9s} {med:10.0f} SET/s ({(med / base - 1) * 100:+.1f}% vs wire-off)"
+              f" {med_cpu:7.1f} node CPU us/SET ({(med_cpu / base_cpu - 1) * 100:+.1f}%)")
 
 
 if __name__ == "__main__":

@@ -91,9 +91,11 @@ bool wire_report(struct node *n, enum wire_event ev, enum wire_lost lost, const 
         struct wire_heartbeats *hb = wire_heartbeat_of(n, ev, m, &heartbeat);
         if (heartbeat && hb != NULL) {
             uint64_t now = clock_monotonic_ms();
-            /* The receiver follows the sender's choice, so both ends agree. */
-            bool alone =
-                ev == WIRE_RECEIVED ? shown : now - hb->last_report_ms >= WIRE_HEARTBEAT_EVERY_MS;
+            /* The receiver follows the sender's choice, so both ends agree;
+             * a message reported sent and then lost is reported lost. */
+            bool alone = ev == WIRE_RECEIVED || (ev == WIRE_LOST && shown)
+                             ? shown
+                             : now - hb->last_report_ms >= WIRE_HEARTBEAT_EVERY_MS;
             if (!alone) {
                 hb->skipped++;
                 return false;

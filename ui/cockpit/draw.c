@@ -655,6 +655,10 @@ static void draw_help(struct cockpit *ck, int rows, int cols)
     lines[n++] = "  timer: time since the last message from a leader; full = election";
     lines[n++] = "  '>' before a peer: the leader just sent it a heartbeat or entries";
     lines[n++] = "";
+    lines[n++] = "Wire panel: ? RequestVote  v its reply  > AppendEntries  < its reply";
+    lines[n++] = "  S/s InstallSnapshot and reply  . heartbeat  x LOST; (x4): 4 heartbeats";
+    lines[n++] = "  frozen (f): held messages numbered on top; n delivers, x drops, 1-9 picks";
+    lines[n++] = "";
     lines[n++] = "Any key closes this help; arrows scroll.";
 
     int w = cols - 4 < 90 ? cols - 4 : 90;
