@@ -325,8 +325,10 @@ static void draw_timer_line(const struct model *m, const struct model_node *n, e
         put(y, x, w, style(P_LEADER), w >= 20 ? "heartbeat every %ums" : "heartbeat %ums", every);
         return;
     }
-    /* The election timer runs on between reports: extrapolate at the node's speed. */
-    double elapsed = n->election_elapsed_ms + (double)age_ms * (n->speed > 0 ? n->speed : 1);
+    /* The election timer runs on between reports: extrapolate at the node's
+     * speed (not while frozen: its clock stands still). */
+    double elapsed =
+        n->election_elapsed_ms + (n->frozen ? 0.0 : (double)age_ms * (n->speed > 0 ? n->speed : 1));
     double timeout = n->election_timeout_ms ? n->election_timeout_ms : 1;
     if (elapsed > timeout)
         elapsed = timeout;

@@ -70,15 +70,17 @@ static void wire_put(int y, int x, int w, attr_t a, const char *text)
     attroff(a);
 }
 
-/* "links 1-2 ok  1-3 CUT  2-3 drop 30%" */
-static void wire_links_text(const struct model *m, char *out, size_t size)
+/* "links 1-2 ok  1-3 CUT  2-3 drop 30%"; whether every link is ok. */
+static bool wire_links_text(const struct model *m, char *out, size_t size)
 {
+    bool all_ok = true;
     size_t used = (size_t)snprintf(out, size, "links");
     for (size_t i = 0; i < m->n; i++) {
         for (size_t j = i + 1; j < m->n && used + 24 < size; j++) {
             const struct model_node *a = &m->nodes[i], *b = &m->nodes[j];
             bool cut = (a->blocked_mask & (1u << b->id)) || (b->blocked_mask & (1u << a->id));
             uint32_t drop = a->drop_percent > b->drop_percent ? a->drop_percent : b->drop_percent;
+            all_ok &= !cut && drop == 0;
             if (cut)
                 used += (size_t)snprintf(out + used, size - used, "  %u-%u CUT", a->id, b->id);
             else if (drop > 0)
@@ -88,6 +90,7 @@ static void wire_links_text(const struct model *m, char *out, size_t size)
                 used += (size_t)snprintf(out + used, size - used, "  %u-%u ok", a->id, b->id);
         }
     }
+    return all_ok;
 }
 
 /* The node speed the panel draws transit at: any live node's. */
@@ -131,10 +134,11 @@ void draw_wire_panel(struct cockpit *ck, const struct model *m, int y, int x, in
     }
 
     int inner = h - 2, row = y + 1, iw = w - 2, ix = x + 1;
-    if (inner >= 3) {
-        char links[256];
-        wire_links_text(m, links, sizeof links);
-        wire_put(row++, ix, iw, A_DIM, links);
+    char links[256];
+    bool all_ok = wire_links_text(m, links, sizeof links);
+    /* The links line, unless the panel is small and every link is fine. */
+    if (inner >= 5 || (inner >= 2 && !all_ok)) {
+        wire_put(row++, ix, iw, all_ok ? A_DIM : wire_pair_attr(WP_LOST, A_BOLD), links);
         inner--;
     }
     static struct wire_line lines[64];
@@ -147,7 +151,8 @@ void draw_wire_panel(struct cockpit *ck, const struct model *m, int y, int x, in
     }
     /* Newest at the bottom. */
     row += inner - (int)n;
-    int state_w = iw >= 70 ? 26 : 18;
+    bool narrow = iw < 90;
+    int state_w = narrow ? 16 : 26;
     int text_w = iw - state_w - 6;
     for (size_t i = 0; i < n; i++, row++) {
         const struct wire_line *l = &lines[i];
@@ -170,7 +175,7 @@ void draw_wire_panel(struct cockpit *ck, const struct model *m, int y, int x, in
             for (int k = 0; k < cells; k++)
                 bar[k] = k < done ? '=' : (k == done ? '>' : ' ');
             bar[cells] = '\0';
-            snprintf(state, sizeof state, "[%s] %s", bar, l->state);
+            snprintf(state, sizeof state, narrow ? "[%s]" : "[%s] %s", bar, l->state);
             wire_put(row, sx, state_w, A_BOLD, state);
         } else if (l->shown == WMSG_HELD) {
             wire_put(row, sx, state_w, wire_pair_attr(WP_HELD, A_REVERSE) | A_BOLD, l->state);
