@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cockpit_checks import FAILURES, check, parse_args, report, wait_until  # noqa: E402
 from test_cockpit_tmux import Terminal, cards, node_pids  # noqa: E402
 
+IN_FLIGHT = re.compile(r"\[=*>\s*\]")  # the bar of a message travelling
 HELD = re.compile(r"x ?(\d{1,2}) (\S) (\d) -> (\d)  (.*?)\s+held \[(\d+)\]")
 
 
@@ -125,7 +126,7 @@ def run_wire(build, port, work):
         while time.monotonic() < deadline and not (seen_flight and seen_delivered and seen_reply):
             screen = term.screen()
             for line in screen.splitlines():
-                if vote.search(line) and "in flight" in line:
+                if vote.search(line) and IN_FLIGHT.search(line):
                     seen_flight = True
                 if vote.search(line) and "delivered" in line:
                     seen_delivered = True
