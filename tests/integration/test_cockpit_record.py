@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """raftkv --record and --replay, headless.
 
-- A scripted scenario (assets/scenarios/leader-crash.txt) recorded with
-  --record, then replayed with --replay --headless: the same event lines, in
-  the same order, with the same times.
+- Scripted scenarios (assets/scenarios/leader-crash.txt, and
+  election-by-hand.txt on a frozen cluster) recorded with --record, then
+  replayed with --replay --headless: the same event lines, in the same order,
+  with the same times; held messages and deliveries by hand are recorded.
 - Every line of the recording is a flat JSON object with "t" (never going
   back) and "k" of a documented kind; the messages are there in words.
 - An idle cluster costs little: at the rate measured, ten minutes stay
@@ -89,6 +90,23 @@ def main():
                             texts),
               "the messages are recorded with their words")
         check('"text":"kill 1"' in texts, "the script's commands are recorded")
+
+        # A frozen cluster, stepped by hand.
+        frozen = os.path.join(work, "by-hand.jsonl")
+        live2 = run([raftkv, "--headless", "--port-base", str(args.port_base + 20), "--node-bin",
+                     node_bin, "--script",
+                     os.path.join(ROOT, "assets/scenarios/election-by-hand.txt"),
+                     "--record", frozen])
+        check(live2.returncode == 0, f"election-by-hand.txt recorded (exit {live2.returncode})")
+        replay2 = run([raftkv, "--replay", frozen, "--headless"])
+        want2 = event_lines(live2.stdout)
+        check(replay2.returncode == 0 and want2 and want2 == event_lines(replay2.stdout),
+              f"its replay prints the same {len(want2)} event lines")
+        with open(frozen) as f:
+            held = [json.loads(line) for line in f if '"k":"msg"' in line]
+        check(sum(1 for m in held if m["ev"] == 4 and m["type"] == 1) == 2
+              and any(m["ev"] == 2 and m["type"] == 2 and m.get("granted") for m in held),
+              "the held RequestVotes and the votes delivered by hand are recorded")
 
         # The cost of an idle cluster.
         idle = os.path.join(work, "idle.jsonl")
