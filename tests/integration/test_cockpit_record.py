@@ -15,6 +15,7 @@
 """
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -30,7 +31,8 @@ KINDS = {"start", "status", "seen", "msg", "event", "process", "command"}
 
 
 def run(args, timeout=180):
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(args, capture_output=True, text=True, errors="replace",
+                          timeout=timeout)
 
 
 def event_lines(text):
@@ -149,6 +151,30 @@ def main():
         bad_file("nested.jsonl", start + b'{"t":1,"k":"command","text":["a"]}\n',
                  r"nested\.jsonl:2: column \d+: nested")
         bad_file("cut.jsonl", start + b'{"t":1,"k":"command","text":"a', r"cut\.jsonl:2: .*not closed")
+        # Damaged copies of a real recording: refused or replayed, never a crash.
+        rng = random.Random(20261202)
+        with open(rec, "rb") as f:
+            good = f.read()
+        outcomes = set()
+        for i in range(40):
+            data = bytearray(good)
+            for _ in range(rng.randint(1, 8)):
+                at = rng.randrange(len(data))
+                if rng.random() < 0.5:
+                    data[at] = rng.randrange(256)
+                else:
+                    del data[at:at + rng.randint(1, 40)]
+            path = os.path.join(work, f"damaged{i}.jsonl")
+            with open(path, "wb") as f:
+                f.write(bytes(data))
+            r = run([raftkv, "--replay", path, "--headless"], timeout=30)
+            outcomes.add(r.returncode)
+            if r.returncode not in (0, 2) or (r.returncode == 2 and "damaged" not in r.stderr):
+                check(False, f"damaged{i}.jsonl: exit {r.returncode}: {r.stderr[-300:]}")
+                break
+        check(outcomes <= {0, 2} and 2 in outcomes,
+              f"40 damaged recordings: each refused with its line, or replayed ({outcomes})")
+
         r = run([raftkv, "--replay", rec, "--script", script], timeout=30)
         check(r.returncode == 2 and "--replay starts no node" in r.stderr,
               "--replay with --script is refused")

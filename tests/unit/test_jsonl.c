@@ -71,6 +71,7 @@ static void test_errors(void)
     expect_error("{\"a\":\"\\q\"}", "bad escape");
     expect_error("{\"a\":1e999}", "bad number");
     expect_error("{a:1}", "expected a string");
+    expect_error("{\"a\":\"x\ty\"}", "control character");
     char err[128], line[] = "  { }  ";
     struct jsonl_object o;
     CHECK_INT_EQ(jsonl_parse(line, &o, err, sizeof err), 0);

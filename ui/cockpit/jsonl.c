@@ -138,6 +138,8 @@ static int jsonl_string(struct jsonl_reader *r, const char **out)
         char c = *r->p;
         if (c == '\0')
             return jsonl_fail(r, "a string is not closed");
+        if ((unsigned char)c < 0x20)
+            return jsonl_fail(r, "a control character in a string (write it as \\uXXXX)");
         r->p++;
         if (c == '"')
             break;
