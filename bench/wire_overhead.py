@@ -73,12 +73,13 @@ def children(ppid):
     return found
 
 
-def measured(port, requests, pids):
-    """(SET/s, node CPU microseconds per SET)."""
-    before = cpu_seconds(pids)
+def measured(port, requests, pids, cockpit=None):
+    """(SET/s, node CPU microseconds per SET, cockpit CPU microseconds per SET)."""
+    before, cockpit_before = cpu_seconds(pids), cpu_seconds([cockpit] if cockpit else [])
     ops = bench(port, requests)
-    after = cpu_seconds(pids)
-    return ops, (after - before) / requests * 1e6
+    after, cockpit_after = cpu_seconds(pids), cpu_seconds([cockpit] if cockpit else [])
+    return (ops, (after - before) / requests * 1e6,
+            (cockpit_after - cockpit_before) / requests * 1e6)
 
 
 def bench(port, requests):
@@ -120,7 +121,7 @@ def run_cockpit(build, port, work, requests, wire):
     try:
         leader = wait_leader([port + 3 + i for i in range(3)])
         time.sleep(1.0)  # the wire setting reaches every node
-        return measured(leader, requests, children(cockpit.pid))
+        return measured(leader, requests, children(cockpit.pid), cockpit.pid)
     finally:
         cockpit.send_signal(signal.SIGTERM)
         cockpit.wait(timeout=30)
@@ -140,16 +141,17 @@ def main():
             work = tempfile.mkdtemp(prefix="raftkv-wirebench-")
             try:
                 if mode == "nodes":
-                    ops, us = run_nodes(args.build, args.port_base, work, args.requests)
+                    ops, us, cockpit_us = run_nodes(args.build, args.port_base, work,
+                                                    args.requests)
                 else:
-                    ops, us = run_cockpit(args.build, args.port_base, work, args.requests,
-                                          mode == "wire-on")
+                    ops, us, cockpit_us = run_cockpit(args.build, args.port_base, work,
+                                                      args.requests, mode == "wire-on")
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             results[mode].append(ops)
             cpu[mode].append(us)
-            print(f"run {run + 1} {mode:9s} {ops:10.0f} SET/s {us:7.1f} node CPU us/SET",
-                  flush=True)
+            print(f"run {run + 1} {mode:9s} {ops:10.0f} SET/s {us:7.1f} node CPU us/SET"
+                  f" {cockpit_us:6.1f} cockpit CPU us/SET", flush=True)
     base = statistics.median(results["wire-off"])
     base_cpu = statistics.median(cpu["wire-off"])
     for mode, values in results.items():
