@@ -151,7 +151,7 @@ void draw_wire_panel(struct cockpit *ck, const struct model *m, int y, int x, in
     }
     /* Newest at the bottom. */
     row += inner - (int)n;
-    bool narrow = iw < 90;
+    bool narrow = iw < 80;
     int state_w = narrow ? 16 : 26;
     int text_w = iw - state_w - 6;
     for (size_t i = 0; i < n; i++, row++) {
