@@ -197,6 +197,14 @@ def run_wire(build, port, work):
 
         term.type(":heal")
         term.keys("Enter")
+        # Messages already on their way when the nodes froze were held too.
+        for _ in range(2):
+            time.sleep(0.5)
+            term.type(":deliver all")
+            term.keys("Enter")
+        check(wait_until(lambda: not held_list(term.screen())
+                         and "delivered by hand: all" in term.screen(), 10),
+              ":deliver all empties the held list")
 
         # Frozen: a timeout, then the election by hand.
         old = card_terms(term.screen())

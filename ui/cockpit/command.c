@@ -210,7 +210,23 @@ static void run_thaw(struct cockpit *ck, int argc, char **argv, struct command_o
     cockpit_message(ck, false, "thawed: time runs again");
 }
 
-/* Deliver or drop held message `number` (1 = the oldest held). */
+/* Take held message wm off the list: tell its receiver to deliver or drop it. */
+static int release_one(struct cockpit *ck, struct wire_msg *wm, bool deliver,
+                       struct command_outcome *out)
+{
+    char err[160];
+    if (sup_release(&ck->sup, wm->rec.to, wm->rec.from, wm->rec.id, deliver, err, sizeof err) < 0) {
+        fail(ck, out, err);
+        return -1;
+    }
+    /* Off the held list now, so the next key picks the next one; the node's
+     * own report confirms it. */
+    wm->state = deliver ? WMSG_DELIVERED : WMSG_DROPPED;
+    wm->sent_ms = wm->done_ms = ck->now_ms;
+    return 0;
+}
+
+/* Deliver or drop held message `number` (1 = the oldest held), or "all". */
 static void release_held(struct cockpit *ck, const char *number, bool deliver,
                          struct command_outcome *out)
 {
@@ -223,25 +239,31 @@ static void release_held(struct cockpit *ck, const char *number, bool deliver,
     }
     static uint64_t held[WIRE_MSGS];
     size_t n = wire_held(&ck->model.wire, held, WIRE_MSGS);
+    if (strcmp(number, "all") == 0) {
+        size_t done = 0;
+        while (done < n &&
+               release_one(ck, &ck->model.wire.msgs[held[done] % WIRE_MSGS], deliver, out) == 0)
+            done++;
+        model_event(&ck->model, EV_FAULT, "%s by hand: all %zu held message%s",
+                    deliver ? "delivered" : "dropped", done, done == 1 ? "" : "s");
+        if (!out->error)
+            cockpit_message(ck, false, "%s %zu held message%s", deliver ? "delivered" : "dropped",
+                            done, done == 1 ? "" : "s");
+        return;
+    }
     unsigned long k;
     if (!parse_uint(number, WIRE_MSGS, &k) || k < 1 || k > n) {
         if (n == 0)
             snprintf(msg, sizeof msg, "no message is held right now");
         else
-            snprintf(msg, sizeof msg, "%s: give a held message's number, 1-%zu", verb, n);
+            snprintf(msg, sizeof msg, "%s: give a held message's number, 1-%zu, or all", verb, n);
         fail(ck, out, msg);
         return;
     }
     struct wire_msg *wm = &ck->model.wire.msgs[held[k - 1] % WIRE_MSGS];
-    char err[160], text[WIRE_TEXT];
-    if (sup_release(&ck->sup, wm->rec.to, wm->rec.from, wm->rec.id, deliver, err, sizeof err) < 0) {
-        fail(ck, out, err);
+    char text[WIRE_TEXT];
+    if (release_one(ck, wm, deliver, out) < 0)
         return;
-    }
-    /* Taken off the held list now, so the next key picks the next one; the
-     * node's own report confirms it. */
-    wm->state = deliver ? WMSG_DELIVERED : WMSG_DROPPED;
-    wm->sent_ms = wm->done_ms = ck->now_ms;
     wire_text(&wm->rec, false, text, sizeof text);
     model_event(&ck->model, EV_FAULT, "%s by hand: %s", deliver ? "delivered" : "dropped", text);
     cockpit_message(ck, false, "%s %s", deliver ? "delivered" : "dropped", text);
@@ -470,14 +492,15 @@ static const struct command commands[] = {
     {"partition", "1,2 3,4,5", "split the network into groups", 1, CLUSTER_MAX_NODES,
      run_partition},
     {"heal", "", "end partitions, message loss and delays", 0, 0, run_heal},
-    {"drop", "PERCENT|N", "every node loses this share of its messages; frozen: drop held N", 1, 1,
-     run_drop},
+    {"drop", "PERCENT|N", "every node loses this share of its messages; frozen: drop held N|all", 1,
+     1, run_drop},
     {"delay", "MS", "every node holds its messages this long", 1, 1, run_delay},
     {"timeout", "N", "make node N start an election now", 1, 1, run_timeout},
     {"speed", "X", "node timers run at factor X (0.1 = ten times slower)", 1, 1, run_speed},
     {"freeze", "", "stop every node's clock and hold every peer message", 0, 0, run_freeze},
     {"thaw", "", "deliver what is held and let time run again", 0, 0, run_thaw},
-    {"deliver", "[N]", "frozen: deliver held message N (default 1, the oldest)", 0, 1, run_deliver},
+    {"deliver", "[N|all]", "frozen: deliver held message N (default 1, the oldest)", 0, 1,
+     run_deliver},
     {"tick", "N MS", "advance node N's clock by MS ms of its own time", 2, 2, run_tick},
     {"wire", "on|off", "the wire panel; 'wire heartbeats off' hides heartbeats", 1, 2, run_wire},
     {"pause", "", "freeze or unfreeze the display", 0, 0, run_pause},
