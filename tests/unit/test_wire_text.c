@@ -76,8 +76,25 @@ static void test_words(void)
     wire_text(&snap, false, out, sizeof out);
     CHECK_STR_EQ(out, "1 -> 2  InstallSnapshot t3 snap #120 t2 at byte 0, last chunk");
 
+    /* The core's later types, one table line each. */
+    struct wire_rec pre = rec(WREC_SENT, 7, 2, 1, 7, 6);
+    pre.last_log_index = 9;
+    pre.last_log_term = 4;
+    wire_text(&pre, true, out, sizeof out);
+    CHECK_STR_EQ(out, "2 -> all PreVote t6 last #9 t4");
+    CHECK(wire_type_broadcast(7) && wire_type_broadcast(1) && !wire_type_broadcast(3));
+    struct wire_rec pre_reply = rec(WREC_SENT, 8, 1, 2, 8, 6);
+    pre_reply.granted = true;
+    wire_text(&pre_reply, false, out, sizeof out);
+    CHECK_STR_EQ(out, "1 -> 2  pre-vote granted t6");
+    struct wire_rec now = rec(WREC_SENT, 9, 1, 3, 9, 4);
+    wire_text(&now, false, out, sizeof out);
+    CHECK_STR_EQ(out, "1 -> 3  TimeoutNow t4");
+    CHECK(wire_type_glyph(9, false) == '!');
+
     /* A type the table does not know yet still reads sensibly. */
     struct wire_rec unknown = rec(WREC_SENT, 42, 1, 2, 6, 3);
+    CHECK(wire_type_class(42) == WCLASS_OTHER && !wire_type_broadcast(42));
     wire_text(&unknown, false, out, sizeof out);
     CHECK_STR_EQ(out, "1 -> 2  message type 42 t3");
     CHECK(wire_type_glyph(42, false) == '#');

@@ -45,20 +45,19 @@ static attr_t wire_line_attr(const struct wire_line *l)
         return wire_pair_attr(WP_LOST, A_BOLD);
     if (l->heartbeat)
         return A_DIM;
-    switch (l->type) {
-    case 1:
-    case 2:
+    switch (wire_type_class(l->type)) {
+    case WCLASS_VOTE:
         return wire_pair_attr(WP_VOTE, A_BOLD);
-    case 3:
+    case WCLASS_APPEND:
         return wire_pair_attr(WP_APPEND, A_NORMAL);
-    case 4:
+    case WCLASS_REPLY:
         return wire_pair_attr(WP_REPLY, A_NORMAL);
-    case 5:
-    case 6:
+    case WCLASS_SNAPSHOT:
         return wire_pair_attr(WP_SNAPSHOT, A_NORMAL);
-    default:
-        return A_NORMAL;
+    case WCLASS_OTHER:
+        break;
     }
+    return A_NORMAL;
 }
 
 static void wire_put(int y, int x, int w, attr_t a, const char *text)

@@ -166,7 +166,7 @@ static void wire_fill_line(const struct wire_msg *m, bool to_all, uint64_t now_m
     }
 }
 
-/* Whether b is the same RequestVote as a to another node, sent with it. */
+/* Whether b is the same vote request as a, to another node, sent with it. */
 static bool wire_same_broadcast(const struct wire_msg *a, const struct wire_msg *b)
 {
     return a->rec.type == b->rec.type && a->rec.from == b->rec.from && a->rec.term == b->rec.term &&
@@ -208,7 +208,7 @@ size_t wire_lines(const struct wire_model *w, uint64_t now_ms, double speed, siz
         if (m->state == WMSG_HELD || (w->hide_heartbeats && m->rec.heartbeat))
             continue;
         size_t group = 1;
-        if (m->rec.type == 1 && n_nodes > 2) {
+        if (wire_type_broadcast(m->rec.type) && n_nodes > 2) {
             while (seq > first && group < n_nodes - 1 &&
                    wire_same_broadcast(m, &w->msgs[(seq - 1) % WIRE_MSGS])) {
                 seq--;

@@ -93,8 +93,15 @@ size_t wire_held(const struct wire_model *w, uint64_t *out, size_t max);
 /* "AppendEntries", "RequestVote reply", or "message type 9" for a type no
  * table line names. */
 const char *wire_type_name(uint32_t type, char *buf, size_t size);
+/* How a type is coloured in the panel. */
+enum wire_class { WCLASS_OTHER, WCLASS_VOTE, WCLASS_APPEND, WCLASS_REPLY, WCLASS_SNAPSHOT };
+enum wire_class wire_type_class(uint32_t type);
+/* Whether a type goes to every other node at once (RequestVote, PreVote):
+ * such messages read as one line "2 -> all". */
+bool wire_type_broadcast(uint32_t type);
 /* A glyph for the type: '?' RequestVote, 'v' its reply, '>' AppendEntries,
- * '<' its reply, 'S' InstallSnapshot, 's' its reply, '.' a heartbeat, '#' unknown. */
+ * '<' its reply, 'S' InstallSnapshot, 's' its reply, 'p' PreVote, '!' TimeoutNow,
+ * '.' a heartbeat, '#' unknown. */
 char wire_type_glyph(uint32_t type, bool heartbeat);
 /* "1 -> 3  AppendEntries t4 [8..9] commit 7"; to_all: "2 -> all RequestVote ...". */
 void wire_text(const struct wire_rec *r, bool to_all, char *out, size_t size);

@@ -12,6 +12,8 @@ struct wire_type {
     const char *name; /* as the paper names it */
     const char *word; /* replies: what is granted ("vote") */
     char glyph;
+    enum wire_class class; /* its colour */
+    bool broadcast;        /* sent to every other node at once: one line "-> all" */
     /* The words after the name, from the message's fields. */
     void (*describe)(const struct wire_type *t, const struct wire_rec *r, char *out, size_t size);
 };
@@ -89,12 +91,15 @@ static void describe_snapshot_reply(const struct wire_type *t, const struct wire
 
 /* One line a message type (src/raft.h enum raft_msg_type). */
 static const struct wire_type wire_types[] = {
-    {1, "RequestVote", NULL, '?', describe_vote},
-    {2, "RequestVote reply", "vote", 'v', describe_vote_reply},
-    {3, "AppendEntries", NULL, '>', describe_append},
-    {4, "AppendEntries reply", NULL, '<', describe_append_reply},
-    {5, "InstallSnapshot", NULL, 'S', describe_snapshot},
-    {6, "InstallSnapshot reply", NULL, 's', describe_snapshot_reply},
+    {1, "RequestVote", NULL, '?', WCLASS_VOTE, true, describe_vote},
+    {2, "RequestVote reply", "vote", 'v', WCLASS_VOTE, false, describe_vote_reply},
+    {3, "AppendEntries", NULL, '>', WCLASS_APPEND, false, describe_append},
+    {4, "AppendEntries reply", NULL, '<', WCLASS_REPLY, false, describe_append_reply},
+    {5, "InstallSnapshot", NULL, 'S', WCLASS_SNAPSHOT, false, describe_snapshot},
+    {6, "InstallSnapshot reply", NULL, 's', WCLASS_SNAPSHOT, false, describe_snapshot_reply},
+    {7, "PreVote", NULL, 'p', WCLASS_VOTE, true, describe_vote},
+    {8, "PreVote reply", "pre-vote", 'v', WCLASS_VOTE, false, describe_vote_reply},
+    {9, "TimeoutNow", NULL, '!', WCLASS_VOTE, false, describe_term},
 };
 
 #define WIRE_N_TYPES (sizeof wire_types / sizeof wire_types[0])
@@ -116,6 +121,18 @@ const char *wire_type_name(uint32_t type, char *buf, size_t size)
     return buf;
 }
 
+enum wire_class wire_type_class(uint32_t type)
+{
+    const struct wire_type *t = wire_type_find(type);
+    return t != NULL ? t->class : WCLASS_OTHER;
+}
+
+bool wire_type_broadcast(uint32_t type)
+{
+    const struct wire_type *t = wire_type_find(type);
+    return t != NULL && t->broadcast;
+}
+
 char wire_type_glyph(uint32_t type, bool heartbeat)
 {
     if (heartbeat)
@@ -135,8 +152,10 @@ void wire_text(const struct wire_rec *r, bool to_all, char *out, size_t size)
     if (t != NULL) {
         t->describe(t, r, body, sizeof body);
     } else {
-        const struct wire_type unknown = {r->type, wire_type_name(r->type, name, sizeof name), NULL,
-                                          '#', describe_term};
+        const struct wire_type unknown = {r->type,      wire_type_name(r->type, name, sizeof name),
+                                          NULL,         '#',
+                                          WCLASS_OTHER, false,
+                                          describe_term};
         describe_term(&unknown, r, body, sizeof body);
     }
     if (r->count > 1)
