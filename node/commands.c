@@ -25,7 +25,7 @@ enum command_flags {
     CMD_LOCAL = 4,
     CMD_NOAUTH = 8,    /* allowed before AUTH */
     CMD_ADMIN = 16,    /* refused with --admin-commands off */
-    CMD_SNAPSHOT = 32, /* RAFT.SNAPSHOT: answered when the snapshot is durable */
+    CMD_DEFERRED = 32, /* answered later: RAFT.SNAPSHOT, RAFT.TRANSFER */
 };
 
 struct args {
@@ -43,6 +43,8 @@ struct command {
                  size_t errlen);
     /* CMD_READ and CMD_LOCAL: write the reply. */
     void (*run)(struct node *n, struct client *c, const struct args *a, struct buf *out);
+    /* CMD_DEFERRED: take the slot and answer it when the outcome is known. */
+    void (*defer)(struct node *n, struct reply_slot *slot, const struct args *a);
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -323,7 +325,7 @@ static void run_config(struct node *n, struct client *c, const struct args *a, s
 static void info_raft(struct node *n, struct buf *out)
 {
     const struct raft *r = &n->raft;
-    static const char *roles[] = {"follower", "candidate", "leader"};
+    static const char *roles[] = {"follower", "candidate", "leader", "precandidate"};
     buf_printf(out,
                "id:%u\r\nrole:%s\r\nterm:%" PRIu64 "\r\nleader:%u\r\ncommit_index:%" PRIu64
                "\r\nlast_applied:%" PRIu64 "\r\nlast_log_index:%" PRIu64
@@ -343,6 +345,9 @@ static void info_raft(struct node *n, struct buf *out)
                "\r\nsnapshots_sent:%" PRIu64 "\r\nsnapshots_installed:%" PRIu64 "\r\n",
                r->log.snapshot_index, r->log.snapshot_term, log_first, wal_log_size(n->wal),
                n->snap_pid != 0, n->snapshots_taken, n->snapshots_sent, n->snapshots_installed);
+    buf_printf(out, "prevote:%s\r\ncheck_quorum:%s\r\ntransfer_to:%u\r\n",
+               r->cfg.prevote ? "on" : "off", r->cfg.check_quorum ? "on" : "off",
+               r->role == RAFT_LEADER ? r->transfer_to : 0);
     clients_info(n, out);
 }
 
@@ -484,31 +489,49 @@ static void run_debug(struct node *n, struct client *c, const struct args *a, st
     resp_write_error(out, "ERR DEBUG supports DIGEST and SET-ACTIVE-EXPIRE 0|1");
 }
 
+static void defer_raft_snapshot(struct node *n, struct reply_slot *slot, const struct args *a)
+{
+    (void)a;
+    snapshot_request(n, slot);
+}
+
+static void defer_raft_transfer(struct node *n, struct reply_slot *slot, const struct args *a)
+{
+    int64_t id;
+    if (arg_int64(a, 1, &id) != 0 || id < 1 || id > CLUSTER_MAX_NODES) {
+        resp_write_error(&slot->data, "ERR RAFT.TRANSFER wants a node id from 1 to 9");
+        client_slot_done(n, slot);
+        return;
+    }
+    transfer_request(n, slot, (uint32_t)id);
+}
+
 /* ------------------------------------------------------------ the table */
 
 static const struct command command_table[] = {
-    {"get", 2, CMD_READ, NULL, run_get},
-    {"set", -3, CMD_WRITE, build_set, NULL},
-    {"incr", 2, CMD_WRITE, build_incr, NULL},
-    {"del", -2, CMD_WRITE, build_del, NULL},
-    {"expire", 3, CMD_WRITE, build_expire, NULL},
-    {"ttl", 2, CMD_READ, NULL, run_ttl},
-    {"exists", -2, CMD_READ, NULL, run_exists},
-    {"ping", -1, CMD_LOCAL, NULL, run_ping},
-    {"echo", 2, CMD_LOCAL, NULL, run_echo},
-    {"quit", -1, CMD_LOCAL | CMD_NOAUTH, NULL, run_quit},
-    {"auth", -2, CMD_LOCAL | CMD_NOAUTH, NULL, run_auth},
-    {"select", 2, CMD_LOCAL, NULL, run_select},
-    {"command", -1, CMD_LOCAL, NULL, run_command},
-    {"config", -2, CMD_LOCAL, NULL, run_config},
-    {"info", -1, CMD_LOCAL, NULL, run_info},
-    {"hello", -1, CMD_LOCAL | CMD_NOAUTH, NULL, run_hello},
-    {"client", -2, CMD_LOCAL, NULL, run_client},
-    {"debug", -2, CMD_LOCAL | CMD_ADMIN, NULL, run_debug},
-    {"raft.leader", 1, CMD_LOCAL, NULL, run_raft_leader},
-    {"raft.info", 1, CMD_LOCAL, NULL, run_raft_info},
-    {"raft.suspend", 2, CMD_LOCAL | CMD_ADMIN, NULL, run_raft_suspend},
-    {"raft.snapshot", 1, CMD_SNAPSHOT, NULL, NULL},
+    {"get", 2, CMD_READ, NULL, run_get, NULL},
+    {"set", -3, CMD_WRITE, build_set, NULL, NULL},
+    {"incr", 2, CMD_WRITE, build_incr, NULL, NULL},
+    {"del", -2, CMD_WRITE, build_del, NULL, NULL},
+    {"expire", 3, CMD_WRITE, build_expire, NULL, NULL},
+    {"ttl", 2, CMD_READ, NULL, run_ttl, NULL},
+    {"exists", -2, CMD_READ, NULL, run_exists, NULL},
+    {"ping", -1, CMD_LOCAL, NULL, run_ping, NULL},
+    {"echo", 2, CMD_LOCAL, NULL, run_echo, NULL},
+    {"quit", -1, CMD_LOCAL | CMD_NOAUTH, NULL, run_quit, NULL},
+    {"auth", -2, CMD_LOCAL | CMD_NOAUTH, NULL, run_auth, NULL},
+    {"select", 2, CMD_LOCAL, NULL, run_select, NULL},
+    {"command", -1, CMD_LOCAL, NULL, run_command, NULL},
+    {"config", -2, CMD_LOCAL, NULL, run_config, NULL},
+    {"info", -1, CMD_LOCAL, NULL, run_info, NULL},
+    {"hello", -1, CMD_LOCAL | CMD_NOAUTH, NULL, run_hello, NULL},
+    {"client", -2, CMD_LOCAL, NULL, run_client, NULL},
+    {"debug", -2, CMD_LOCAL | CMD_ADMIN, NULL, run_debug, NULL},
+    {"raft.leader", 1, CMD_LOCAL, NULL, run_raft_leader, NULL},
+    {"raft.info", 1, CMD_LOCAL, NULL, run_raft_info, NULL},
+    {"raft.suspend", 2, CMD_LOCAL | CMD_ADMIN, NULL, run_raft_suspend, NULL},
+    {"raft.snapshot", 1, CMD_DEFERRED, NULL, NULL, defer_raft_snapshot},
+    {"raft.transfer", 2, CMD_DEFERRED, NULL, NULL, defer_raft_transfer},
 };
 
 static const struct command *command_find(const uint8_t *name, size_t len)
@@ -610,6 +633,14 @@ static void propose(struct node *n, struct reply_slot *slot, const struct kv_cmd
     }
     int rc = raft_propose(&n->raft, data, len, &index, &term);
     free(data);
+    if (rc == RAFT_EBUSY) {
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "TRYAGAIN leadership is being handed to node %u; the write was not applied",
+                 n->raft.transfer_to);
+        slot_error(n, slot, msg);
+        return;
+    }
     if (rc != RAFT_OK) {
         slot_error(n, slot, "ERR cannot append to the log");
         return;
@@ -728,8 +759,8 @@ void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint
         slot_error(n, slot, msg);
         return;
     }
-    if (cmd->flags & CMD_SNAPSHOT) {
-        snapshot_request(n, slot);
+    if (cmd->flags & CMD_DEFERRED) {
+        cmd->defer(n, slot, &a);
         return;
     }
     if (cmd->flags & CMD_LOCAL) {

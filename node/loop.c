@@ -125,17 +125,91 @@ static void node_apply(struct node *n, const struct raft_ready *rd)
     n->status_dirty = true;
 }
 
+/* What the core did besides changing role or term, in words. A leader
+ * that lost its majority says so in its role line (node_note_state). */
+static void node_tell_notes(struct node *n, const struct raft_ready *rd)
+{
+    for (size_t i = 0; i < rd->n_notes; i++) {
+        const struct raft_note *t = &rd->notes[i];
+        switch (t->type) {
+        case RAFT_NOTE_QUORUM_LOST:
+            snprintf(n->role_reason, sizeof n->role_reason,
+                     "no word from a majority for %" PRIu64 " ms", t->ms);
+            break;
+        case RAFT_NOTE_PREVOTE_REFUSED:
+            if (t->leader == t->node)
+                node_event(
+                    n, "asked for pre-votes in term %" PRIu64 " and was refused (node %u leads)",
+                    t->term, t->node);
+            else if (t->leader != RAFT_NONE)
+                node_event(n,
+                           "asked for pre-votes in term %" PRIu64
+                           " and was refused (node %u heard from leader %u %" PRIu64 " ms ago)",
+                           t->term, t->node, t->leader, t->ms);
+            else
+                node_event(n,
+                           "asked for pre-votes in term %" PRIu64
+                           " and was refused by node %u (its log is newer, or its term is past)",
+                           t->term, t->node);
+            break;
+        case RAFT_NOTE_VOTE_IGNORED:
+            if (t->leader == n->opt.id)
+                node_event(n,
+                           "ignored node %u's RequestVote for term %" PRIu64
+                           " (it leads, and hears from a majority)",
+                           t->node, t->term);
+            else
+                node_event(n,
+                           "ignored node %u's RequestVote for term %" PRIu64
+                           " (heard from leader %u %" PRIu64 " ms ago)",
+                           t->node, t->term, t->leader, t->ms);
+            break;
+        case RAFT_NOTE_PROMOTED: {
+            char ids[64];
+            raft_members_ids_text(&n->raft.members, ids, sizeof ids);
+            node_event(n, "node %u caught up and became a voter (config #%" PRIu64 ": %s)",
+                       t->node, t->index, ids);
+            break;
+        }
+        case RAFT_NOTE_TIMEOUT_NOW:
+            snprintf(n->role_reason, sizeof n->role_reason, "TimeoutNow from node %u", t->node);
+            break;
+        case RAFT_NOTE_TRANSFER_SENT:
+            node_event(n, "sent TimeoutNow to node %u: its log is up to date, it stands now",
+                       t->node);
+            break;
+        case RAFT_NOTE_TRANSFER_FAILED:
+            node_event(
+                n, "gave up handing leadership to node %u after %" PRIu64 " ms; takes writes again",
+                t->node, t->ms);
+            break;
+        }
+    }
+}
+
 /* Print a line when role or term changed. */
 static void node_note_state(struct node *n)
 {
     struct raft *r = &n->raft;
     if (r->role == n->shown_role && r->current_term == n->shown_term)
         return;
-    if (r->role == RAFT_LEADER) {
+    if (r->role == RAFT_PRECANDIDATE) {
+        node_event(n,
+                   "term %" PRIu64 " %s -> PreCandidate (timed out after %u ms; asks for "
+                   "pre-votes for term %" PRIu64 ")",
+                   r->current_term, raft_role_name(n->shown_role), n->raft.election_timeout_ms,
+                   r->current_term + 1);
+    } else if (n->shown_role == RAFT_LEADER && r->role == RAFT_FOLLOWER &&
+               n->role_reason[0] != '\0') {
+        node_event(n, "term %" PRIu64 " Leader -> Follower (%s)", r->current_term, n->role_reason);
+    } else if (r->role == RAFT_LEADER) {
         char votes[64];
         cluster_ids_text(r->votes, votes, sizeof(votes));
         node_event(n, "term %" PRIu64 " %s -> Leader (votes from %s)", r->current_term,
                    raft_role_name(n->shown_role), votes);
+    } else if (r->role == RAFT_CANDIDATE && n->role_reason[0] != '\0') {
+        node_event(n, "term %" PRIu64 " %s -> Candidate (%s)", r->current_term,
+                   raft_role_name(n->shown_role), n->role_reason);
     } else if (r->role == RAFT_CANDIDATE) {
         node_event(n, "term %" PRIu64 " %s -> Candidate (timed out after %u ms)", r->current_term,
                    raft_role_name(n->shown_role), n->raft.election_timeout_ms);
@@ -147,6 +221,7 @@ static void node_note_state(struct node *n)
     }
     n->shown_role = r->role;
     n->shown_term = r->current_term;
+    n->role_reason[0] = '\0';
 }
 
 /* Reply bytes that reads may build in one loop turn (pending_serve_reads). */
@@ -163,6 +238,7 @@ void node_process_ready(struct node *n)
             break;
         struct raft_ready rd;
         raft_ready(&n->raft, &rd);
+        node_tell_notes(n, &rd);
         node_note_state(n);
         char err[512];
         if (rd.persist_before_send) {
@@ -196,6 +272,7 @@ void node_process_ready(struct node *n)
     }
     node_note_state(n);
     pending_check(n);
+    transfer_check(n);
 }
 
 void node_suspend(struct node *n, uint64_t ms)
@@ -347,6 +424,7 @@ int node_run(struct node *n)
     /* Tell every waiting client what is known before the connections close. */
     pending_fail_all_on_shutdown(n);
     snapshot_shutdown(n);
+    transfer_shutdown(n);
     for (struct client *c = n->clients; c != NULL; c = c->next)
         if (c->out.len > 0)
             clients_write(n, c);

@@ -41,7 +41,12 @@ static const char *node_usage =
     "  --tcp-keepalive SECONDS   TCP keepalive probes on idle clients (default 0: off)\n"
     "  --snapshot-entries N      snapshot the state and compact the log once N entries were\n"
     "                            applied since the last snapshot (default 10000; 0: only on\n"
-    "                            RAFT.SNAPSHOT)\n";
+    "                            RAFT.SNAPSHOT)\n"
+    "  --prevote on|off          ask for pre-votes before starting an election (default on)\n"
+    "  --check-quorum on|off     a leader without a majority steps down; followers that hear\n"
+    "                            from a leader ignore other candidates (default on)\n"
+    "  --snapshot-bytes BYTES    also snapshot once the log on disk passes this size (default\n"
+    "                            64mb; 0: no size limit; suffixes kb, mb, gb)\n";
 
 /* One line per state change: on stdout, and kept for the next status. */
 void node_event(struct node *n, const char *fmt, ...)
@@ -110,6 +115,9 @@ enum {
     OPT_TIMEOUT,
     OPT_TCP_KEEPALIVE,
     OPT_SNAPSHOT_ENTRIES,
+    OPT_SNAPSHOT_BYTES,
+    OPT_PREVOTE,
+    OPT_CHECK_QUORUM,
 };
 
 static int parse_options(int argc, char **argv, struct node_options *o)
@@ -133,6 +141,9 @@ static int parse_options(int argc, char **argv, struct node_options *o)
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
         {"snapshot-entries", required_argument, NULL, OPT_SNAPSHOT_ENTRIES},
+        {"snapshot-bytes", required_argument, NULL, OPT_SNAPSHOT_BYTES},
+        {"prevote", required_argument, NULL, OPT_PREVOTE},
+        {"check-quorum", required_argument, NULL, OPT_CHECK_QUORUM},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -145,6 +156,9 @@ static int parse_options(int argc, char **argv, struct node_options *o)
     o->client_output_limit = 32u << 20; /* four of the largest value (RESP_MAX_BULK) */
     o->client_input_limit = 16u << 20;  /* the largest value and room for the rest */
     o->snapshot_entries = 10000;
+    o->snapshot_bytes = 64ull << 20;
+    o->prevote = true;
+    o->check_quorum = true;
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -291,6 +305,25 @@ static int parse_options(int argc, char **argv, struct node_options *o)
             o->snapshot_entries = v;
             break;
         }
+        case OPT_PREVOTE:
+        case OPT_CHECK_QUORUM: {
+            const char *name = ch == OPT_PREVOTE ? "prevote" : "check-quorum";
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
+                fprintf(stderr, "raftkv-node: --%s wants on or off, not '%s'\n", name, optarg);
+                return -1;
+            }
+            *(ch == OPT_PREVOTE ? &o->prevote : &o->check_quorum) = strcmp(optarg, "on") == 0;
+            break;
+        }
+        case OPT_SNAPSHOT_BYTES:
+            if (parse_bytes(optarg, 0, UINT64_MAX, &o->snapshot_bytes) != 0) {
+                fprintf(stderr,
+                        "raftkv-node: --snapshot-bytes wants bytes (e.g. 64mb; 0: no size "
+                        "limit), not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
         case 'h':
             fputs(node_usage, stdout);
             exit(0);
@@ -392,6 +425,8 @@ static int node_init(struct node *n, char *err, size_t errlen)
         .election_max_ms = n->opt.election_max_ms,
         .heartbeat_ms = n->opt.heartbeat_ms,
         .seed = n->rng | 1,
+        .prevote = n->opt.prevote,
+        .check_quorum = n->opt.check_quorum,
     };
     for (size_t i = 0; i < n->cluster.n; i++)
         cfg.node_ids[i] = n->cluster.nodes[i].id;
@@ -419,6 +454,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
 static void node_close(struct node *n)
 {
     snapshot_shutdown(n);
+    transfer_shutdown(n);
     clients_close_all(n);
     pending_free(n);
     transport_close(n);

@@ -152,6 +152,8 @@ struct node_options {
     uint32_t timeout_s;           /* close a client idle this long; 0: never */
     uint32_t tcp_keepalive_s;     /* TCP keepalive probes after this idle time; 0: off */
     uint64_t snapshot_entries;    /* snapshot once the log since the last has this many; 0: never */
+    uint64_t snapshot_bytes;      /* ... or once the log on disk is this big; 0: never */
+    bool prevote, check_quorum;   /* dissertation 9.6 */
 };
 
 struct node {
@@ -228,10 +230,19 @@ struct node {
      * snapshot files on disk, the file a leader reads chunks from. */
     pid_t snap_pid; /* the child writing one; 0: none */
     uint64_t snap_index, snap_term, snap_started_ms;
-    struct reply_slot *snap_slot; /* RAFT.SNAPSHOT waiting */
-    bool snap_slot_bound;         /* the child running covers that request */
-    uint64_t snap_retry_ms;       /* after a failure, no automatic one before this */
-    uint64_t *snap_kept;          /* indexes of the snapshot files on disk */
+    uint64_t snap_keys; /* keys in the state the running child writes */
+
+    char role_reason[96]; /* why the next role change happened, when not a term */
+
+    /* RAFT.TRANSFER (transfer.c): the client waiting for the outcome. */
+    struct reply_slot *transfer_slot;
+    uint32_t transfer_target;
+    uint64_t transfer_term;        /* the term it was asked in */
+    uint64_t transfer_deadline_ms; /* core clock */
+    struct reply_slot *snap_slot;  /* RAFT.SNAPSHOT waiting */
+    bool snap_slot_bound;          /* the child running covers that request */
+    uint64_t snap_retry_ms;        /* after a failure, no automatic one before this */
+    uint64_t *snap_kept;           /* indexes of the snapshot files on disk */
     size_t n_snap_kept, cap_snap_kept;
     struct snapfile_reader *snap_reader;
     uint64_t reader_index, reader_term;
@@ -342,6 +353,9 @@ void pending_on_snapshot(struct node *n, uint64_t index);
 int snapshot_load_newest(struct node *n, uint64_t *index, uint64_t *term, char *err, size_t errlen);
 /* Every loop turn: reap a finished child, start one when the log is long. */
 void snapshot_tick(struct node *n);
+/* Leader sending pr a snapshot: the chunk in flight (1-based) of how many. */
+void snapshot_send_progress(const struct node *n, const struct raft_progress *pr, uint32_t *chunk,
+                            uint32_t *chunks);
 /* RAFT.SNAPSHOT: slot is answered once a snapshot is durable and compacted. */
 void snapshot_request(struct node *n, struct reply_slot *slot);
 /* Leader: the chunk of the snapshot file a RAFT_MSG_SNAPSHOT carries. 0, or
@@ -371,6 +385,10 @@ void wire_hold(struct node *n, uint32_t from, struct Raftkv__Envelope *env);
 /* Freeze, thaw, deliver, drop, tick, reporting on or off. */
 void wire_control(struct node *n, const struct Raftkv__Control *c);
 void wire_close(struct node *n);
+/* transfer.c */
+void transfer_request(struct node *n, struct reply_slot *slot, uint32_t target);
+void transfer_check(struct node *n); /* every loop turn */
+void transfer_shutdown(struct node *n);
 
 /* status.c */
 void status_publish(struct node *n);

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -172,6 +173,65 @@ static int snapshot_child(struct node *n, uint64_t index, uint64_t term)
     return 0;
 }
 
+/* ------------------------------------------------------------ in words */
+
+/* 1234567 -> "1,234,567": counts in events a person reads. */
+static const char *with_commas(uint64_t v, char *out, size_t len)
+{
+    char digits[24];
+    int nd = snprintf(digits, sizeof digits, "%" PRIu64, v);
+    size_t k = 0;
+    for (int i = 0; i < nd && k + 2 < len; i++) {
+        if (i > 0 && (nd - i) % 3 == 0)
+            out[k++] = ',';
+        out[k++] = digits[i];
+    }
+    out[k] = '\0';
+    return out;
+}
+
+/* Bytes as "812 B", "48 KiB", "3.2 MiB". */
+static const char *in_kib(uint64_t bytes, char *out, size_t len)
+{
+    if (bytes < 1024)
+        snprintf(out, len, "%" PRIu64 " B", bytes);
+    else if (bytes < 1024 * 1024)
+        snprintf(out, len, "%" PRIu64 " KiB", (bytes + 512) / 1024);
+    else
+        snprintf(out, len, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
+    return out;
+}
+
+static uint64_t chunks_for(uint64_t bytes)
+{
+    return bytes == 0 ? 1 : (bytes + SNAPSHOT_CHUNK - 1) / SNAPSHOT_CHUNK;
+}
+
+/* The size of DIR/snap-<index>-<term>; 0 if it cannot be read. */
+static uint64_t snapshot_file_size(const struct node *n, uint64_t index, uint64_t term)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (snapfile_path(path, sizeof path, n->opt.data_dir, index, term, NULL, 0) != 0 ||
+        stat(path, &st) != 0)
+        return 0;
+    return (uint64_t)st.st_size;
+}
+
+void snapshot_send_progress(const struct node *n, const struct raft_progress *pr, uint32_t *chunk,
+                            uint32_t *chunks)
+{
+    uint64_t size = n->snap_reader != NULL && n->reader_index == pr->snapshot_index
+                        ? snapfile_reader_size(n->snap_reader)
+                        : snapshot_file_size(n, pr->snapshot_index, pr->snapshot_term);
+    uint64_t total = chunks_for(size);
+    uint64_t at = pr->snapshot_offset / SNAPSHOT_CHUNK + 1;
+    *chunks = (uint32_t)(total < UINT32_MAX ? total : UINT32_MAX);
+    *chunk = (uint32_t)(at < *chunks ? at : *chunks);
+}
+
+/* ------------------------------------------------------------ taking one */
+
 /* Fork a child writing the state as of the last applied index. */
 static void snapshot_start(struct node *n)
 {
@@ -198,6 +258,7 @@ static void snapshot_start(struct node *n)
     n->snap_index = index;
     n->snap_term = term;
     n->snap_started_ms = clock_monotonic_ms();
+    n->snap_keys = kv_count(n->kv);
     if (n->snap_slot != NULL)
         n->snap_slot_bound = true;
 }
@@ -239,10 +300,13 @@ static int snapshot_taken(struct node *n, char *err, size_t errlen)
         return -1;
     }
     n->snapshots_taken++;
+    char keys[32], size[32];
     node_event(n,
-               "snapshot at index %" PRIu64 " (term %" PRIu64 ") written in %" PRIu64
-               " ms; the log now starts at %" PRIu64 " on disk",
-               index, term, clock_monotonic_ms() - n->snap_started_ms, wal_first_index(n->wal));
+               "took a snapshot up to #%" PRIu64 " (%s keys, %s) in %" PRIu64 " ms; term %" PRIu64
+               ", the log on disk now starts at #%" PRIu64,
+               index, with_commas(n->snap_keys, keys, sizeof keys),
+               in_kib(snapshot_file_size(n, index, term), size, sizeof size),
+               clock_monotonic_ms() - n->snap_started_ms, term, wal_first_index(n->wal));
     return 0;
 }
 
@@ -288,6 +352,19 @@ static bool snapshot_has_news(const struct node *n)
     return n->raft.last_applied > newest_index && n->raft.last_applied > n->raft.log.snapshot_index;
 }
 
+/* Whether the log has grown past a threshold: --snapshot-entries entries
+ * applied since the last snapshot, or --snapshot-bytes of log records on disk
+ * past the last snapshot. */
+static bool snapshot_due(const struct node *n)
+{
+    const struct raft *r = &n->raft;
+    uint64_t every = n->opt.snapshot_entries;
+    if (every > 0 && r->last_applied >= r->log.snapshot_index + every)
+        return true;
+    uint64_t max_bytes = n->opt.snapshot_bytes;
+    return max_bytes > 0 && wal_bytes_after_snapshot(n->wal) >= max_bytes;
+}
+
 void snapshot_tick(struct node *n)
 {
     if (n->snap_pid != 0)
@@ -304,10 +381,7 @@ void snapshot_tick(struct node *n)
         snapshot_start(n);
         return;
     }
-    uint64_t every = n->opt.snapshot_entries;
-    const struct raft *r = &n->raft;
-    if (every > 0 && r->last_applied >= r->log.snapshot_index + every && snapshot_has_news(n) &&
-        clock_monotonic_ms() >= n->snap_retry_ms)
+    if (snapshot_due(n) && snapshot_has_news(n) && clock_monotonic_ms() >= n->snap_retry_ms)
         snapshot_start(n);
 }
 
@@ -357,14 +431,15 @@ int snapshot_attach_chunk(struct node *n, struct raft_msg *m)
     m->len = (uint32_t)got;
     m->done = m->offset + got >= snapfile_reader_size(n->snap_reader);
     int slot = raft_node_slot(&n->raft, m->to);
-    if (m->offset == 0 && slot >= 0 && n->snap_announced[slot] != m->snapshot_index) {
+    if (m->done && slot >= 0 && n->snap_announced[slot] != m->snapshot_index) {
+        /* Told once per transfer, when its last chunk leaves. */
         n->snap_announced[slot] = m->snapshot_index;
         n->snapshots_sent++;
-        node_event(n,
-                   "sending snapshot at index %" PRIu64 " (term %" PRIu64 ", %" PRIu64
-                   " bytes) to node %u",
-                   m->snapshot_index, m->snapshot_term, snapfile_reader_size(n->snap_reader),
-                   m->to);
+        uint64_t bytes = snapfile_reader_size(n->snap_reader), chunks = chunks_for(bytes);
+        char size[32];
+        node_event(n, "sent node %u a snapshot (#%" PRIu64 ", %s in %" PRIu64 " chunk%s)", m->to,
+                   m->snapshot_index, in_kib(bytes, size, sizeof size), chunks,
+                   chunks == 1 ? "" : "s");
     }
     return 0;
 }
@@ -399,8 +474,10 @@ int snapshot_restore(struct node *n, const struct raft_snapshot_install *in, cha
     n->kv = kv;
     pending_on_snapshot(n, in->index);
     n->snapshots_installed++;
-    node_event(n, "installed snapshot at index %" PRIu64 " (term %" PRIu64 ") from the leader",
-               in->index, in->term);
+    char keys[32];
+    node_event(
+        n, "installed the snapshot up to #%" PRIu64 " (term %" PRIu64 ", %s keys) from the leader",
+        in->index, in->term, with_commas(kv_count(kv), keys, sizeof keys));
     return 0;
 }
 

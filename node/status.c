@@ -94,6 +94,8 @@ void status_publish(struct node *n)
         views[nv].term = e->term;
         if (e->type == RAFT_ENTRY_NOOP)
             snprintf(texts[nv], sizeof(texts[nv]), "no-op");
+        else if (e->type == RAFT_ENTRY_CONFIG)
+            raft_members_describe(e->data, e->len, texts[nv], sizeof(texts[nv]));
         else
             kv_cmd_describe(e->data, e->len, texts[nv], sizeof(texts[nv]));
         views[nv].text = texts[nv];
@@ -119,7 +121,7 @@ void status_publish(struct node *n)
             blocked[nb++] = id;
         if (id == n->opt.id)
             continue;
-        const struct raft_progress *pr = &r->progress[i];
+        const struct raft_progress *pr = &r->progress[id - 1];
         raftkv__peer_progress__init(&peers[np]);
         peers[np].id = id;
         peers[np].next = pr->next;
@@ -129,6 +131,10 @@ void status_publish(struct node *n)
         peers[np].blocked = (n->blocked & (1u << id)) != 0;
         peers[np].sent = n->sent_to[i];
         peers[np].received = n->received_from[i];
+        if (r->role == RAFT_LEADER && pr->mode == RAFT_PROGRESS_SNAPSHOT) {
+            peers[np].snapshot_index = pr->snapshot_index;
+            snapshot_send_progress(n, pr, &peers[np].snapshot_chunk, &peers[np].snapshot_chunks);
+        }
         peer_ptrs[np] = &peers[np];
         np++;
     }
@@ -150,6 +156,9 @@ void status_publish(struct node *n)
     st.suspend_left_ms = n->suspended ? (uint32_t)ago(n->suspend_until_ms, now) : 0;
     st.uptime_ms = now - n->started_ms;
     st.votes = r->votes;
+    st.prevote = r->cfg.prevote;
+    st.check_quorum = r->cfg.check_quorum;
+    st.transfer_to = r->role == RAFT_LEADER ? r->transfer_to : 0;
     st.n_events = n->n_events;
     st.events = n->events;
     st.seq = ++n->status_seq;

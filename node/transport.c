@@ -275,7 +275,10 @@ void transport_send(struct node *n, const struct raft_msg *m)
     pm.term = m->term;
     pm.last_log_index = m->last_log_index;
     pm.last_log_term = m->last_log_term;
+    pm.transfer = m->transfer;
     pm.granted = m->granted;
+    pm.leader_hint = m->leader_hint;
+    pm.leader_ago_ms = m->leader_ago_ms;
     pm.prev_index = m->prev_index;
     pm.prev_term = m->prev_term;
     pm.commit = m->commit;
@@ -375,6 +378,15 @@ static void transport_control(struct node *n, const Raftkv__Control *c)
         n->delay_ms = c->delay_ms > 60000 ? 60000 : c->delay_ms;
     if (c->set_speed && c->speed >= 0.01 && c->speed <= 100)
         n->opt.speed = c->speed;
+    if (c->set_prevote || c->set_check_quorum) {
+        bool prevote = c->set_prevote ? c->prevote : n->raft.cfg.prevote;
+        bool check_quorum = c->set_check_quorum ? c->check_quorum : n->raft.cfg.check_quorum;
+        if (prevote != n->raft.cfg.prevote || check_quorum != n->raft.cfg.check_quorum) {
+            raft_set_options(&n->raft, prevote, check_quorum);
+            node_event(n, "pre-vote %s, check-quorum %s", prevote ? "on" : "off",
+                       check_quorum ? "on" : "off");
+        }
+    }
     if (c->set_suspend) {
         if (c->suspend_ms > 0)
             node_suspend(n, c->suspend_ms);
@@ -382,7 +394,7 @@ static void transport_control(struct node *n, const Raftkv__Control *c)
             node_resume(n);
     }
     wire_control(n, c);
-    if (c->timeout_now && !n->suspended) {
+    if (c->timeout_now && !n->suspended && !n->disk_error) {
         raft_timeout_now(&n->raft);
         node_process_ready(n);
     }

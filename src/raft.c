@@ -20,6 +20,8 @@ const char *raft_strerror(int err)
         return "out of memory";
     case RAFT_EINVAL:
         return "invalid argument";
+    case RAFT_EBUSY:
+        return "a leadership transfer is under way";
     default:
         return "unknown error";
     }
@@ -34,6 +36,8 @@ const char *raft_role_name(enum raft_role role)
         return "Candidate";
     case RAFT_LEADER:
         return "Leader";
+    case RAFT_PRECANDIDATE:
+        return "PreCandidate";
     }
     return "Unknown";
 }
@@ -41,12 +45,12 @@ const char *raft_role_name(enum raft_role role)
 int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms)
 {
     memset(r, 0, sizeof(*r));
-    if (cfg->n_nodes < 1 || cfg->n_nodes > RAFT_MAX_NODES || cfg->heartbeat_ms == 0 ||
-        cfg->election_min_ms == 0 || cfg->election_min_ms > cfg->election_max_ms)
+    if ((cfg->n_nodes < 1 && cfg->initial.n < 1) || cfg->n_nodes > RAFT_MAX_NODES ||
+        cfg->initial.n > RAFT_MAX_NODES || cfg->heartbeat_ms == 0 || cfg->election_min_ms == 0 ||
+        cfg->election_min_ms > cfg->election_max_ms || cfg->id < 1 || cfg->id > RAFT_MAX_NODES)
         return RAFT_EINVAL;
     r->cfg = *cfg;
-    if (raft_node_slot(r, cfg->id) < 0)
-        return RAFT_EINVAL;
+    raft_members_initial(r);
     r->rng = cfg->seed ? cfg->seed : 0x9e3779b97f4a7c15ull;
     r->now_ms = now_ms;
     r->role = RAFT_FOLLOWER;
@@ -94,6 +98,9 @@ int raft_restore(struct raft *r, uint64_t term, uint32_t voted_for, uint64_t sna
     if (first == n && n > 0 && entries[n - 1].index > snapshot_index)
         r->truncate_from = snapshot_index + 1;
     free(entries);
+    /* The configuration in force: the log's latest (the snapshot's comes
+     * with raft_set_snapshot_members). */
+    raft_members_refresh(r);
     /* The state machine starts from the snapshot, which holds only
      * committed entries. */
     r->commit_index = snapshot_index;
@@ -109,6 +116,7 @@ void raft_close(struct raft *r)
     raft_snapshot_free(r);
     free(r->out_msgs);
     free(r->out_reads);
+    free(r->out_notes);
     free(r->reads);
     memset(r, 0, sizeof(*r));
 }
@@ -148,15 +156,12 @@ const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
 
 size_t raft_quorum(const struct raft *r)
 {
-    return r->cfg.n_nodes / 2 + 1;
+    return (size_t)__builtin_popcount(raft_voters_mask(r)) / 2 + 1;
 }
 
 int raft_node_slot(const struct raft *r, uint32_t id)
 {
-    for (size_t i = 0; i < r->cfg.n_nodes; i++)
-        if (r->cfg.node_ids[i] == id)
-            return (int)i;
-    return -1;
+    return raft_is_member(r, id) ? (int)id - 1 : -1;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -168,6 +173,20 @@ uint64_t raft_random(struct raft *r)
     r->rng ^= r->rng << 25;
     r->rng ^= r->rng >> 27;
     return r->rng * 0x2545f4914f6cdd1dull;
+}
+
+/* Notes are best effort: one that finds no memory is not told. */
+void raft_note(struct raft *r, const struct raft_note *note)
+{
+    if (r->n_out_notes == r->cap_out_notes) {
+        size_t cap = r->cap_out_notes ? r->cap_out_notes * 2 : 8;
+        struct raft_note *p = realloc(r->out_notes, cap * sizeof(*p));
+        if (p == NULL)
+            return;
+        r->out_notes = p;
+        r->cap_out_notes = cap;
+    }
+    r->out_notes[r->n_out_notes++] = *note;
 }
 
 int raft_send(struct raft *r, const struct raft_msg *m)
@@ -199,21 +218,43 @@ void raft_unstable_from(struct raft *r, uint64_t from)
 
 /* Figure 2, Followers and Candidates: "If election timeout elapses without
  * receiving AppendEntries RPC from current leader or granting vote to
- * candidate: convert to candidate". Leaders: "repeat [heartbeats] during idle
- * periods to prevent election timeouts". */
+ * candidate: convert to candidate" (with Pre-Vote, first ask: 9.6). Leaders:
+ * "repeat [heartbeats] during idle periods to prevent election timeouts";
+ * with CheckQuorum, step down without a majority (raft_leadership.c). */
 void raft_tick(struct raft *r, uint64_t now_ms)
 {
     if (now_ms > r->now_ms)
         r->now_ms = now_ms;
     if (r->role == RAFT_LEADER) {
+        raft_transfer_tick(r);
+        raft_check_quorum(r);
+        raft_membership_tick(r);
+        if (r->role != RAFT_LEADER)
+            return;
         if (r->now_ms >= r->heartbeat_due_ms) {
             raft_broadcast_append(r, true);
             r->heartbeat_due_ms = r->now_ms + r->cfg.heartbeat_ms;
         }
         return;
     }
-    if (r->now_ms >= r->election_deadline_ms)
-        raft_become_candidate(r);
+    if (r->now_ms < r->election_deadline_ms)
+        return;
+    if (!raft_may_stand(r)) {
+        /* A learner, a server not yet added, or one whose removal is
+         * committed: it does not stand (raft_may_stand). */
+        raft_reset_election_timer(r);
+        return;
+    }
+    if (r->cfg.prevote)
+        raft_become_precandidate(r);
+    else
+        raft_become_candidate(r, false);
+}
+
+void raft_set_options(struct raft *r, bool prevote, bool check_quorum)
+{
+    r->cfg.prevote = prevote;
+    r->cfg.check_quorum = check_quorum;
 }
 
 /* Whether a message's numbers could have come from a correct peer. Anything
@@ -225,9 +266,13 @@ static bool raft_msg_plausible(const struct raft_msg *m)
         return false;
     switch (m->type) {
     case RAFT_MSG_VOTE:
+    case RAFT_MSG_PREVOTE:
         return m->last_log_term <= m->term && m->last_log_index <= RAFT_INDEX_MAX &&
                (m->last_log_index == 0) == (m->last_log_term == 0);
     case RAFT_MSG_VOTE_REPLY:
+    case RAFT_MSG_PREVOTE_REPLY:
+        return m->leader_hint <= RAFT_MAX_NODES;
+    case RAFT_MSG_TIMEOUT_NOW:
         return true;
     case RAFT_MSG_APPEND: {
         if (m->prev_index > RAFT_INDEX_MAX || m->prev_term > m->term ||
@@ -238,8 +283,7 @@ static bool raft_msg_plausible(const struct raft_msg *m)
         for (size_t i = 0; i < m->n_entries; i++) {
             const struct raft_entry *e = &m->entries[i];
             if (e->index != m->prev_index + 1 + i || e->term < term || e->term > m->term ||
-                e->term == 0 || (e->type != RAFT_ENTRY_NOOP && e->type != RAFT_ENTRY_COMMAND) ||
-                (e->len > 0 && e->data == NULL))
+                e->term == 0 || e->type > RAFT_ENTRY_CONFIG || (e->len > 0 && e->data == NULL))
                 return false;
             term = e->term;
         }
@@ -262,14 +306,45 @@ static bool raft_msg_plausible(const struct raft_msg *m)
     return false;
 }
 
+/* Whether a message with a term above ours moves us to it. A pre-vote and
+ * a granted pre-vote reply carry the term of an election that has not
+ * started (9.6). With CheckQuorum, a RequestVote that reaches a node which
+ * heard from a live leader lately is ignored, term and all (4.2.3: this is
+ * also what keeps a removed server, which hears no more heartbeats, from
+ * disrupting the cluster), unless a leadership transfer asked for it. */
+static bool raft_term_is_news(struct raft *r, const struct raft_msg *m)
+{
+    if (m->type == RAFT_MSG_PREVOTE || (m->type == RAFT_MSG_PREVOTE_REPLY && m->granted))
+        return false;
+    if (m->type == RAFT_MSG_VOTE && r->cfg.check_quorum && !m->transfer && raft_in_lease(r)) {
+        struct raft_note note = {
+            .type = RAFT_NOTE_VOTE_IGNORED,
+            .node = m->from,
+            .term = m->term,
+            .leader = r->leader_id,
+            .ms = r->role == RAFT_LEADER ? 0 : r->now_ms - r->leader_contact_ms,
+        };
+        raft_note(r, &note);
+        return false;
+    }
+    return true;
+}
+
 /* Figure 2, All Servers: "If RPC request or response contains term T >
  * currentTerm: set currentTerm = T, convert to follower". */
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
-    if (m->to != r->cfg.id || m->from == r->cfg.id || raft_node_slot(r, m->from) < 0 ||
+    /* From any server id: a leader may add us before we know of it (4.1:
+     * "servers process incoming RPC requests without consulting their
+     * current configurations"). Votes and acknowledgements count only from
+     * members, below. */
+    if (m->to != r->cfg.id || m->from == r->cfg.id || m->from < 1 || m->from > RAFT_MAX_NODES ||
         !raft_msg_plausible(m))
         return RAFT_EINVAL;
-    if (m->term > r->current_term) {
+    if (m->term > r->current_term && !raft_term_is_news(r, m)) {
+        if (m->type == RAFT_MSG_VOTE)
+            return RAFT_OK; /* ignored: no answer either */
+    } else if (m->term > r->current_term) {
         bool from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT;
         uint32_t leader = from_leader ? m->from : RAFT_NONE;
         raft_become_follower(r, m->term, leader);
@@ -287,6 +362,12 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         return raft_recv_snapshot(r, m);
     case RAFT_MSG_SNAPSHOT_REPLY:
         return raft_recv_snapshot_reply(r, m);
+    case RAFT_MSG_PREVOTE:
+        return raft_recv_prevote(r, m);
+    case RAFT_MSG_PREVOTE_REPLY:
+        return raft_recv_prevote_reply(r, m);
+    case RAFT_MSG_TIMEOUT_NOW:
+        return raft_recv_timeout_now(r, m);
     }
     return RAFT_EINVAL;
 }
@@ -299,6 +380,8 @@ int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *in
 {
     if (r->role != RAFT_LEADER)
         return RAFT_ENOTLEADER;
+    if (r->transfer_to != RAFT_NONE)
+        return RAFT_EBUSY;
     struct raft_entry e = {
         .term = r->current_term,
         .index = raft_last_index(r) + 1,
@@ -315,17 +398,17 @@ int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *in
 
 void raft_timeout_now(struct raft *r)
 {
-    if (r->role != RAFT_LEADER)
-        raft_become_candidate(r);
+    if (r->role != RAFT_LEADER && raft_may_stand(r))
+        raft_become_candidate(r, true);
 }
 
 /* ------------------------------------------------------------ output */
 
 /* A leader's peer has entries waiting and room in its pipeline. */
-static bool raft_peer_wants_append(const struct raft *r, size_t slot)
+static bool raft_peer_wants_append(const struct raft *r, uint32_t id)
 {
-    const struct raft_progress *pr = &r->progress[slot];
-    if (r->cfg.node_ids[slot] == r->cfg.id || pr->mode != RAFT_PROGRESS_PIPELINE)
+    const struct raft_progress *pr = &r->progress[id - 1];
+    if (id == r->cfg.id || pr->mode != RAFT_PROGRESS_PIPELINE)
         return false;
     if (pr->next > raft_last_index(r))
         return false;
@@ -335,15 +418,16 @@ static bool raft_peer_wants_append(const struct raft *r, size_t slot)
 bool raft_has_ready(const struct raft *r)
 {
     if (r->hard_state_dirty || r->truncate_from != 0 || r->stable_index < raft_last_index(r) ||
-        r->n_out > 0 || r->n_out_reads > 0 || r->commit_index > r->last_applied ||
-        r->install_pending || r->snap_recv.buf_len > 0 || r->snap_recv.buf_done)
+        r->n_out > 0 || r->n_out_reads > 0 || r->n_out_notes > 0 ||
+        r->commit_index > r->last_applied || r->install_pending || r->snap_recv.buf_len > 0 ||
+        r->snap_recv.buf_done)
         return true;
     if (r->role != RAFT_LEADER)
         return false;
     if (r->read_broadcast_needed)
         return true;
-    for (size_t i = 0; i < r->cfg.n_nodes; i++)
-        if (raft_peer_wants_append(r, i))
+    for (size_t i = 0; i < r->members.n; i++)
+        if (raft_peer_wants_append(r, r->members.m[i].id))
             return true;
     return false;
 }
@@ -359,9 +443,9 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
             r->read_broadcast_needed = false;
             raft_broadcast_append(r, true);
         } else {
-            for (size_t i = 0; i < r->cfg.n_nodes; i++)
-                if (raft_peer_wants_append(r, i))
-                    raft_send_append(r, (int)i, false);
+            for (size_t i = 0; i < r->members.n; i++)
+                if (raft_peer_wants_append(r, r->members.m[i].id))
+                    raft_send_append(r, (int)r->members.m[i].id - 1, false);
         }
     }
     /* Outgoing AppendEntries name their entries by position; point at them
@@ -392,6 +476,8 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     }
     rd->reads = r->out_reads;
     rd->n_reads = r->n_out_reads;
+    rd->notes = r->out_notes;
+    rd->n_notes = r->n_out_notes;
     r->ready_stable_to = raft_last_index(r);
     r->ready_apply_to = rd->apply_to;
 }
@@ -410,6 +496,7 @@ void raft_storage_failed(struct raft *r, uint64_t durable_index)
     raft_snapshot_storage_failed(r);
     r->n_out = 0;
     r->n_out_reads = 0;
+    r->n_out_notes = 0; /* the caller told them when it took the ready */
     if (r->role == RAFT_LEADER)
         raft_become_follower(r, r->current_term, RAFT_NONE);
 }
@@ -425,11 +512,13 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
         r->last_applied = rd->apply_to;
     r->n_out = 0;
     r->n_out_reads = 0;
+    r->n_out_notes = 0;
     /* A snapshot received in full is installed now that it is durable. */
     raft_snapshot_advance(r, rd);
     if (r->role == RAFT_LEADER) {
         /* The leader's own copy now counts toward a majority. */
         raft_maybe_commit(r);
         raft_reads_check(r);
+        raft_membership_tick(r);
     }
 }

@@ -65,9 +65,33 @@
 #define RAFT_TERM_MAX (UINT64_C(1) << 62)
 #define RAFT_INDEX_MAX (UINT64_C(1) << 62)
 
-enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE = 1, RAFT_LEADER = 2 };
+/* A pre-candidate (dissertation 9.6) asks whether it could win an election
+ * before starting one: its term does not change until a majority says yes. */
+enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE = 1, RAFT_LEADER = 2, RAFT_PRECANDIDATE = 3 };
 
-enum raft_entry_type { RAFT_ENTRY_NOOP = 0, RAFT_ENTRY_COMMAND = 1 };
+/* A configuration entry's data is a struct raft_members, encoded by
+ * raft_members_encode (dissertation chapter 4: a configuration is an entry
+ * of the log, in force on a server as soon as it is in its log). */
+enum raft_entry_type { RAFT_ENTRY_NOOP = 0, RAFT_ENTRY_COMMAND = 1, RAFT_ENTRY_CONFIG = 2 };
+
+/* A member of the cluster. Voters elect leaders and count toward
+ * majorities; learners receive the log and do neither (a new server
+ * catching up, dissertation 4.2.1). The addresses are the caller's: the
+ * core only carries them in configuration entries. */
+#define RAFT_ADDR_MAX 128
+enum raft_member_role { RAFT_VOTER = 0, RAFT_LEARNER = 1 };
+
+struct raft_member {
+    uint32_t id; /* 1 .. RAFT_MAX_NODES */
+    uint8_t role;
+    char peer[RAFT_ADDR_MAX];   /* where its peers reach it (a nanomsg URL) */
+    char client[RAFT_ADDR_MAX]; /* where clients reach it (host:port) */
+};
+
+struct raft_members {
+    size_t n;
+    struct raft_member m[RAFT_MAX_NODES];
+};
 
 struct raft_entry {
     uint64_t term;
@@ -84,6 +108,9 @@ enum raft_msg_type {
     RAFT_MSG_APPEND_REPLY = 4,
     RAFT_MSG_SNAPSHOT = 5,       /* InstallSnapshot (Figure 13), one chunk */
     RAFT_MSG_SNAPSHOT_REPLY = 6, /* its reply */
+    RAFT_MSG_PREVOTE = 7,        /* Pre-Vote (dissertation 9.6): "could I win term `term`?" */
+    RAFT_MSG_PREVOTE_REPLY = 8,  /* its reply: granted, or refused with our term */
+    RAFT_MSG_TIMEOUT_NOW = 9,    /* leadership transfer (3.10): "start an election now" */
 };
 
 /* One message between nodes. Fields not used by a type are zero. */
@@ -96,8 +123,15 @@ struct raft_msg {
     /* RequestVote: the candidate's last log entry. */
     uint64_t last_log_index;
     uint64_t last_log_term;
-    /* RequestVote reply. */
+    /* RequestVote: sent by a leadership transfer's target (TimeoutNow), so
+     * voters that heard from the leader lately vote all the same. */
+    bool transfer;
+    /* RequestVote and PreVote reply. */
     bool granted;
+    /* Refused because the voter heard from leader leader_hint leader_ago_ms
+     * ago (leader stickiness); 0: for another reason (log, term, vote). */
+    uint32_t leader_hint;
+    uint64_t leader_ago_ms;
 
     /* AppendEntries. Outgoing entries point into the sender's log and stay
      * valid until the next call into the core; incoming ones are copied. */
@@ -160,12 +194,41 @@ struct raft_progress {
 
 struct raft_config {
     uint32_t id;
+    /* The initial configuration, until the log or a snapshot holds another:
+     * voters node_ids[0 .. n_nodes), self included unless it joins later
+     * (it then waits, passive, for a configuration that names it). With
+     * initial.n > 0 the voters and their addresses come from there instead. */
     size_t n_nodes;
-    uint32_t node_ids[RAFT_MAX_NODES]; /* every member, self included */
+    uint32_t node_ids[RAFT_MAX_NODES];
+    struct raft_members initial;
     uint32_t election_min_ms;
     uint32_t election_max_ms;
     uint32_t heartbeat_ms;
     uint64_t seed; /* randomness for election timeouts */
+    /* Dissertation 9.6; both may change at run time (raft_set_options). */
+    bool prevote;      /* ask for pre-votes before raising the term */
+    bool check_quorum; /* a leader without a majority steps down; leader stickiness */
+};
+
+/* Things the core did that a person watching wants told, beyond role and
+ * term changes (which the caller sees in struct raft). */
+enum raft_note_type {
+    RAFT_NOTE_QUORUM_LOST = 1,     /* the leader stepped down: no word from a majority for ms */
+    RAFT_NOTE_PREVOTE_REFUSED = 2, /* node refused our pre-vote for term (leader, ms: why) */
+    RAFT_NOTE_VOTE_IGNORED = 3,    /* we ignored node's RequestVote for term: leader, ms ago */
+    RAFT_NOTE_TRANSFER_FAILED = 4, /* the transfer to node did not end within ms */
+    RAFT_NOTE_TRANSFER_SENT = 5,   /* node is up to date: TimeoutNow sent to it */
+    RAFT_NOTE_TIMEOUT_NOW = 6,     /* node (the leader) sent us TimeoutNow: we stand now */
+    RAFT_NOTE_PROMOTED = 7,        /* the learner node caught up: a voter from entry index */
+};
+
+struct raft_note {
+    enum raft_note_type type;
+    uint32_t node;
+    uint64_t term;
+    uint32_t leader; /* heard from this leader ... */
+    uint64_t ms;     /* ... this long ago; or a duration */
+    uint64_t index;  /* a log index the note is about */
 };
 
 struct raft_pending_read {
@@ -223,6 +286,9 @@ struct raft_ready {
     /* 4. Reads. Those ok are safe once entries up to apply_to are applied. */
     const struct raft_read_result *reads;
     size_t n_reads;
+    /* 5. Notes, to tell (in any order with the rest). */
+    const struct raft_note *notes;
+    size_t n_notes;
 };
 
 /* The log after the last snapshot: entries[i] has index snapshot_index +
@@ -270,10 +336,24 @@ struct raft {
     uint64_t election_deadline_ms;
     uint32_t election_timeout_ms; /* the timeout drawn for this round */
     uint64_t election_started_ms; /* when the current timeout round began */
-    uint32_t votes;               /* bitmask of granted votes, bit = node id */
+    uint32_t votes;               /* bitmask of granted votes (or pre-votes), bit = node id */
     uint64_t heartbeat_due_ms;
+    uint64_t leader_contact_ms; /* when the leader (leader_id) was last heard from */
+    uint64_t quorum_check_ms;   /* leader, check_quorum: when a majority was last seen */
 
-    /* Figure 2, volatile state on leaders (index by position in cfg.node_ids). */
+    /* Leadership transfer (dissertation 3.10), leader side. */
+    uint32_t transfer_to;          /* the target; RAFT_NONE: no transfer */
+    uint64_t transfer_deadline_ms; /* given up after this */
+    bool transfer_sent;            /* TimeoutNow went out */
+
+    /* The configuration in force (dissertation 4.1: the latest in the log,
+     * committed or not), the log index it came from (0: the initial one or
+     * the snapshot's), and the configuration as of the snapshot's index. */
+    struct raft_members members;
+    uint64_t members_index;
+    struct raft_members snap_members;
+
+    /* Figure 2, volatile state on leaders (index: node id - 1). */
     struct raft_progress progress[RAFT_MAX_NODES];
 
     /* Storage bookkeeping. */
@@ -299,6 +379,8 @@ struct raft {
     size_t n_out, cap_out;
     struct raft_read_result *out_reads;
     size_t n_out_reads, cap_out_reads;
+    struct raft_note *out_notes;
+    size_t n_out_notes, cap_out_notes;
     uint64_t ready_apply_to;
     uint64_t ready_stable_to;
 };
@@ -308,6 +390,7 @@ enum raft_error {
     RAFT_ENOTLEADER = -1,
     RAFT_ENOMEM = -2,
     RAFT_EINVAL = -3,
+    RAFT_EBUSY = -4, /* a leadership transfer is under way: no new entries */
 };
 
 const char *raft_strerror(int err);
@@ -341,8 +424,19 @@ int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *in
                  uint64_t *term);
 /* Ask for a linearizable read; the answer arrives in a later ready. */
 int raft_read(struct raft *r, uint64_t read_id);
-/* Start an election now (the cockpit's "timeout N"). */
+/* Start an election now (the cockpit's "timeout N"): a real one, without a
+ * pre-vote round, as a leadership transfer's target does. */
 void raft_timeout_now(struct raft *r);
+/* Leadership transfer (dissertation 3.10): stop taking proposals, bring
+ * `target` up to date, send it TimeoutNow. Given up (proposals taken again)
+ * after an election timeout; RAFT_ENOTLEADER, or RAFT_EINVAL for a target
+ * that is not another voter. A transfer already under way is replaced. */
+int raft_transfer(struct raft *r, uint32_t target);
+/* Turn Pre-Vote and CheckQuorum on or off (dissertation 9.6). */
+void raft_set_options(struct raft *r, bool prevote, bool check_quorum);
+/* Whether this node heard from a live leader within the minimum election
+ * timeout (or is one): it then refuses pre-votes and ignores RequestVote. */
+bool raft_in_lease(const struct raft *r);
 /* The caller has made a snapshot of the state machine as of applied index
  * `index` durable: forget the entries up to it (section 7). Only applied
  * entries may be compacted: index <= last_applied, else RAFT_EINVAL, as for
@@ -373,8 +467,38 @@ uint64_t raft_term_at(const struct raft *r, uint64_t index);
 /* The entry at index, NULL if absent (past the log, or compacted). */
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
 uint64_t raft_first_index(const struct raft *r); /* of the first entry in memory */
-size_t raft_quorum(const struct raft *r);
-int raft_node_slot(const struct raft *r, uint32_t id); /* position in cfg.node_ids, -1 */
+size_t raft_quorum(const struct raft *r);              /* a majority of the voters */
+int raft_node_slot(const struct raft *r, uint32_t id); /* id - 1 for a member, else -1 */
+bool raft_is_voter(const struct raft *r, uint32_t id);
+bool raft_is_member(const struct raft *r, uint32_t id); /* voter or learner */
+uint32_t raft_voters_mask(const struct raft *r);        /* bit per voter id */
+
+/* Membership changes (dissertation chapter 4, one server at a time). */
+/* Propose `next` as the configuration: it must differ from the one in force
+ * by one server (added as a learner, a learner made a voter, or one removed)
+ * and keep a voter. Leader only (RAFT_ENOTLEADER); RAFT_EBUSY while a change
+ * is uncommitted, before the leader has committed an entry of its term, or
+ * during a transfer; RAFT_EINVAL for anything else. In force at once; *index
+ * is its entry's. The leader makes a caught-up learner a voter by itself,
+ * and a leader that removed itself steps down once that commits. */
+int raft_change_members(struct raft *r, const struct raft_members *next, uint64_t *index);
+/* The configuration in force at index (index <= last index, and not below
+ * the snapshot's): for a snapshot taken there. */
+int raft_members_at(const struct raft *r, uint64_t index, struct raft_members *out);
+/* The configuration a snapshot holds: after raft_restore from it, and after
+ * a snapshot_install ready (read from the installed file), before
+ * raft_advance. Without it the initial configuration stands for the
+ * snapshot. */
+void raft_set_snapshot_members(struct raft *r, const struct raft_members *m);
+/* Encoding of a configuration entry's data; decode checks it (ids 1-9, each
+ * once, a voter, addresses that fit): 0, or -1. encode returns malloc'ed data. */
+int raft_members_encode(const struct raft_members *m, uint8_t **data, uint32_t *len);
+int raft_members_decode(const uint8_t *data, uint32_t len, struct raft_members *m);
+const struct raft_member *raft_members_find(const struct raft_members *m, uint32_t id);
+/* "1,2,3 learners 4": the ids of a configuration, for people. */
+void raft_members_ids_text(const struct raft_members *m, char *out, size_t len);
+/* A configuration entry's data in words: "config 1,2,3 learners 4". */
+void raft_members_describe(const uint8_t *data, uint32_t len, char *out, size_t outlen);
 
 /* Entries. */
 void raft_entry_free(struct raft_entry *e);

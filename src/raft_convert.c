@@ -46,7 +46,11 @@ void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
     }
     r->role = RAFT_FOLLOWER;
     r->leader_id = leader_id;
+    if (leader_id != RAFT_NONE)
+        r->leader_contact_ms = r->now_ms;
     r->votes = 0;
+    r->transfer_to = RAFT_NONE;
+    r->transfer_sent = false;
     if (!was_follower)
         raft_reset_election_timer(r);
     if (was_leader) {
@@ -58,7 +62,7 @@ void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
 /* Figure 2, Candidates: "On conversion to candidate, start election:
  * increment currentTerm, vote for self, reset election timer, send RequestVote
  * RPCs to all other servers". */
-void raft_become_candidate(struct raft *r)
+void raft_become_candidate(struct raft *r, bool transfer)
 {
     if (r->current_term >= RAFT_TERM_MAX)
         return; /* never reached by a real cluster: messages past it are dropped */
@@ -72,19 +76,54 @@ void raft_become_candidate(struct raft *r)
     r->leader_id = RAFT_NONE;
     r->votes = 1u << r->cfg.id;
     raft_reset_election_timer(r);
-    if (raft_quorum(r) == 1) {
+    if (raft_has_majority(r, r->votes)) {
         raft_become_leader(r);
         return;
     }
-    for (size_t i = 0; i < r->cfg.n_nodes; i++) {
-        uint32_t peer = r->cfg.node_ids[i];
-        if (peer == r->cfg.id)
+    for (size_t i = 0; i < r->members.n; i++) {
+        uint32_t peer = r->members.m[i].id;
+        if (peer == r->cfg.id || r->members.m[i].role != RAFT_VOTER)
             continue;
         struct raft_msg m = {
             .type = RAFT_MSG_VOTE,
             .from = r->cfg.id,
             .to = peer,
             .term = r->current_term,
+            .last_log_index = raft_last_index(r),
+            .last_log_term = raft_last_term(r),
+            .transfer = transfer,
+        };
+        raft_send(r, &m);
+    }
+}
+
+/* Dissertation 9.6: before raising its term, a server that timed out asks
+ * the others whether they would vote for it in the next term. Its own term,
+ * vote and log stay as they are, so a server cut off from the rest can time
+ * out for as long as it likes without raising its term. */
+void raft_become_precandidate(struct raft *r)
+{
+    if (r->current_term >= RAFT_TERM_MAX)
+        return;
+    if (r->role == RAFT_LEADER)
+        raft_reads_fail_all(r);
+    r->role = RAFT_PRECANDIDATE;
+    r->leader_id = RAFT_NONE;
+    r->votes = 1u << r->cfg.id;
+    raft_reset_election_timer(r);
+    if (raft_has_majority(r, r->votes)) {
+        raft_become_candidate(r, false);
+        return;
+    }
+    for (size_t i = 0; i < r->members.n; i++) {
+        uint32_t peer = r->members.m[i].id;
+        if (peer == r->cfg.id || r->members.m[i].role != RAFT_VOTER)
+            continue;
+        struct raft_msg m = {
+            .type = RAFT_MSG_PREVOTE,
+            .from = r->cfg.id,
+            .to = peer,
+            .term = r->current_term + 1,
             .last_log_index = raft_last_index(r),
             .last_log_term = raft_last_term(r),
         };
@@ -101,13 +140,15 @@ void raft_become_leader(struct raft *r)
 {
     r->role = RAFT_LEADER;
     r->leader_id = r->cfg.id;
+    r->transfer_to = RAFT_NONE;
+    r->transfer_sent = false;
     struct raft_entry noop = {
         .term = r->current_term,
         .index = raft_last_index(r) + 1,
         .type = RAFT_ENTRY_NOOP,
     };
     raft_log_append(&r->log, &noop);
-    for (size_t i = 0; i < r->cfg.n_nodes; i++) {
+    for (size_t i = 0; i < RAFT_MAX_NODES; i++) {
         struct raft_progress *pr = &r->progress[i];
         memset(pr, 0, sizeof(*pr));
         pr->next = noop.index;

@@ -14,19 +14,31 @@ void raft_log_free(struct raft_log *log);
 
 /* raft.c: output helpers. */
 int raft_send(struct raft *r, const struct raft_msg *m);
+void raft_note(struct raft *r, const struct raft_note *note);
 uint64_t raft_random(struct raft *r);
 /* Forget durable copies of entries >= from: they must be written again. */
 void raft_unstable_from(struct raft *r, uint64_t from);
 
 /* raft_convert.c: role changes, all in one place. */
 void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id);
-void raft_become_candidate(struct raft *r);
+/* transfer: a campaign a leader asked for (TimeoutNow) or an operator forced:
+ * no pre-vote round, and voters set aside leader stickiness. */
+void raft_become_candidate(struct raft *r, bool transfer);
+void raft_become_precandidate(struct raft *r);
 void raft_become_leader(struct raft *r);
 void raft_reset_election_timer(struct raft *r);
 
 /* raft_election.c */
 int raft_recv_vote(struct raft *r, const struct raft_msg *m);
 int raft_recv_vote_reply(struct raft *r, const struct raft_msg *m);
+int raft_recv_prevote(struct raft *r, const struct raft_msg *m);
+int raft_recv_prevote_reply(struct raft *r, const struct raft_msg *m);
+
+/* raft_leadership.c: CheckQuorum and leadership transfer. */
+void raft_check_quorum(struct raft *r);
+void raft_transfer_tick(struct raft *r);
+void raft_transfer_maybe_send(struct raft *r);
+int raft_recv_timeout_now(struct raft *r, const struct raft_msg *m);
 
 /* raft_replication.c */
 int raft_recv_append(struct raft *r, const struct raft_msg *m);
@@ -45,6 +57,19 @@ void raft_snapshot_ready(struct raft *r, struct raft_ready *rd);
 void raft_snapshot_advance(struct raft *r, const struct raft_ready *rd);
 void raft_snapshot_storage_failed(struct raft *r);
 void raft_snapshot_free(struct raft *r);
+
+/* raft_membership.c: the configuration in force follows the log. */
+void raft_members_initial(struct raft *r);
+void raft_members_refresh(struct raft *r);
+void raft_members_on_append(struct raft *r, const struct raft_entry *e);
+void raft_members_on_truncate(struct raft *r, uint64_t from);
+void raft_members_on_compact(struct raft *r, uint64_t index); /* before the entries go */
+void raft_membership_tick(struct raft *r);
+/* Whether the votes (bit per id) hold a majority of the voters: a server's
+ * own vote counts only if it is one of them (4.2.2). */
+bool raft_has_majority(const struct raft *r, uint32_t votes);
+/* Whether this server may stand for election (4.2.2). */
+bool raft_may_stand(const struct raft *r);
 
 /* raft_read.c */
 void raft_reads_check(struct raft *r);

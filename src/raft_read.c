@@ -51,9 +51,12 @@ int raft_read_emit(struct raft *r, uint64_t read_id, uint64_t index, bool ok)
 static size_t raft_acks_for(const struct raft *r, uint64_t seq)
 {
     size_t n = 0;
-    for (size_t i = 0; i < r->cfg.n_nodes; i++)
-        if (r->cfg.node_ids[i] == r->cfg.id || r->progress[i].acked_seq >= seq)
+    for (size_t i = 0; i < r->members.n; i++) {
+        uint32_t id = r->members.m[i].id;
+        if (r->members.m[i].role == RAFT_VOTER &&
+            (id == r->cfg.id || r->progress[id - 1].acked_seq >= seq))
             n++;
+    }
     return n;
 }
 

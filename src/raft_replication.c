@@ -33,7 +33,7 @@ void raft_send_append(struct raft *r, int slot, bool heartbeat)
     struct raft_msg m = {
         .type = RAFT_MSG_APPEND,
         .from = r->cfg.id,
-        .to = r->cfg.node_ids[slot],
+        .to = (uint32_t)slot + 1,
         .term = r->current_term,
         .prev_index = prev,
         .prev_term = raft_term_at(r, prev),
@@ -50,9 +50,9 @@ void raft_send_append(struct raft *r, int slot, bool heartbeat)
 
 void raft_broadcast_append(struct raft *r, bool heartbeat)
 {
-    for (size_t i = 0; i < r->cfg.n_nodes; i++)
-        if (r->cfg.node_ids[i] != r->cfg.id)
-            raft_send_append(r, (int)i, heartbeat);
+    for (size_t i = 0; i < r->members.n; i++)
+        if (r->members.m[i].id != r->cfg.id)
+            raft_send_append(r, (int)r->members.m[i].id - 1, heartbeat);
 }
 
 /* Where a follower whose entry at prev_index has the wrong term should have
@@ -105,6 +105,7 @@ int raft_recv_append(struct raft *r, const struct raft_msg *m)
     if (r->role != RAFT_FOLLOWER || r->leader_id != m->from)
         raft_become_follower(r, m->term, m->from);
     raft_reset_election_timer(r);
+    r->leader_contact_ms = r->now_ms;
 
     /* Entries up to the snapshot's index are committed, so they are the
      * leader's too: skip those the message carries. */
@@ -139,11 +140,13 @@ int raft_recv_append(struct raft *r, const struct raft_msg *m)
                 return RAFT_EINVAL;            /* would rewrite a committed entry: never */
             raft_log_truncate(&r->log, index); /* rule 3 */
             raft_unstable_from(r, index);
+            raft_members_on_truncate(r, index);
         }
         struct raft_entry copy = *e;
         copy.index = index;
         if (raft_log_append(&r->log, &copy) != 0) /* rule 4 */
             return RAFT_ENOMEM;
+        raft_members_on_append(r, &copy); /* a configuration is in force once appended */
     }
     uint64_t last_new = prev + n;
     if (m->commit > r->commit_index) { /* rule 5 */
@@ -199,6 +202,7 @@ int raft_recv_append_reply(struct raft *r, const struct raft_msg *m)
             pr->next = pr->match + 1;
         }
         raft_maybe_commit(r);
+        raft_transfer_maybe_send(r);
     } else {
         /* Stale rejections (of a message older than the one in flight) say
          * nothing new. */
@@ -243,10 +247,19 @@ static int raft_cmp_desc(const void *a, const void *b)
 void raft_maybe_commit(struct raft *r)
 {
     uint64_t match[RAFT_MAX_NODES];
-    for (size_t i = 0; i < r->cfg.n_nodes; i++)
-        match[i] = r->cfg.node_ids[i] == r->cfg.id ? r->persisted_index : r->progress[i].match;
-    qsort(match, r->cfg.n_nodes, sizeof(match[0]), raft_cmp_desc);
-    uint64_t n = match[raft_quorum(r) - 1];
+    size_t voters = 0;
+    for (size_t i = 0; i < r->members.n; i++) {
+        uint32_t id = r->members.m[i].id;
+        if (r->members.m[i].role == RAFT_VOTER)
+            match[voters++] = id == r->cfg.id ? r->persisted_index : r->progress[id - 1].match;
+    }
+    /* 4.2.2: a leader that removed itself replicates, but does not count
+     * itself in majorities. */
+    size_t q = raft_quorum(r);
+    if (q > voters)
+        return;
+    qsort(match, voters, sizeof(match[0]), raft_cmp_desc);
+    uint64_t n = match[q - 1];
     if (n > r->commit_index && raft_term_at(r, n) == r->current_term)
         r->commit_index = n;
 }

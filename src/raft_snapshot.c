@@ -49,6 +49,7 @@ int raft_compact(struct raft *r, uint64_t index)
         return RAFT_OK;
     if (index < r->log.snapshot_index || index > r->last_applied)
         return RAFT_EINVAL;
+    raft_members_on_compact(r, index);
     raft_log_compact(&r->log, index, raft_term_at(r, index));
     /* What the snapshot covers is durable in it. */
     if (r->stable_index < index)
@@ -68,9 +69,12 @@ bool raft_snapshot_in_use(const struct raft *r, uint64_t index)
         return true;
     if (r->role != RAFT_LEADER)
         return false;
-    for (size_t i = 0; i < r->cfg.n_nodes; i++)
-        if (r->progress[i].mode == RAFT_PROGRESS_SNAPSHOT && r->progress[i].snapshot_index == index)
+    for (size_t i = 0; i < r->members.n; i++) {
+        const struct raft_progress *pr = &r->progress[r->members.m[i].id - 1];
+        if (r->members.m[i].id != r->cfg.id && pr->mode == RAFT_PROGRESS_SNAPSHOT &&
+            pr->snapshot_index == index)
             return true;
+    }
     return false;
 }
 
@@ -96,7 +100,7 @@ void raft_send_snapshot(struct raft *r, int slot, bool heartbeat)
     struct raft_msg m = {
         .type = RAFT_MSG_SNAPSHOT,
         .from = r->cfg.id,
-        .to = r->cfg.node_ids[slot],
+        .to = (uint32_t)slot + 1,
         .term = r->current_term,
         .snapshot_index = pr->snapshot_index,
         .snapshot_term = pr->snapshot_term,
@@ -132,6 +136,7 @@ int raft_recv_snapshot_reply(struct raft *r, const struct raft_msg *m)
             pr->next = pr->match + 1;
         }
         raft_maybe_commit(r);
+        raft_transfer_maybe_send(r);
     } else if (pr->mode == RAFT_PROGRESS_SNAPSHOT && m->snapshot_index == pr->snapshot_index &&
                m->offset == pr->snapshot_offset) {
         pr->snapshot_offset = m->next_offset;
@@ -206,6 +211,7 @@ int raft_recv_snapshot(struct raft *r, const struct raft_msg *m)
     if (r->role != RAFT_FOLLOWER || r->leader_id != m->from)
         raft_become_follower(r, m->term, m->from);
     raft_reset_election_timer(r);
+    r->leader_contact_ms = r->now_ms;
 
     if (m->snapshot_index <= r->commit_index) {
         reply.success = true;
@@ -276,8 +282,11 @@ static void raft_snapshot_install(struct raft *r)
             raft_log_truncate(&r->log, index + 1);
             raft_unstable_from(r, index + 1);
         }
-        /* Rule 6 (or 7, the log now ending at or before index). */
+        /* Rule 6 (or 7, the log now ending at or before index). The
+         * configuration it holds comes from the caller's file
+         * (raft_set_snapshot_members); until then, what the log keeps. */
         raft_log_compact(&r->log, index, term);
+        raft_members_refresh(r);
         if (r->stable_index < index)
             r->stable_index = index;
         if (r->persisted_index < index)

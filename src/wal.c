@@ -944,6 +944,15 @@ uint64_t wal_log_size(const struct wal *w)
     return w->log_end;
 }
 
+uint64_t wal_bytes_after_snapshot(const struct wal *w)
+{
+    if (w->snap_index <= w->base)
+        return w->log_end - LOG_DATA_START;
+    size_t k = (size_t)(w->snap_index - w->base);
+    uint64_t from = k < w->n_records ? w->offsets[k] : w->log_end;
+    return w->log_end - from;
+}
+
 void wal_forget_after_fork(struct wal *w)
 {
     int *fds[] = {&w->lock_fd, &w->meta_fd, &w->log_fd};

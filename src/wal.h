@@ -105,6 +105,8 @@ int wal_remove_snapshots_below(struct wal *w, uint64_t index, char *err, size_t 
  * ahead of the records, and cut back on a clean wal_close (or when opened
  * after a crash). */
 uint64_t wal_log_size(const struct wal *w);
+/* Bytes of log records past the newest snapshot (what a new one would drop). */
+uint64_t wal_bytes_after_snapshot(const struct wal *w);
 /* In a child after fork(): close its copies of the files without
  * unlocking (flock(LOCK_UN) would release the parent's lock too), so that
  * the lock goes with the parent and a restarted node need not wait for the

@@ -155,7 +155,7 @@ bool wire_peer_valid(const Raftkv__PeerMessage *pm, uint32_t from, uint32_t self
                      const struct cluster *c)
 {
     if (pm == NULL || cluster_find(c, from) == NULL || from == self || pm->to != self ||
-        pm->type < RAFT_MSG_VOTE || pm->type > RAFT_MSG_SNAPSHOT_REPLY ||
+        pm->type < RAFT_MSG_VOTE || pm->type > RAFT_MSG_TIMEOUT_NOW ||
         pm->n_entries > RAFT_MAX_BATCH_ENTRIES)
         return false;
     /* A snapshot chunk carries bytes and no entries; nothing else carries
@@ -185,7 +185,10 @@ void wire_peer_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft
         .term = pm->term,
         .last_log_index = pm->last_log_index,
         .last_log_term = pm->last_log_term,
+        .transfer = pm->transfer,
         .granted = pm->granted,
+        .leader_hint = pm->leader_hint,
+        .leader_ago_ms = pm->leader_ago_ms,
         .prev_index = pm->prev_index,
         .prev_term = pm->prev_term,
         .commit = pm->commit,

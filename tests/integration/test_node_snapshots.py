@@ -10,7 +10,9 @@
 - A restarted node loads its newest snapshot (its 'started' line names it)
   and keeps every key.
 - kill -9 of every node while snapshots are being written (a threshold of
-  50 entries, writes running) loses no acknowledged write."""
+  50 entries, writes running) loses no acknowledged write.
+- --snapshot-bytes alone (no entry threshold): 4 KiB values take a snapshot
+  once the log past the last one passes 256 KiB, and the log stays bounded."""
 import re
 import sys
 import threading
@@ -80,7 +82,7 @@ def test_install_snapshot(cluster):
           f"its log starts after it (log_first_index {f['log_first_index']})")
     check_eq(f["keys"], KEYS, f"node {follower} holds every key")
     senders = [i for i in cluster.ids
-               if re.search(rf"sending snapshot at index \d+ .* to node {follower}\b",
+               if re.search(rf"sent node {follower} a snapshot \(#\d+, [\d.]+ (B|KiB|MiB) in \d+ chunks?\)",
                             cluster.node(i).output())]
     check(senders, f"a leader says it sent node {follower} a snapshot (nodes {senders})")
 
@@ -176,6 +178,31 @@ def test_kill_all_while_snapshotting(opt):
         c.shutdown()
 
 
+def test_snapshot_bytes(opt):
+    args = ["--snapshot-entries", "0", "--snapshot-bytes", "256kb"]
+    with Cluster(opt, 3, slot=2, name="snapbytes", node_args=args) as c:
+        step("--snapshot-entries 0 --snapshot-bytes 256kb: 2,000 SETs of 4 KiB values")
+        c.start()
+        leader = c.wait_leader()
+        value = "v" * 4096
+        with c.client(leader, timeout=30) as r:
+            for start in range(0, 2000, 100):
+                replies = r.pipeline([("SET", f"b:{i % 300}", value)
+                                      for i in range(start, start + 100)])
+                check(all(x == "OK" for x in replies), f"SETs {start}..{start + 99} answered OK")
+        wait_same_state(c, c.ids)
+        for i in c.ids:
+            info = c.info(i)
+            check(info["snapshots_taken"] >= 3,
+                  f"node {i} took snapshots by size ({info['snapshots_taken']} taken, "
+                  f"snapshot_index {info['snapshot_index']})")
+            check(info["log_bytes"] < 8 << 20,
+                  f"node {i}'s log stays bounded ({info['log_bytes']} bytes on disk, "
+                  f"8 MiB of values written)")
+        c.check_alive()
+        c.shutdown()
+
+
 def main(opt):
     with Cluster(opt, 3, name="snap", node_args=["--snapshot-entries", "500"]) as cluster:
         test_install_snapshot(cluster)
@@ -184,6 +211,7 @@ def main(opt):
         cluster.check_alive()
         cluster.shutdown()
     test_kill_all_while_snapshotting(opt)
+    test_snapshot_bytes(opt)
 
 
 if __name__ == "__main__":

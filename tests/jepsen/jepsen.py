@@ -22,6 +22,8 @@ Faults, one at a time, the target being the leader half of the time:
   partition  the nodes' control messages: a minority cut off, one node
              isolated, or a random split
   loss       every node loses a share of its outgoing peer messages
+  transfer   RAFT.TRANSFER at the leader to another node (leadership moves
+             while clients write; the old leader refuses writes meanwhile)
   netns      each node in its own network namespace behind a veth pair on
              198.18.0.0/15; a node is isolated for real (link down, or netem
              loss 100%). Needs root; skipped with the reason otherwise.
@@ -57,7 +59,7 @@ import harness  # noqa: E402
 from harness import ProtocolError, Redis, RespError  # noqa: E402
 import lincheck  # noqa: E402
 
-FAULTS = ("kill", "pause", "partition", "loss", "netns")
+FAULTS = ("kill", "pause", "partition", "loss", "netns", "transfer")
 DEFAULT_FAULTS = ("kill", "pause", "partition", "loss")
 IO_TIMEOUT = 1.5       # s a client waits for a reply before calling the op info
 HEAL_TIMEOUT = 30      # s to get one leader again after the run
@@ -440,6 +442,25 @@ class Nemesis:
                 fault.done = f"partition split {sorted(groups[0])} | {sorted(groups[1])}"
             self.partition(groups)
             return lambda: self.partition([ids])
+        if fault.kind == "transfer":
+            # RAFT.TRANSFER at the leader to the drawn node (the next one if
+            # that is the leader): leadership moves while clients write.
+            leader = None
+            try:
+                leader = c.current_leader()
+            except (OSError, ProtocolError):
+                pass
+            if leader is None:
+                fault.done = "transfer skipped: no leader known"
+                return lambda: None
+            target = ids[fault.pick] if ids[fault.pick] != leader else \
+                ids[(ids.index(leader) + 1) % len(ids)]
+            try:
+                reply = c.call(leader, "RAFT.TRANSFER", str(target), timeout=3.0)
+            except (OSError, ProtocolError) as e:
+                reply = f"no answer ({e})"
+            fault.done = f"transfer n{leader} -> n{target}: {reply}"
+            return lambda: None
         if fault.kind == "loss":
             for j in ids:
                 c.control(j, harness.pb_uint(3, 1) + harness.pb_uint(4, fault.percent))

@@ -2,7 +2,7 @@
 
 Three short runs on real nodes, each with client threads on a few keys while
 faults hit the cluster one at a time: 3 nodes (kill, pause, partition,
-loss), 5 nodes with the same plus real network isolation in namespaces
+loss, leadership transfer), 5 nodes with the same plus real network isolation in namespaces
 (skipped with a reason where namespaces cannot be made), and 3 nodes with
 every fault and a snapshot every 200 entries. Each run must be linearizable key by key, converge to one
 digest on every node, and keep every acknowledged write. Under the
@@ -26,9 +26,9 @@ import jepsen  # noqa: E402
 # (nodes, faults, extra node flags). The last run takes a snapshot every 200
 # entries, so that compaction and InstallSnapshot happen under the faults.
 RUNS = (
-    (3, ("kill", "pause", "partition", "loss"), ()),
-    (5, ("kill", "pause", "partition", "loss", "netns"), ()),
-    (3, ("kill", "pause", "partition", "loss", "netns"), ("--snapshot-entries", "200")),
+    (3, ("kill", "pause", "partition", "loss", "transfer"), ()),
+    (5, ("kill", "pause", "partition", "loss", "netns", "transfer"), ()),
+    (3, ("kill", "pause", "partition", "loss", "netns", "transfer"), ("--snapshot-entries", "200")),
 )
 
 

@@ -164,6 +164,9 @@ struct sim_params {
     double compact_chance;   /* after a ready that applied, chance to snapshot and compact */
     uint32_t compact_gap;    /* only when this many entries were applied since the snapshot */
     uint32_t snapshot_chunk; /* bytes a leader puts in one InstallSnapshot (0: 16) */
+    uint32_t initial_voters; /* the first k nodes are the initial voters; 0: all */
+    bool prevote;            /* the cores' options at start (dissertation 9.6) */
+    bool check_quorum;
 };
 
 /* A read asked of a leader, as the checker remembers it. */
@@ -256,6 +259,13 @@ int sim_propose(struct sim *s, struct sim_node *nd, uint64_t *index, uint64_t *t
 size_t sim_propose_batch(struct sim *s, struct sim_node *nd, size_t count);
 int sim_read(struct sim *s, struct sim_node *nd, uint64_t *read_id);
 void sim_timeout_now(struct sim *s, struct sim_node *nd);
+/* A leadership transfer asked of nd (raft_transfer); the core's result. */
+int sim_transfer(struct sim *s, struct sim_node *nd, uint32_t target);
+/* A membership change at nd: a node outside the configuration added as a
+ * learner, or a member removed (add false); the core's result. */
+int sim_change_members(struct sim *s, struct sim_node *nd, bool add);
+/* Pre-Vote and CheckQuorum turned on or off at every live node. */
+void sim_set_options(struct sim *s, bool prevote, bool check_quorum);
 /* Snapshot the node's state machine as of what it applied, durably, then
  * raft_compact; drop_log: drop the covered log from the disk too. */
 bool sim_compact(struct sim *s, struct sim_node *nd, bool drop_log);

@@ -20,6 +20,8 @@ struct chaos {
     bool partitions;
     bool crashes;
     bool disk_failures; /* a node's disk fails every write for 200..3000 ms */
+    bool transfers;     /* leadership transfers, and Pre-Vote/CheckQuorum switched */
+    bool membership;    /* servers added and removed, one at a time */
     double drop, dup;
     uint32_t max_delay_ms;
 
@@ -69,6 +71,17 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
     p->compact_chance = PICK(g, 0, 2, 10, 30, 100) / 100.0;
     p->compact_gap = (uint32_t)PICK(g, 1, 5, 20, 100);
     p->snapshot_chunk = (uint32_t)PICK(g, 3, 8, 16, 40, 4096);
+    /* Dissertation 9.6, on by default in the node: mostly on here too. */
+    p->prevote = sim_rng_chance(g, 0.7);
+    p->check_quorum = sim_rng_chance(g, 0.7);
+    c->transfers = sim_rng_chance(g, 0.5);
+    c->membership = sim_rng_chance(g, 0.4);
+    if (c->membership && !p->prevote)
+        p->check_quorum = true; /* see fault() */
+    /* Membership runs start with fewer voters than servers, sometimes one. */
+    p->initial_voters = 0;
+    if (c->membership)
+        p->initial_voters = (uint32_t)PICK(g, 0, 1, 2, 3);
 }
 
 static uint64_t next_time(struct sim *s, uint64_t every)
@@ -166,6 +179,28 @@ static void fault(struct sim *s, struct chaos *c)
         sim_disk_failing(s, nd, s->now + sim_rng_range(&s->rng, 200, 3000), SIM_DISK_ANY);
         return;
     }
+    if (c->membership && sim_rng_chance(&s->rng, 0.25)) {
+        struct sim_node *ld = sim_leader(s);
+        if (ld != NULL)
+            sim_change_members(s, ld, sim_rng_chance(&s->rng, 0.55));
+        return;
+    }
+    if (c->transfers && sim_rng_chance(&s->rng, 0.2)) {
+        struct sim_node *ld = sim_leader(s);
+        if (ld != NULL && sim_rng_chance(&s->rng, 0.85)) {
+            sim_transfer(s, ld, s->nodes[sim_rng_below(&s->rng, s->n)].id);
+        } else {
+            {
+                /* With membership changes one of them stays on: without either,
+                 * a removed server that never learned of its removal keeps
+                 * deposing leaders (dissertation 4.2.3; README, Limits). */
+                bool prevote = sim_rng_chance(&s->rng, 0.7);
+                bool check_quorum = sim_rng_chance(&s->rng, 0.7) || (c->membership && !prevote);
+                sim_set_options(s, prevote, check_quorum);
+            }
+        }
+        return;
+    }
     uint64_t roll = sim_rng_below(&s->rng, 100);
     if (roll < 35 && c->partitions) {
         partition(s);
@@ -208,10 +243,20 @@ struct liveness {
     unsigned life;
 };
 
+/* The servers that must keep up: the members of the leader's configuration
+ * (every server when there is no leader). */
+static bool must_keep_up(struct sim *s, const struct sim_node *nd)
+{
+    const struct sim_node *ld = sim_leader(s);
+    return ld == NULL || raft_is_member(&ld->r, nd->id);
+}
+
 static bool committed_everywhere(struct sim *s, uint64_t index, uint64_t term)
 {
     for (size_t i = 0; i < s->n; i++) {
         const struct sim_node *nd = &s->nodes[i];
+        if (!must_keep_up(s, nd))
+            continue;
         /* An entry a snapshot covers was checked through the snapshot. */
         if (!nd->up || nd->r.commit_index < index ||
             (index >= nd->r.log.snapshot_index && raft_term_at(&nd->r, index) != term))
@@ -237,6 +282,8 @@ static bool disks_caught_up(struct sim *s, uint64_t index)
 {
     for (size_t i = 0; i < s->n; i++) {
         const struct sim_node *nd = &s->nodes[i];
+        if (!must_keep_up(s, nd))
+            continue;
         uint64_t stored = sim_disk_last(&nd->disk) > nd->disk.snap_index ? sim_disk_last(&nd->disk)
                                                                          : nd->disk.snap_index;
         if (!nd->up || nd->disk_error || stored < index || nd->applied < index)
@@ -312,13 +359,17 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
         printf("seed %" PRIu64 ": %zu nodes, election %u-%u ms, heartbeat %u ms, tick %u ms%s%s, "
                "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
                "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms, "
-               "disk retry %u ms, compact %.0f%% every %u+, chunks of %u\n",
+               "disk retry %u ms, compact %.0f%% every %u+, chunks of %u, pre-vote %s, "
+               "check-quorum %s%s%s, initial voters %u\n",
                seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
                p.tick_at_deadlines ? " and at deadlines" : "",
                p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
                c.max_delay_ms, faults, p.crash_in_ready * 100, p.crash_in_persist * 100,
                p.send_first * 100, p.max_batch, p.disk_ms, p.disk_retry_ms, p.compact_chance * 100,
-               p.compact_gap, p.snapshot_chunk);
+               p.compact_gap, p.snapshot_chunk, p.prevote ? "on" : "off",
+               p.check_quorum ? "on" : "off", c.transfers ? ", transfers" : "",
+               c.membership ? ", membership changes" : "",
+               p.initial_voters ? p.initial_voters : (unsigned)n);
     }
 
     sim_start_all(&s);
@@ -352,9 +403,20 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
         run_until_next(&s, &c, deadline, false);
         liveness_step(&s, &lv);
     }
-    if (!s.failed && lv.stage != 5)
+    if (!s.failed && lv.stage != 5) {
+        for (size_t i = 0; i < n && verbose; i++) {
+            const struct raft *r = &s.nodes[i].r;
+            char ids[64];
+            raft_members_ids_text(&r->members, ids, sizeof ids);
+            sim_trace(&s, s.nodes[i].id,
+                      "%s of term %" PRIu64 ", log to %" PRIu64 "/%" PRIu64 ", commit %" PRIu64
+                      ", configuration %s (from #%" PRIu64 ")",
+                      raft_role_name(r->role), r->current_term, raft_last_index(r),
+                      raft_last_term(r), r->commit_index, ids, r->members_index);
+        }
         sim_fail(&s, "liveness: %d ms after healing, %s", HEAL_DEADLINE_MS,
                  liveness_goal(lv.stage));
+    }
     if (!s.failed)
         sim_check_full(&s);
 

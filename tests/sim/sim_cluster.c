@@ -45,7 +45,8 @@ void sim_init(struct sim *s, size_t n, uint64_t seed, const struct sim_params *p
  * each, little endian), then filler drawn from the state, so that a file
  * takes several of the sim's small chunks. */
 #define SNAPSHOT_HEADER 28
-#define SNAPSHOT_MAX (SNAPSHOT_HEADER + 72)
+#define SNAPSHOT_MEMBERS_MAX (2 + RAFT_MAX_NODES * 6)
+#define SNAPSHOT_MAX (SNAPSHOT_HEADER + 72 + 2 + SNAPSHOT_MEMBERS_MAX)
 
 static void put_u64(uint8_t *p, uint64_t v)
 {
@@ -61,7 +62,11 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-static size_t snapshot_make(uint64_t index, uint64_t term, uint64_t state, uint8_t *buf)
+/* A snapshot file: a header, filler standing for the state machine's
+ * bytes, then the configuration as of index (as the node's file holds it).
+ * The sim's members carry no addresses. */
+static size_t snapshot_make(uint64_t index, uint64_t term, uint64_t state,
+                            const struct raft_members *members, uint8_t *buf)
 {
     memcpy(buf, "snap", 4);
     put_u64(buf + 4, index);
@@ -70,19 +75,34 @@ static size_t snapshot_make(uint64_t index, uint64_t term, uint64_t state, uint8
     size_t filler = 8 + (size_t)(state % 64);
     for (size_t i = 0; i < filler; i++)
         buf[SNAPSHOT_HEADER + i] = (uint8_t)(state >> (i % 8 * 8)) ^ (uint8_t)i;
-    return SNAPSHOT_HEADER + filler;
+    size_t at = SNAPSHOT_HEADER + filler;
+    uint8_t *data;
+    uint32_t len;
+    if (raft_members_encode(members, &data, &len) != 0 || len > SNAPSHOT_MEMBERS_MAX) {
+        fprintf(stderr, "raftkv-sim: cannot encode a configuration\n");
+        exit(2);
+    }
+    buf[at] = (uint8_t)len;
+    memcpy(buf + at + 1, data, len);
+    free(data);
+    return at + 1 + len;
 }
 
 static bool snapshot_parse(const uint8_t *buf, size_t len, uint64_t *index, uint64_t *term,
-                           uint64_t *state)
+                           uint64_t *state, struct raft_members *members)
 {
     if (len < SNAPSHOT_HEADER || memcmp(buf, "snap", 4) != 0)
         return false;
     *index = get_u64(buf + 4);
     *term = get_u64(buf + 12);
     *state = get_u64(buf + 20);
+    size_t at = SNAPSHOT_HEADER + 8 + (size_t)(*state % 64);
+    if (at + 1 > len || at + 1 + buf[at] != len ||
+        raft_members_decode(buf + at + 1, buf[at], members) != 0)
+        return false;
     uint8_t again[SNAPSHOT_MAX];
-    return snapshot_make(*index, *term, *state, again) == len && memcmp(again, buf, len) == 0;
+    return snapshot_make(*index, *term, *state, members, again) == len &&
+           memcmp(again, buf, len) == 0;
 }
 
 static void recv_clear(struct sim_node *nd)
@@ -178,6 +198,12 @@ const char *sim_msg_name(enum raft_msg_type type)
         return "InstallSnapshot";
     case RAFT_MSG_SNAPSHOT_REPLY:
         return "InstallSnapshot reply";
+    case RAFT_MSG_PREVOTE:
+        return "PreVote";
+    case RAFT_MSG_PREVOTE_REPLY:
+        return "PreVote reply";
+    case RAFT_MSG_TIMEOUT_NOW:
+        return "TimeoutNow";
     }
     return "unknown message";
 }
@@ -186,12 +212,18 @@ static void msg_describe(const struct raft_msg *m, char *buf, size_t size)
 {
     switch (m->type) {
     case RAFT_MSG_VOTE:
-        snprintf(buf, size, "RequestVote from %u, term %" PRIu64 ", last %" PRIu64 "/%" PRIu64,
-                 m->from, m->term, m->last_log_index, m->last_log_term);
+    case RAFT_MSG_PREVOTE:
+        snprintf(buf, size, "%s from %u, term %" PRIu64 ", last %" PRIu64 "/%" PRIu64 "%s",
+                 sim_msg_name(m->type), m->from, m->term, m->last_log_index, m->last_log_term,
+                 m->transfer ? ", transfer" : "");
         break;
     case RAFT_MSG_VOTE_REPLY:
-        snprintf(buf, size, "RequestVote reply from %u, term %" PRIu64 ", %s", m->from, m->term,
-                 m->granted ? "granted" : "refused");
+    case RAFT_MSG_PREVOTE_REPLY:
+        snprintf(buf, size, "%s from %u, term %" PRIu64 ", %s", sim_msg_name(m->type), m->from,
+                 m->term, m->granted ? "granted" : "refused");
+        break;
+    case RAFT_MSG_TIMEOUT_NOW:
+        snprintf(buf, size, "TimeoutNow from %u, term %" PRIu64, m->from, m->term);
         break;
     case RAFT_MSG_APPEND:
         snprintf(buf, size,
@@ -320,9 +352,10 @@ static enum persist_result node_install(struct sim *s, struct sim_node *nd,
 {
     struct sim_disk *d = &nd->disk;
     uint64_t index, term, state;
+    struct raft_members members;
     if (!nd->recv_done || nd->recv_index != in->index || nd->recv_term != in->term ||
-        !snapshot_parse(nd->recv, nd->recv_len, &index, &term, &state) || index != in->index ||
-        term != in->term) {
+        !snapshot_parse(nd->recv, nd->recv_len, &index, &term, &state, &members) ||
+        index != in->index || term != in->term) {
         sim_fail(s,
                  "node %u: asked to install snapshot %" PRIu64 "/%" PRIu64
                  ", but it received %" PRIu64 "/%" PRIu64 " (%zu bytes, %s)",
@@ -338,6 +371,7 @@ static enum persist_result node_install(struct sim *s, struct sim_node *nd,
         return PERSIST_CRASHED;
     }
     sim_disk_drop_prefix(d, index);
+    raft_set_snapshot_members(&nd->r, &members);
     nd->sm_state = state;
     nd->applied = index;
     nd->installs++;
@@ -510,7 +544,12 @@ bool sim_compact(struct sim *s, struct sim_node *nd, bool drop_log)
     uint64_t index = nd->applied;
     uint64_t term = raft_term_at(r, index);
     uint8_t buf[SNAPSHOT_MAX];
-    size_t len = snapshot_make(index, term, nd->sm_state, buf);
+    struct raft_members members;
+    if (raft_members_at(r, index, &members) != RAFT_OK) {
+        sim_fail(s, "node %u: no configuration at %" PRIu64, nd->id, index);
+        return false;
+    }
+    size_t len = snapshot_make(index, term, nd->sm_state, &members, buf);
     sim_disk_save_snapshot(d, index, term, buf, len);
     int rv = raft_compact(r, index);
     if (rv != RAFT_OK) {
@@ -561,6 +600,10 @@ static void node_process_ready(struct sim *s, struct sim_node *nd)
             break;
         struct raft_ready rd;
         raft_ready(&nd->r, &rd);
+        for (size_t i = 0; i < rd.n_notes; i++)
+            if (rd.notes[i].type == RAFT_NOTE_PROMOTED)
+                sim_trace(s, nd->id, "membership: node %u caught up, a voter from #%" PRIu64,
+                          rd.notes[i].node, rd.notes[i].index);
         bool send_first = !rd.persist_before_send && sim_rng_chance(&s->rng, s->p.send_first);
         bool crash = sim_rng_chance(&s->rng, s->p.crash_in_ready);
         wrote = wrote || rd.hard_state_changed || rd.truncate_from != 0 || rd.n_entries > 0;
@@ -712,13 +755,15 @@ void sim_start(struct sim *s, struct sim_node *nd)
         return;
     struct raft_config cfg = {
         .id = nd->id,
-        .n_nodes = s->n,
+        .n_nodes = s->p.initial_voters ? s->p.initial_voters : s->n,
         .election_min_ms = s->p.election_min_ms,
         .election_max_ms = s->p.election_max_ms,
         .heartbeat_ms = s->p.heartbeat_ms,
         .seed = sim_rng_next(&s->rng) | 1,
+        .prevote = s->p.prevote,
+        .check_quorum = s->p.check_quorum,
     };
-    for (size_t i = 0; i < s->n; i++)
+    for (size_t i = 0; i < cfg.n_nodes; i++)
         cfg.node_ids[i] = s->nodes[i].id;
     int rv = raft_init(&nd->r, &cfg, s->now);
     if (rv != RAFT_OK) {
@@ -745,12 +790,16 @@ void sim_start(struct sim *s, struct sim_node *nd)
     rv = raft_restore(&nd->r, d->term, d->vote, d->snap_index, d->snap_term, copy, d->len);
     /* The state machine starts from the snapshot. */
     uint64_t sm_index = 0, sm_term = 0, sm_state = 0;
-    if (d->snap_len > 0 && (!snapshot_parse(d->snap, d->snap_len, &sm_index, &sm_term, &sm_state) ||
-                            sm_index != d->snap_index || sm_term != d->snap_term)) {
+    struct raft_members members;
+    if (d->snap_len > 0 &&
+        (!snapshot_parse(d->snap, d->snap_len, &sm_index, &sm_term, &sm_state, &members) ||
+         sm_index != d->snap_index || sm_term != d->snap_term)) {
         raft_close(&nd->r);
         sim_fail(s, "node %u: its snapshot file is not snapshot %" PRIu64, nd->id, d->snap_index);
         return;
     }
+    if (d->snap_len > 0)
+        raft_set_snapshot_members(&nd->r, &members);
     recv_clear(nd);
     nd->sm_state = sm_state;
     nd->up = true;
@@ -986,7 +1035,8 @@ static int propose_one(struct sim *s, struct sim_node *nd, uint64_t *index, uint
         sim_note_command(s, id, *index, *term);
     } else {
         sim_trace(s, nd->id, "propose refused: %s", raft_strerror(rv));
-        if (leader || rv != RAFT_ENOTLEADER)
+        bool transferring = leader && nd->r.transfer_to != RAFT_NONE;
+        if (transferring ? rv != RAFT_EBUSY : (leader || rv != RAFT_ENOTLEADER))
             sim_fail(s, "node %u: a %s refused a proposal: %s", nd->id, raft_role_name(nd->r.role),
                      raft_strerror(rv));
     }
@@ -1057,11 +1107,80 @@ int sim_read(struct sim *s, struct sim_node *nd, uint64_t *read_id)
 
 void sim_timeout_now(struct sim *s, struct sim_node *nd)
 {
-    if (!nd->up || s->failed)
+    /* As the node: one that cannot write its disk does not stand. */
+    if (!nd->up || s->failed || nd->disk_error)
         return;
     s->events++;
     node_take_in(s, nd, false);
     sim_trace(s, nd->id, "election timeout forced");
     raft_timeout_now(&nd->r);
     node_after_event(s, nd);
+}
+
+int sim_transfer(struct sim *s, struct sim_node *nd, uint32_t target)
+{
+    if (!nd->up || s->failed)
+        return RAFT_ENOTLEADER;
+    s->events++;
+    node_take_in(s, nd, false);
+    int rv = raft_transfer(&nd->r, target);
+    sim_trace(s, nd->id, "leadership transfer to %u asked: %s", target, raft_strerror(rv));
+    bool possible = nd->r.role == RAFT_LEADER && target != nd->id && raft_is_voter(&nd->r, target);
+    if ((rv == RAFT_OK) != possible)
+        sim_fail(s, "node %u: a %s answered a transfer to %u: %s", nd->id,
+                 raft_role_name(nd->r.role), target, raft_strerror(rv));
+    node_after_event(s, nd);
+    return rv;
+}
+
+void sim_set_options(struct sim *s, bool prevote, bool check_quorum)
+{
+    s->p.prevote = prevote;
+    s->p.check_quorum = check_quorum;
+    sim_trace(s, RAFT_NONE, "options: pre-vote %s, check-quorum %s", prevote ? "on" : "off",
+              check_quorum ? "on" : "off");
+    for (size_t i = 0; i < s->n; i++)
+        if (s->nodes[i].up)
+            raft_set_options(&s->nodes[i].r, prevote, check_quorum);
+}
+
+int sim_change_members(struct sim *s, struct sim_node *nd, bool add)
+{
+    if (!nd->up || s->failed)
+        return RAFT_ENOTLEADER;
+    s->events++;
+    node_take_in(s, nd, false);
+    struct raft_members next = nd->r.members;
+    uint32_t id = 0;
+    if (add) {
+        /* A server not in the configuration joins as a learner. */
+        uint32_t outside[RAFT_MAX_NODES];
+        size_t n_out = 0;
+        for (size_t i = 0; i < s->n; i++)
+            if (!raft_is_member(&nd->r, s->nodes[i].id))
+                outside[n_out++] = s->nodes[i].id;
+        if (n_out > 0) {
+            id = outside[sim_rng_below(&s->rng, n_out)];
+            next.m[next.n++] = (struct raft_member){.id = id, .role = RAFT_LEARNER};
+        }
+    } else if (next.n > 1) {
+        size_t k = sim_rng_below(&s->rng, next.n);
+        id = next.m[k].id;
+        next.m[k] = next.m[--next.n];
+    }
+    int rv = RAFT_EINVAL;
+    uint64_t index = 0;
+    if (id != 0) {
+        rv = raft_change_members(&nd->r, &next, &index);
+        char ids[64];
+        raft_members_ids_text(&next, ids, sizeof ids);
+        sim_trace(s, nd->id, "membership: %s node %u -> %s: %s%s", add ? "add" : "remove", id, ids,
+                  raft_strerror(rv), rv == RAFT_OK ? "" : " (refused)");
+        bool leader = nd->r.role == RAFT_LEADER;
+        if ((rv == RAFT_ENOTLEADER) == leader && !(leader && rv == RAFT_OK))
+            sim_fail(s, "node %u: a %s answered a membership change: %s", nd->id,
+                     raft_role_name(nd->r.role), raft_strerror(rv));
+    }
+    node_after_event(s, nd);
+    return rv;
 }

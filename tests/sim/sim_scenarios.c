@@ -19,7 +19,7 @@
 /* Messages seen leaving the nodes: [type][from][to][granted, success, or
  * for InstallSnapshot done]. */
 struct seen {
-    uint32_t count[7][RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1][2];
+    uint32_t count[10][RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1][2];
     struct raft_msg last_vote_reply;
     uint64_t snapshot_offset[RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1]; /* furthest chunk sent */
     uint64_t snapshot_term[RAFT_MAX_NODES + 1][RAFT_MAX_NODES + 1];   /* of the last one */
@@ -29,10 +29,10 @@ struct seen {
 static void observe(void *arg, const struct raft_msg *m)
 {
     struct seen *seen = arg;
-    bool yes = m->type == RAFT_MSG_VOTE_REPLY ? m->granted
-               : m->type == RAFT_MSG_SNAPSHOT ? m->done
-                                              : m->success;
-    if (m->type < 1 || m->type > 6 || m->from > RAFT_MAX_NODES || m->to > RAFT_MAX_NODES)
+    bool yes = m->type == RAFT_MSG_VOTE_REPLY || m->type == RAFT_MSG_PREVOTE_REPLY ? m->granted
+               : m->type == RAFT_MSG_SNAPSHOT                                      ? m->done
+                                                                                   : m->success;
+    if (m->type < 1 || m->type > 9 || m->from > RAFT_MAX_NODES || m->to > RAFT_MAX_NODES)
         return;
     seen->count[m->type][m->from][m->to][yes]++;
     if (m->type == RAFT_MSG_VOTE_REPLY)
@@ -722,6 +722,351 @@ static void snapshot_keeps_later_entries(struct sim *s, struct seen *seen)
            "node 3's state machine differs from the leader's");
 }
 
+/* ------------------------------------------------ Pre-Vote, CheckQuorum, transfer */
+
+/* The node defaults with Pre-Vote and CheckQuorum, and without them. */
+static const struct sim_params lively_prevote = {
+    .election_min_ms = 150,
+    .election_max_ms = 300,
+    .heartbeat_ms = 50,
+    .tick_ms = 10,
+    .tick_at_deadlines = true,
+    .send_first = 1.0,
+    .down_min_ms = 10,
+    .down_max_ms = 10,
+    .disk_retry_ms = 1000,
+    .prevote = true,
+    .check_quorum = true,
+};
+
+/* A follower cut off for 3 s, then back; what happens to the leader. */
+static void isolate_and_rejoin(struct sim *s, struct sim_node **leader, uint64_t *term,
+                               struct sim_node **cut)
+{
+    sim_start_all(s);
+    *leader = NULL;
+    if (!sim_run_until(s, 5000, leader_ready, NULL)) {
+        sim_fail(s, "no leader within 5 s");
+        return;
+    }
+    *leader = sim_leader(s);
+    *term = (*leader)->r.current_term;
+    *cut = (*leader)->id == 3 ? node(s, 2) : node(s, 3);
+    sim_net_isolate(s, (*cut)->slot);
+    sim_run_for(s, 3000);
+    sim_net_heal(s);
+    sim_run_for(s, 1000);
+}
+
+/* Dissertation 9.6: with Pre-Vote a server cut off from the others never
+ * raises its term (no majority answers its pre-votes), so when it comes
+ * back the leader goes on undisturbed. */
+static void prevote_rejoin_keeps_leader(struct sim *s, struct seen *seen)
+{
+    struct sim_node *ld, *cut;
+    uint64_t term;
+    isolate_and_rejoin(s, &ld, &term, &cut);
+    if (s->failed)
+        return;
+    EXPECT(s, seen->count[RAFT_MSG_PREVOTE][cut->id][ld->id][0] > 0 || cut->r.role == RAFT_FOLLOWER,
+           "the cut-off node never asked for pre-votes");
+    EXPECT(s, cut->r.current_term == term,
+           "the cut-off node raised its term to %" PRIu64 " from %" PRIu64, cut->r.current_term,
+           term);
+    EXPECT(s, ld->r.role == RAFT_LEADER && ld->r.current_term == term,
+           "the leader was disturbed: now a %s of term %" PRIu64 " (was leader of %" PRIu64 ")",
+           raft_role_name(ld->r.role), ld->r.current_term, term);
+    EXPECT(s, seen->count[RAFT_MSG_VOTE][cut->id][ld->id][0] == 0,
+           "the cut-off node started a real election");
+}
+
+/* The same without Pre-Vote: the cut-off node's term climbs, and when it
+ * comes back the leader has to step down (the disruption Pre-Vote is for:
+ * this is what the scenario above checks is gone). */
+static void no_prevote_rejoin_deposes_leader(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    struct sim_node *ld, *cut;
+    uint64_t term;
+    isolate_and_rejoin(s, &ld, &term, &cut);
+    if (s->failed)
+        return;
+    EXPECT(s, cut->r.current_term > term + 3, "the cut-off node's term did not climb (%" PRIu64 ")",
+           cut->r.current_term);
+    struct sim_node *now = sim_leader(s);
+    EXPECT(s, now == NULL || now->r.current_term > term,
+           "the leader of term %" PRIu64 " was not deposed", term);
+}
+
+/* The leader and one follower on one side of a partition of 5. */
+static struct sim_node *cut_leader_with_one(struct sim *s)
+{
+    sim_start_all(s);
+    if (!sim_run_until(s, 5000, leader_ready, NULL)) {
+        sim_fail(s, "no leader within 5 s");
+        return NULL;
+    }
+    struct sim_node *old = sim_leader(s);
+    struct sim_node *buddy = old->id == 1 ? node(s, 2) : node(s, 1);
+    for (size_t i = 0; i < s->n; i++)
+        for (size_t j = 0; j < s->n; j++) {
+            bool a = &s->nodes[i] == old || &s->nodes[i] == buddy;
+            bool b = &s->nodes[j] == old || &s->nodes[j] == buddy;
+            s->net.cut[i][j] = a != b;
+        }
+    return old;
+}
+
+struct stepped_down {
+    struct sim_node *nd;
+    uint64_t term;
+};
+
+static bool has_stepped_down(struct sim *s, void *arg)
+{
+    const struct stepped_down *sd = arg;
+    (void)s;
+    return sd->nd->r.role != RAFT_LEADER || sd->nd->r.current_term != sd->term;
+}
+
+/* Dissertation 6.2 and 9.6, CheckQuorum: "a leader steps down if an
+ * election timeout elapses without a successful round of heartbeats to a
+ * majority of its cluster". */
+static void check_quorum_minority_leader_steps_down(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    struct sim_node *old = cut_leader_with_one(s);
+    if (old == NULL)
+        return;
+    struct stepped_down sd = {old, old->r.current_term};
+    uint64_t cut_at = s->now;
+    EXPECT(s, sim_run_until(s, s->now + 1000, has_stepped_down, &sd),
+           "the minority leader still leads 1 s after the partition");
+    EXPECT(s, old->r.current_term == sd.term, "it stepped down to a new term, not by CheckQuorum");
+    EXPECT(s, s->now - cut_at <= s->p.election_max_ms + 2 * s->p.heartbeat_ms + s->p.tick_ms,
+           "it stepped down only after %" PRIu64 " ms", s->now - cut_at);
+}
+
+/* Without CheckQuorum the same leader keeps leading its minority. */
+static void no_check_quorum_minority_leader_stays(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    struct sim_node *old = cut_leader_with_one(s);
+    if (old == NULL)
+        return;
+    struct stepped_down sd = {old, old->r.current_term};
+    EXPECT(s, !sim_run_until(s, s->now + 3000, has_stepped_down, &sd),
+           "without CheckQuorum the minority leader stepped down");
+}
+
+/* Dissertation 4.2.3: with CheckQuorum, a RequestVote of a higher term that
+ * reaches a node which heard from its leader lately is ignored: no term
+ * change, no answer. */
+static void sticky_follower_ignores_vote(struct sim *s, struct seen *seen)
+{
+    sim_start_all(s);
+    EXPECT(s, sim_run_until(s, 5000, leader_ready, NULL), "no leader within 5 s");
+    struct sim_node *ld = sim_leader(s);
+    struct sim_node *f = ld->id == 1 ? node(s, 2) : node(s, 1);
+    uint32_t other = 6 - ld->id - f->id;
+    uint64_t term = f->r.current_term;
+    struct raft_msg ask = {.type = RAFT_MSG_VOTE,
+                           .from = other,
+                           .to = f->id,
+                           .term = term + 5,
+                           .last_log_index = 1000,
+                           .last_log_term = term + 4};
+    sim_inject(s, f, &ask);
+    EXPECT(s, f->r.current_term == term, "the follower moved to term %" PRIu64, f->r.current_term);
+    EXPECT(s,
+           seen->count[RAFT_MSG_VOTE_REPLY][f->id][other][0] +
+                   seen->count[RAFT_MSG_VOTE_REPLY][f->id][other][1] ==
+               0,
+           "the follower answered the RequestVote");
+    /* A transfer's RequestVote is heard all the same. */
+    ask.transfer = true;
+    sim_inject(s, f, &ask);
+    EXPECT(s, f->r.current_term == term + 5 && f->r.voted_for == other,
+           "a transfer's RequestVote was not granted (term %" PRIu64 ", vote %u)",
+           f->r.current_term, f->r.voted_for);
+}
+
+struct transfer_target {
+    struct sim_node *nd;
+    uint64_t after_term;
+};
+
+static bool target_leads(struct sim *s, void *arg)
+{
+    const struct transfer_target *t = arg;
+    (void)s;
+    return t->nd->r.role == RAFT_LEADER && t->nd->r.current_term > t->after_term;
+}
+
+/* Dissertation 3.10: the leader stops taking writes, brings the target up
+ * to date, sends it TimeoutNow; the target wins the next term at once. */
+static void transfer_hands_over(struct sim *s, struct seen *seen)
+{
+    sim_start_all(s);
+    EXPECT(s, sim_run_until(s, 5000, leader_ready, NULL), "no leader within 5 s");
+    struct sim_node *old = sim_leader(s);
+    struct sim_node *target = old->id == 3 ? node(s, 1) : node(s, 3);
+    uint64_t term = old->r.current_term;
+    /* The target is behind: its messages are held back until the transfer starts. */
+    sim_net_isolate(s, target->slot);
+    EXPECT(s, sim_propose_batch(s, old, 5) == 5, "the leader refused writes");
+    sim_run_for(s, 20);
+    sim_net_heal(s);
+    EXPECT(s, sim_transfer(s, old, target->id) == RAFT_OK, "the transfer was refused");
+    uint64_t index, t;
+    EXPECT(s, sim_propose(s, old, &index, &t) == RAFT_EBUSY,
+           "the leader took a write during the transfer");
+    uint64_t asked = s->now;
+    struct transfer_target want = {target, term};
+    EXPECT(s, sim_run_until(s, s->now + 1000, target_leads, &want), "node %u did not take over",
+           target->id);
+    EXPECT(s, target->r.current_term == term + 1, "node %u leads term %" PRIu64 ", not %" PRIu64,
+           target->id, target->r.current_term, term + 1);
+    EXPECT(s, s->now - asked < s->p.election_min_ms,
+           "the transfer took %" PRIu64 " ms, more than an election timeout", s->now - asked);
+    EXPECT(s, seen->count[RAFT_MSG_TIMEOUT_NOW][old->id][target->id][0] == 1,
+           "TimeoutNow sent %u times", seen->count[RAFT_MSG_TIMEOUT_NOW][old->id][target->id][0]);
+    EXPECT(s, sim_propose(s, target, &index, &t) == RAFT_OK, "the new leader refused a write");
+    EXPECT(s, sim_run_until(s, s->now + 1000, all_committed, &index), "the write did not commit");
+}
+
+/* "If the transfer does not complete within [an election timeout], the
+ * prior leader aborts the transfer and resumes accepting client requests." */
+static void transfer_to_unreachable_gives_up(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    sim_start_all(s);
+    EXPECT(s, sim_run_until(s, 5000, leader_ready, NULL), "no leader within 5 s");
+    struct sim_node *old = sim_leader(s);
+    struct sim_node *target = old->id == 3 ? node(s, 1) : node(s, 3);
+    sim_net_isolate(s, target->slot);
+    EXPECT(s, sim_propose_batch(s, old, 2) == 2, "the leader refused writes");
+    EXPECT(s, sim_transfer(s, old, target->id) == RAFT_OK, "the transfer was refused");
+    uint64_t index, t;
+    EXPECT(s, sim_propose(s, old, &index, &t) == RAFT_EBUSY, "a write was taken mid-transfer");
+    sim_run_for(s, s->p.election_max_ms + s->p.tick_ms);
+    EXPECT(s, old->r.role == RAFT_LEADER && old->r.transfer_to == RAFT_NONE,
+           "the leader did not give the transfer up (a %s, transfer to %u)",
+           raft_role_name(old->r.role), old->r.transfer_to);
+    EXPECT(s, sim_propose(s, old, &index, &t) == RAFT_OK, "the leader takes no writes again");
+}
+
+/* ------------------------------------------------ membership (chapter 4) */
+
+/* Only node 1 is a voter at first; nodes 2 and 3 wait to join. */
+static const struct sim_params lively_one_voter = {
+    .election_min_ms = 150,
+    .election_max_ms = 300,
+    .heartbeat_ms = 50,
+    .tick_ms = 10,
+    .tick_at_deadlines = true,
+    .send_first = 1.0,
+    .down_min_ms = 10,
+    .down_max_ms = 10,
+    .disk_retry_ms = 1000,
+    .initial_voters = 1,
+    .prevote = true,
+    .check_quorum = true,
+};
+
+struct voters_are {
+    struct sim_node *nd;
+    uint32_t mask; /* bit per id */
+};
+
+static bool config_committed(struct sim *s, void *arg)
+{
+    const struct voters_are *v = arg;
+    (void)s;
+    return v->nd->up && raft_voters_mask(&v->nd->r) == v->mask &&
+           v->nd->r.commit_index >= v->nd->r.members_index;
+}
+
+/* Propose a configuration at the leader: id added as a learner (add) or
+ * removed. */
+static int change(struct sim *s, struct sim_node *ld, uint32_t id, bool add)
+{
+    struct raft_members next = ld->r.members;
+    if (add) {
+        next.m[next.n++] = (struct raft_member){.id = id, .role = RAFT_LEARNER};
+    } else {
+        for (size_t i = 0; i < next.n; i++)
+            if (next.m[i].id == id)
+                next.m[i] = next.m[--next.n];
+    }
+    uint64_t index;
+    (void)s;
+    return raft_change_members(&ld->r, &next, &index);
+}
+
+/* 4.2.1: a new server joins as a learner, catches up, and becomes a voter;
+ * one change at a time; a server nobody added never stands or votes. */
+static void grow_one_at_a_time(struct sim *s, struct seen *seen)
+{
+    sim_start_all(s);
+    struct sim_node *n1 = node(s, 1), *n2 = node(s, 2), *n3 = node(s, 3);
+    EXPECT(s, sim_run_until(s, s->now + 2000, leader_ready, NULL), "node 1 did not lead alone");
+    EXPECT(s, sim_leader(s) == n1, "a server not in the configuration leads");
+    EXPECT(s,
+           seen->count[RAFT_MSG_VOTE][2][1][0] + seen->count[RAFT_MSG_PREVOTE][2][1][0] == 0 &&
+               n2->r.current_term == 0,
+           "node 2, not added yet, stood for election");
+    EXPECT(s, sim_propose_batch(s, n1, 20) == 20, "writes refused");
+    EXPECT(s, change(s, n1, 2, true) == RAFT_OK, "adding node 2 refused");
+    EXPECT(s, change(s, n1, 3, true) == RAFT_EBUSY, "a second change while one is pending");
+    struct voters_are two = {n1, (1u << 1) | (1u << 2)};
+    EXPECT(s, sim_run_until(s, s->now + 3000, config_committed, &two),
+           "node 2 did not become a voter");
+    EXPECT(s, raft_is_voter(&n2->r, 2), "node 2 does not know it is a voter");
+    EXPECT(s, change(s, n1, 3, true) == RAFT_OK, "adding node 3 refused");
+    struct voters_are three = {n1, (1u << 1) | (1u << 2) | (1u << 3)};
+    EXPECT(s, sim_run_until(s, s->now + 3000, config_committed, &three),
+           "node 3 did not become a voter");
+    /* Two changes at once are refused. */
+    struct raft_members two_gone = n1->r.members;
+    two_gone.n = 1;
+    uint64_t index;
+    EXPECT(s, raft_change_members(&n1->r, &two_gone, &index) == RAFT_EINVAL,
+           "a change of two servers at once was taken");
+    /* The cluster of three survives its leader's crash. */
+    sim_crash(s, n1, 0);
+    EXPECT(s, sim_run_until(s, s->now + 3000, has_leader, NULL), "no leader after node 1 crashed");
+    EXPECT(s, n3->r.commit_index >= 22, "node 3 did not commit the writes");
+}
+
+/* 4.2.2: a leader that removes itself manages the cluster until the change
+ * commits, without counting itself, then steps down; the others go on and
+ * the removed server stays quiet. */
+static void leader_removes_itself(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    sim_start_all(s);
+    EXPECT(s, sim_run_until(s, s->now + 3000, leader_ready, NULL), "no leader");
+    struct sim_node *old = sim_leader(s);
+    uint64_t term = old->r.current_term;
+    EXPECT(s, change(s, old, old->id, false) == RAFT_OK, "the leader could not remove itself");
+    struct stepped_down sd = {old, term};
+    EXPECT(s, sim_run_until(s, s->now + 2000, has_stepped_down, &sd),
+           "the removed leader did not step down");
+    EXPECT(s, sim_run_until(s, s->now + 3000, has_leader, NULL), "the others elected no leader");
+    struct sim_node *ld = sim_leader(s);
+    EXPECT(s, ld != old && !raft_is_member(&ld->r, old->id), "the new leader still has node %u",
+           old->id);
+    uint64_t index, t;
+    EXPECT(s, sim_propose(s, ld, &index, &t) == RAFT_OK, "the new leader refused a write");
+    uint64_t quiet_term = old->r.current_term;
+    sim_run_for(s, 3000);
+    EXPECT(s, old->r.current_term == quiet_term && old->r.role == RAFT_FOLLOWER,
+           "the removed server stood for election (term %" PRIu64 " -> %" PRIu64 ")", quiet_term,
+           old->r.current_term);
+    EXPECT(s, sim_leader(s) == ld, "the leader changed after the removal");
+}
+
 struct scenario {
     const char *name;
     size_t n;
@@ -756,6 +1101,24 @@ static const struct scenario scenarios[] = {
      crash_mid_transfer},
     {"a snapshot keeps the follower's later entries (Figure 13, step 6)", 3, &quiet_chunks,
      snapshot_keeps_later_entries},
+    {"Pre-Vote: a follower cut off and back leaves the leader and its term alone", 3,
+     &lively_prevote, prevote_rejoin_keeps_leader},
+    {"without Pre-Vote the same follower deposes the leader", 3, &lively,
+     no_prevote_rejoin_deposes_leader},
+    {"CheckQuorum: 5 nodes, a leader cut off with one follower steps down", 5, &lively_prevote,
+     check_quorum_minority_leader_steps_down},
+    {"without CheckQuorum that leader keeps leading its minority", 5, &lively,
+     no_check_quorum_minority_leader_stays},
+    {"leader stickiness: a RequestVote reaching a follower in lease is ignored", 3, &lively_prevote,
+     sticky_follower_ignores_vote},
+    {"leadership transfer: writes stop, the target catches up and wins the next term", 3,
+     &lively_prevote, transfer_hands_over},
+    {"a transfer to an unreachable node is given up after an election timeout", 3, &lively_prevote,
+     transfer_to_unreachable_gives_up},
+    {"membership: 1 -> 2 -> 3 voters, each a learner first, one change at a time", 3,
+     &lively_one_voter, grow_one_at_a_time},
+    {"membership: a leader that removes itself steps down once that commits", 3, &lively_prevote,
+     leader_removes_itself},
 };
 
 int sim_run_scenarios(bool verbose)

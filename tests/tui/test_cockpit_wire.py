@@ -265,11 +265,11 @@ def run_wire(build, port, work):
         ticked = next(i for i in (1, 2, 3) if i != candidate)
         term.type(f":tick {ticked} 400")
         term.keys("Enter")
-        check(wait_until(lambda: cards(term.screen()).get(ticked) == "Candidate"
-                         and any(f == ticked and "RequestVote" in w
-                                 for _, f, _, w in held_list(term.screen())), 10),
-              f":tick {ticked} 400 fires node {ticked}'s election timer: a Candidate, its "
-              "RequestVotes held")
+        # With Pre-Vote on, it asks for pre-votes first and stays a Follower.
+        check(wait_until(lambda: any(f == ticked and re.match(r"(RequestVote|PreVote) t", w)
+                                     for _, f, _, w in held_list(term.screen())), 10),
+              f":tick {ticked} 400 fires node {ticked}'s election timer: its RequestVotes "
+              "(or PreVotes) are held")
         term.type("f")
         check(wait_until(lambda: "FROZEN" not in term.screen(), 10), "f again thaws")
         check(wait_until(lambda: leader_of(term), 30), "after the thaw, one leader")

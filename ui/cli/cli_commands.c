@@ -30,6 +30,7 @@ static enum cli_status run_incr(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_expire(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_ttl(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_del(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_transfer(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_help(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_quit(struct cli_conn *c, int argc, char **argv);
 
@@ -45,6 +46,7 @@ static const struct cli_command commands[] = {
     {"ttl", 1, 1, "ttl <key>", "seconds left; -1 no TTL, -2 no key", run_ttl},
     {"del", 1, CLI_LINE_MAX_WORDS - 1, "del <key> [key ...]", "delete: how many keys there were",
      run_del},
+    {"transfer", 1, 1, "transfer <id>", "the leader hands leadership to node id", run_transfer},
     {"help", 0, 1, "help [command]", "this list", run_help},
     {"quit", 0, 0, "quit", "leave (also exit, Ctrl-D)", run_quit},
     {"exit", 0, 0, "exit", NULL, run_quit},
@@ -292,6 +294,19 @@ static enum cli_status run_suspend(struct cli_conn *c, int argc, char **argv)
     }
     const char *req[] = {"RAFT.SUSPEND", argv[1]};
     return call_and_print(c, CLI_ROUTE_THIS, 2, req);
+}
+
+static enum cli_status run_transfer(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    long long id;
+    if (parse_int(argv[1], &id) < 0 || id < 1 || id > CLUSTER_MAX_NODES) {
+        fprintf(stderr, "error: a node id is a number from 1 to %d, got '%s'\n", CLUSTER_MAX_NODES,
+                argv[1]);
+        return usage(find_command("transfer"));
+    }
+    const char *req[] = {"RAFT.TRANSFER", argv[1]};
+    return call_and_print(c, CLI_ROUTE_LEADER, 2, req);
 }
 
 static enum cli_status run_getval(struct cli_conn *c, int argc, char **argv)

@@ -31,6 +31,8 @@ static const struct client_command commands[] = {
     {"getleader", "RAFT.LEADER", 0, 0, false, "getleader", "ask a node who leads"},
     {"raft.snapshot", "RAFT.SNAPSHOT", 0, 0, false, "raft.snapshot",
      "the node asked takes a snapshot now (see snapshot N)"},
+    {"raft.transfer", "RAFT.TRANSFER", 1, 1, false, "raft.transfer <id>",
+     "the leader hands leadership to node id (see transfer N)"},
 };
 
 const struct client_command *client_command_find(const char *name)

@@ -474,6 +474,51 @@ static void run_snapshot(struct cockpit *ck, int argc, char **argv, struct comma
     submit_client(ck, 1, request, id, out);
 }
 
+/* transfer N: the leader hands leadership to node N (RAFT.TRANSFER). */
+static void run_transfer(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    (void)argc;
+    uint32_t id;
+    if (!parse_node(ck, argv[1], &id, out))
+        return;
+    char target[16];
+    snprintf(target, sizeof target, "%u", id);
+    char *request[] = {"raft.transfer", target};
+    submit_client(ck, 2, request, 0, out);
+}
+
+/* "on" / "off": 1 / 0, -1 otherwise. */
+static int parse_on_off(const char *s)
+{
+    return strcmp(s, "on") == 0 ? 1 : strcmp(s, "off") == 0 ? 0 : -1;
+}
+
+static void run_prevote(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    (void)argc;
+    char err[160];
+    int on = parse_on_off(argv[1]);
+    if (on < 0) {
+        fail(ck, out, "prevote: say on or off");
+        return;
+    }
+    report(ck, out, sup_raft_options(&ck->sup, on, -1, ck->now_ms, err, sizeof err), err,
+           on ? "pre-vote on at every node" : "pre-vote off at every node");
+}
+
+static void run_checkquorum(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    (void)argc;
+    char err[160];
+    int on = parse_on_off(argv[1]);
+    if (on < 0) {
+        fail(ck, out, "checkquorum: say on or off");
+        return;
+    }
+    report(ck, out, sup_raft_options(&ck->sup, -1, on, ck->now_ms, err, sizeof err), err,
+           on ? "check-quorum on at every node" : "check-quorum off at every node");
+}
+
 static void run_on(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
 {
     uint32_t id;
@@ -506,6 +551,11 @@ static const struct command commands[] = {
     {"pause", "", "freeze or unfreeze the display", 0, 0, run_pause},
     {"screenshot", "[FILE]", "write the screen to FILE.txt and FILE.svg", 0, 1, run_screenshot},
     {"snapshot", "N", "node N takes a snapshot now and compacts its log", 1, 1, run_snapshot},
+    {"transfer", "N", "the leader hands leadership to node N", 1, 1, run_transfer},
+    {"prevote", "on|off", "Pre-Vote at every node (a timed-out node asks first)", 1, 1,
+     run_prevote},
+    {"checkquorum", "on|off", "CheckQuorum at every node (a cut-off leader steps down)", 1, 1,
+     run_checkquorum},
     {"on", "N COMMAND ...", "send a client command to node N only, no retries", 2, 6, run_on},
     {"help", "", "show keys and commands", 0, 1, run_help},
     {"quit", "", "stop every node and leave", 0, 0, run_quit},

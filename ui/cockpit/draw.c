@@ -95,6 +95,7 @@ static enum pair role_pair(enum model_role r)
     case ROLE_LEADER:
         return P_LEADER;
     case ROLE_CANDIDATE:
+    case ROLE_PRECANDIDATE:
         return P_CANDIDATE;
     case ROLE_FOLLOWER:
         return P_FOLLOWER;
@@ -114,6 +115,7 @@ static const char *role_glyph(enum model_role r)
     case ROLE_LEADER:
         return "*";
     case ROLE_CANDIDATE:
+    case ROLE_PRECANDIDATE: /* the card spells the role out beside it */
         return "?";
     case ROLE_SUSPENDED:
         return "Z";
@@ -367,6 +369,12 @@ static void draw_peer(const struct model *m, const struct model_node *n, const s
         bool behind = p->match + 2 < n->last_index;
         char ack[32];
         age_text(p->last_ack_ago_ms, ack, sizeof ack);
+        if (p->snapshot_index > 0) {
+            put(y, x, w, hot ? A_BOLD : A_NORMAL, "%s%u snap #%" PRIu64 " chunk %u/%u ack %s",
+                hot ? ">" : " ", p->id, p->snapshot_index, p->snapshot_chunk, p->snapshot_chunks,
+                ack);
+            return;
+        }
         put(y, x, w, hot ? A_BOLD : A_NORMAL, "%s%u match %-4" PRIu64 " ack %s%s", hot ? ">" : " ",
             p->id, p->match, ack, behind ? " behind" : "");
     } else {

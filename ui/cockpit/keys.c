@@ -75,6 +75,12 @@ static int force_timeout(struct cockpit *ck, int key)
     return run(ck, "timeout %u", ck->ui.selected);
 }
 
+static int transfer_to_selected(struct cockpit *ck, int key)
+{
+    (void)key;
+    return run(ck, "transfer %u", ck->ui.selected);
+}
+
 static int client_write(struct cockpit *ck, int key)
 {
     (void)key;
@@ -189,6 +195,7 @@ static const struct key_binding bindings[] = {
     {'i', 'i', "i", "isolate the selected node from the others", isolate_node},
     {'h', 'h', "h", "heal everything: no partitions, losses or delays", heal_all},
     {'t', 't', "t", "force the selected node's election timeout", force_timeout},
+    {'T', 'T', "T", "the leader hands leadership to the selected node", transfer_to_selected},
     {'c', 'c', "c", "send a client write to the leader (incr clicks)", client_write},
     {'+', '+', "+", "faster node timers", change_speed},
     {'=', '=', NULL, NULL, change_speed},

@@ -13,8 +13,9 @@
 #define LAG_ENTRIES 3 /* a follower this far behind the leader's commit is lagging */
 
 static const char *const role_names[] = {
-    [ROLE_FOLLOWER] = "Follower",   [ROLE_CANDIDATE] = "Candidate", [ROLE_LEADER] = "Leader",
-    [ROLE_SUSPENDED] = "Suspended", [ROLE_DOWN] = "Down",           [ROLE_STARTING] = "Starting",
+    [ROLE_FOLLOWER] = "Follower",         [ROLE_CANDIDATE] = "Candidate", [ROLE_LEADER] = "Leader",
+    [ROLE_PRECANDIDATE] = "PreCandidate", [ROLE_SUSPENDED] = "Suspended", [ROLE_DOWN] = "Down",
+    [ROLE_STARTING] = "Starting",
 };
 
 const char *model_role_name(enum model_role r)
@@ -209,7 +210,7 @@ enum model_role model_role_of(const struct model *m, const struct model_node *n)
         return ROLE_STARTING;
     if (n->suspended)
         return ROLE_SUSPENDED;
-    return n->role <= ROLE_LEADER ? (enum model_role)n->role : ROLE_FOLLOWER;
+    return n->role <= ROLE_PRECANDIDATE ? (enum model_role)n->role : ROLE_FOLLOWER;
 }
 
 bool model_node_live(const struct model *m, const struct model_node *n)
@@ -404,8 +405,31 @@ static void note_won(struct model *m, uint32_t id, uint64_t term)
 /* "node 2 timed out after 212 ms and started term 5" and friends. */
 static void tell_role_change(struct model *m, struct model_node *n, const struct model_node *prev,
                              bool had, int from, int to, uint64_t term, const char *votes,
-                             uint32_t timeout_ms)
+                             uint32_t timeout_ms, const char *reason)
 {
+    if (to == ROLE_PRECANDIDATE) {
+        /* Pre-Vote (dissertation 9.6): the term stays until a majority says yes. */
+        uint32_t timeout = timeout_ms ? timeout_ms : n->election_timeout_ms;
+        model_event(m, EV_ELECTION,
+                    "node %u %s after %u ms and asks for pre-votes for term %" PRIu64
+                    " (its term stays %" PRIu64 " until a majority says yes)",
+                    n->id, from == ROLE_CANDIDATE ? "timed out again" : "timed out", timeout,
+                    term + 1, term);
+        return;
+    }
+    if (to == ROLE_CANDIDATE && from == ROLE_PRECANDIDATE) {
+        note_candidate(m, n->id, term);
+        model_event(m, EV_ELECTION, "node %u got a majority of pre-votes and started term %" PRIu64,
+                    n->id, term);
+        return;
+    }
+    if (to == ROLE_CANDIDATE && reason && strncmp(reason, "TimeoutNow", 10) == 0) {
+        note_candidate(m, n->id, term);
+        n->forced_timeout_ms = 0;
+        model_event(m, EV_ELECTION, "node %u got %s and started term %" PRIu64 " at once", n->id,
+                    reason, term);
+        return;
+    }
     if (to == ROLE_CANDIDATE) {
         note_candidate(m, n->id, term);
         if (n->forced_timeout_ms && m->now_ms - n->forced_timeout_ms < 3000) {
@@ -430,9 +454,22 @@ static void tell_role_change(struct model *m, struct model_node *n, const struct
         else
             model_event(m, EV_LEADER, "node %u is now the leader of term %" PRIu64, n->id, term);
     } else if (from == ROLE_LEADER) {
-        model_event(m, EV_LEADER,
-                    "node %u stepped down: it saw term %" PRIu64 ", newer than its own", n->id,
-                    term);
+        if (reason && *reason)
+            model_event(m, EV_LEADER, "node %u stepped down: %s", n->id, reason);
+        else if (had && prev->term >= term)
+            model_event(m, EV_LEADER, "node %u stepped down in term %" PRIu64, n->id, term);
+        else
+            model_event(m, EV_LEADER,
+                        "node %u stepped down: it saw term %" PRIu64 ", newer than its own", n->id,
+                        term);
+    } else if (from == ROLE_PRECANDIDATE) {
+        if (n->leader)
+            model_event(m, EV_ELECTION,
+                        "node %u stopped asking for pre-votes: node %u leads term %" PRIu64, n->id,
+                        n->leader, term);
+        else
+            model_event(m, EV_ELECTION,
+                        "node %u stopped asking for pre-votes: it saw term %" PRIu64, n->id, term);
     } else if (from == ROLE_CANDIDATE) {
         if (n->leader)
             model_event(m, EV_ELECTION, "node %u gave up its election: node %u leads term %" PRIu64,
@@ -452,6 +489,7 @@ struct role_line {
     int from, to;
     uint32_t timeout_ms; /* 0: not said */
     char votes[64];
+    char reason[96]; /* "no word from a majority for 300 ms" */
 };
 
 static const char *skip_prefix(const char *line)
@@ -490,7 +528,34 @@ static bool parse_role_line(const char *line, struct role_line *r)
     const char *t = strstr(rest, "timed out after ");
     if (t)
         r->timeout_ms = (uint32_t)strtoul(t + strlen("timed out after "), NULL, 10);
+    r->reason[0] = '\0';
+    const char *q = strstr(rest, "(no word from a majority");
+    if (q == NULL)
+        q = strstr(rest, "(TimeoutNow from node");
+    if (q) {
+        q++;
+        size_t k = 0;
+        while (q[k] && q[k] != ')' && k + 1 < sizeof r->reason) {
+            r->reason[k] = q[k];
+            k++;
+        }
+        r->reason[k] = '\0';
+    }
     return true;
+}
+
+/* Lines the node words as a sentence with itself as the subject ("took a
+ * snapshot up to #10000 ..."), told as "node 2 took a snapshot ...". */
+static bool is_narration(const char *line)
+{
+    static const char *const verbs[] = {
+        "took a snapshot ",     "sent node ",         "installed the snapshot ",
+        "asked for pre-votes ", "ignored node ",      "sent TimeoutNow ",
+        "gave up handing ",     "handed leadership ", "handing leadership "};
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (strncmp(line, verbs[i], strlen(verbs[i])) == 0)
+            return true;
+    return false;
 }
 
 /* The node's own lines: role changes in words, everything else as printed.
@@ -504,11 +569,19 @@ static bool tell_node_lines(struct model *m, struct model_node *n, const struct 
         struct role_line r;
         if (parse_role_line(line, &r)) {
             role_line = true;
+            /* A candidate that did not win moved on from its term. */
             if (r.from == ROLE_CANDIDATE && r.to == ROLE_CANDIDATE)
                 note_moved_on(m, n->id, r.term - 1);
-            tell_role_change(m, n, prev, had, r.from, r.to, r.term, r.votes, r.timeout_ms);
+            else if (r.from == ROLE_CANDIDATE && r.to == ROLE_PRECANDIDATE)
+                note_moved_on(m, n->id, r.term);
+            else if (r.from == ROLE_CANDIDATE && r.to == ROLE_FOLLOWER)
+                note_moved_on(m, n->id, had && prev->term < r.term ? prev->term : r.term - 1);
+            tell_role_change(m, n, prev, had, r.from, r.to, r.term, r.votes, r.timeout_ms,
+                             r.reason);
         } else if (strstr(line, "(new term)")) {
             continue; /* a follower moving to a newer term: votes and leaders tell it */
+        } else if (is_narration(skip_prefix(line))) {
+            model_event(m, EV_NODE, "node %u %s", n->id, skip_prefix(line));
         } else {
             model_event(m, EV_NODE, "node %u: %s", n->id, skip_prefix(line));
         }
@@ -566,6 +639,9 @@ static void copy_status(struct model_node *n, const Raftkv__Status *st)
             .sent = p->sent,
             .received = p->received,
             .blocked = p->blocked,
+            .snapshot_index = p->snapshot_index,
+            .snapshot_chunk = p->snapshot_chunk,
+            .snapshot_chunks = p->snapshot_chunks,
         };
     }
     n->msgs_sent = st->msgs_sent;
@@ -575,6 +651,9 @@ static void copy_status(struct model_node *n, const Raftkv__Status *st)
     n->state_digest = st->state_digest;
     n->speed = st->speed;
     n->drop_percent = st->drop_percent;
+    n->prevote = st->prevote;
+    n->check_quorum = st->check_quorum;
+    n->transfer_to = st->transfer_to;
     n->delay_ms = st->delay_ms;
     n->suspended = st->suspended;
     n->suspend_left_ms = st->suspend_left_ms;
@@ -681,7 +760,7 @@ void model_apply_status(struct model *m, const Raftkv__Status *st)
 
     bool role_line = tell_node_lines(m, n, &prev, had, st);
     if (had && !role_line && prev.role != n->role)
-        tell_role_change(m, n, &prev, had, (int)prev.role, (int)n->role, n->term, "", 0);
+        tell_role_change(m, n, &prev, had, (int)prev.role, (int)n->role, n->term, "", 0, "");
 
     /* Votes granted to others. */
     if (had && n->voted_for && n->voted_for != n->id &&

@@ -29,12 +29,13 @@
 
 /* What a person sees for a node: its Raft role, or why it has none. */
 enum model_role {
-    ROLE_FOLLOWER = 0, /* the values 0-2 are Status.role */
+    ROLE_FOLLOWER = 0, /* the values 0-3 are Status.role */
     ROLE_CANDIDATE = 1,
     ROLE_LEADER = 2,
-    ROLE_SUSPENDED, /* SIGSTOPped by us, or suspended by RAFT.SUSPEND */
-    ROLE_DOWN,      /* no process */
-    ROLE_STARTING,  /* process started, no report yet */
+    ROLE_PRECANDIDATE = 3, /* asking for pre-votes (dissertation 9.6) */
+    ROLE_SUSPENDED,        /* SIGSTOPped by us, or suspended by RAFT.SUSPEND */
+    ROLE_DOWN,             /* no process */
+    ROLE_STARTING,         /* process started, no report yet */
 };
 
 /* The process behind a node, as the supervisor knows it. */
@@ -70,6 +71,8 @@ struct model_peer {
     uint64_t last_ack_ago_ms, last_send_ago_ms;
     uint64_t sent, received;
     bool blocked;
+    uint64_t snapshot_index;                  /* being sent a snapshot (leader's view); 0: no */
+    uint32_t snapshot_chunk, snapshot_chunks; /* chunk in flight (1-based) of how many */
 };
 
 struct model_node {
@@ -103,6 +106,8 @@ struct model_node {
     uint64_t state_digest;
     double speed;
     uint32_t drop_percent, delay_ms;
+    bool prevote, check_quorum; /* the node's Raft options */
+    uint32_t transfer_to;       /* leader handing leadership to this node; 0: no */
     bool suspended;
     uint32_t suspend_left_ms;
     uint64_t uptime_ms;

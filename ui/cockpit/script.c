@@ -55,6 +55,7 @@ struct script {
     size_t expectations;
     uint64_t first_event;
     uint64_t first_wire; /* "expect wire" looks at messages from here on */
+    uint64_t noted_term; /* note-term: the highest term then */
     char why[256];
 };
 
@@ -377,6 +378,17 @@ static int evaluate(struct cockpit *ck, struct script *s)
         return expect_log(ck, s, w, n);
     if (strcmp(what, "getval") == 0)
         return expect_getval(ck, s, w, n);
+    if (strcmp(what, "term") == 0 && n == 3) {
+        /* The highest term of any live node against the one note-term saw. */
+        bool same = strcmp(w[2], "same") == 0;
+        if (!same && strcmp(w[2], "higher") != 0)
+            return BAD;
+        if (same ? v.term == s->noted_term : v.term > s->noted_term)
+            return HOLDS;
+        snprintf(s->why, sizeof s->why, "the highest term is %" PRIu64 ", noted %" PRIu64, v.term,
+                 s->noted_term);
+        return NOT_YET;
+    }
     if (strcmp(what, "event") == 0 && n >= 3) {
         char text[UI_LINE_MAX];
         join(w, 2, n, text, sizeof text);
@@ -415,6 +427,13 @@ static void run_line(struct cockpit *ck, struct script *s)
     if (strcmp(w[0], "wait-leader") == 0) {
         s->state = SCRIPT_WAIT_LEADER;
         s->until_ms = ck->now_ms + (uint64_t)(WAIT_LEADER_MS * slowness(ck));
+        return;
+    }
+    if (strcmp(w[0], "note-term") == 0) {
+        struct model_view v;
+        model_get_view(&ck->model, &v);
+        s->noted_term = v.term;
+        model_event(&ck->model, EV_SCRIPT, "noted term %" PRIu64, v.term);
         return;
     }
     if (strcmp(w[0], "wait-client") == 0) {
@@ -464,8 +483,9 @@ static void run_line(struct cockpit *ck, struct script *s)
     /* Network faults reach the nodes as messages: the next line runs once
      * every node reports them in force, so a script never races its own
      * faults. */
-    static const char *const network[] = {"delay", "drop",   "partition", "isolate", "heal",
-                                          "speed", "freeze", "thaw",      "wire"};
+    static const char *const network[] = {"delay",  "drop",  "partition", "isolate",
+                                          "heal",   "speed", "prevote",   "checkquorum",
+                                          "freeze", "thaw",  "wire"};
     for (size_t i = 0; i < sizeof(network) / sizeof(network[0]); i++) {
         if (strcmp(w[0], network[i]) == 0) {
             s->state = SCRIPT_SETTLE;

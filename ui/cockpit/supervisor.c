@@ -235,6 +235,8 @@ int sup_open(struct supervisor *s, const struct sup_options *o, char *err, size_
     s->status_fd = -1;
     s->speed = o->speed;
     s->wire_on = true;
+    s->prevote = true;
+    s->check_quorum = true;
     if (o->requirepass_file != NULL && realpath(o->requirepass_file, s->requirepass_file) == NULL) {
         snprintf(err, errlen, "--requirepass-file %s: %s", o->requirepass_file, strerror(errno));
         return -1;
@@ -614,6 +616,10 @@ static void send_faults(struct supervisor *s, struct sup_node *n, uint64_t now_m
     c.frozen = s->frozen;
     c.set_wire = 1;
     c.wire = s->wire_on;
+    c.set_prevote = 1;
+    c.prevote = s->prevote;
+    c.set_check_quorum = 1;
+    c.check_quorum = s->check_quorum;
     c.status_now = 1;
     n->last_control_ms = now_ms;
     send_control(s, n, &c);
@@ -634,7 +640,8 @@ static bool faults_shown(const struct supervisor *s, const struct sup_node *n)
         return true; /* nothing to compare yet; sent when it reports */
     return mn->blocked_mask == n->want_blocked && mn->drop_percent == s->drop_percent &&
            mn->delay_ms == s->delay_ms && fabs(mn->speed - s->speed) < 1e-9 &&
-           mn->frozen == s->frozen && mn->wire == s->wire_on;
+           mn->frozen == s->frozen && mn->wire == s->wire_on && mn->prevote == s->prevote &&
+           mn->check_quorum == s->check_quorum;
 }
 
 bool sup_faults_settled(const struct supervisor *s)
@@ -747,6 +754,28 @@ int sup_speed(struct supervisor *s, double speed, uint64_t now_ms, char *err, si
                 speed < 1   ? "slower than real time"
                 : speed > 1 ? "faster than real time"
                             : "in real time");
+    return 0;
+}
+
+int sup_raft_options(struct supervisor *s, int prevote, int check_quorum, uint64_t now_ms,
+                     char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    if (prevote >= 0)
+        s->prevote = prevote != 0;
+    if (check_quorum >= 0)
+        s->check_quorum = check_quorum != 0;
+    send_faults_to_all(s, now_ms);
+    if (prevote >= 0)
+        model_event(s->model, EV_FAULT, "pre-vote %s: %s", s->prevote ? "on" : "off",
+                    s->prevote ? "a node that times out asks first whether it could win"
+                               : "a node that times out raises its term at once");
+    if (check_quorum >= 0)
+        model_event(s->model, EV_FAULT, "check-quorum %s: %s", s->check_quorum ? "on" : "off",
+                    s->check_quorum
+                        ? "a leader without a majority steps down; followers stick to a live leader"
+                        : "a leader cut off from the majority keeps believing it leads");
     return 0;
 }
 

@@ -66,6 +66,7 @@ struct supervisor {
     uint32_t delay_ms;
     bool frozen;  /* every node's clock stopped, peer messages held (:freeze) */
     bool wire_on; /* nodes report their messages (:wire on) */
+    bool prevote, check_quorum; /* dissertation 9.6, on every node */
     struct sup_node nodes[CLUSTER_MAX_NODES];
     struct model *model;
     char requirepass_file[PATH_MAX]; /* "" when none */
@@ -105,6 +106,9 @@ void sup_heal(struct supervisor *s, uint64_t now_ms);
 bool sup_faults_settled(const struct supervisor *s);
 int sup_drop(struct supervisor *s, uint32_t percent, uint64_t now_ms, char *err, size_t errlen);
 int sup_delay(struct supervisor *s, uint32_t ms, uint64_t now_ms, char *err, size_t errlen);
+/* Pre-Vote and CheckQuorum on or off at every node (-1: leave as is). */
+int sup_raft_options(struct supervisor *s, int prevote, int check_quorum, uint64_t now_ms,
+                     char *err, size_t errlen);
 int sup_speed(struct supervisor *s, double speed, uint64_t now_ms, char *err, size_t errlen);
 int sup_timeout(struct supervisor *s, uint32_t id, uint64_t now_ms, char *err, size_t errlen);
 /* Freeze or thaw every node (a thaw delivers what they hold). */
