@@ -64,8 +64,8 @@ struct supervisor {
     double speed;
     uint32_t drop_percent;
     uint32_t delay_ms;
-    bool frozen;  /* every node's clock stopped, peer messages held (:freeze) */
-    bool wire_on; /* nodes report their messages (:wire on) */
+    bool frozen;                /* every node's clock stopped, peer messages held (:freeze) */
+    bool wire_on;               /* nodes report their messages (:wire on) */
     bool prevote, check_quorum; /* dissertation 9.6, on every node */
     struct sup_node nodes[CLUSTER_MAX_NODES];
     struct model *model;
