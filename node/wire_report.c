@@ -134,6 +134,8 @@ bool wire_report(struct node *n, enum wire_event ev, enum wire_lost lost, const 
     r->offset = m->offset;
     r->done = m->done;
     r->next_offset = m->next_offset;
+    r->leader_hint = m->leader_hint;
+    r->leader_ago_ms = m->leader_ago_ms;
     r->heartbeat = heartbeat;
     r->count = count > 1 ? count : 0;
     return true;
@@ -150,6 +152,8 @@ bool wire_report_peer(struct node *n, enum wire_event ev, enum wire_lost lost, u
         .last_log_index = pm->last_log_index,
         .last_log_term = pm->last_log_term,
         .granted = pm->granted,
+        .leader_hint = pm->leader_hint,
+        .leader_ago_ms = pm->leader_ago_ms,
         .prev_index = pm->prev_index,
         .prev_term = pm->prev_term,
         .commit = pm->commit,

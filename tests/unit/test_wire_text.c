@@ -55,6 +55,9 @@ static void test_words(void)
     no.hint_term = 2;
     wire_text(&no, false, out, sizeof out);
     CHECK_STR_EQ(out, "3 -> 1  AppendEntries reply t4 refused #8, hint #5 t2");
+    struct wire_rec stale = rec(WREC_SENT, 4, 3, 1, 11, 9);
+    wire_text(&stale, false, out, sizeof out);
+    CHECK_STR_EQ(out, "3 -> 1  AppendEntries reply t9 refused (stale term)");
 
     struct wire_rec vote = rec(WREC_SENT, 1, 2, 1, 3, 5);
     vote.last_log_index = 9;
@@ -87,6 +90,14 @@ static void test_words(void)
     pre_reply.granted = true;
     wire_text(&pre_reply, false, out, sizeof out);
     CHECK_STR_EQ(out, "1 -> 2  pre-vote granted t6");
+    pre_reply.granted = false;
+    pre_reply.leader_hint = 3;
+    pre_reply.leader_ago_ms = 40;
+    wire_text(&pre_reply, false, out, sizeof out);
+    CHECK_STR_EQ(out, "1 -> 2  pre-vote refused t6 (leader 3 heard 40 ms ago)");
+    pre_reply.leader_hint = 1;
+    wire_text(&pre_reply, false, out, sizeof out);
+    CHECK_STR_EQ(out, "1 -> 2  pre-vote refused t6 (1 leads)");
     struct wire_rec now = rec(WREC_SENT, 9, 1, 3, 9, 4);
     wire_text(&now, false, out, sizeof out);
     CHECK_STR_EQ(out, "1 -> 3  TimeoutNow t4");

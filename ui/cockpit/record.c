@@ -203,6 +203,8 @@ static void record_on_wire(void *ctx, const struct model *m, const struct wire_r
         {"last_log_index", w->last_log_index, false},
         {"last_log_term", w->last_log_term, false},
         {"granted", w->granted, true},
+        {"leader_hint", w->leader_hint, false},
+        {"leader_ago_ms", w->leader_ago_ms, false},
         {"prev_index", w->prev_index, false},
         {"prev_term", w->prev_term, false},
         {"commit", w->commit, false},

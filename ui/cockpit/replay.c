@@ -139,6 +139,8 @@ static bool replay_msg(const struct jsonl_object *o, struct wire_rec *r)
         {"last_log_index", false, &r->last_log_index, NULL, NULL},
         {"last_log_term", false, &r->last_log_term, NULL, NULL},
         {"granted", false, NULL, NULL, &r->granted},
+        {"leader_hint", false, NULL, &r->leader_hint, NULL},
+        {"leader_ago_ms", false, &r->leader_ago_ms, NULL, NULL},
         {"prev_index", false, &r->prev_index, NULL, NULL},
         {"prev_term", false, &r->prev_term, NULL, NULL},
         {"commit", false, &r->commit, NULL, NULL},

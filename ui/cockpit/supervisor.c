@@ -902,6 +902,8 @@ static void apply_wire_report(struct supervisor *s, uint32_t node, const Raftkv_
             .last_log_index = w->last_log_index,
             .last_log_term = w->last_log_term,
             .granted = w->granted,
+            .leader_hint = w->leader_hint,
+            .leader_ago_ms = w->leader_ago_ms,
             .prev_index = w->prev_index,
             .prev_term = w->prev_term,
             .commit = w->commit,

@@ -42,6 +42,8 @@ struct wire_rec {
     uint64_t term;
     uint64_t last_log_index, last_log_term;
     bool granted;
+    uint32_t leader_hint;   /* refused: the leader the voter heard from lately */
+    uint64_t leader_ago_ms; /* and how long ago */
     uint64_t prev_index, prev_term, commit;
     uint32_t n_entries;
     bool success;

@@ -31,11 +31,19 @@ static void describe_vote(const struct wire_type *t, const struct wire_rec *r, c
              r->last_log_index, r->last_log_term);
 }
 
-/* "vote granted t5": the reply reads as what it says. */
+/* "vote granted t5": the reply reads as what it says; a refusal because
+ * the voter heard from a leader lately says which and when. */
 static void describe_vote_reply(const struct wire_type *t, const struct wire_rec *r, char *out,
                                 size_t size)
 {
-    snprintf(out, size, "%s %s t%" PRIu64, t->word, r->granted ? "granted" : "refused", r->term);
+    if (!r->granted && r->leader_hint != 0 && r->leader_hint == r->from)
+        snprintf(out, size, "%s refused t%" PRIu64 " (%u leads)", t->word, r->term, r->leader_hint);
+    else if (!r->granted && r->leader_hint != 0)
+        snprintf(out, size, "%s refused t%" PRIu64 " (leader %u heard %" PRIu64 " ms ago)", t->word,
+                 r->term, r->leader_hint, r->leader_ago_ms);
+    else
+        snprintf(out, size, "%s %s t%" PRIu64, t->word, r->granted ? "granted" : "refused",
+                 r->term);
 }
 
 static void describe_append(const struct wire_type *t, const struct wire_rec *r, char *out,
@@ -62,6 +70,8 @@ static void describe_append_reply(const struct wire_type *t, const struct wire_r
     if (r->success)
         snprintf(out, size, "%s t%" PRIu64 " ok match %" PRIu64 "%s", t->name, r->term,
                  r->match_index, r->heartbeat ? " heartbeat" : "");
+    else if (r->rejected_index == 0 && r->hint_index == 0) /* the sender's term is old */
+        snprintf(out, size, "%s t%" PRIu64 " refused (stale term)", t->name, r->term);
     else if (r->hint_term)
         snprintf(out, size, "%s t%" PRIu64 " refused #%" PRIu64 ", hint #%" PRIu64 " t%" PRIu64,
                  t->name, r->term, r->rejected_index, r->hint_index, r->hint_term);
