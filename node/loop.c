@@ -308,7 +308,7 @@ static void node_advance_clock(struct node *n, uint64_t now)
      * still: the node must not campaign, and when it writes again it must not
      * time out at once for the time that passed and depose a healthy leader
      * (the heartbeats it took in meanwhile restarted its timer at that time). */
-    if (n->disk_error) {
+    if (n->disk_error || n->wire.frozen) {
         n->last_real_ms = now;
         return;
     }
@@ -391,6 +391,7 @@ int node_run(struct node *n)
         if (n->suspended) {
             n->last_real_ms = now;
             transport_receive(n); /* peer messages are lost; controls still work */
+            wire_report_tick(n, now);
             status_maybe_publish(n, now);
             continue;
         }
@@ -409,7 +410,8 @@ int node_run(struct node *n)
                 clients_parse(n, c);
             }
         }
-        commands_sweep_expired(n);
+        if (!n->wire.frozen) /* nothing changes while frozen */
+            commands_sweep_expired(n);
         node_process_ready(n);
         snapshot_tick(n);
         transport_flush_delayed(n, now);
@@ -417,6 +419,7 @@ int node_run(struct node *n)
             if (c->out.len > 0)
                 clients_write(n, c);
         clients_reap(n);
+        wire_report_tick(n, now);
         status_maybe_publish(n, now);
     }
     /* Tell every waiting client what is known before the connections close. */

@@ -488,6 +488,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
     n->listen_fd = -1;
     n->peer_in = -1;
     n->status_out = -1;
+    n->wire.on = true; /* reported only with --status */
     if (transport_open(n, err, errlen) != 0)
         return -1;
     if (clients_listen(n, err, errlen) != 0)

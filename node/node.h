@@ -83,6 +83,54 @@ struct delayed_msg {
     size_t len;
 };
 
+/* ------------------------------------------------------------ wire_report.c */
+
+#define WIRE_REPORT_MAX 512 /* records waiting before a report leaves at once */
+
+/* Heartbeats of one kind on one link, reported at most every so often. */
+struct wire_heartbeats {
+    uint64_t last_report_ms;
+    uint32_t skipped;     /* heartbeats since, folded into the next report */
+    uint64_t last_commit; /* AppendEntries: the commit last carried */
+    uint64_t last_match;  /* replies: the match last carried */
+};
+
+/* A peer message held while the node is frozen. */
+struct held_msg {
+    uint32_t from;
+    uint64_t id;
+    struct Raftkv__Envelope *env; /* owned: freed once delivered or dropped */
+};
+
+struct wire_state {
+    bool on;     /* report messages to the supervisor (Control.wire) */
+    bool frozen; /* the clock stands still, peer messages are held */
+    uint64_t next_id;
+    struct Raftkv__WireRecord *records; /* WIRE_REPORT_MAX of them, allocated on first use */
+    size_t n_records;
+    uint64_t unreported;
+    uint64_t next_flush_ms;
+    /* [sent, received][peer slot][AppendEntries, its reply] */
+    struct wire_heartbeats hb[2][CLUSTER_MAX_NODES][2];
+    struct held_msg *held;
+    size_t n_held, cap_held;
+};
+
+enum wire_event {
+    WIRE_SENT = 1,
+    WIRE_RECEIVED = 2,
+    WIRE_LOST = 3,
+    WIRE_HELD = 4,
+    WIRE_DISCARDED = 5, /* a held message dropped by hand */
+};
+
+enum wire_lost {
+    WIRE_LOST_CUT = 1,       /* the link is cut (partition, isolate) */
+    WIRE_LOST_DROP = 2,      /* lost at random (drop PERCENT) */
+    WIRE_LOST_BUSY = 3,      /* the peer is not taking messages (down, or behind) */
+    WIRE_LOST_SUSPENDED = 4, /* the receiver is suspended */
+};
+
 struct node_options {
     const char *config_path;
     const char *data_dir;
@@ -146,6 +194,8 @@ struct node {
     uint64_t control_seq_floor; /* with a secret, a control's seq must exceed this */
     uint64_t next_auth_warn_ms; /* rate limit of the warnings below */
     uint64_t next_cluster_warn_ms;
+
+    struct wire_state wire; /* what it tells the supervisor of its messages; freezing */
 
     /* Suspension (RAFT.SUSPEND or the supervisor). */
     bool suspended;
@@ -244,6 +294,8 @@ int transport_connect_peer(struct node *n, size_t i, char *err, size_t errlen);
 void transport_close(struct node *n);
 void transport_send(struct node *n, const struct raft_msg *m);
 void transport_receive(struct node *n); /* everything waiting on peer_in */
+/* Take in a peer message that passed every check (now, or when a freeze lets it go). */
+void transport_deliver(struct node *n, uint32_t from, const struct Raftkv__PeerMessage *pm);
 void transport_flush_delayed(struct node *n, uint64_t now_ms);
 uint64_t transport_next_due(const struct node *n); /* 0: nothing delayed */
 int transport_fd(const struct node *n);
@@ -344,6 +396,21 @@ void membership_request_add(struct node *n, struct reply_slot *slot, uint32_t id
                             const char *peer_url, const char *client_addr);
 void membership_request_remove(struct node *n, struct reply_slot *slot, uint32_t id);
 void membership_shutdown(struct node *n);
+
+/* wire_report.c */
+/* Note one message for the supervisor. Returns whether it was reported on
+ * its own (false: folded into a count of heartbeats, or reporting is off). */
+bool wire_report(struct node *n, enum wire_event ev, enum wire_lost lost, const struct raft_msg *m,
+                 uint64_t id, bool shown);
+bool wire_report_peer(struct node *n, enum wire_event ev, enum wire_lost lost, uint32_t from,
+                      const struct Raftkv__PeerMessage *pm);
+/* Send the records waiting, when it is time. */
+void wire_report_tick(struct node *n, uint64_t now_ms);
+/* Frozen: keep env (a peer message from `from` that passed every check). */
+void wire_hold(struct node *n, uint32_t from, struct Raftkv__Envelope *env);
+/* Freeze, thaw, deliver, drop, tick, reporting on or off. */
+void wire_control(struct node *n, const struct Raftkv__Control *c);
+void wire_close(struct node *n);
 
 /* transfer.c */
 void transfer_request(struct node *n, struct reply_slot *slot, uint32_t target);

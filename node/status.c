@@ -75,6 +75,9 @@ void status_publish(struct node *n)
     st.snapshot_term = r->log.snapshot_term;
     st.log_first_index = wal_first_index(n->wal);
     st.log_bytes = wal_log_size(n->wal);
+    st.frozen = n->wire.frozen;
+    st.held = (uint32_t)n->wire.n_held;
+    st.wire = n->wire.on;
 
     /* The log's last entries, oldest first. */
     Raftkv__LogEntryView views[STATUS_LOG_TAIL], *view_ptrs[STATUS_LOG_TAIL];

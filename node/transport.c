@@ -157,6 +157,7 @@ void transport_close(struct node *n)
     for (size_t i = 0; i < n->n_delayed; i++)
         free(n->delayed[i].data);
     free(n->delayed);
+    wire_close(n);
     buf_free(&n->pack);
 }
 
@@ -168,14 +169,15 @@ static int transport_slot_of(const struct node *n, uint32_t id)
     return -1;
 }
 
-static void transport_raw_send(struct node *n, int slot, const void *data, size_t len)
+static bool transport_raw_send(struct node *n, int slot, const void *data, size_t len)
 {
     if (nn_send(n->peer_out[slot], data, len, NN_DONTWAIT) < 0) {
         n->msgs_dropped++; /* the peer is not keeping up or not there */
-        return;
+        return false;
     }
     n->msgs_sent++;
     n->sent_to[slot]++;
+    return true;
 }
 
 static void transport_delay(struct node *n, int slot, const void *data, size_t len)
@@ -241,9 +243,15 @@ void transport_send(struct node *n, const struct raft_msg *m)
     int slot = transport_slot_of(n, m->to);
     if (slot < 0 || n->peer_out[slot] < 0)
         return;
-    if ((n->blocked & (1u << m->to)) ||
-        (n->drop_percent > 0 && transport_random(n) % 100 < n->drop_percent)) {
+    uint64_t wire_id = ++n->wire.next_id;
+    if (n->blocked & (1u << m->to)) {
         n->msgs_dropped++;
+        wire_report(n, WIRE_LOST, WIRE_LOST_CUT, m, wire_id, false);
+        return;
+    }
+    if (n->drop_percent > 0 && transport_random(n) % 100 < n->drop_percent) {
+        n->msgs_dropped++;
+        wire_report(n, WIRE_LOST, WIRE_LOST_DROP, m, wire_id, false);
         return;
     }
     Raftkv__Entry stack_entries[16], *entries = stack_entries;
@@ -297,14 +305,16 @@ void transport_send(struct node *n, const struct raft_msg *m)
     pm.data.len = m->len;
     pm.done = m->done;
     pm.next_offset = m->next_offset;
+    pm.wire_id = wire_id;
+    pm.wire_shown = wire_report(n, WIRE_SENT, 0, m, wire_id, false);
     Raftkv__Envelope env = RAFTKV__ENVELOPE__INIT;
     env.body_case = RAFTKV__ENVELOPE__BODY_PEER;
     env.peer = &pm;
     if (transport_pack(n, &env) == 0) {
         if (n->delay_ms > 0)
             transport_delay(n, slot, n->pack.data, n->pack.len);
-        else
-            transport_raw_send(n, slot, n->pack.data, n->pack.len);
+        else if (!transport_raw_send(n, slot, n->pack.data, n->pack.len) && pm.wire_shown)
+            wire_report(n, WIRE_LOST, WIRE_LOST_BUSY, m, wire_id, true);
     } else {
         n->msgs_dropped++;
     }
@@ -390,6 +400,7 @@ static void transport_control(struct node *n, const Raftkv__Control *c)
         else
             node_resume(n);
     }
+    wire_control(n, c);
     if (c->timeout_now && !n->suspended && !n->disk_error) {
         raft_timeout_now(&n->raft);
         node_process_ready(n);
@@ -399,20 +410,35 @@ static void transport_control(struct node *n, const Raftkv__Control *c)
         status_publish(n);
 }
 
-static void transport_peer(struct node *n, uint32_t from, const Raftkv__PeerMessage *pm)
+/* A peer message: checked, then taken in, or held while frozen (env is then
+ * kept: returns true). */
+static bool transport_peer(struct node *n, uint32_t from, Raftkv__Envelope *env)
 {
-    int slot = transport_slot_of(n, from);
+    const Raftkv__PeerMessage *pm = env->peer;
     /* From any node id: one added by a configuration this node has not seen
      * yet (it learns the address from that configuration, and answers
      * then). */
     if (!wire_peer_valid(pm, from, n->opt.id)) {
         n->bad_messages++;
-        return;
+        return false;
     }
     if (n->suspended || (n->blocked & (1u << from))) {
         n->msgs_dropped++;
-        return;
+        wire_report_peer(n, WIRE_LOST, n->suspended ? WIRE_LOST_SUSPENDED : WIRE_LOST_CUT, from,
+                         pm);
+        return false;
     }
+    if (n->wire.frozen) {
+        wire_hold(n, from, env);
+        return true;
+    }
+    transport_deliver(n, from, pm);
+    return false;
+}
+
+void transport_deliver(struct node *n, uint32_t from, const Raftkv__PeerMessage *pm)
+{
+    int slot = transport_slot_of(n, from); /* -1: a node not known yet */
     n->msgs_received++;
     if (slot >= 0)
         n->received_from[slot]++;
@@ -426,6 +452,7 @@ static void transport_peer(struct node *n, uint32_t from, const Raftkv__PeerMess
     }
     struct raft_msg m;
     wire_peer_to_raft(pm, from, entries, &m);
+    wire_report(n, WIRE_RECEIVED, 0, &m, pm->wire_id, pm->wire_shown);
     if (raft_step(&n->raft, &m) == RAFT_EINVAL)
         n->bad_messages++;
     if (entries != stack_entries)
@@ -463,7 +490,8 @@ void transport_receive(struct node *n)
         } else if (v != WIRE_OK) {
             n->bad_messages++;
         } else if (env->body_case == RAFTKV__ENVELOPE__BODY_PEER) {
-            transport_peer(n, env->from, env->peer);
+            if (transport_peer(n, env->from, env))
+                env = NULL; /* held */
         } else if (env->body_case == RAFTKV__ENVELOPE__BODY_CONTROL && env->from == 0) {
             transport_control(n, env->control);
         } else {

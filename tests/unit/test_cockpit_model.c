@@ -2,6 +2,8 @@
  * view and safety checks out. The model is plain C with no curses, so it is
  * compiled in here directly. */
 #include "../../ui/cockpit/model.c"
+#include "../../ui/cockpit/wire_model.c"
+#include "../../ui/cockpit/wire_text.c"
 
 #include "check.h"
 

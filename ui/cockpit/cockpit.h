@@ -27,6 +27,8 @@ struct cockpit_options {
     bool headless;
     int port_base;
     const char *requirepass_file;
+    const char *record_path; /* --record FILE */
+    const char *replay_path; /* --replay FILE */
 };
 
 enum ui_mode { UI_NORMAL, UI_COMMAND, UI_CONFIRM_QUIT, UI_HELP };
@@ -50,9 +52,12 @@ struct ui_state {
     uint64_t message_ms;
     uint64_t last_draw_ms;
     int help_top;
+    char status_line[UI_LINE_MAX]; /* replay: shown on the bottom line instead of the keys */
+    bool wire_hidden;              /* the wire panel is off ('w', :wire off) */
 };
 
 struct script;
+struct recorder;
 
 struct cockpit {
     struct cockpit_options opt;
@@ -61,6 +66,7 @@ struct cockpit {
     struct client client;
     char *password; /* from --requirepass-file: the client sends AUTH */
     struct script *script;
+    struct recorder *recorder; /* --record; NULL without */
     struct ui_state ui;
     struct model *frozen; /* the model as it was when the display was paused */
     uint64_t now_ms;
@@ -74,6 +80,10 @@ struct cockpit {
 void cockpit_message(struct cockpit *ck, bool error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void cockpit_hints(const struct cockpit *ck, struct client_hints *h);
+/* Headless: print the events not printed yet, as lines. */
+void cockpit_print_events(struct cockpit *ck);
+/* The signal that asks the cockpit to stop, 0 if none. */
+int cockpit_quit_signal(void);
 /* "12:04:05.123" */
 void cockpit_format_time(uint64_t wall_ms, char *out, size_t size, bool millis);
 
@@ -100,6 +110,10 @@ size_t keys_help_lines(const char **lines, size_t max);
 /* draw.c */
 void draw_init(struct cockpit *ck);
 void draw_screen(struct cockpit *ck);
+
+/* draw_wire.c */
+void draw_wire_init(bool colour);
+void draw_wire_panel(struct cockpit *ck, const struct model *m, int y, int x, int h, int w);
 
 /* screenshot.c: the screen as plain text and as SVG. Returns 0, or -1 with err. */
 int screenshot_write(struct cockpit *ck, const char *name, char *written, size_t written_size,

@@ -23,9 +23,12 @@
 
 #include "cockpit.h"
 #include "password.h"
+#include "record.h"
+#include "replay.h"
 
 #define POLL_MS 50
 #define DRAW_MS 80
+#define RECORD_FLUSH_MS 1000
 
 static volatile sig_atomic_t quit_signal;
 static struct termios saved_termios;
@@ -73,6 +76,11 @@ void cockpit_hints(const struct cockpit *ck, struct client_hints *h)
 
 /* ------------------------------------------------------------ signals */
 
+int cockpit_quit_signal(void)
+{
+    return (int)quit_signal;
+}
+
 static void on_quit_signal(int sig)
 {
     quit_signal = sig;
@@ -113,7 +121,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: raftkv [--nodes N] [--data DIR] [--config FILE] [--speed X]\n"
                "              [--headless] [--script FILE] [--node-bin PATH] [--port-base P]\n"
-               "              [--requirepass-file FILE]\n"
+               "              [--requirepass-file FILE] [--record FILE]\n"
+               "       raftkv --replay FILE [--headless]\n"
                "\n"
                "Starts N raftkv-node processes (default 3, at most 9) on loopback ports and\n"
                "shows every node live; keys and ':' commands break and heal the cluster.\n"
@@ -132,13 +141,19 @@ static void usage(FILE *f)
                "  --port-base P   use ports P.. (peers P..P+N-1, clients P+N..P+2N-1)\n"
                "  --requirepass-file FILE  every node asks clients for this password (AUTH);\n"
                "                  the cockpit's own client sends it\n"
+               "  --record FILE   write everything seen and done to FILE (JSON lines)\n"
+               "  --replay FILE   show a recording again, starting no node; with\n"
+               "                  --headless, print its event lines\n"
                "\n"
                "Script lines: wait 2s | wait 500ms, wait-leader, wait-client, echo TEXT,\n"
                "  expect leader N|none, expect role N ROLE, expect getval KEY VALUE|None,\n"
                "  expect kv N|all KEY VALUE|None,\n"
                "  expect log N|all committed|uncommitted|absent TEXT,\n"
-               "  expect event TEXT (an event since the last command), and every command\n"
-               "  below; a client command ending in ' &' does not wait for its answer.\n"
+               "  expect event TEXT (an event since the last command), expect held N\n"
+               "  (frozen: N messages held), expect wire TEXT (a message on the wire\n"
+               "  since the last command reads TEXT), and every command below; a client\n"
+               "  command ending in ' &' does not wait for its answer (frozen, client\n"
+               "  commands wait for :thaw).\n"
                "  Expectations are checked again and again until a deadline (10 s at\n"
                "  speed 1, longer when slower). '#' starts a comment.\n"
                "\n"
@@ -165,6 +180,8 @@ static int parse_options(int argc, char **argv, struct cockpit_options *o)
         {"node-bin", required_argument, NULL, 'b'},
         {"port-base", required_argument, NULL, 'p'},
         {"requirepass-file", required_argument, NULL, 'P'},
+        {"record", required_argument, NULL, 'R'},
+        {"replay", required_argument, NULL, 'Y'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -220,6 +237,12 @@ static int parse_options(int argc, char **argv, struct cockpit_options *o)
         case 'P':
             o->requirepass_file = optarg;
             break;
+        case 'R':
+            o->record_path = optarg;
+            break;
+        case 'Y':
+            o->replay_path = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -237,6 +260,10 @@ static int parse_options(int argc, char **argv, struct cockpit_options *o)
     }
     if (!o->speed_given)
         o->speed = o->headless ? 1.0 : 0.1;
+    if (o->replay_path && (o->record_path || o->script_path || o->config_path || o->data_dir)) {
+        fprintf(stderr, "raftkv: --replay starts no node: it takes only --headless\n");
+        return -1;
+    }
     return 0;
 }
 
@@ -256,7 +283,7 @@ static uint64_t random_client_id(void)
 
 /* ------------------------------------------------------------ the loop */
 
-static void print_new_events(struct cockpit *ck)
+void cockpit_print_events(struct cockpit *ck)
 {
     const struct model *m = &ck->model;
     uint64_t seq = ck->printed_events;
@@ -314,6 +341,7 @@ static void read_keys(struct cockpit *ck)
 
 static void run_loop(struct cockpit *ck)
 {
+    uint64_t last_flush = 0;
     while (!ck->quit && !quit_signal) {
         struct pollfd fds[3];
         nfds_t n = 0;
@@ -336,11 +364,16 @@ static void run_loop(struct cockpit *ck)
         script_tick(ck);
         struct client_hints h; /* after the script, so its commands leave at once */
         cockpit_hints(ck, &h);
-        client_tick(&ck->client, ck->now_ms, &h);
+        if (!ck->sup.frozen) /* frozen: client commands wait */
+            client_tick(&ck->client, ck->now_ms, &h);
         take_client_results(ck);
 
+        if (ck->recorder && ck->now_ms - last_flush >= RECORD_FLUSH_MS) {
+            record_flush(ck->recorder);
+            last_flush = ck->now_ms;
+        }
         if (!ck->ui.active) {
-            print_new_events(ck);
+            cockpit_print_events(ck);
             continue;
         }
         read_keys(ck);
@@ -379,6 +412,29 @@ static void stop_screen(struct cockpit *ck)
     ck->ui.active = false;
 }
 
+/* raftkv --replay FILE: no supervisor, no node. */
+static int replay_main(struct cockpit *ck)
+{
+    char err[512];
+    struct replay *rp = replay_load(ck->opt.replay_path, err, sizeof err);
+    if (rp == NULL) {
+        fprintf(stderr, "raftkv: %s\n", err);
+        return 2;
+    }
+    install_signals();
+    replay_setup(ck, rp);
+    if (ck->opt.headless) {
+        replay_print_all(ck, rp);
+    } else {
+        start_screen(ck);
+        replay_run(ck, rp);
+        stop_screen(ck);
+    }
+    replay_close(rp);
+    model_free(&ck->model);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct cockpit cockpit; /* large: the model keeps its event log */
@@ -391,6 +447,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "raftkv: the cockpit needs a terminal (or use --headless)\n");
         return 2;
     }
+    if (ck->opt.replay_path)
+        return replay_main(ck);
     if (ck->opt.script_path && !(ck->script = script_load(ck->opt.script_path, err, sizeof err))) {
         fprintf(stderr, "raftkv: %s\n", err);
         return 2;
@@ -423,6 +481,19 @@ int main(int argc, char **argv)
     model_init(&ck->model, &ck->sup.cluster);
     model_set_time(&ck->model, ck->now_ms, clock_wall_ms());
     sup_attach_model(&ck->sup, &ck->model);
+    if (ck->opt.record_path) {
+        ck->recorder = record_open(ck->opt.record_path, &ck->sup.cluster, ck->sup.cluster_path,
+                                   ck->opt.speed, ck->now_ms, clock_wall_ms(), err, sizeof err);
+        if (ck->recorder == NULL) {
+            fprintf(stderr, "raftkv: %s\n", err);
+            sup_close(&ck->sup);
+            model_free(&ck->model);
+            script_free(ck->script);
+            free(ck->password);
+            return 1;
+        }
+        record_attach(ck->recorder, &ck->model);
+    }
     client_init(&ck->client, &ck->sup.cluster, random_client_id());
     ck->client.password = ck->password;
     ck->ui.selected = ck->sup.cluster.nodes[0].id;
@@ -441,7 +512,14 @@ int main(int argc, char **argv)
     if (ck->opt.headless)
         model_event(&ck->model, EV_INFO, "stopping every node");
     if (ck->opt.headless)
-        print_new_events(ck);
+        cockpit_print_events(ck);
+    /* The recording ends where the printed lines do. */
+    memset(&ck->model.observer, 0, sizeof ck->model.observer);
+    if (record_close(ck->recorder, err, sizeof err) < 0) {
+        fprintf(stderr, "raftkv: %s\n", err);
+        ck->exit_code = ck->exit_code ? ck->exit_code : 1;
+    }
+    ck->recorder = NULL;
     sup_close(&ck->sup);
     client_close(&ck->client);
     model_free(&ck->model);

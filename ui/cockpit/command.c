@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cockpit.h"
+#include "record.h"
 
 #define MAX_WORDS 16
 
@@ -183,10 +184,147 @@ static void run_heal(struct cockpit *ck, int argc, char **argv, struct command_o
     cockpit_message(ck, false, "healed the network");
 }
 
+/* ------------------------------------------------------------ the wire, frozen */
+
+static void run_freeze(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    (void)argc;
+    (void)argv;
+    if (ck->sup.frozen) {
+        fail(ck, out, "the cluster is frozen already (:thaw lets time run)");
+        return;
+    }
+    sup_freeze(&ck->sup, true, ck->now_ms);
+    cockpit_message(ck, false, "frozen: n delivers the oldest held message, x drops it");
+}
+
+static void run_thaw(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    (void)argc;
+    (void)argv;
+    if (!ck->sup.frozen) {
+        fail(ck, out, "the cluster is not frozen (:freeze stops it)");
+        return;
+    }
+    sup_freeze(&ck->sup, false, ck->now_ms);
+    cockpit_message(ck, false, "thawed: time runs again");
+}
+
+/* Take held message wm off the list: tell its receiver to deliver or drop it. */
+static int release_one(struct cockpit *ck, struct wire_msg *wm, bool deliver,
+                       struct command_outcome *out)
+{
+    char err[160];
+    if (sup_release(&ck->sup, wm->rec.to, wm->rec.from, wm->rec.id, deliver, err, sizeof err) < 0) {
+        fail(ck, out, err);
+        return -1;
+    }
+    /* Off the held list now, so the next key picks the next one; the node's
+     * own report confirms it. */
+    wm->state = deliver ? WMSG_DELIVERED : WMSG_DROPPED;
+    wm->sent_ms = wm->done_ms = ck->now_ms;
+    return 0;
+}
+
+/* Deliver or drop held message `number` (1 = the oldest held), or "all". */
+static void release_held(struct cockpit *ck, const char *number, bool deliver,
+                         struct command_outcome *out)
+{
+    const char *verb = deliver ? "deliver" : "drop";
+    char msg[WIRE_TEXT + 96];
+    if (!ck->sup.frozen) {
+        snprintf(msg, sizeof msg, "%s N works on a frozen cluster (:freeze first)", verb);
+        fail(ck, out, msg);
+        return;
+    }
+    static uint64_t held[WIRE_MSGS];
+    size_t n = wire_held(&ck->model.wire, held, WIRE_MSGS);
+    if (strcmp(number, "all") == 0) {
+        size_t done = 0;
+        while (done < n &&
+               release_one(ck, &ck->model.wire.msgs[held[done] % WIRE_MSGS], deliver, out) == 0)
+            done++;
+        model_event(&ck->model, EV_FAULT, "%s by hand: all %zu held message%s",
+                    deliver ? "delivered" : "dropped", done, done == 1 ? "" : "s");
+        if (!out->error)
+            cockpit_message(ck, false, "%s %zu held message%s", deliver ? "delivered" : "dropped",
+                            done, done == 1 ? "" : "s");
+        return;
+    }
+    unsigned long k;
+    if (!parse_uint(number, WIRE_MSGS, &k) || k < 1 || k > n) {
+        if (n == 0)
+            snprintf(msg, sizeof msg, "no message is held right now");
+        else
+            snprintf(msg, sizeof msg, "%s: give a held message's number, 1-%zu, or all", verb, n);
+        fail(ck, out, msg);
+        return;
+    }
+    struct wire_msg *wm = &ck->model.wire.msgs[held[k - 1] % WIRE_MSGS];
+    char text[WIRE_TEXT];
+    if (release_one(ck, wm, deliver, out) < 0)
+        return;
+    wire_text(&wm->rec, false, text, sizeof text);
+    model_event(&ck->model, EV_FAULT, "%s by hand: %s", deliver ? "delivered" : "dropped", text);
+    cockpit_message(ck, false, "%s %s", deliver ? "delivered" : "dropped", text);
+}
+
+static void run_deliver(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    release_held(ck, argc > 1 ? argv[1] : "1", true, out);
+}
+
+static void run_tick(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    (void)argc;
+    uint32_t id;
+    unsigned long ms;
+    char err[160], ok[96];
+    if (!parse_node(ck, argv[1], &id, out))
+        return;
+    if (!parse_uint(argv[2], 60000, &ms) || ms == 0) {
+        fail(ck, out, "tick: give milliseconds of the node's time, 1-60000");
+        return;
+    }
+    if (sup_tick_node(&ck->sup, id, (uint32_t)ms, err, sizeof err) < 0) {
+        fail(ck, out, err);
+        return;
+    }
+    model_event(&ck->model, EV_FAULT, "advanced node %u's clock by %lu ms", id, ms);
+    snprintf(ok, sizeof ok, "node %u's clock moved %lu ms", id, ms);
+    cockpit_message(ck, false, "%s", ok);
+}
+
+static void run_wire(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    bool heartbeats = strcmp(argv[1], "heartbeats") == 0;
+    const char *word = heartbeats ? (argc > 2 ? argv[2] : "") : argv[1];
+    bool on = strcmp(word, "on") == 0;
+    if ((!on && strcmp(word, "off") != 0) || (!heartbeats && argc > 2)) {
+        fail(ck, out, "usage: wire on|off, or wire heartbeats on|off");
+        return;
+    }
+    if (heartbeats) {
+        ck->model.wire.hide_heartbeats = !on;
+        cockpit_message(ck, false, "heartbeats %s in the wire panel", on ? "shown" : "hidden");
+        return;
+    }
+    ck->ui.wire_hidden = !on;
+    sup_wire(&ck->sup, on, ck->now_ms);
+    cockpit_message(ck, false, "%s",
+                    on ? "wire panel on: nodes report their messages"
+                       : "wire panel off: nodes stop reporting their messages");
+}
+
 static void run_drop(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
 {
     (void)argc;
     unsigned long pct;
+    /* Frozen, "drop N" drops held message N; "drop 30%" is always loss. */
+    if (ck->sup.frozen && !strchr(argv[1], '%')) {
+        release_held(ck, argv[1], false, out);
+        return;
+    }
     char err[160], ok[64];
     const char *word = argv[1];
     char tmp[32];
@@ -312,6 +450,12 @@ static void submit_client(struct cockpit *ck, int argc, char **argv, uint32_t on
     }
     out->client_op = id;
     out->direct = only_node != 0;
+    if (ck->sup.frozen) {
+        model_event(&ck->model, EV_CLIENT,
+                    "the cluster is frozen: client command '%s' waits until :thaw", argv[0]);
+        cockpit_message(ck, false, "%s waits: the cluster is frozen (:thaw)", argv[0]);
+        return;
+    }
     if (only_node)
         cockpit_message(ck, false, "%s: asking node %u only...", argv[0], only_node);
     else
@@ -393,10 +537,17 @@ static const struct command commands[] = {
     {"partition", "1,2 3,4,5", "split the network into groups", 1, CLUSTER_MAX_NODES,
      run_partition},
     {"heal", "", "end partitions, message loss and delays", 0, 0, run_heal},
-    {"drop", "PERCENT", "every node loses this share of its messages", 1, 1, run_drop},
+    {"drop", "PERCENT|N", "every node loses this share of its messages; frozen: drop held N|all", 1,
+     1, run_drop},
     {"delay", "MS", "every node holds its messages this long", 1, 1, run_delay},
     {"timeout", "N", "make node N start an election now", 1, 1, run_timeout},
     {"speed", "X", "node timers run at factor X (0.1 = ten times slower)", 1, 1, run_speed},
+    {"freeze", "", "stop every node's clock and hold every peer message", 0, 0, run_freeze},
+    {"thaw", "", "deliver what is held and let time run again", 0, 0, run_thaw},
+    {"deliver", "[N|all]", "frozen: deliver held message N (default 1, the oldest)", 0, 1,
+     run_deliver},
+    {"tick", "N MS", "advance node N's clock by MS ms of its own time", 2, 2, run_tick},
+    {"wire", "on|off", "the wire panel; 'wire heartbeats off' hides heartbeats", 1, 2, run_wire},
     {"pause", "", "freeze or unfreeze the display", 0, 0, run_pause},
     {"screenshot", "[FILE]", "write the screen to FILE.txt and FILE.svg", 0, 1, run_screenshot},
     {"snapshot", "N", "node N takes a snapshot now and compacts its log", 1, 1, run_snapshot},
@@ -446,6 +597,8 @@ static int split_words(char *line, char **words, int max)
 void command_run(struct cockpit *ck, const char *line, struct command_outcome *out)
 {
     memset(out, 0, sizeof *out);
+    if (ck->recorder != NULL)
+        record_command(ck->recorder, ck->now_ms, line);
     char copy[UI_LINE_MAX];
     char *words[MAX_WORDS];
     snprintf(copy, sizeof copy, "%s", line);

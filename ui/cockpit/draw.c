@@ -40,8 +40,10 @@ void draw_init(struct cockpit *ck)
     const char *no_color = getenv("NO_COLOR");
     colour = has_colors() && !(no_color && *no_color);
     ck->ui.color = colour;
-    if (!colour)
+    if (!colour) {
+        draw_wire_init(false);
         return;
+    }
     start_color();
     use_default_colors();
     init_pair(P_LEADER, COLOR_GREEN, -1);
@@ -58,6 +60,7 @@ void draw_init(struct cockpit *ck)
                                               COLOR_GREEN,  COLOR_BLUE, COLOR_WHITE};
     for (int i = 0; i < TERM_COLOURS; i++)
         init_pair((short)(P_TERM0 + i), terms[i], -1);
+    draw_wire_init(colour);
 }
 
 /* A colour pair, or the attribute that stands for it without colour. */
@@ -191,7 +194,10 @@ static void draw_header(struct cockpit *ck, const struct model *m, int cols)
     x += (int)strlen(head);
     /* The path, its middle left out when it does not fit: the end names the file. */
     const char *path = ck->sup.cluster_path;
-    int room = cols - x - (ck->ui.paused ? 17 : 0);
+    bool frozen = false;
+    for (size_t i = 0; i < m->n; i++)
+        frozen |= m->nodes[i].frozen && model_node_live(m, &m->nodes[i]);
+    int room = cols - x - (ck->ui.paused ? 17 : 0) - (frozen ? 9 : 0);
     int len = (int)strlen(path);
     if (len <= room)
         put(0, x, room, h, "%s", path);
@@ -199,6 +205,8 @@ static void draw_header(struct cockpit *ck, const struct model *m, int cols)
         put(0, x, room, h, "...%s", path + len - (room - 3));
     if (ck->ui.paused && cols > 20)
         put(0, cols - 16, 16, A_REVERSE | A_BOLD | A_BLINK, " DISPLAY PAUSED ");
+    if (frozen && cols > 40)
+        put(0, cols - (ck->ui.paused ? 25 : 9), 8, A_REVERSE | A_BOLD, " FROZEN ");
 
     /* Client addresses: "clients 1 127.0.0.1:6401  2 ..." or ports when narrow. */
     char line[512];
@@ -319,8 +327,10 @@ static void draw_timer_line(const struct model *m, const struct model_node *n, e
         put(y, x, w, style(P_LEADER), w >= 20 ? "heartbeat every %ums" : "heartbeat %ums", every);
         return;
     }
-    /* The election timer runs on between reports: extrapolate at the node's speed. */
-    double elapsed = n->election_elapsed_ms + (double)age_ms * (n->speed > 0 ? n->speed : 1);
+    /* The election timer runs on between reports: extrapolate at the node's
+     * speed (not while frozen: its clock stands still). */
+    double elapsed =
+        n->election_elapsed_ms + (n->frozen ? 0.0 : (double)age_ms * (n->speed > 0 ? n->speed : 1));
     double timeout = n->election_timeout_ms ? n->election_timeout_ms : 1;
     if (elapsed > timeout)
         elapsed = timeout;
@@ -559,12 +569,12 @@ static int event_rows(const struct model_event *e, int w)
     return rows ? rows : 1;
 }
 
-static void draw_events(const struct model *m, int y, int h, int cols)
+static void draw_events(const struct model *m, int y, int x0, int h, int cols)
 {
     if (h < 3)
         return;
-    box_at(y, 0, h, cols, A_DIM);
-    put(y, 2, cols - 4, A_BOLD, " events ");
+    box_at(y, x0, h, cols, A_DIM);
+    put(y, x0 + 2, cols - 4, A_BOLD, " events ");
     int lines = h - 2, w = cols - 13;
     if (w < 10)
         return;
@@ -587,10 +597,10 @@ static void draw_events(const struct model *m, int y, int h, int cols)
         char when[32], text[MODEL_EVENT_TEXT + 4];
         cockpit_format_time(e->wall_ms, when, sizeof when, false);
         snprintf(text, sizeof text, "%s%s", e->kind == EV_VIOLATION ? "!! " : "", e->text);
-        put(row, 1, 11, A_DIM, "%s", when);
+        put(row, x0 + 1, 11, A_DIM, "%s", when);
         for (const char *p = text; *p && row < y + h - 1;) {
             size_t n = wrap_chunk(p, (size_t)w);
-            put(row++, 12, w, event_style(e->kind), "%.*s", (int)n, p);
+            put(row++, x0 + 12, w, event_style(e->kind), "%.*s", (int)n, p);
             p = skip_spaces(p + n);
         }
     }
@@ -618,6 +628,10 @@ static void draw_bottom(struct cockpit *ck, int y, int cols)
     default:
         break;
     }
+    if (ui->status_line[0] && !(ui->message[0] && ck->now_ms - ui->message_ms < 3000)) {
+        put(y, 0, cols, A_BOLD, "%s", ui->status_line);
+        return;
+    }
     if (ui->message[0] && ck->now_ms - ui->message_ms < 8000) {
         put(y, 0, cols, ui->message_error ? style(P_DOWN) | A_BOLD : A_NORMAL, "%s%s",
             ui->message_error ? "error: " : "", ui->message);
@@ -628,7 +642,12 @@ static void draw_bottom(struct cockpit *ck, int y, int cols)
         "+/- speed  space pause  : command  ? help  q quit";
     static const char narrow[] =
         "1-9 select  s suspend  k kill  r restart  i isolate  h heal  :cmd  ?keys  q quit";
-    put(y, 0, cols, A_DIM, "%s", cols >= (int)sizeof wide - 1 ? wide : narrow);
+    static const char frozen[] = "FROZEN  n deliver oldest  x drop it  1-9 deliver N  t timeout  "
+                                 ":tick N MS  f thaw  : command  ? help";
+    if (ck->sup.frozen)
+        put(y, 0, cols, A_BOLD, "%s", frozen);
+    else
+        put(y, 0, cols, A_DIM, "%s", cols >= (int)sizeof wide - 1 ? wide : narrow);
 }
 
 static void draw_help(struct cockpit *ck, int rows, int cols)
@@ -645,6 +664,10 @@ static void draw_help(struct cockpit *ck, int rows, int cols)
     lines[n++] = "  log lines: index, term (t4), command; '+' = not committed yet";
     lines[n++] = "  timer: time since the last message from a leader; full = election";
     lines[n++] = "  '>' before a peer: the leader just sent it a heartbeat or entries";
+    lines[n++] = "";
+    lines[n++] = "Wire panel: ? RequestVote  v its reply  > AppendEntries  < its reply";
+    lines[n++] = "  S/s InstallSnapshot and reply  . heartbeat  x LOST; (x4): 4 heartbeats";
+    lines[n++] = "  frozen (f): held messages numbered on top; n delivers, x drops, 1-9 picks";
     lines[n++] = "";
     lines[n++] = "Any key closes this help; arrows scroll.";
 
@@ -691,6 +714,11 @@ void draw_screen(struct cockpit *ck)
     size_t per_row = (n + card_rows - 1) / card_rows; /* rows as even as they can be */
     int avail = rows - 4;
     int events_min = avail / 3 > 5 ? avail / 3 : 5;
+    /* The wire panel beside the events when wide, above them when not. */
+    bool wire = !ck->ui.wire_hidden;
+    bool wire_beside = wire && cols >= 140;
+    if (wire && !wire_beside && events_min < avail / 2)
+        events_min = avail / 2;
     int card_h = (avail - events_min) / (int)card_rows;
     /* No taller than the content needs: borders, 3 info lines, peers, log, KV. */
     size_t most_log = 6, most_kv = 3;
@@ -716,7 +744,18 @@ void draw_screen(struct cockpit *ck)
         }
         y += card_h;
     }
-    draw_events(m, y, rows - 1 - y, cols);
+    int bottom_h = rows - 1 - y;
+    if (!wire) {
+        draw_events(m, y, 0, bottom_h, cols);
+    } else if (wire_beside) {
+        int ww = cols * 45 / 100 > 110 ? 110 : cols * 45 / 100;
+        draw_events(m, y, 0, bottom_h, cols - ww);
+        draw_wire_panel(ck, m, y, cols - ww, bottom_h, ww);
+    } else {
+        int wh = bottom_h / 2 >= 4 ? bottom_h / 2 : bottom_h;
+        draw_wire_panel(ck, m, y, 0, wh, cols);
+        draw_events(m, y + wh, 0, bottom_h - wh, cols);
+    }
     if (ck->ui.mode == UI_HELP)
         draw_help(ck, rows, cols);
     draw_bottom(ck, rows - 1, cols);

@@ -28,6 +28,8 @@ static int run(struct cockpit *ck, const char *fmt, uint32_t id)
 static int select_node(struct cockpit *ck, int key)
 {
     uint32_t id = (uint32_t)(key - '0');
+    if (ck->sup.frozen) /* frozen: a number picks a held message */
+        return run(ck, "deliver %u", id);
     if (!sup_node(&ck->sup, id)) {
         cockpit_message(ck, true, "there is no node %u", id);
         return KEY_HANDLED | KEY_REDRAW;
@@ -111,6 +113,34 @@ static int change_speed(struct cockpit *ck, int key)
     return KEY_HANDLED | KEY_REDRAW;
 }
 
+static int toggle_freeze(struct cockpit *ck, int key)
+{
+    (void)key;
+    return run(ck, ck->sup.frozen ? "thaw" : "freeze", 0);
+}
+
+static int deliver_oldest(struct cockpit *ck, int key)
+{
+    (void)key;
+    return run(ck, "deliver 1", 0);
+}
+
+static int drop_oldest(struct cockpit *ck, int key)
+{
+    (void)key;
+    if (!ck->sup.frozen) {
+        cockpit_message(ck, true, "x drops a held message: freeze first (f)");
+        return KEY_HANDLED | KEY_REDRAW;
+    }
+    return run(ck, "drop 1", 0);
+}
+
+static int toggle_wire(struct cockpit *ck, int key)
+{
+    (void)key;
+    return run(ck, ck->ui.wire_hidden ? "wire on" : "wire off", 0);
+}
+
 static int toggle_pause(struct cockpit *ck, int key)
 {
     (void)key;
@@ -157,7 +187,8 @@ static int redraw(struct cockpit *ck, int key)
 }
 
 static const struct key_binding bindings[] = {
-    {'1', '9', "1-9", "select a node (its card is marked >N<)", select_node},
+    {'1', '9', "1-9", "select a node (its card is marked >N<); frozen: deliver held message N",
+     select_node},
     {'s', 's', "s", "suspend the selected node (SIGSTOP), or resume it", toggle_suspend},
     {'k', 'k', "k", "kill the selected node (SIGKILL)", kill_node},
     {'r', 'r', "r", "restart the selected node from its data dir", restart_node},
@@ -170,6 +201,10 @@ static const struct key_binding bindings[] = {
     {'=', '=', NULL, NULL, change_speed},
     {'-', '-', "-", "slower node timers", change_speed},
     {' ', ' ', "space", "pause or resume the display", toggle_pause},
+    {'f', 'f', "f", "freeze the cluster (clocks stop, messages held), or thaw it", toggle_freeze},
+    {'n', 'n', "n", "frozen: deliver the oldest held message", deliver_oldest},
+    {'x', 'x', "x", "frozen: drop the oldest held message", drop_oldest},
+    {'w', 'w', "w", "show or hide the wire panel", toggle_wire},
     {':', ':', ":", "open the command line (Tab completes, arrows recall)", open_command},
     {'P', 'P', "P", "screenshot: raftkv-<time>.txt and .svg", screenshot},
     {'?', '?', "?", "this help", show_help},

@@ -36,6 +36,7 @@ int model_role_parse(const char *s)
 int model_init(struct model *m, const struct cluster *c)
 {
     memset(m, 0, sizeof *m);
+    wire_model_init(&m->wire);
     m->n = c->n;
     for (size_t i = 0; i < c->n; i++) {
         struct model_node *n = &m->nodes[i];
@@ -78,16 +79,62 @@ const struct model_node *model_node_const(const struct model *m, uint32_t id)
 
 /* ------------------------------------------------------------ event log */
 
-void model_event(struct model *m, enum model_event_kind kind, const char *fmt, ...)
+static const char *const event_kind_names[] = {
+    [EV_INFO] = "info",     [EV_ELECTION] = "election",   [EV_LEADER] = "leader",
+    [EV_COMMIT] = "commit", [EV_FAULT] = "fault",         [EV_CLIENT] = "client",
+    [EV_NODE] = "node",     [EV_VIOLATION] = "violation", [EV_SCRIPT] = "script",
+};
+
+const char *model_event_kind_name(enum model_event_kind k)
+{
+    if ((size_t)k >= sizeof event_kind_names / sizeof event_kind_names[0])
+        return "info";
+    return event_kind_names[k];
+}
+
+int model_event_kind_parse(const char *s)
+{
+    for (size_t i = 0; i < sizeof event_kind_names / sizeof event_kind_names[0]; i++)
+        if (strcmp(s, event_kind_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+static struct model_event *new_event(struct model *m, enum model_event_kind kind, uint64_t wall_ms)
 {
     struct model_event *e = &m->events[m->n_events % MODEL_EVENTS];
     e->seq = m->n_events++;
-    e->wall_ms = m->wall_ms;
+    e->wall_ms = wall_ms;
     e->kind = kind;
+    return e;
+}
+
+void model_event(struct model *m, enum model_event_kind kind, const char *fmt, ...)
+{
+    if (m->replay)
+        return; /* the recording has the events */
+    struct model_event *e = new_event(m, kind, m->wall_ms);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->text, sizeof e->text, fmt, ap);
     va_end(ap);
+    if (m->observer.on_event)
+        m->observer.on_event(m->observer.ctx, m, e);
+}
+
+void model_replay_event(struct model *m, enum model_event_kind kind, uint64_t wall_ms,
+                        const char *text)
+{
+    struct model_event *e = new_event(m, kind, wall_ms);
+    snprintf(e->text, sizeof e->text, "%s", text);
+}
+
+void model_apply_wire(struct model *m, const struct wire_rec *r)
+{
+    const struct model_node *from = model_node_const(m, r->from);
+    wire_apply(&m->wire, r, m->now_ms, from ? from->drop_percent : 0);
+    if (m->observer.on_wire)
+        m->observer.on_wire(m->observer.ctx, m, r);
 }
 
 const struct model_event *model_event_at(const struct model *m, uint64_t seq)
@@ -619,6 +666,9 @@ static void copy_status(struct model_node *n, const Raftkv__Status *st)
     for (size_t i = 0; i < n->n_peers; i++)
         if (n->peers[i].blocked)
             n->blocked_mask |= node_bit(n->peers[i].id);
+    n->frozen = st->frozen;
+    n->held = st->held;
+    n->wire = st->wire;
 }
 
 static const struct model_node *view_leader(const struct model *m)
@@ -687,6 +737,8 @@ void model_apply_status(struct model *m, const Raftkv__Status *st)
         return;
     if (n->pid > 0 && (int)st->pid != n->pid)
         return; /* a late report of a process that is gone */
+    if (m->observer.on_status)
+        m->observer.on_status(m->observer.ctx, m, st);
 
     static struct model_node prev; /* large: kept off the stack */
     prev = *n;
@@ -741,6 +793,8 @@ void model_set_process(struct model *m, uint32_t id, enum model_process p, int p
     struct model_node *n = model_node(m, id);
     if (!n)
         return;
+    if (m->observer.on_process)
+        m->observer.on_process(m->observer.ctx, m, id, (int)p, pid, exit_code);
     if (p == PROC_RUNNING && pid != n->pid) {
         /* A new process: what the old one said no longer holds. */
         n->have_status = false;

@@ -17,6 +17,7 @@
 
 #include "cluster.h"
 #include "raftkv.pb-c.h"
+#include "wire_model.h"
 
 #define MODEL_LOG_MAX 32  /* log tail entries kept per node */
 #define MODEL_KV_MAX 64   /* KV rows kept per node */
@@ -113,6 +114,9 @@ struct model_node {
     uint32_t votes;
     uint64_t seq;
     uint32_t blocked_mask; /* bit per node id */
+    bool frozen;           /* its clock is stopped, peer messages held */
+    uint32_t held;         /* peer messages it holds */
+    bool wire;             /* it reports its messages */
 
     /* Derived. */
     uint64_t forced_timeout_ms; /* when the cockpit last forced its timeout */
@@ -161,6 +165,19 @@ struct model_slot {
 #define MODEL_SLOTS 4096
 #define MODEL_VOTE_TERMS 32
 
+struct model;
+
+/* Who else hears what the model takes in (the recorder): statuses, wire
+ * records, events and process changes, each as it arrives. Any may be NULL. */
+struct model_observer {
+    void *ctx;
+    void (*on_status)(void *ctx, const struct model *m, const Raftkv__Status *st);
+    void (*on_wire)(void *ctx, const struct model *m, const struct wire_rec *r);
+    void (*on_event)(void *ctx, const struct model *m, const struct model_event *e);
+    void (*on_process)(void *ctx, const struct model *m, uint32_t id, int process, int pid,
+                       int exit_code);
+};
+
 struct model {
     size_t n;
     struct model_node nodes[CLUSTER_MAX_NODES];
@@ -181,6 +198,12 @@ struct model {
 
     struct model_event events[MODEL_EVENTS];
     uint64_t n_events; /* total; events[seq % MODEL_EVENTS] */
+
+    struct wire_model wire; /* messages on the wire */
+    struct model_observer observer;
+    /* A replay: events come from the recording (model_replay_event), not
+     * from what the model works out, so they are the same lines. */
+    bool replay;
 };
 
 /* Set up for the nodes in c (file order). Returns 0 or -1 (no memory). */
@@ -213,6 +236,13 @@ const struct model_kv *model_find_kv(const struct model_node *n, const char *key
 
 void model_event(struct model *m, enum model_event_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A recorded event, as it was (a replay). */
+void model_replay_event(struct model *m, enum model_event_kind kind, uint64_t wall_ms,
+                        const char *text);
+const char *model_event_kind_name(enum model_event_kind k);
+int model_event_kind_parse(const char *s); /* -1: unknown */
+/* One record of a node's WireReport. */
+void model_apply_wire(struct model *m, const struct wire_rec *r);
 const struct model_event *model_event_at(const struct model *m, uint64_t seq);
 /* The oldest event still kept. */
 uint64_t model_first_event(const struct model *m);

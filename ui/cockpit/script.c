@@ -6,6 +6,8 @@
  *   expect getval KEY VALUE   expect kv N|all KEY VALUE|None
  *   expect log N|all committed|uncommitted|absent TEXT
  *   expect event TEXT         (an event since the last command)
+ *   expect held N             (frozen: N messages held in the wire)
+ *   expect wire TEXT          (a message on the wire since the last command reads TEXT)
  *   any cockpit command; a client command ending in '&' runs in the background
  */
 #include <ctype.h>
@@ -52,6 +54,7 @@ struct script {
     uint64_t next_try_ms;
     size_t expectations;
     uint64_t first_event;
+    uint64_t first_wire; /* "expect wire" looks at messages from here on */
     uint64_t noted_term; /* note-term: the highest term then */
     char why[256];
 };
@@ -330,6 +333,32 @@ static int evaluate(struct cockpit *ck, struct script *s)
             snprintf(s->why, sizeof s->why, "there is no leader");
         return NOT_YET;
     }
+    if (strcmp(what, "held") == 0 && n == 3) {
+        char *end;
+        unsigned long want = strtoul(w[2], &end, 10);
+        if (*end)
+            return BAD;
+        static uint64_t held[WIRE_MSGS];
+        size_t got = wire_held(&ck->model.wire, held, WIRE_MSGS);
+        if (got == want)
+            return HOLDS;
+        snprintf(s->why, sizeof s->why, "%zu messages are held", got);
+        return NOT_YET;
+    }
+    if (strcmp(what, "wire") == 0 && n >= 3) {
+        char text[UI_LINE_MAX], words[WIRE_TEXT];
+        join(w, 2, n, text, sizeof text);
+        uint64_t first = ck->model.wire.n > WIRE_MSGS ? ck->model.wire.n - WIRE_MSGS : 0;
+        if (first < s->first_wire)
+            first = s->first_wire;
+        for (uint64_t seq = first; seq < ck->model.wire.n; seq++) {
+            wire_text(&wire_msg_at(&ck->model.wire, seq)->rec, false, words, sizeof words);
+            if (strstr(words, text))
+                return HOLDS;
+        }
+        snprintf(s->why, sizeof s->why, "no message on the wire reads '%.160s'", text);
+        return NOT_YET;
+    }
     if (strcmp(what, "role") == 0 && n == 4) {
         char *end;
         unsigned long id = strtoul(w[2], &end, 10);
@@ -438,6 +467,7 @@ static void run_line(struct cockpit *ck, struct script *s)
     }
     model_event(&ck->model, EV_SCRIPT, "> %s", s->cur->text);
     s->first_event = ck->model.n_events; /* "expect event" looks from here on */
+    s->first_wire = ck->model.wire.n;
     struct command_outcome out;
     command_run(ck, cmd, &out);
     if (out.error) {
@@ -453,8 +483,9 @@ static void run_line(struct cockpit *ck, struct script *s)
     /* Network faults reach the nodes as messages: the next line runs once
      * every node reports them in force, so a script never races its own
      * faults. */
-    static const char *const network[] = {"delay", "drop",  "partition", "isolate",
-                                          "heal",  "speed", "prevote",   "checkquorum"};
+    static const char *const network[] = {"delay",  "drop",  "partition", "isolate",
+                                          "heal",   "speed", "prevote",   "checkquorum",
+                                          "freeze", "thaw",  "wire"};
     for (size_t i = 0; i < sizeof(network) / sizeof(network[0]); i++) {
         if (strcmp(w[0], network[i]) == 0) {
             s->state = SCRIPT_SETTLE;

@@ -234,6 +234,7 @@ int sup_open(struct supervisor *s, const struct sup_options *o, char *err, size_
     s->status_sock = -1;
     s->status_fd = -1;
     s->speed = o->speed;
+    s->wire_on = true;
     s->prevote = true;
     s->check_quorum = true;
     if (o->requirepass_file != NULL && realpath(o->requirepass_file, s->requirepass_file) == NULL) {
@@ -611,6 +612,10 @@ static void send_faults(struct supervisor *s, struct sup_node *n, uint64_t now_m
     c.delay_ms = s->delay_ms;
     c.set_speed = 1;
     c.speed = s->speed;
+    c.set_frozen = 1;
+    c.frozen = s->frozen;
+    c.set_wire = 1;
+    c.wire = s->wire_on;
     c.set_prevote = 1;
     c.prevote = s->prevote;
     c.set_check_quorum = 1;
@@ -635,7 +640,8 @@ static bool faults_shown(const struct supervisor *s, const struct sup_node *n)
         return true; /* nothing to compare yet; sent when it reports */
     return mn->blocked_mask == n->want_blocked && mn->drop_percent == s->drop_percent &&
            mn->delay_ms == s->delay_ms && fabs(mn->speed - s->speed) < 1e-9 &&
-           mn->prevote == s->prevote && mn->check_quorum == s->check_quorum;
+           mn->frozen == s->frozen && mn->wire == s->wire_on && mn->prevote == s->prevote &&
+           mn->check_quorum == s->check_quorum;
 }
 
 bool sup_faults_settled(const struct supervisor *s)
@@ -792,6 +798,66 @@ int sup_timeout(struct supervisor *s, uint32_t id, uint64_t now_ms, char *err, s
     return 0;
 }
 
+void sup_freeze(struct supervisor *s, bool frozen, uint64_t now_ms)
+{
+    s->frozen = frozen;
+    send_faults_to_all(s, now_ms);
+    if (frozen)
+        model_event(s->model, EV_FAULT,
+                    "froze the cluster: every node's clock stops and every peer message is held "
+                    "(n delivers the oldest, x drops it, :thaw lets time run)");
+    else
+        model_event(s->model, EV_FAULT,
+                    "thawed the cluster: held messages are delivered and time runs again");
+}
+
+int sup_release(struct supervisor *s, uint32_t to, uint32_t from, uint64_t id, bool deliver,
+                char *err, size_t errlen)
+{
+    struct sup_node *n = sup_node(s, to);
+    if (need_running(n, to, s, err, errlen) < 0)
+        return -1;
+    Raftkv__HeldRef ref = RAFTKV__HELD_REF__INIT;
+    Raftkv__HeldRef *refs[1] = {&ref};
+    ref.from = from;
+    ref.id = id;
+    Raftkv__Control c = RAFTKV__CONTROL__INIT;
+    if (deliver) {
+        c.n_deliver = 1;
+        c.deliver = refs;
+    } else {
+        c.n_discard = 1;
+        c.discard = refs;
+    }
+    c.status_now = 1;
+    if (send_control(s, n, &c) < 0) {
+        snprintf(err, errlen, "cannot reach node %u: %s", to, nn_strerror(nn_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+int sup_tick_node(struct supervisor *s, uint32_t id, uint32_t ms, char *err, size_t errlen)
+{
+    struct sup_node *n = sup_node(s, id);
+    if (need_running(n, id, s, err, errlen) < 0)
+        return -1;
+    Raftkv__Control c = RAFTKV__CONTROL__INIT;
+    c.tick_ms = ms;
+    c.status_now = 1;
+    if (send_control(s, n, &c) < 0) {
+        snprintf(err, errlen, "cannot reach node %u: %s", id, nn_strerror(nn_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+void sup_wire(struct supervisor *s, bool on, uint64_t now_ms)
+{
+    s->wire_on = on;
+    send_faults_to_all(s, now_ms);
+}
+
 /* ------------------------------------------------------------ loop */
 
 void sup_tick(struct supervisor *s, uint64_t now_ms)
@@ -818,6 +884,50 @@ void sup_tick(struct supervisor *s, uint64_t now_ms)
     }
 }
 
+/* A node's WireReport into the model, record by record. */
+static void apply_wire_report(struct supervisor *s, uint32_t node, const Raftkv__WireReport *rep)
+{
+    s->model->wire.unreported += rep->unreported;
+    for (size_t i = 0; i < rep->n_records; i++) {
+        const Raftkv__WireRecord *w = rep->records[i];
+        struct wire_rec r = {
+            .node = node,
+            .event = w->event,
+            .lost = w->lost,
+            .type = w->type,
+            .from = w->from,
+            .to = w->to,
+            .id = w->id,
+            .term = w->term,
+            .last_log_index = w->last_log_index,
+            .last_log_term = w->last_log_term,
+            .granted = w->granted,
+            .leader_hint = w->leader_hint,
+            .leader_ago_ms = w->leader_ago_ms,
+            .prev_index = w->prev_index,
+            .prev_term = w->prev_term,
+            .commit = w->commit,
+            .n_entries = w->n_entries,
+            .success = w->success,
+            .match_index = w->match_index,
+            .rejected_index = w->rejected_index,
+            .hint_index = w->hint_index,
+            .hint_term = w->hint_term,
+            .snapshot_index = w->snapshot_index,
+            .snapshot_term = w->snapshot_term,
+            .offset = w->offset,
+            .next_offset = w->next_offset,
+            .done = w->done,
+            .heartbeat = w->heartbeat,
+            .count = w->count,
+        };
+        /* A node speaks only for the messages it sent or received. */
+        if (r.from != node && r.to != node)
+            continue;
+        model_apply_wire(s->model, &r);
+    }
+}
+
 void sup_receive(struct supervisor *s)
 {
     for (int i = 0; i < 1000; i++) {
@@ -837,6 +947,9 @@ void sup_receive(struct supervisor *s)
         if (env->body_case == RAFTKV__ENVELOPE__BODY_STATUS && env->status) {
             s->statuses++;
             model_apply_status(s->model, env->status);
+        } else if (env->body_case == RAFTKV__ENVELOPE__BODY_WIRE && env->wire &&
+                   sup_node(s, env->from) != NULL) {
+            apply_wire_report(s, env->from, env->wire);
         } else {
             s->bad_statuses++;
         }

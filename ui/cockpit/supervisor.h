@@ -64,6 +64,8 @@ struct supervisor {
     double speed;
     uint32_t drop_percent;
     uint32_t delay_ms;
+    bool frozen;                /* every node's clock stopped, peer messages held (:freeze) */
+    bool wire_on;               /* nodes report their messages (:wire on) */
     bool prevote, check_quorum; /* dissertation 9.6, on every node */
     struct sup_node nodes[CLUSTER_MAX_NODES];
     struct model *model;
@@ -109,6 +111,15 @@ int sup_raft_options(struct supervisor *s, int prevote, int check_quorum, uint64
                      char *err, size_t errlen);
 int sup_speed(struct supervisor *s, double speed, uint64_t now_ms, char *err, size_t errlen);
 int sup_timeout(struct supervisor *s, uint32_t id, uint64_t now_ms, char *err, size_t errlen);
+/* Freeze or thaw every node (a thaw delivers what they hold). */
+void sup_freeze(struct supervisor *s, bool frozen, uint64_t now_ms);
+/* Deliver (or drop) the message from `from` numbered id held by node `to`. */
+int sup_release(struct supervisor *s, uint32_t to, uint32_t from, uint64_t id, bool deliver,
+                char *err, size_t errlen);
+/* Advance node id's clock by ms of its own time. */
+int sup_tick_node(struct supervisor *s, uint32_t id, uint32_t ms, char *err, size_t errlen);
+/* Nodes report their messages, or stop. */
+void sup_wire(struct supervisor *s, bool on, uint64_t now_ms);
 
 /* Once per loop: reap children, resume on schedule, resend faults. */
 void sup_tick(struct supervisor *s, uint64_t now_ms);
