@@ -78,6 +78,21 @@ def wait_port(port, timeout=15.0, proc=None):
     raise rb.BenchError("nothing listens on port %d after %.0f s" % (port, timeout))
 
 
+def free_block(base, offsets):
+    """base, or the first of base + 100, base + 200, ... whose ports base +
+    offsets are all free (loopback connections take ephemeral ports from the
+    same range)."""
+    for attempt in range(20):
+        b = base + 100 * attempt
+        try:
+            for o in offsets:
+                rb.check_port_free(b + o)
+            return b
+        except rb.BenchError:
+            continue
+    raise rb.BenchError("no free ports from %d on: pick another --port-base" % base)
+
+
 def spawn(cmd, log_path):
     log = open(log_path, "ab")
     try:
@@ -107,9 +122,8 @@ def rss_kib(pid):
 
 
 class Raftkv:
-    name = "raftkv"
-
-    def __init__(self, binary, root, port_base):
+    def __init__(self, binary, root, port_base, name="raftkv"):
+        self.name = name
         self.cluster = rb.start_cluster(binary, root, port_base)
 
     def port(self):
@@ -124,7 +138,7 @@ class Redis:
     name = "redis"
 
     def __init__(self, root, port):
-        rb.check_port_free(port)
+        port = free_block(port, [0])
         os.makedirs(root)
         self.port_ = port
         self.proc = spawn(["redis-server", "--port", str(port), "--bind", HOST, "--dir", root,
@@ -145,10 +159,9 @@ class Etcd:
 
     def __init__(self, root, port_base):
         self.procs = []
+        port_base = free_block(port_base, range(1, 7))
         self.client_ports = [port_base + i for i in (1, 2, 3)]
         peer_ports = [port_base + i for i in (4, 5, 6)]
-        for p in self.client_ports + peer_ports:
-            rb.check_port_free(p)
         os.makedirs(root)
         initial = ",".join("e%d=http://%s:%d" % (i + 1, HOST, p) for i, p in enumerate(peer_ports))
         for i in range(3):
@@ -343,7 +356,7 @@ def measure(system, fig, requests):
         try:
             return redis_bench(system.port(), test, clients, n, pipeline)
         except rb.BenchError as e:
-            if system.name != "raftkv" or attempt == 2:
+            if system.name == "redis" or attempt == 2:
                 raise
             print("    %s; again" % e, flush=True)  # a leader change stops redis-benchmark
     return None
@@ -371,6 +384,10 @@ def load_keys(port, keys):
 # ------------------------------------------------------------ main
 
 
+class Done(Exception):
+    """The figures asked for are taken."""
+
+
 def fmt_fig(r):
     if r is None:
         return "-"
@@ -395,6 +412,10 @@ def main():
     ap.add_argument("--keys", type=int, metavar="N", help="keys for memory (default 1000000, quick 100000)")
     ap.add_argument("--trials", type=int, metavar="N", help="failover trials (default 10, quick 3)")
     ap.add_argument("--no-etcd", action="store_true", help="leave etcd out")
+    ap.add_argument("--no-redis", action="store_true", help="leave redis out")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also measure the raftkv-node built in DIR (an older commit), as 'before'")
+    ap.add_argument("--no-memory", action="store_true", help="skip failover and memory")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
@@ -430,7 +451,12 @@ def main():
             p50, p99, worst, count)
         print(disk_line, flush=True)
         systems.append(Raftkv(binary, os.path.join(root, "raftkv"), base))
-        if shutil.which("redis-server"):
+        if args.baseline:
+            systems.append(Raftkv(os.path.join(os.path.abspath(args.baseline), "raftkv-node"),
+                                  os.path.join(root, "before"), base + 40, name="before"))
+        if args.no_redis:
+            print("redis: left out (--no-redis)")
+        elif shutil.which("redis-server"):
             systems.append(Redis(os.path.join(root, "redis"), base + 20))
         else:
             print("redis-server: not installed, skipped (Debian redis-server)")
@@ -457,6 +483,8 @@ def main():
                         more = " (generator %.0f%% of a core)" % r["gen_cpu"] if "gen_cpu" in r else ""
                         print("  %-22s %-7s %s%s" % (fig[1], s.name, fmt_fig(r), more), flush=True)
 
+        if args.no_memory:
+            raise Done()
         print("\nfailover: kill -9 of raftkv's leader, %d trials" % trials, flush=True)
         disk = rb.DiskWatch(root)
         disk.start()
@@ -497,6 +525,8 @@ def main():
         except (rb.BenchError, OSError) as e:
             ok = False
             print("  failed: %s" % e, flush=True)
+    except Done:
+        pass
     except rb.BenchError as e:
         ok = False
         print("side_by_side: %s" % e, file=sys.stderr)
@@ -511,12 +541,16 @@ def main():
         else:
             shutil.rmtree(root, ignore_errors=True)
 
-    names = ["raftkv", "redis", "etcd"]
+    names = ["raftkv", "before", "redis", "etcd"] if args.baseline else ["raftkv", "redis", "etcd"]
     print("\n==== %s, %s, %d CPUs; medians of %d interleaved rounds ====" % (
         time.strftime("%Y-%m-%d"), os.uname().nodename, os.cpu_count() or 1, rounds))
     print(disk_line)
-    print("| figure | raftkv | redis (appendfsync always) | etcd (3 members) | raftkv/redis | raftkv/etcd |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    heads = {"raftkv": "raftkv", "before": "raftkv before", "redis": "redis (appendfsync always)",
+             "etcd": "etcd (3 members)"}
+    others = [o for o in names if o != "raftkv"]
+    print("| figure | %s | %s |" % (" | ".join(heads[nm] for nm in names),
+                                    " | ".join("raftkv/%s" % o for o in others)))
+    print("|" + " --- |" * (1 + len(names) + len(others)))
     for fig in FIGURES:
         cells, ops = [], {}
         for nm in names:
@@ -529,14 +563,15 @@ def main():
             cells.append("%.0f ops/s, p50 %.2f ms, p99 %.2f ms" % (
                 o, median_of(rs, "p50"), median_of(rs, "p99")))
         ratio = ["%.2fx" % (ops["raftkv"] / ops[o]) if "raftkv" in ops and o in ops else "-"
-                 for o in ("redis", "etcd")]
+                 for o in others]
         print("| %s | %s | %s |" % (fig[1], " | ".join(cells), " | ".join(ratio)))
     if mem:
-        line = "| resident memory, %d keys (16-byte values) | %.1f MiB (leader) | %s | - | %s | - |" % (
-            keys, mem.get("raftkv", 0) / 1024,
-            "%.1f MiB" % (mem["redis"] / 1024) if "redis" in mem else "-",
-            "%.2fx" % (mem["raftkv"] / mem["redis"]) if "redis" in mem and "raftkv" in mem else "-")
-        print(line)
+        cells = ["%.1f MiB%s" % (mem[nm] / 1024, " (leader)" if nm == "raftkv" else "")
+                 if nm in mem else "-" for nm in names]
+        ratio = ["%.2fx" % (mem["raftkv"] / mem[o]) if "raftkv" in mem and o in mem else "-"
+                 for o in others]
+        print("| resident memory, %d keys (16-byte values) | %s | %s |" % (
+            keys, " | ".join(cells), " | ".join(ratio)))
     for e in extra:
         print(e)
     p99s = {nm: median_of(results.get((nm, "set50"), []), "p99") for nm in ("raftkv", "redis")}

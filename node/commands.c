@@ -343,6 +343,9 @@ static void info_raft(struct node *n, struct buf *out)
                "\r\nsnapshots_sent:%" PRIu64 "\r\nsnapshots_installed:%" PRIu64 "\r\n",
                r->log.snapshot_index, r->log.snapshot_term, log_first, wal_log_size(n->wal),
                n->snap_pid != 0, n->snapshots_taken, n->snapshots_sent, n->snapshots_installed);
+    /* log_syncs against last_log_index: how many entries one fsync carries. */
+    buf_printf(out, "log_syncs:%" PRIu64 "\r\npersisted_index:%" PRIu64 "\r\n", n->log_syncs,
+               r->persisted_index);
     clients_info(n, out);
 }
 

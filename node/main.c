@@ -417,6 +417,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
 
 static void node_close(struct node *n)
 {
+    storage_stop(n);
     snapshot_shutdown(n);
     clients_close_all(n);
     pending_free(n);

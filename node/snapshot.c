@@ -232,6 +232,9 @@ static int snapshot_taken(struct node *n, char *err, size_t errlen)
          * older and goes with the next clean-up. */
         return 0;
     }
+    /* The log may be rewritten: nothing may be syncing it meanwhile. */
+    if (storage_drain(n, true, err, errlen) != 0)
+        return -1;
     if (wal_snapshot_taken(n->wal, index, term, err, errlen) != 0)
         return -1;
     if (raft_compact(&n->raft, index) != RAFT_OK) {

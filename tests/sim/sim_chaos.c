@@ -68,6 +68,9 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
      * in chunks small enough that a file takes several. */
     p->compact_chance = PICK(g, 0, 2, 10, 30, 100) / 100.0;
     p->compact_gap = (uint32_t)PICK(g, 1, 5, 20, 100);
+    /* The node leaves every ready it can to its storage thread; a mix
+     * also tries the hand-over between the two ways. */
+    p->defer_sync = PICK(g, 0, 50, 100, 100) / 100.0;
     p->snapshot_chunk = (uint32_t)PICK(g, 3, 8, 16, 40, 4096);
 }
 
@@ -312,13 +315,13 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
         printf("seed %" PRIu64 ": %zu nodes, election %u-%u ms, heartbeat %u ms, tick %u ms%s%s, "
                "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
                "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms, "
-               "disk retry %u ms, compact %.0f%% every %u+, chunks of %u\n",
+               "disk retry %u ms, compact %.0f%% every %u+, chunks of %u, deferred syncs %.0f%%\n",
                seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
                p.tick_at_deadlines ? " and at deadlines" : "",
                p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
                c.max_delay_ms, faults, p.crash_in_ready * 100, p.crash_in_persist * 100,
                p.send_first * 100, p.max_batch, p.disk_ms, p.disk_retry_ms, p.compact_chance * 100,
-               p.compact_gap, p.snapshot_chunk);
+               p.compact_gap, p.snapshot_chunk, p.defer_sync * 100);
     }
 
     sim_start_all(&s);
