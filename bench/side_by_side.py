@@ -542,6 +542,8 @@ def main():
             shutil.rmtree(root, ignore_errors=True)
 
     names = ["raftkv", "before", "redis", "etcd"] if args.baseline else ["raftkv", "redis", "etcd"]
+    names = [nm for nm in names if nm == "raftkv" or nm in mem or any(
+        r is not None for f in FIGURES for r in results.get((nm, f[0]), []))]
     print("\n==== %s, %s, %d CPUs; medians of %d interleaved rounds ====" % (
         time.strftime("%Y-%m-%d"), os.uname().nodename, os.cpu_count() or 1, rounds))
     print(disk_line)

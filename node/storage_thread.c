@@ -289,10 +289,28 @@ int storage_write(struct node *n, const struct raft_ready *rd, char *err, size_t
     return storage_kick(n, err, errlen);
 }
 
+/* Whether m promises anything about entries not yet durable here: a
+ * successful AppendEntries reply ("success" means the entries up to
+ * match_index are stored) or InstallSnapshot reply (everything up to
+ * snapshot_index is held: the log may be what holds it) past what is
+ * synced. One up to what is synced already (a heartbeat's, which ReadIndex
+ * waits for) leaves at once, so that reads do not wait for an unrelated
+ * write's fsync. A granted vote was made durable before (a vote is never
+ * deferred); refusals promise nothing. */
+static bool storage_promises_unsynced(const struct node *n, const struct raft_msg *m)
+{
+    uint64_t durable = n->raft.persisted_index;
+    if (m->type == RAFT_MSG_APPEND_REPLY)
+        return m->success && m->match_index > durable;
+    if (m->type == RAFT_MSG_SNAPSHOT_REPLY)
+        return m->success && m->snapshot_index > durable;
+    return false;
+}
+
 void storage_send_after_sync(struct node *n, const struct raft_msg *m)
 {
     struct storage *s = n->storage;
-    if (s->synced_seq == s->written_seq) {
+    if (s->synced_seq == s->written_seq || !storage_promises_unsynced(n, m)) {
         transport_send(n, m);
         return;
     }

@@ -540,7 +540,12 @@ static void storage_release(struct sim *s, struct sim_node *nd)
 
 static void storage_send_after_sync(struct sim *s, struct sim_node *nd, const struct raft_msg *m)
 {
-    if (nd->synced_seq == nd->written_seq) {
+    /* Only a successful AppendEntries reply past what the core knows
+     * durable waits (storage_promises_unsynced). */
+    uint64_t durable = nd->r.persisted_index;
+    bool promises = m->success && ((m->type == RAFT_MSG_APPEND_REPLY && m->match_index > durable) ||
+                                   (m->type == RAFT_MSG_SNAPSHOT_REPLY && m->snapshot_index > durable));
+    if (nd->synced_seq == nd->written_seq || !promises) {
         send_msg(s, nd, *m);
         return;
     }
