@@ -327,7 +327,9 @@ int node_run(struct node *n)
         fds[nfds++] = (struct pollfd){.fd = transport_fd(n), .events = POLLIN};
         bool accepting = !n->suspended && clients_want_accept(n, now);
         fds[nfds++] = (struct pollfd){.fd = n->listen_fd, .events = accepting ? POLLIN : 0};
-        fds[nfds++] = (struct pollfd){.fd = storage_fd(n), .events = POLLIN};
+        /* Suspended, a finished sync waits for the resume (its pipe would
+         * wake poll() at once, again and again). */
+        fds[nfds++] = (struct pollfd){.fd = n->suspended ? -1 : storage_fd(n), .events = POLLIN};
         for (struct client *c = n->clients; c != NULL; c = c->next) {
             short ev = 0;
             if (!n->suspended && clients_want_input(n, c))
