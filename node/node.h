@@ -332,6 +332,9 @@ void storage_send_after_sync(struct node *n, const struct raft_msg *m);
 int storage_drain(struct node *n, bool notify, char *err, size_t errlen);
 /* After a failure: wait for the sync in flight and drop waiting messages. */
 void storage_forget(struct node *n);
+/* raft_compact_with's drop_data (arg: the node): the thread frees data
+ * later, a few buffers at a time while no sync waits. */
+void storage_free_later(void *arg, uint8_t *data);
 
 /* status.c */
 void status_publish(struct node *n);

@@ -47,6 +47,11 @@ struct storage {
     bool job;  /* a sync point waits for the thread */
     bool done; /* the thread ran it: run_errno says how it went */
     bool quit;
+    /* Buffers to free (the data of compacted log entries), a few at a time
+     * while no sync waits: freeing a long log at once would stall the loop
+     * after a snapshot's fork (one copy-on-write fault a page). */
+    uint8_t **garbage;
+    size_t n_garbage, cap_garbage;
     int run_errno;
     struct wal_sync_point point;
 
@@ -60,15 +65,29 @@ struct storage {
     size_t n_held, cap_held;
 };
 
+/* How many buffers the thread frees between two looks for a sync. */
+#define STORAGE_FREE_STEP 256
+
 static void *storage_main(void *arg)
 {
     struct storage *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->job && !s->quit)
+        while (!s->job && !s->quit && s->n_garbage == 0)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->quit)
             break;
+        if (!s->job) {
+            uint8_t *batch[STORAGE_FREE_STEP];
+            size_t k = s->n_garbage < STORAGE_FREE_STEP ? s->n_garbage : STORAGE_FREE_STEP;
+            s->n_garbage -= k;
+            memcpy(batch, s->garbage + s->n_garbage, k * sizeof(batch[0]));
+            pthread_mutex_unlock(&s->mu);
+            for (size_t i = 0; i < k; i++)
+                free(batch[i]);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
         struct wal_sync_point p = s->point;
         pthread_mutex_unlock(&s->mu);
         int rv = wal_sync_run(&p);
@@ -327,6 +346,31 @@ void storage_send_after_sync(struct node *n, const struct raft_msg *m)
     s->held[s->n_held++] = (struct held_msg){.msg = *m, .seq = s->written_seq};
 }
 
+void storage_free_later(void *arg, uint8_t *data)
+{
+    struct node *n = arg;
+    struct storage *s = n->storage;
+    if (s == NULL || !s->thread_started) {
+        free(data);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->n_garbage == s->cap_garbage) {
+        size_t cap = s->cap_garbage ? s->cap_garbage * 2 : 1024;
+        uint8_t **p = realloc(s->garbage, cap * sizeof(*p));
+        if (p == NULL) {
+            pthread_mutex_unlock(&s->mu);
+            free(data); /* now, then */
+            return;
+        }
+        s->garbage = p;
+        s->cap_garbage = cap;
+    }
+    s->garbage[s->n_garbage++] = data;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void storage_stop(struct node *n)
 {
     struct storage *s = n->storage;
@@ -347,6 +391,9 @@ void storage_stop(struct node *n)
     for (int i = 0; i < 2; i++)
         if (s->wake[i] >= 0)
             close(s->wake[i]);
+    for (size_t i = 0; i < s->n_garbage; i++)
+        free(s->garbage[i]);
+    free(s->garbage);
     free(s->held);
     free(s);
     n->storage = NULL;

@@ -348,6 +348,11 @@ void raft_timeout_now(struct raft *r);
  * entries may be compacted: index <= last_applied, else RAFT_EINVAL, as for
  * an index below the snapshot the core has; index equal to it does nothing. */
 int raft_compact(struct raft *r, uint64_t index);
+/* raft_compact, but the data buffers of the entries it drops are handed to
+ * drop_data (the caller frees them later: freeing a long log at once stalls
+ * a process whose pages a fork made copy-on-write, one fault a page). */
+int raft_compact_with(struct raft *r, uint64_t index, void (*drop_data)(void *arg, uint8_t *data),
+                      void *arg);
 /* Whether the snapshot ending at index is the core's, or one a leader is
  * still sending to a peer: its file must be kept. */
 bool raft_snapshot_in_use(const struct raft *r, uint64_t index);

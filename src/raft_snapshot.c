@@ -45,11 +45,17 @@ static void raft_drop_queued_compacted(struct raft *r, uint64_t index)
  * the entries go. */
 int raft_compact(struct raft *r, uint64_t index)
 {
+    return raft_compact_with(r, index, NULL, NULL);
+}
+
+int raft_compact_with(struct raft *r, uint64_t index, void (*drop_data)(void *arg, uint8_t *data),
+                      void *arg)
+{
     if (index == r->log.snapshot_index)
         return RAFT_OK;
     if (index < r->log.snapshot_index || index > r->last_applied)
         return RAFT_EINVAL;
-    raft_log_compact(&r->log, index, raft_term_at(r, index));
+    raft_log_compact(&r->log, index, raft_term_at(r, index), drop_data, arg);
     /* What the snapshot covers is durable in it. */
     if (r->stable_index < index)
         r->stable_index = index;
@@ -277,7 +283,7 @@ static void raft_snapshot_install(struct raft *r)
             raft_unstable_from(r, index + 1);
         }
         /* Rule 6 (or 7, the log now ending at or before index). */
-        raft_log_compact(&r->log, index, term);
+        raft_log_compact(&r->log, index, term, NULL, NULL);
         if (r->stable_index < index)
             r->stable_index = index;
         if (r->persisted_index < index)
