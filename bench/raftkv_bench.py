@@ -347,7 +347,7 @@ class Cluster:
 def start_cluster(binary, root, port_base):
     """A started cluster on port_base, or on the next free block of 10 ports:
     loopback connections take ephemeral ports from the same range."""
-    for attempt in range(5):
+    for attempt in range(20):
         base = port_base + 100 * attempt
         try:
             for port in [base + i for i in (1, 2, 3, 6, 7, 8)]:

@@ -349,6 +349,9 @@ static void info_raft(struct node *n, struct buf *out)
     buf_printf(out, "prevote:%s\r\ncheck_quorum:%s\r\ntransfer_to:%u\r\n",
                r->cfg.prevote ? "on" : "off", r->cfg.check_quorum ? "on" : "off",
                r->role == RAFT_LEADER ? r->transfer_to : 0);
+    /* log_syncs against last_log_index: how many entries one fsync carries. */
+    buf_printf(out, "log_syncs:%" PRIu64 "\r\npersisted_index:%" PRIu64 "\r\n", n->log_syncs,
+               r->persisted_index);
     clients_info(n, out);
 }
 

@@ -68,6 +68,7 @@ static int node_persist(struct node *n, const struct raft_ready *rd, char *err, 
 static void node_disk_failed(struct node *n, const char *why)
 {
     char err[512];
+    storage_forget(n);
     if (wal_reset_to_synced(n->wal, err, sizeof(err)) != 0)
         node_event(n, "%s", err);
     raft_storage_failed(&n->raft, wal_last_index(n->wal));
@@ -241,6 +242,35 @@ void node_process_ready(struct node *n)
         node_tell_notes(n, &rd);
         node_note_state(n);
         char err[512];
+        if (storage_can_defer(n, &rd)) {
+            /* The entries are written now and synced by the storage thread
+             * while this loop goes on. A leader's AppendEntries leave at
+             * once; its own copy counts toward a majority only once
+             * raft_synced says it is durable. Anything else waits for the
+             * sync: "Respond to RPCs only after updating stable storage"
+             * (dissertation, Figure 3.1). */
+            if (!rd.persist_before_send)
+                for (size_t i = 0; i < rd.n_msgs; i++)
+                    node_send(n, &rd.msgs[i]);
+            if (storage_write(n, &rd, err, sizeof(err)) != 0) {
+                node_disk_failed(n, err);
+                break;
+            }
+            if (rd.persist_before_send)
+                for (size_t i = 0; i < rd.n_msgs; i++)
+                    storage_send_after_sync(n, &rd.msgs[i]);
+            node_apply(n, &rd);
+            for (size_t i = 0; i < rd.n_reads; i++)
+                pending_on_read(n, &rd.reads[i]);
+            raft_advance_unsynced(&n->raft, &rd);
+            pending_serve_reads(n);
+            continue;
+        }
+        /* The rest is persisted here, after what the storage thread has. */
+        if (storage_drain(n, false, err, sizeof(err)) != 0) {
+            node_disk_failed(n, err);
+            break;
+        }
         if (rd.persist_before_send) {
             if (node_persist(n, &rd, err, sizeof(err)) != 0) {
                 node_disk_failed(n, err);
@@ -356,8 +386,11 @@ int node_run(struct node *n)
     struct pollfd *fds = NULL;
     size_t cap_fds = 0;
     struct client **owners = NULL;
+    char err[512];
+    if (storage_start(n, err, sizeof(err)) != 0)
+        node_fatal(n, err);
     while (!node_stop_requested) {
-        size_t want = 2 + n->n_clients;
+        size_t want = 3 + n->n_clients;
         if (want > cap_fds) {
             struct pollfd *p = realloc(fds, want * 2 * sizeof(*p));
             struct client **o = realloc(owners, want * 2 * sizeof(*o));
@@ -372,6 +405,9 @@ int node_run(struct node *n)
         fds[nfds++] = (struct pollfd){.fd = transport_fd(n), .events = POLLIN};
         bool accepting = !n->suspended && clients_want_accept(n, now);
         fds[nfds++] = (struct pollfd){.fd = n->listen_fd, .events = accepting ? POLLIN : 0};
+        /* Suspended, a finished sync waits for the resume (its pipe would
+         * wake poll() at once, again and again). */
+        fds[nfds++] = (struct pollfd){.fd = n->suspended ? -1 : storage_fd(n), .events = POLLIN};
         for (struct client *c = n->clients; c != NULL; c = c->next) {
             short ev = 0;
             if (!n->suspended && clients_want_input(n, c))
@@ -396,11 +432,13 @@ int node_run(struct node *n)
             continue;
         }
         node_advance_clock(n, now);
+        if (storage_poll(n, err, sizeof(err)) != 0)
+            node_disk_failed(n, err);
         raft_tick(&n->raft, n->raft_clock_ms);
         transport_receive(n);
         if (fds[1].revents & POLLIN)
             clients_accept(n);
-        for (size_t i = 2; i < nfds; i++) {
+        for (size_t i = 3; i < nfds; i++) {
             if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
                 clients_read(n, owners[i]);
         }
@@ -422,6 +460,9 @@ int node_run(struct node *n)
         wire_report_tick(n, now);
         status_maybe_publish(n, now);
     }
+    /* What was written is made durable, and the replies waiting for it
+     * leave, before the clients hear the rest. */
+    storage_stop(n);
     /* Tell every waiting client what is known before the connections close. */
     pending_fail_all_on_shutdown(n);
     snapshot_shutdown(n);

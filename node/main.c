@@ -40,7 +40,7 @@ static const char *node_usage =
     "  --timeout SECONDS         close clients idle this long (default 0: never)\n"
     "  --tcp-keepalive SECONDS   TCP keepalive probes on idle clients (default 0: off)\n"
     "  --snapshot-entries N      snapshot the state and compact the log once N entries were\n"
-    "                            applied since the last snapshot (default 10000; 0: only on\n"
+    "                            applied since the last snapshot (default 100000; 0: only on\n"
     "                            RAFT.SNAPSHOT)\n"
     "  --join --peer URL --client HOST:PORT  a node that is not in the cluster file: it waits,\n"
     "                            granting no votes, until RAFT.ADDNODE at the leader adds it\n"
@@ -163,7 +163,11 @@ static int parse_options(int argc, char **argv, struct node_options *o)
     o->admin_commands = true;
     o->client_output_limit = 32u << 20; /* four of the largest value (RESP_MAX_BULK) */
     o->client_input_limit = 16u << 20;  /* the largest value and room for the rest */
-    o->snapshot_entries = 10000;
+    /* As Redis rewrites its AOF only once it has grown by 64 MB: each
+     * snapshot forks, and the pages the loop writes while the child lives
+     * are copied (costly in a virtual machine), so not too often; 100000
+     * entries of 256 bytes are about 30 MB of log. */
+    o->snapshot_entries = 100000;
     o->snapshot_bytes = 64ull << 20;
     o->prevote = true;
     o->check_quorum = true;
@@ -501,6 +505,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
 
 static void node_close(struct node *n)
 {
+    storage_stop(n);
     snapshot_shutdown(n);
     transfer_shutdown(n);
     membership_shutdown(n);

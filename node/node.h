@@ -224,6 +224,10 @@ struct node {
     size_t serve_budget; /* reply bytes reads may still build this loop turn */
     bool reads_backlog;  /* confirmed reads wait for the next turn's budget */
 
+    /* The log's fdatasync in a helper thread (storage_thread.c). */
+    struct storage *storage;
+    uint64_t log_syncs; /* syncs of the log completed */
+
     /* Storage failing (loop.c): retried every second, writes refused. */
     bool disk_error;
     char disk_error_text[256];
@@ -416,6 +420,33 @@ void wire_close(struct node *n);
 void transfer_request(struct node *n, struct reply_slot *slot, uint32_t target);
 void transfer_check(struct node *n); /* every loop turn */
 void transfer_shutdown(struct node *n);
+
+/* storage_thread.c */
+int storage_start(struct node *n, char *err, size_t errlen);
+void storage_stop(struct node *n); /* makes everything written durable first */
+int storage_fd(const struct node *n); /* readable when a sync finished */
+/* Whether a sync is in flight or messages wait for one. */
+bool storage_pending(const struct node *n);
+/* Every loop turn: a finished sync is recorded, the core told, the
+ * messages waiting for it sent, the next sync started. -1: it failed. */
+int storage_poll(struct node *n, char *err, size_t errlen);
+/* Whether a ready may be carried out with its entries written but not yet
+ * synced (no hard state, truncation or snapshot to persist first). */
+bool storage_can_defer(const struct node *n, const struct raft_ready *rd);
+/* Write the ready's entries to the log and have them synced in the
+ * background (with whatever else waits). */
+int storage_write(struct node *n, const struct raft_ready *rd, char *err, size_t errlen);
+/* Send m once everything written so far is durable. */
+void storage_send_after_sync(struct node *n, const struct raft_msg *m);
+/* Wait until nothing is in flight and everything written is durable, so
+ * that the log can be used directly. notify: tell the core (not between
+ * raft_ready and raft_advance, which counts it itself). */
+int storage_drain(struct node *n, bool notify, char *err, size_t errlen);
+/* After a failure: wait for the sync in flight and drop waiting messages. */
+void storage_forget(struct node *n);
+/* raft_compact_with's drop_data (arg: the node): the thread frees data
+ * later, a few buffers at a time while no sync waits. */
+void storage_free_later(void *arg, uint8_t *data);
 
 /* status.c */
 void status_publish(struct node *n);

@@ -350,9 +350,12 @@ static int snapshot_taken(struct node *n, char *err, size_t errlen)
          * older and goes with the next clean-up. */
         return 0;
     }
+    /* The log may be rewritten: nothing may be syncing it meanwhile. */
+    if (storage_drain(n, true, err, errlen) != 0)
+        return -1;
     if (wal_snapshot_taken(n->wal, index, term, err, errlen) != 0)
         return -1;
-    if (raft_compact(&n->raft, index) != RAFT_OK) {
+    if (raft_compact_with(&n->raft, index, storage_free_later, n) != RAFT_OK) {
         snprintf(err, errlen, "the core refused to compact up to %" PRIu64, index);
         return -1;
     }

@@ -501,13 +501,14 @@ void raft_storage_failed(struct raft *r, uint64_t durable_index)
         raft_become_follower(r, r->current_term, RAFT_NONE);
 }
 
-void raft_advance(struct raft *r, const struct raft_ready *rd)
+/* The part of raft_advance that does not depend on the entries being
+ * durable. */
+static void raft_advance_common(struct raft *r, const struct raft_ready *rd)
 {
     if (rd->hard_state_changed)
         r->hard_state_dirty = false;
     r->truncate_from = 0;
     r->stable_index = r->ready_stable_to;
-    r->persisted_index = r->ready_stable_to;
     if (rd->apply_to > r->last_applied)
         r->last_applied = rd->apply_to;
     r->n_out = 0;
@@ -515,8 +516,39 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
     r->n_out_notes = 0;
     /* A snapshot received in full is installed now that it is durable. */
     raft_snapshot_advance(r, rd);
+}
+
+void raft_advance(struct raft *r, const struct raft_ready *rd)
+{
+    raft_advance_common(r, rd);
+    r->persisted_index = r->ready_stable_to;
     if (r->role == RAFT_LEADER) {
         /* The leader's own copy now counts toward a majority. */
+        raft_maybe_commit(r);
+        raft_reads_check(r);
+        raft_membership_tick(r);
+    }
+}
+
+void raft_advance_unsynced(struct raft *r, const struct raft_ready *rd)
+{
+    raft_advance_common(r, rd);
+    if (r->role == RAFT_LEADER) {
+        raft_reads_check(r);
+        raft_membership_tick(r);
+    }
+}
+
+/* Figure 2, Leaders: the commit rule counts the leader's own matchIndex,
+ * which is what its storage has made durable ("a log entry is committed
+ * once the leader that created the entry has replicated it on a majority of
+ * the servers", 5.3; replicated means stored durably). */
+void raft_synced(struct raft *r, uint64_t index, uint64_t term)
+{
+    if (index <= r->persisted_index || index > r->stable_index || raft_term_at(r, index) != term)
+        return;
+    r->persisted_index = index;
+    if (r->role == RAFT_LEADER) {
         raft_maybe_commit(r);
         raft_reads_check(r);
         raft_membership_tick(r);

@@ -442,6 +442,11 @@ bool raft_in_lease(const struct raft *r);
  * entries may be compacted: index <= last_applied, else RAFT_EINVAL, as for
  * an index below the snapshot the core has; index equal to it does nothing. */
 int raft_compact(struct raft *r, uint64_t index);
+/* raft_compact, but the data buffers of the entries it drops are handed to
+ * drop_data (the caller frees them later: freeing a long log at once stalls
+ * a process whose pages a fork made copy-on-write, one fault a page). */
+int raft_compact_with(struct raft *r, uint64_t index, void (*drop_data)(void *arg, uint8_t *data),
+                      void *arg);
 /* Whether the snapshot ending at index is the core's, or one a leader is
  * still sending to a peer: its file must be kept. */
 bool raft_snapshot_in_use(const struct raft *r, uint64_t index);
@@ -450,6 +455,20 @@ bool raft_snapshot_in_use(const struct raft *r, uint64_t index);
 bool raft_has_ready(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r, const struct raft_ready *rd);
+/* Storage that syncs in the background (a storage thread): instead of
+ * raft_advance, once the ready was carried out with its entries written but
+ * not yet durable (the hard state, a truncation, a snapshot install or chunk
+ * must have been made durable as for raft_advance). The core does not ask
+ * for those entries again, but a leader counts its own copy toward a
+ * majority only after raft_synced reports it durable. Messages of a ready
+ * with persist_before_send must wait for that raft_synced too. */
+void raft_advance_unsynced(struct raft *r, const struct raft_ready *rd);
+/* Storage made every entry up to index durable; term is the term of the
+ * entry at index as it was written. Ignored when the core's log no longer
+ * holds that entry at index (it was replaced since: the replacement is
+ * reported by a later call), or has not handed it to storage. May be called
+ * between raft_advance and the next raft_ready. */
+void raft_synced(struct raft *r, uint64_t index, uint64_t term);
 /* Instead of raft_advance when persisting the ready failed (a full disk, an
  * I/O error): storage holds entries up to durable_index only (the snapshot's
  * index when the log after it is empty). The ready's messages are dropped

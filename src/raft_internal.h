@@ -9,7 +9,9 @@ int raft_log_append(struct raft_log *log, const struct raft_entry *e); /* copies
 int raft_log_append_owned(struct raft_log *log, struct raft_entry *e); /* takes data */
 void raft_log_truncate(struct raft_log *log, uint64_t from);           /* drop >= from */
 /* Drop entries <= index; the snapshot now ends at index, of term. */
-void raft_log_compact(struct raft_log *log, uint64_t index, uint64_t term);
+/* drop_data: NULL frees the dropped entries' data; else it gets each. */
+void raft_log_compact(struct raft_log *log, uint64_t index, uint64_t term,
+                      void (*drop_data)(void *arg, uint8_t *data), void *arg);
 void raft_log_free(struct raft_log *log);
 
 /* raft.c: output helpers. */

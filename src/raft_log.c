@@ -48,11 +48,20 @@ void raft_log_truncate(struct raft_log *log, uint64_t from)
     }
 }
 
-void raft_log_compact(struct raft_log *log, uint64_t index, uint64_t term)
+void raft_log_compact(struct raft_log *log, uint64_t index, uint64_t term,
+                      void (*drop_data)(void *arg, uint8_t *data), void *arg)
 {
     size_t drop = 0;
-    while (drop < log->len && log->snapshot_index + drop + 1 <= index)
-        raft_entry_free(&log->entries[drop++]);
+    while (drop < log->len && log->snapshot_index + drop + 1 <= index) {
+        struct raft_entry *e = &log->entries[drop++];
+        if (drop_data != NULL && e->data != NULL) {
+            drop_data(arg, e->data);
+            e->data = NULL;
+            e->len = 0;
+        } else {
+            raft_entry_free(e);
+        }
+    }
     if (drop > 0)
         memmove(log->entries, log->entries + drop, (log->len - drop) * sizeof(*log->entries));
     log->len -= drop;

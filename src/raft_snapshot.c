@@ -45,12 +45,18 @@ static void raft_drop_queued_compacted(struct raft *r, uint64_t index)
  * the entries go. */
 int raft_compact(struct raft *r, uint64_t index)
 {
+    return raft_compact_with(r, index, NULL, NULL);
+}
+
+int raft_compact_with(struct raft *r, uint64_t index, void (*drop_data)(void *arg, uint8_t *data),
+                      void *arg)
+{
     if (index == r->log.snapshot_index)
         return RAFT_OK;
     if (index < r->log.snapshot_index || index > r->last_applied)
         return RAFT_EINVAL;
     raft_members_on_compact(r, index);
-    raft_log_compact(&r->log, index, raft_term_at(r, index));
+    raft_log_compact(&r->log, index, raft_term_at(r, index), drop_data, arg);
     /* What the snapshot covers is durable in it. */
     if (r->stable_index < index)
         r->stable_index = index;
@@ -285,7 +291,7 @@ static void raft_snapshot_install(struct raft *r)
         /* Rule 6 (or 7, the log now ending at or before index). The
          * configuration it holds comes from the caller's file
          * (raft_set_snapshot_members); until then, what the log keeps. */
-        raft_log_compact(&r->log, index, term);
+        raft_log_compact(&r->log, index, term, NULL, NULL);
         raft_members_refresh(r);
         if (r->stable_index < index)
             r->stable_index = index;

@@ -862,6 +862,44 @@ int wal_sync(struct wal *w, char *err, size_t errlen)
     return write_mark(w, w->log_end, w->base + w->n_records, false, err, errlen);
 }
 
+int wal_sync_begin(struct wal *w, struct wal_sync_point *p, char *err, size_t errlen)
+{
+    if (w->dir_unsynced) {
+        if (wal_sync_dir(w->dir) < 0)
+            return wal_fail(err, errlen, "cannot sync data dir %s: %s", w->dir, strerror(errno));
+        w->dir_unsynced = false;
+    }
+    p->fd = w->log_fd;
+    p->end = w->log_end;
+    p->index = w->base + w->n_records;
+    return 0;
+}
+
+int wal_sync_run(const struct wal_sync_point *p)
+{
+    return wal_sync_data(p->fd) < 0 ? errno : 0;
+}
+
+/* As wal_sync after its fdatasync: the mark now says the log is synced
+ * through the point (made durable by the next fdatasync). No header slot
+ * is written between begin and end, so the fdatasync just done also made the
+ * slot written before it durable. */
+int wal_sync_end(struct wal *w, const struct wal_sync_point *p, int run_errno, char *err,
+                 size_t errlen)
+{
+    if (run_errno != 0)
+        return wal_fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(run_errno));
+    w->mark_pending = false;
+    if (w->synced_end == p->end && w->synced_index == p->index)
+        return 0;
+    return write_mark(w, p->end, p->index, false, err, errlen);
+}
+
+int wal_unsynced(const struct wal *w)
+{
+    return w->synced_end != w->log_end || w->synced_index != w->base + w->n_records;
+}
+
 /* After a failed write or sync nothing past the synced mark is trusted: a
  * failed fsync may have dropped the pages it could not write, and a later
  * one would then report success for data that is not there. Cut the file

@@ -76,6 +76,25 @@ int wal_append(struct wal *w, const struct raft_entry *entries, size_t n, char *
 /* Make every append so far durable (fdatasync), then record in the header
  * that the log is synced through here (made durable by the next sync). */
 int wal_sync(struct wal *w, char *err, size_t errlen);
+/* A sync in the background (a storage thread), in three steps:
+ * wal_sync_begin notes what a sync started now covers (every append so
+ * far); wal_sync_run does the fdatasync, touching nothing but the point, so
+ * that another thread may run it while the caller goes on appending;
+ * wal_sync_end records the result as wal_sync does (the synced mark).
+ * Between begin and end the caller may use wal_append and the queries only
+ * (no truncate, sync, snapshot, reset or close), and must not begin
+ * another. */
+struct wal_sync_point {
+    int fd;
+    uint64_t end;   /* log bytes the sync covers */
+    uint64_t index; /* the last entry it covers */
+};
+int wal_sync_begin(struct wal *w, struct wal_sync_point *p, char *err, size_t errlen);
+int wal_sync_run(const struct wal_sync_point *p); /* 0, or an errno value */
+int wal_sync_end(struct wal *w, const struct wal_sync_point *p, int run_errno, char *err,
+                 size_t errlen);
+/* Whether entries appended since the last completed sync wait for one. */
+int wal_unsynced(const struct wal *w);
 /* After a failed append, truncate or sync: forget every record past the
  * last completed sync (wal_last_index says where that is); they are written
  * again by the next wal_append. */

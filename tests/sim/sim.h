@@ -144,6 +144,18 @@ struct sim_node {
     uint64_t seen_commit;
     uint64_t seen_term;
     enum raft_role seen_role;
+    /* The storage thread (node/storage_thread.c): entries written but not
+     * synced, one background sync in flight until sync_done_ms covering
+     * up to sync_index, and the messages that wait for a sync. */
+    bool syncing;
+    uint64_t sync_done_ms;
+    uint64_t sync_index, sync_term;
+    uint64_t written_seq, busy_seq, synced_seq;
+    struct raft_msg *held;
+    uint64_t *held_seq;
+    size_t n_held, cap_held;
+    uint64_t deferred_syncs; /* background syncs completed, in all lives */
+
     uint64_t applied;       /* the state machine's last applied index */
     uint64_t complete_upto; /* committed entries verified in its log while leader */
     uint64_t checks;        /* how many times the checker looked at it */
@@ -167,6 +179,7 @@ struct sim_params {
     uint32_t initial_voters; /* the first k nodes are the initial voters; 0: all */
     bool prevote;            /* the cores' options at start (dissertation 9.6) */
     bool check_quorum;
+    double defer_sync;       /* chance a ready that may leaves its fsync to the storage thread */
 };
 
 /* A read asked of a leader, as the checker remembers it. */
@@ -296,6 +309,7 @@ void sim_disk_prune_snapshots(struct sim_disk *d, const struct raft *r);
 void sim_disk_append(struct sim_disk *d, uint64_t term, uint8_t type, const void *data,
                      uint32_t len);
 void sim_disk_sync(struct sim_disk *d);
+void sim_disk_sync_through(struct sim_disk *d, uint64_t index); /* entries <= index */
 /* After a failed write or sync, as wal_reset_to_synced: the unsynced entries
  * are dropped; how many. The hard state keeps what was last saved. */
 size_t sim_disk_reset_to_synced(struct sim_disk *d);

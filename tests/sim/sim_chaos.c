@@ -70,6 +70,9 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
      * in chunks small enough that a file takes several. */
     p->compact_chance = PICK(g, 0, 2, 10, 30, 100) / 100.0;
     p->compact_gap = (uint32_t)PICK(g, 1, 5, 20, 100);
+    /* The node leaves every ready it can to its storage thread; a mix
+     * also tries the hand-over between the two ways. */
+    p->defer_sync = PICK(g, 0, 50, 100, 100) / 100.0;
     p->snapshot_chunk = (uint32_t)PICK(g, 3, 8, 16, 40, 4096);
     /* Dissertation 9.6, on by default in the node: mostly on here too. */
     p->prevote = sim_rng_chance(g, 0.7);
@@ -360,7 +363,7 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
                "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
                "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms, "
                "disk retry %u ms, compact %.0f%% every %u+, chunks of %u, pre-vote %s, "
-               "check-quorum %s%s%s, initial voters %u\n",
+               "check-quorum %s%s%s, initial voters %u, deferred syncs %.0f%%\n",
                seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
                p.tick_at_deadlines ? " and at deadlines" : "",
                p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
@@ -369,7 +372,7 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
                p.compact_gap, p.snapshot_chunk, p.prevote ? "on" : "off",
                p.check_quorum ? "on" : "off", c.transfers ? ", transfers" : "",
                c.membership ? ", membership changes" : "",
-               p.initial_voters ? p.initial_voters : (unsigned)n);
+               p.initial_voters ? p.initial_voters : (unsigned)n, p.defer_sync * 100);
     }
 
     sim_start_all(&s);

@@ -134,6 +134,10 @@ void sim_free(struct sim *s)
         nd->shadow = NULL;
         free(nd->recv);
         nd->recv = NULL;
+        free(nd->held);
+        nd->held = NULL;
+        free(nd->held_seq);
+        nd->held_seq = NULL;
     }
     sim_net_free(s);
     for (size_t i = 0; i < s->n_committed; i++)
@@ -322,9 +326,12 @@ static bool failing_step(struct sim *s, struct sim_node *nd, const struct raft_r
  * back to its last sync, the core told how far storage goes, the ready's
  * reads failed (the core forgets them; the node answers TRYAGAIN), no ready
  * carried out before the retry, no tick meanwhile. */
+static void storage_forget(struct sim_node *nd);
+
 static enum persist_result node_disk_failed(struct sim *s, struct sim_node *nd,
                                             const struct raft_ready *rd, const char *what)
 {
+    storage_forget(nd);
     struct sim_disk *d = &nd->disk;
     size_t lost = sim_disk_reset_to_synced(d);
     nd->disk_failures++;
@@ -334,7 +341,7 @@ static enum persist_result node_disk_failed(struct sim *s, struct sim_node *nd,
               "disk failed %s: %zu unsynced entries dropped, %zu kept, term %" PRIu64
               " vote %u on disk; retry at %" PRIu64 " ms",
               what, lost, d->len, d->term, d->vote, nd->disk_retry_ms);
-    for (size_t i = 0; i < rd->n_reads && !s->failed; i++) {
+    for (size_t i = 0; rd != NULL && i < rd->n_reads && !s->failed; i++) {
         struct raft_read_result res = {.read_id = rd->reads[i].read_id, .ok = false};
         sim_trace(s, nd->id, "read #%" PRIu64 " failed with the disk", res.read_id);
         sim_check_read(s, nd, &res);
@@ -509,17 +516,177 @@ static void attach_chunk(struct sim *s, struct sim_node *nd, struct raft_msg *m)
     m->done = m->offset + len == size;
 }
 
+static void send_msg(struct sim *s, struct sim_node *nd, struct raft_msg m)
+{
+    if (m.type == RAFT_MSG_SNAPSHOT)
+        attach_chunk(s, nd, &m);
+    sim_check_sent(s, nd, &m);
+    if (s->observe != NULL)
+        s->observe(s->observe_arg, &m);
+    sim_net_send(s, &m);
+}
+
 static void node_send(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
 {
-    for (size_t i = 0; i < rd->n_msgs && !s->failed; i++) {
-        struct raft_msg m = rd->msgs[i];
-        if (m.type == RAFT_MSG_SNAPSHOT)
-            attach_chunk(s, nd, &m);
-        sim_check_sent(s, nd, &m);
-        if (s->observe != NULL)
-            s->observe(s->observe_arg, &m);
-        sim_net_send(s, &m);
+    for (size_t i = 0; i < rd->n_msgs && !s->failed; i++)
+        send_msg(s, nd, rd->msgs[i]);
+}
+
+/* ------------------------------------------------------------ the storage thread */
+
+/* As node/storage_thread.c: a ready with only entries to persist has them
+ * written and goes on; one background sync at a time makes them durable
+ * (everything written meanwhile goes into the next); a leader counts its
+ * own copy once raft_synced says so; messages that promise durability
+ * (persist_before_send) wait for the sync covering what was written before
+ * them. Anything else on the disk first waits for the sync in flight and
+ * syncs the rest (storage_drain). */
+
+static bool storage_can_defer(struct sim *s, const struct sim_node *nd,
+                              const struct raft_ready *rd)
+{
+    if (s->p.defer_sync <= 0 || nd->disk_error || rd->hard_state_changed ||
+        rd->truncate_from != 0 || rd->snapshot_install != NULL || rd->snapshot_chunk != NULL)
+        return false;
+    if (rd->n_entries > 0 && rd->entries[0].index != sim_disk_last(&nd->disk) + 1)
+        return false;
+    if (rd->persist_before_send)
+        for (size_t i = 0; i < rd->n_msgs; i++)
+            if (rd->msgs[i].n_entries > 0 || rd->msgs[i].len > 0)
+                return false;
+    return sim_rng_chance(&s->rng, s->p.defer_sync);
+}
+
+static void storage_release(struct sim *s, struct sim_node *nd)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < nd->n_held; i++) {
+        if (nd->held_seq[i] <= nd->synced_seq && !s->failed) {
+            send_msg(s, nd, nd->held[i]);
+        } else {
+            nd->held[k] = nd->held[i];
+            nd->held_seq[k] = nd->held_seq[i];
+            k++;
+        }
     }
+    nd->n_held = k;
+}
+
+static void storage_send_after_sync(struct sim *s, struct sim_node *nd, const struct raft_msg *m)
+{
+    /* Only a successful AppendEntries reply past what the core knows
+     * durable waits (storage_promises_unsynced). */
+    uint64_t durable = nd->r.persisted_index;
+    bool promises = m->success && ((m->type == RAFT_MSG_APPEND_REPLY && m->match_index > durable) ||
+                                   (m->type == RAFT_MSG_SNAPSHOT_REPLY && m->snapshot_index > durable));
+    if (nd->synced_seq == nd->written_seq || !promises) {
+        send_msg(s, nd, *m);
+        return;
+    }
+    if (nd->n_held == nd->cap_held) {
+        nd->cap_held = nd->cap_held ? nd->cap_held * 2 : 16;
+        nd->held = sim_realloc(nd->held, nd->cap_held * sizeof(*nd->held));
+        nd->held_seq = sim_realloc(nd->held_seq, nd->cap_held * sizeof(*nd->held_seq));
+    }
+    nd->held[nd->n_held] = *m;
+    nd->held_seq[nd->n_held++] = nd->written_seq;
+}
+
+/* A failure or a crash: the sync in flight is gone, and so are the
+ * messages that waited for it (they promised what is not on disk). */
+static void storage_forget(struct sim_node *nd)
+{
+    nd->syncing = false;
+    nd->n_held = 0;
+    nd->synced_seq = nd->written_seq;
+}
+
+static void storage_kick(struct sim *s, struct sim_node *nd)
+{
+    struct sim_disk *d = &nd->disk;
+    if (nd->syncing || d->synced == d->len)
+        return;
+    nd->syncing = true;
+    nd->busy_seq = nd->written_seq;
+    nd->sync_index = sim_disk_last(d);
+    nd->sync_term = raft_term_at(&nd->r, nd->sync_index);
+    nd->sync_done_ms = s->now + sim_rng_range(&s->rng, 0, s->p.disk_ms);
+}
+
+/* The sync in flight completes (or fails, on a failing disk). notify: tell
+ * the core (not between raft_ready and raft_advance). */
+static bool storage_end(struct sim *s, struct sim_node *nd, const struct raft_ready *rd,
+                        bool notify)
+{
+    nd->syncing = false;
+    if (s->now < nd->disk_fail_until_ms) {
+        node_disk_failed(s, nd, rd, "syncing in the background");
+        return false;
+    }
+    sim_disk_sync_through(&nd->disk, nd->sync_index);
+    nd->synced_seq = nd->busy_seq;
+    nd->deferred_syncs++;
+    sim_trace(s, nd->id, "synced through %" PRIu64 " in the background", nd->sync_index);
+    if (notify)
+        raft_synced(&nd->r, nd->sync_index, nd->sync_term);
+    storage_release(s, nd);
+    return true;
+}
+
+/* Before the disk is used directly: wait for the sync in flight (the node
+ * is blocked meanwhile), then sync the rest. */
+static bool storage_drain(struct sim *s, struct sim_node *nd, const struct raft_ready *rd,
+                          bool notify)
+{
+    if (nd->syncing) {
+        if (nd->sync_done_ms > nd->busy_until_ms)
+            nd->busy_until_ms = nd->sync_done_ms;
+        if (!storage_end(s, nd, rd, notify))
+            return false;
+    }
+    struct sim_disk *d = &nd->disk;
+    if (d->synced != d->len) {
+        if (s->now < nd->disk_fail_until_ms) {
+            node_disk_failed(s, nd, rd, "syncing before a direct write");
+            return false;
+        }
+        sim_disk_sync(d);
+        if (notify) {
+            uint64_t last = sim_disk_last(d);
+            raft_synced(&nd->r, last, raft_term_at(&nd->r, last));
+        }
+    }
+    nd->synced_seq = nd->written_seq;
+    storage_release(s, nd);
+    return true;
+}
+
+/* A deferred ready: send what may leave now, write the entries, hold the
+ * rest, apply, advance without counting the entries durable. A crash may
+ * strike before the sync. */
+static bool node_deferred_ready(struct sim *s, struct sim_node *nd, struct raft_ready *rd)
+{
+    struct sim_disk *d = &nd->disk;
+    sim_check_persist(s, nd, rd);
+    if (!rd->persist_before_send)
+        node_send(s, nd, rd);
+    for (size_t i = 0; i < rd->n_entries; i++) {
+        const struct raft_entry *e = &rd->entries[i];
+        sim_disk_append(d, e->term, e->type, e->data, e->len);
+    }
+    if (rd->n_entries > 0) {
+        nd->written_seq++;
+        storage_kick(s, nd);
+    }
+    if (sim_rng_chance(&s->rng, s->p.crash_in_persist) && !s->failed) {
+        sim_trace(s, nd->id, "crash with %zu entries written, not synced", d->len - d->synced);
+        sim_crash(s, nd, s->now + down_time(s));
+        return false;
+    }
+    if (rd->persist_before_send)
+        for (size_t i = 0; i < rd->n_msgs && !s->failed; i++)
+            storage_send_after_sync(s, nd, &rd->msgs[i]);
+    return true;
 }
 
 /* Section 7: a node snapshots its state machine now and then, as of what
@@ -540,6 +707,9 @@ bool sim_compact(struct sim *s, struct sim_node *nd, bool drop_log)
     struct raft *r = &nd->r;
     struct sim_disk *d = &nd->disk;
     if (!nd->up || s->failed || nd->applied <= r->log.snapshot_index)
+        return false;
+    /* The log may be rewritten: nothing may be syncing it (snapshot.c). */
+    if (!storage_drain(s, nd, NULL, true))
         return false;
     uint64_t index = nd->applied;
     uint64_t term = raft_term_at(r, index);
@@ -604,6 +774,20 @@ static void node_process_ready(struct sim *s, struct sim_node *nd)
             if (rd.notes[i].type == RAFT_NOTE_PROMOTED)
                 sim_trace(s, nd->id, "membership: node %u caught up, a voter from #%" PRIu64,
                           rd.notes[i].node, rd.notes[i].index);
+        if (storage_can_defer(s, nd, &rd)) {
+            if (!node_deferred_ready(s, nd, &rd))
+                return;
+            node_apply(s, nd, &rd);
+            node_reads(s, nd, &rd);
+            if (s->failed)
+                return;
+            raft_advance_unsynced(&nd->r, &rd);
+            if (rd.apply_to != 0)
+                node_maybe_compact(s, nd);
+            continue;
+        }
+        if (!storage_drain(s, nd, &rd, false))
+            break;
         bool send_first = !rd.persist_before_send && sim_rng_chance(&s->rng, s->p.send_first);
         bool crash = sim_rng_chance(&s->rng, s->p.crash_in_ready);
         wrote = wrote || rd.hard_state_changed || rd.truncate_from != 0 || rd.n_entries > 0;
@@ -682,12 +866,19 @@ static void node_after_event(struct sim *s, struct sim_node *nd)
     else if ((sim_disk_last(&nd->disk) > nd->disk.snap_index
                   ? sim_disk_last(&nd->disk)
                   : nd->disk.snap_index) != raft_last_index(r) ||
-             nd->disk.synced != nd->disk.len || nd->disk.snap_index != r->log.snapshot_index)
+             (nd->disk.synced != nd->disk.len && !nd->syncing) ||
+             nd->disk.snap_index != r->log.snapshot_index)
         sim_fail(s,
                  "node %u: log to %" PRIu64 " after snapshot %" PRIu64 " in memory, but to %" PRIu64
                  " (%zu of %zu synced) after snapshot %" PRIu64 " on disk after its readies",
                  nd->id, raft_last_index(r), r->log.snapshot_index, sim_disk_last(&nd->disk),
                  nd->disk.synced, nd->disk.len, nd->disk.snap_index);
+    else if (r->persisted_index > nd->disk.base + nd->disk.synced &&
+             r->persisted_index > nd->disk.snap_index)
+        sim_fail(s,
+                 "node %u: the core counts entries up to %" PRIu64 " durable, the disk has "
+                 "synced up to %" PRIu64 " (%zu written)",
+                 nd->id, r->persisted_index, nd->disk.base + nd->disk.synced, nd->disk.len);
     else if (r->last_applied != nd->applied)
         sim_fail(s, "node %u: last_applied %" PRIu64 " but %" PRIu64 " entries were applied",
                  nd->id, r->last_applied, nd->applied);
@@ -841,6 +1032,7 @@ void sim_crash(struct sim *s, struct sim_node *nd, uint64_t restart_ms)
     nd->restart_ms = restart_ms;
     nd->busy_until_ms = 0;
     nd->disk_error = false;
+    storage_forget(nd);
     s->net.lost += nd->inbox_len;
     inbox_clear(nd);
     recv_clear(nd); /* a snapshot being received was never installed */
@@ -902,6 +1094,8 @@ static uint64_t node_turn_ms(const struct sim_node *nd)
         t = nd->disk_retry_ms;
     if (nd->inbox_len > 0 && nd->inbox[0].deliver_ms < t)
         t = nd->inbox[0].deliver_ms;
+    if (nd->syncing && nd->sync_done_ms < t)
+        t = nd->sync_done_ms;
     return t > nd->busy_until_ms ? t : nd->busy_until_ms;
 }
 
@@ -910,6 +1104,9 @@ static void node_turn(struct sim *s, struct sim_node *nd)
     bool tick = s->now >= nd->next_tick_ms;
     if (tick)
         nd->next_tick_ms = s->now + s->p.tick_ms;
+    /* storage_poll: a finished background sync, then the next one. */
+    if (nd->syncing && s->now >= nd->sync_done_ms && storage_end(s, nd, NULL, true))
+        storage_kick(s, nd);
     node_take_in(s, nd, tick);
     node_after_event(s, nd);
 }

@@ -151,6 +151,17 @@ void sim_disk_sync(struct sim_disk *d)
     d->synced = d->len;
 }
 
+void sim_disk_sync_through(struct sim_disk *d, uint64_t index)
+{
+    if (index <= d->base)
+        return;
+    size_t n = (size_t)(index - d->base);
+    if (n > d->len)
+        n = d->len;
+    if (n > d->synced)
+        d->synced = n;
+}
+
 size_t sim_disk_reset_to_synced(struct sim_disk *d)
 {
     size_t lost = d->len - d->synced;

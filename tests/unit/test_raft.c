@@ -384,8 +384,92 @@ static void test_compact_applied_only(void)
     raft_close(&r);
 }
 
+static void count_dropped(void *arg, uint8_t *data)
+{
+    size_t *n = arg;
+    (*n)++;
+    free(data);
+}
+
+/* raft_compact_with hands each dropped entry's data to the caller, once,
+ * and compacts as raft_compact does. */
+static void test_compact_hands_data_over(void)
+{
+    struct raft r;
+    struct raft_msg out[16];
+    core_init(&r, 3);
+    uint8_t a = 'a';
+    struct raft_entry e[3] = {
+        {.term = 3, .index = 1, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+        {.term = 3, .index = 2, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+        {.term = 3, .index = 3, .type = RAFT_ENTRY_COMMAND, .len = 1, .data = &a},
+    };
+    struct raft_msg m = append_msg(3, 1, 0, 0, e, 3);
+    m.commit = 3;
+    CHECK_INT_EQ(raft_step(&r, &m), RAFT_OK);
+    core_drain(&r, out, 16);
+    size_t dropped = 0;
+    CHECK_INT_EQ(raft_compact_with(&r, 4, count_dropped, &dropped), RAFT_EINVAL);
+    CHECK_INT_EQ(raft_compact_with(&r, 2, count_dropped, &dropped), RAFT_OK);
+    CHECK_INT_EQ(dropped, 2);
+    CHECK_INT_EQ(r.log.snapshot_index, 2);
+    CHECK_INT_EQ(raft_term_at(&r, 2), 3);
+    CHECK(raft_entry_at(&r, 3) != NULL && raft_entry_at(&r, 3)->len == 1);
+    raft_close(&r); /* frees entry 3 itself: no double free under ASan */
+}
+
+/* Figure 2, Leaders: an entry is committed once it is stored on a
+ * majority, and the leader's own copy is stored only once its storage
+ * synced it. With the sync in the background (raft_advance_unsynced), a
+ * follower's acknowledgement alone must not commit the entry in a 3-node
+ * cluster; raft_synced does, and a report of another term's entry at that
+ * index does not. */
+static void test_leader_counts_itself_once_synced(void)
+{
+    struct raft r;
+    core_init(&r, 1);
+    raft_timeout_now(&r); /* term 2, candidate */
+    struct raft_msg out[16];
+    core_drain(&r, out, 16);
+    struct raft_msg grant = {
+        .type = RAFT_MSG_VOTE_REPLY, .from = 1, .to = 2, .term = 2, .granted = true};
+    CHECK_INT_EQ(raft_step(&r, &grant), RAFT_OK);
+    CHECK_INT_EQ(r.role, RAFT_LEADER);
+    core_drain(&r, out, 16); /* its no-op at index 1, synced at once */
+    struct raft_msg ack = {.type = RAFT_MSG_APPEND_REPLY,
+                           .from = 1,
+                           .to = 2,
+                           .term = 2,
+                           .success = true,
+                           .match_index = 1};
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
+    CHECK_INT_EQ(r.commit_index, 1);
+
+    uint64_t index, term;
+    CHECK_INT_EQ(raft_propose(&r, (const uint8_t *)"x", 1, &index, &term), RAFT_OK);
+    CHECK_INT_EQ(index, 2);
+    struct raft_ready rd;
+    raft_ready(&r, &rd);
+    CHECK_INT_EQ(rd.n_entries, 2 - 1);
+    CHECK(!rd.persist_before_send);
+    raft_advance_unsynced(&r, &rd);
+    CHECK(!raft_has_ready(&r) || r.stable_index == 2); /* not asked to store it again */
+    CHECK_INT_EQ(r.persisted_index, 1);
+    ack.match_index = 2;
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
+    CHECK_INT_EQ(r.commit_index, 1); /* one copy of two: not stored on a majority */
+    raft_synced(&r, 2, 1);           /* not the entry at 2: ignored */
+    CHECK_INT_EQ(r.commit_index, 1);
+    raft_synced(&r, 2, 2);
+    CHECK_INT_EQ(r.persisted_index, 2);
+    CHECK_INT_EQ(r.commit_index, 2);
+    raft_close(&r);
+}
+
 int main(void)
 {
+    test_leader_counts_itself_once_synced();
+    test_compact_hands_data_over();
     test_snapshot_received_in_chunks();
     test_snapshot_keeps_matching_suffix();
     test_restore_from_snapshot();
