@@ -47,7 +47,8 @@ void membership_sync(struct node *n)
     const struct raft *r = &n->raft;
     if (n->shown_members_index == r->members_index && n->members_shown)
         return;
-    n->members_shown = true;
+    if (!n->members_shown)
+        n->shown_member_role = -2; /* the first: nothing changed yet */
     n->shown_members_index = r->members_index;
     for (size_t i = 0; i < r->members.n; i++) {
         const struct raft_member *m = &r->members.m[i];
@@ -63,8 +64,20 @@ void membership_sync(struct node *n)
     }
     char ids[64];
     raft_members_ids_text(&r->members, ids, sizeof ids);
+    const struct raft_member *self = raft_members_find(&r->members, n->opt.id);
+    int role = self == NULL ? -1 : self->role;
+    if (role != n->shown_member_role && n->shown_member_role != -2) {
+        if (role == RAFT_LEARNER)
+            node_event(n, "joined as a learner (config #%" PRIu64 ": %s)", r->members_index, ids);
+        else if (role == RAFT_VOTER)
+            node_event(n, "is a voter (config #%" PRIu64 ": %s)", r->members_index, ids);
+        else
+            node_event(n, "left the cluster (config #%" PRIu64 ": %s)", r->members_index, ids);
+    }
+    n->shown_member_role = role;
+    n->members_shown = true;
     node_event(n, "configuration #%" PRIu64 ": %s%s", r->members_index, ids,
-               raft_is_member(r, n->opt.id) ? "" : " (this node is not a member)");
+               self != NULL ? "" : " (this node is not a member)");
 }
 
 void membership_info(const struct node *n, struct buf *out)
@@ -136,8 +149,13 @@ static void membership_propose(struct node *n, struct reply_slot *slot,
     n->member_index = index;
     n->member_term = n->raft.current_term;
     n->member_deadline_ms = n->raft.now_ms + MEMBERSHIP_ADD_WAIT_MS;
-    node_event(n, "%s node %u (config #%" PRIu64 ")",
-               add ? "adding, as a learner until it catches up," : "removing", id, index);
+    if (add)
+        node_event(n,
+                   "adds node %u as a learner (config #%" PRIu64
+                   "); it becomes a voter once it has caught up",
+                   id, index);
+    else
+        node_event(n, "removes node %u (config #%" PRIu64 ")", id, index);
 }
 
 void membership_request_add(struct node *n, struct reply_slot *slot, uint32_t id,

@@ -251,6 +251,7 @@ struct node {
     uint64_t member_deadline_ms; /* core clock */
     bool members_shown;
     uint64_t shown_members_index;
+    int shown_member_role; /* RAFT_VOTER, RAFT_LEARNER, -1 not a member */
 
     /* RAFT.TRANSFER (transfer.c): the client waiting for the outcome. */
     struct reply_slot *transfer_slot;

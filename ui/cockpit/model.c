@@ -551,7 +551,9 @@ static bool is_narration(const char *line)
     static const char *const verbs[] = {
         "took a snapshot ",     "sent node ",         "installed the snapshot ",
         "asked for pre-votes ", "ignored node ",      "sent TimeoutNow ",
-        "gave up handing ",     "handed leadership ", "handing leadership "};
+        "gave up handing ",     "handed leadership ", "handing leadership ",
+        "adds node ",           "removes node ",      "joined as a learner ",
+        "is a voter ",          "left the cluster "};
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         if (strncmp(line, verbs[i], strlen(verbs[i])) == 0)
             return true;
@@ -582,6 +584,11 @@ static bool tell_node_lines(struct model *m, struct model_node *n, const struct 
             continue; /* a follower moving to a newer term: votes and leaders tell it */
         } else if (is_narration(skip_prefix(line))) {
             model_event(m, EV_NODE, "node %u %s", n->id, skip_prefix(line));
+        } else if (strncmp(skip_prefix(line), "node ", 5) == 0 &&
+                   isdigit((unsigned char)skip_prefix(line)[5])) {
+            /* A sentence about another node ("node 4 caught up and became a
+             * voter ..."): told as it is. */
+            model_event(m, EV_NODE, "%s", skip_prefix(line));
         } else {
             model_event(m, EV_NODE, "node %u: %s", n->id, skip_prefix(line));
         }
