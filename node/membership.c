@@ -234,8 +234,6 @@ void membership_check(struct node *n)
     bool committed = r->commit_index >= r->members_index;
     if (n->member_add) {
         if (raft_is_voter(r, n->member_id) && committed) {
-            node_event(n, "node %u is a voter (config #%" PRIu64 ")", n->member_id,
-                       r->members_index);
             membership_answer(n, NULL);
         } else if (!raft_is_member(r, n->member_id)) {
             snprintf(msg, sizeof msg,

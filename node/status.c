@@ -159,6 +159,19 @@ void status_publish(struct node *n)
     st.prevote = r->cfg.prevote;
     st.check_quorum = r->cfg.check_quorum;
     st.transfer_to = r->role == RAFT_LEADER ? r->transfer_to : 0;
+    uint32_t voters[RAFT_MAX_NODES], learners[RAFT_MAX_NODES];
+    size_t nvoters = 0, nlearners = 0;
+    for (size_t i = 0; i < r->members.n; i++) {
+        if (r->members.m[i].role == RAFT_VOTER)
+            voters[nvoters++] = r->members.m[i].id;
+        else
+            learners[nlearners++] = r->members.m[i].id;
+    }
+    st.n_voters = nvoters;
+    st.voters = voters;
+    st.n_learners = nlearners;
+    st.learners = learners;
+    st.config_index = r->members_index;
     st.n_events = n->n_events;
     st.events = n->events;
     st.seq = ++n->status_seq;

@@ -33,6 +33,10 @@ static const struct client_command commands[] = {
      "the node asked takes a snapshot now (see snapshot N)"},
     {"raft.transfer", "RAFT.TRANSFER", 1, 1, false, "raft.transfer <id>",
      "the leader hands leadership to node id (see transfer N)"},
+    {"raft.addnode", "RAFT.ADDNODE", 3, 3, false, "raft.addnode <id> <peer-url> <client>",
+     "the leader adds a node started with --join (see add)"},
+    {"raft.removenode", "RAFT.REMOVENODE", 1, 1, false, "raft.removenode <id>",
+     "the leader removes a node (see remove N)"},
 };
 
 const struct client_command *client_command_find(const char *name)

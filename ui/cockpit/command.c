@@ -487,6 +487,46 @@ static void run_transfer(struct cockpit *ck, int argc, char **argv, struct comma
     submit_client(ck, 2, request, 0, out);
 }
 
+/* add: a new node process with --join (the next free id), then RAFT.ADDNODE
+ * at the leader: a learner until it catches up, then a voter. */
+static void run_add(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    (void)argc;
+    (void)argv;
+    uint32_t id;
+    char err[256];
+    if (sup_add_node(&ck->sup, ck->now_ms, &id, err, sizeof err) < 0) {
+        fail(ck, out, err);
+        return;
+    }
+    const struct cluster_node *c = cluster_find(&ck->sup.cluster, id);
+    char ids[16], peer[CLUSTER_URL_MAX], client[CLUSTER_HOST_MAX + 8];
+    snprintf(ids, sizeof ids, "%u", id);
+    snprintf(peer, sizeof peer, "%s", c->peer_url);
+    snprintf(client, sizeof client, "%s", c->client_addr);
+    char *request[] = {"raft.addnode", ids, peer, client};
+    submit_client(ck, 4, request, 0, out);
+}
+
+/* remove N: RAFT.REMOVENODE at the leader; once the configuration leaves
+ * node N out, its process is stopped and its card goes. */
+static void run_remove(struct cockpit *ck, int argc, char **argv, struct command_outcome *out)
+{
+    (void)argc;
+    uint32_t id;
+    char err[160];
+    if (!parse_node(ck, argv[1], &id, out))
+        return;
+    if (sup_remove_node(&ck->sup, id, err, sizeof err) < 0) {
+        fail(ck, out, err);
+        return;
+    }
+    char ids[16];
+    snprintf(ids, sizeof ids, "%u", id);
+    char *request[] = {"raft.removenode", ids};
+    submit_client(ck, 2, request, 0, out);
+}
+
 /* "on" / "off": 1 / 0, -1 otherwise. */
 static int parse_on_off(const char *s)
 {
@@ -552,6 +592,9 @@ static const struct command commands[] = {
     {"screenshot", "[FILE]", "write the screen to FILE.txt and FILE.svg", 0, 1, run_screenshot},
     {"snapshot", "N", "node N takes a snapshot now and compacts its log", 1, 1, run_snapshot},
     {"transfer", "N", "the leader hands leadership to node N", 1, 1, run_transfer},
+    {"add", "", "start a new node and add it (a learner, then a voter once caught up)", 0, 0,
+     run_add},
+    {"remove", "N", "remove node N from the cluster (its process stops)", 1, 1, run_remove},
     {"prevote", "on|off", "Pre-Vote at every node (a timed-out node asks first)", 1, 1,
      run_prevote},
     {"checkquorum", "on|off", "CheckQuorum at every node (a cut-off leader steps down)", 1, 1,

@@ -248,6 +248,17 @@ static void draw_cluster_line(const struct model *m, int y, int cols)
              v.majority ? "yes" : "NO", v.largest_group, m->n);
     put(y, x, cols - x, v.majority ? A_NORMAL : style(P_DOWN), "%s", text);
     x += (int)strlen(text);
+    if (v.voters_mask != 0 && x < cols) {
+        /* The configuration and the majority it needs (dissertation 4.1). */
+        char voters[32], learners[32];
+        cluster_ids_text(v.voters_mask, voters, sizeof voters);
+        cluster_ids_text(v.learners_mask, learners, sizeof learners);
+        int nv = __builtin_popcount(v.voters_mask);
+        snprintf(text, sizeof text, "config #%" PRIu64 ": %s%s%s, needs %d | ", v.config_index,
+                 voters, learners[0] ? " +" : "", learners, nv / 2 + 1);
+        put(y, x, cols - x, A_NORMAL, "%s", text);
+        x += (int)strlen(text);
+    }
     if (x >= cols)
         return;
     if (m->violations)
@@ -410,13 +421,20 @@ static void draw_card(struct cockpit *ck, const struct model *m, const struct mo
         border |= style(role_pair(role));
     box_at(y, x, h, w, border);
 
-    /* Title in the top border: ">2< * Leader" */
+    /* Title in the top border: ">2< * Leader"; a learner (a node being
+     * added, catching up) "+ Learner" with how far it has got. */
     char title[64];
+    const char *glyph = role_glyph(role), *name = model_role_name(role);
+    bool learner = role == ROLE_FOLLOWER && model_is_learner(m, n->id);
+    if (learner) {
+        glyph = "+";
+        name = "Learner";
+    }
     snprintf(title, sizeof title, "%s%u%s %s %s", selected ? ">" : " ", n->id, selected ? "<" : " ",
-             role_glyph(role), model_role_name(role));
+             glyph, name);
     if ((int)strlen(title) > w - 2) /* narrow: ">2<?Candidate" */
         snprintf(title, sizeof title, "%s%u%s%s%s", selected ? ">" : "", n->id, selected ? "<" : "",
-                 role_glyph(role), model_role_name(role));
+                 glyph, name);
     put(y, x + 1, w - 2, style(role_pair(role)) | A_BOLD | (selected ? A_REVERSE : 0), "%s ",
         title);
     if (w >= 30 && n->pid)

@@ -289,6 +289,23 @@ void model_get_view(const struct model *m, struct model_view *v)
                 newest = false;
         v->leader_in_majority = newest && size[root] * 2 > m->n;
     }
+    const struct model_node *cfg = leader;
+    for (size_t i = 0; i < m->n && cfg == NULL; i++)
+        if (live[i] && m->nodes[i].voters_mask != 0 &&
+            (cfg == NULL || m->nodes[i].config_index > cfg->config_index))
+            cfg = &m->nodes[i];
+    if (cfg != NULL) {
+        v->voters_mask = cfg->voters_mask;
+        v->learners_mask = cfg->learners_mask;
+        v->config_index = cfg->config_index;
+    }
+}
+
+bool model_is_learner(const struct model *m, uint32_t id)
+{
+    struct model_view v;
+    model_get_view(m, &v);
+    return (v.learners_mask & (1u << id)) != 0;
 }
 
 /* ------------------------------------------------------------ safety checks */
@@ -661,6 +678,16 @@ static void copy_status(struct model_node *n, const Raftkv__Status *st)
     n->prevote = st->prevote;
     n->check_quorum = st->check_quorum;
     n->transfer_to = st->transfer_to;
+    n->voters_mask = n->learners_mask = 0;
+    for (size_t i = 0; i < st->n_voters; i++)
+        if (st->voters[i] >= 1 && st->voters[i] <= CLUSTER_MAX_NODES)
+            n->voters_mask |= 1u << st->voters[i];
+    for (size_t i = 0; i < st->n_learners; i++)
+        if (st->learners[i] >= 1 && st->learners[i] <= CLUSTER_MAX_NODES)
+            n->learners_mask |= 1u << st->learners[i];
+    n->config_index = st->config_index;
+    if (n->client_addr[0] == '\0' && st->client_address != NULL)
+        snprintf(n->client_addr, sizeof n->client_addr, "%s", st->client_address);
     n->delay_ms = st->delay_ms;
     n->suspended = st->suspended;
     n->suspend_left_ms = st->suspend_left_ms;
@@ -795,9 +822,38 @@ void model_apply_status(struct model *m, const Raftkv__Status *st)
     tell_lag(m, n);
 }
 
+/* A card for a node that joins later (the cockpit's add, or a recording of
+ * one). */
+struct model_node *model_add_node(struct model *m, uint32_t id, const char *client_addr)
+{
+    struct model_node *n = model_node(m, id);
+    if (n != NULL || id < 1 || id > CLUSTER_MAX_NODES || m->n == CLUSTER_MAX_NODES)
+        return n;
+    n = &m->nodes[m->n++];
+    memset(n, 0, sizeof *n);
+    n->id = id;
+    snprintf(n->client_addr, sizeof n->client_addr, "%s", client_addr ? client_addr : "");
+    n->process = PROC_NOT_STARTED;
+    return n;
+}
+
+void model_remove_node(struct model *m, uint32_t id)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->nodes[i].id != id)
+            continue;
+        for (size_t j = i + 1; j < m->n; j++)
+            m->nodes[j - 1] = m->nodes[j];
+        m->n--;
+        return;
+    }
+}
+
 void model_set_process(struct model *m, uint32_t id, enum model_process p, int pid, int exit_code)
 {
     struct model_node *n = model_node(m, id);
+    if (!n && p == PROC_RUNNING)
+        n = model_add_node(m, id, NULL);
     if (!n)
         return;
     if (m->observer.on_process)

@@ -106,8 +106,10 @@ struct model_node {
     uint64_t state_digest;
     double speed;
     uint32_t drop_percent, delay_ms;
-    bool prevote, check_quorum; /* the node's Raft options */
-    uint32_t transfer_to;       /* leader handing leadership to this node; 0: no */
+    bool prevote, check_quorum;          /* the node's Raft options */
+    uint32_t transfer_to;                /* leader handing leadership to this node; 0: no */
+    uint32_t voters_mask, learners_mask; /* its configuration, bit per id */
+    uint64_t config_index;
     bool suspended;
     uint32_t suspend_left_ms;
     uint64_t uptime_ms;
@@ -140,6 +142,9 @@ struct model_view {
     bool majority;           /* largest_group is a majority */
     bool leader_in_majority; /* and no node it can reach is in a newer term */
     uint64_t commit_index;   /* the leader's */
+    /* The configuration: the leader's, else the newest a live node has. */
+    uint32_t voters_mask, learners_mask; /* bit per id; 0: not reported */
+    uint64_t config_index;
 };
 
 struct model_term_leader {
@@ -208,6 +213,12 @@ struct model {
 
 /* Set up for the nodes in c (file order). Returns 0 or -1 (no memory). */
 int model_init(struct model *m, const struct cluster *c);
+/* A card for a node added later; the existing one if there is one. */
+struct model_node *model_add_node(struct model *m, uint32_t id, const char *client_addr);
+/* Whether the configuration in force (model_view's) has id as a learner. */
+bool model_is_learner(const struct model *m, uint32_t id);
+/* A node removed from the cluster: its card goes. */
+void model_remove_node(struct model *m, uint32_t id);
 void model_free(struct model *m);
 void model_set_time(struct model *m, uint64_t now_ms, uint64_t wall_ms);
 

@@ -205,9 +205,9 @@ static int open_status_socket(struct supervisor *s, const struct sup_options *o,
     return 0;
 }
 
-static int open_control_sockets(struct supervisor *s, char *err, size_t errlen)
+static int open_control_socket(struct supervisor *s, size_t i, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < s->cluster.n; i++) {
+    {
         struct sup_node *n = &s->nodes[i];
         n->control = nn_socket(AF_SP, NN_PUSH);
         if (n->control < 0) {
@@ -224,6 +224,26 @@ static int open_control_sockets(struct supervisor *s, char *err, size_t errlen)
                      nn_strerror(nn_errno()));
             return -1;
         }
+    }
+    return 0;
+}
+
+static int open_control_sockets(struct supervisor *s, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < s->cluster.n; i++)
+        if (open_control_socket(s, i, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
+static int sup_node_paths(struct supervisor *s, struct sup_node *n, char *err, size_t errlen)
+{
+    if (snprintf(n->data_dir, sizeof n->data_dir, "%s/node%u", s->dir, n->id) >=
+            (int)sizeof n->data_dir ||
+        snprintf(n->log_path, sizeof n->log_path, "%s/node%u.log", s->dir, n->id) >=
+            (int)sizeof n->log_path) {
+        snprintf(err, errlen, "data dir path too long");
+        return -1;
     }
     return 0;
 }
@@ -301,13 +321,8 @@ int sup_open(struct supervisor *s, const struct sup_options *o, char *err, size_
     for (size_t i = 0; i < s->cluster.n; i++) {
         struct sup_node *n = &s->nodes[i];
         n->id = s->cluster.nodes[i].id;
-        if (snprintf(n->data_dir, sizeof n->data_dir, "%s/node%u", s->dir, n->id) >=
-                (int)sizeof n->data_dir ||
-            snprintf(n->log_path, sizeof n->log_path, "%s/node%u.log", s->dir, n->id) >=
-                (int)sizeof n->log_path) {
-            snprintf(err, errlen, "data dir path too long");
+        if (sup_node_paths(s, n, err, errlen) < 0)
             return -1;
-        }
     }
     if (open_status_socket(s, o, err, errlen) < 0)
         return -1;
@@ -351,13 +366,25 @@ static int start_node(struct supervisor *s, struct sup_node *n, uint64_t now_ms,
     char id[16], speed[32];
     snprintf(id, sizeof id, "%u", n->id);
     snprintf(speed, sizeof speed, "%g", s->speed);
-    char *argv[] = {s->node_bin, "--config",      s->cluster_path, "--id",        id,
-                    "--data",    n->data_dir,     "--status",      s->status_url, "--speed",
-                    speed,       "--secret-file", s->secret_path,  NULL,          NULL,
-                    NULL};
+    char *argv[] = {s->node_bin,    "--config", s->cluster_path,
+                    "--id",         id,         "--data",
+                    n->data_dir,    "--status", s->status_url,
+                    "--speed",      speed,      "--secret-file",
+                    s->secret_path, NULL,       NULL,
+                    NULL,           NULL,       NULL,
+                    NULL,           NULL,       NULL};
+    int argc = 13;
     if (s->requirepass_file[0] != '\0') {
-        argv[13] = "--requirepass-file";
-        argv[14] = s->requirepass_file;
+        argv[argc++] = "--requirepass-file";
+        argv[argc++] = s->requirepass_file;
+    }
+    const struct cluster_node *self = cluster_find(&s->cluster, n->id);
+    if (n->joined && self != NULL) {
+        argv[argc++] = "--join";
+        argv[argc++] = "--peer";
+        argv[argc++] = (char *)self->peer_url;
+        argv[argc++] = "--client";
+        argv[argc++] = (char *)self->client_addr;
     }
     char exec_failed[PATH_MAX + 64];
     int msg_len = snprintf(exec_failed, sizeof exec_failed, "raftkv: cannot run %s\n", s->node_bin);
@@ -757,6 +784,76 @@ int sup_speed(struct supervisor *s, double speed, uint64_t now_ms, char *err, si
     return 0;
 }
 
+int sup_add_node(struct supervisor *s, uint64_t now_ms, uint32_t *id, char *err, size_t errlen)
+{
+    uint32_t free_id = 0;
+    for (uint32_t i = 1; i <= CLUSTER_MAX_NODES && free_id == 0; i++)
+        if (cluster_find(&s->cluster, i) == NULL)
+            free_id = i;
+    if (free_id == 0) {
+        snprintf(err, errlen, "add: there are already %d nodes, the most a cluster has",
+                 CLUSTER_MAX_NODES);
+        return -1;
+    }
+    int ports[2];
+    if (free_ports(ports, 2, err, errlen) < 0)
+        return -1;
+    char peer[64], client[64];
+    snprintf(peer, sizeof peer, "tcp://127.0.0.1:%d", ports[0]);
+    snprintf(client, sizeof client, "127.0.0.1:%d", ports[1]);
+    if (cluster_add(&s->cluster, free_id, peer, client, err, errlen) < 0)
+        return -1;
+    size_t i = s->cluster.n - 1;
+    struct sup_node *n = &s->nodes[i];
+    memset(n, 0, sizeof *n);
+    n->id = free_id;
+    n->control = -1;
+    n->joined = true;
+    if (sup_node_paths(s, n, err, errlen) < 0 || open_control_socket(s, i, err, errlen) < 0 ||
+        model_add_node(s->model, free_id, client) == NULL ||
+        start_node(s, n, now_ms, err, errlen) < 0) {
+        s->cluster.n--; /* as if it never was */
+        return -1;
+    }
+    model_event(s->model, EV_FAULT,
+                "started node %u (%s) with --join: it waits, granting no votes, until the leader "
+                "adds it",
+                free_id, client);
+    *id = free_id;
+    return 0;
+}
+
+int sup_remove_node(struct supervisor *s, uint32_t id, char *err, size_t errlen)
+{
+    struct sup_node *n = sup_node(s, id);
+    if (!n) {
+        snprintf(err, errlen, "node %u does not exist", id);
+        return -1;
+    }
+    n->removing = true;
+    return 0;
+}
+
+/* A node being removed whose removal is in force: stop it, drop its card. */
+static void sup_finish_removals(struct supervisor *s)
+{
+    struct model_view v;
+    model_get_view(s->model, &v);
+    if (v.voters_mask == 0)
+        return;
+    for (size_t i = 0; i < s->cluster.n; i++) {
+        struct sup_node *n = &s->nodes[i];
+        if (!n->removing || ((v.voters_mask | v.learners_mask) & (1u << n->id)))
+            continue;
+        n->removing = false;
+        if (n->pid != 0 && !n->killed)
+            kill(n->pid, n->stopped ? SIGKILL : SIGTERM);
+        model_event(s->model, EV_FAULT, "node %u left the configuration: its process is stopped",
+                    n->id);
+        model_remove_node(s->model, n->id);
+    }
+}
+
 int sup_raft_options(struct supervisor *s, int prevote, int check_quorum, uint64_t now_ms,
                      char *err, size_t errlen)
 {
@@ -863,6 +960,7 @@ void sup_wire(struct supervisor *s, bool on, uint64_t now_ms)
 void sup_tick(struct supervisor *s, uint64_t now_ms)
 {
     reap(s, now_ms);
+    sup_finish_removals(s);
     for (size_t i = 0; i < s->cluster.n; i++) {
         struct sup_node *n = &s->nodes[i];
         if (!n->pid || n->killed)

@@ -50,6 +50,8 @@ struct sup_node {
     uint32_t want_blocked; /* bit per node id */
     uint64_t last_control_ms;
     uint64_t timeout_until_ms; /* a timeout_now not yet delivered */
+    bool joined;               /* added by the cockpit: started with --join */
+    bool removing;             /* stopped once the configuration leaves it out */
 };
 
 struct supervisor {
@@ -109,6 +111,12 @@ int sup_delay(struct supervisor *s, uint32_t ms, uint64_t now_ms, char *err, siz
 /* Pre-Vote and CheckQuorum on or off at every node (-1: leave as is). */
 int sup_raft_options(struct supervisor *s, int prevote, int check_quorum, uint64_t now_ms,
                      char *err, size_t errlen);
+/* A new node (the lowest free id, fresh loopback ports, --join) started:
+ * *id, its peer URL and client address for RAFT.ADDNODE. */
+int sup_add_node(struct supervisor *s, uint64_t now_ms, uint32_t *id, char *err, size_t errlen);
+/* Node id is being removed: its process is stopped, and its card goes, once
+ * the configuration in force leaves it out. */
+int sup_remove_node(struct supervisor *s, uint32_t id, char *err, size_t errlen);
 int sup_speed(struct supervisor *s, double speed, uint64_t now_ms, char *err, size_t errlen);
 int sup_timeout(struct supervisor *s, uint32_t id, uint64_t now_ms, char *err, size_t errlen);
 /* Freeze or thaw every node (a thaw delivers what they hold). */
