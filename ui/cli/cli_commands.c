@@ -53,7 +53,7 @@ static const struct cli_command commands[] = {
     {"addnode", 3, 3, "addnode <id> <peer-url> <client-address>",
      "add a node (started with --join): a learner, then a voter once caught up", run_addnode},
     {"removenode", 1, 1, "removenode <id>", "remove a node from the cluster", run_removenode},
-    {"members", 0, 0, "members", "the voters and learners, as the leader knows them", run_members},
+    {"members", 0, 0, "members", "the voters and learners, as the node asked knows them", run_members},
     {"help", 0, 1, "help [command]", "this list", run_help},
     {"quit", 0, 0, "quit", "leave (also exit, Ctrl-D)", run_quit},
     {"exit", 0, 0, "exit", NULL, run_quit},
@@ -369,7 +369,7 @@ static enum cli_status run_members(struct cli_conn *c, int argc, char **argv)
     size_t argl[] = {strlen(req[0])};
     struct resp_value reply;
     char err[1024];
-    /* The leader's view: a follower may not have the newest configuration. */
+    /* The view of the node asked: a follower may be a little behind. */
     if (cli_conn_call(c, CLI_ROUTE_ANY, 1, req, argl, &reply, err, sizeof err) < 0) {
         fprintf(stderr, "error: %s\n", err);
         return CLI_FAILED;
