@@ -412,7 +412,7 @@ static int node_open_storage(struct node *n, char *err, size_t errlen)
     }
     if (n->has_loaded_members)
         raft_set_snapshot_members(&n->raft, &n->loaded_members);
-    membership_sync(n); /* the configuration it starts with */
+    membership_start(n); /* addresses from the configuration in force, not the file */
     return 0;
 }
 

@@ -39,9 +39,55 @@ void membership_initial(const struct node *n, struct raft_config *cfg)
 
 /* ------------------------------------------------------------ address book */
 
-/* Every member of the configuration in force has an entry in n->cluster (its
- * addresses) and, but for this node, a socket. Members that leave keep
- * theirs: a removed node may still be caught up on its removal. */
+/* Every member of the configuration in force has an entry in n->cluster
+ * (its addresses: the configuration's, not the file's, for a node added again
+ * elsewhere) and, once the transport is open (sockets), a socket. Members that
+ * leave keep theirs: a removed node may still be caught up on its removal. */
+static void membership_address_book(struct node *n, bool sockets)
+{
+    const struct raft *r = &n->raft;
+    for (size_t i = 0; i < r->members.n; i++) {
+        const struct raft_member *m = &r->members.m[i];
+        char err[512];
+        const struct cluster_node *known = cluster_find(&n->cluster, m->id);
+        if (known != NULL &&
+            (strcmp(known->peer_url, m->peer) == 0 && strcmp(known->client_addr, m->client) == 0))
+            continue;
+        if (known != NULL && m->id == n->opt.id && sockets)
+            continue; /* this node's own addresses change only at a restart */
+        struct cluster one = {0};
+        if (cluster_add(&one, m->id, m->peer, m->client, err, sizeof err) != 0) {
+            node_event(n, "cannot reach node %u of the configuration: %s", m->id, err);
+            continue;
+        }
+        size_t k;
+        if (known != NULL) { /* removed and added again at other addresses */
+            k = (size_t)(known - n->cluster.nodes);
+            n->cluster.nodes[k] = one.nodes[0];
+            if (sockets)
+                transport_disconnect_peer(n, k);
+        } else if (n->cluster.n < CLUSTER_MAX_NODES) {
+            k = n->cluster.n++;
+            n->cluster.nodes[k] = one.nodes[0];
+        } else {
+            continue;
+        }
+        if (sockets && m->id != n->opt.id && transport_connect_peer(n, k, err, sizeof err) != 0)
+            node_event(n, "cannot connect to node %u: %s", m->id, err);
+    }
+}
+
+void membership_start(struct node *n)
+{
+    membership_address_book(n, false);
+    n->self = cluster_find(&n->cluster, n->opt.id);
+    /* The role it starts in; the first loop turn prints the configuration. */
+    const struct raft_member *self = raft_members_find(&n->raft.members, n->opt.id);
+    n->shown_member_role = self == NULL ? -1 : self->role;
+    n->members_shown = true;
+    n->shown_members_index = UINT64_MAX;
+}
+
 void membership_sync(struct node *n)
 {
     const struct raft *r = &n->raft;
@@ -50,18 +96,7 @@ void membership_sync(struct node *n)
     if (!n->members_shown)
         n->shown_member_role = -2; /* the first: nothing changed yet */
     n->shown_members_index = r->members_index;
-    for (size_t i = 0; i < r->members.n; i++) {
-        const struct raft_member *m = &r->members.m[i];
-        if (cluster_find(&n->cluster, m->id) != NULL)
-            continue;
-        char err[512];
-        if (cluster_add(&n->cluster, m->id, m->peer, m->client, err, sizeof err) != 0) {
-            node_event(n, "cannot reach node %u of the configuration: %s", m->id, err);
-            continue;
-        }
-        if (transport_connect_peer(n, n->cluster.n - 1, err, sizeof err) != 0)
-            node_event(n, "cannot connect to node %u: %s", m->id, err);
-    }
+    membership_address_book(n, true);
     char ids[64];
     raft_members_ids_text(&r->members, ids, sizeof ids);
     const struct raft_member *self = raft_members_find(&r->members, n->opt.id);

@@ -296,6 +296,7 @@ int transport_auth_init(struct node *n, char *err, size_t errlen);
 int transport_open(struct node *n, char *err, size_t errlen);
 /* A socket to n->cluster.nodes[i] (a node added by a configuration). */
 int transport_connect_peer(struct node *n, size_t i, char *err, size_t errlen);
+void transport_disconnect_peer(struct node *n, size_t i);
 void transport_close(struct node *n);
 void transport_send(struct node *n, const struct raft_msg *m);
 void transport_receive(struct node *n); /* everything waiting on peer_in */
@@ -394,6 +395,9 @@ void snapshot_shutdown(struct node *n);
 
 /* membership.c */
 void membership_initial(const struct node *n, struct raft_config *cfg);
+/* At start, before the transport opens: the address book from the
+ * configuration in force (this node's own addresses included). */
+void membership_start(struct node *n);
 void membership_sync(struct node *n);  /* address book and sockets follow the configuration */
 void membership_check(struct node *n); /* every loop turn */
 void membership_info(const struct node *n, struct buf *out);
@@ -424,7 +428,7 @@ void transfer_shutdown(struct node *n);
 
 /* storage_thread.c */
 int storage_start(struct node *n, char *err, size_t errlen);
-void storage_stop(struct node *n); /* makes everything written durable first */
+void storage_stop(struct node *n);    /* makes everything written durable first */
 int storage_fd(const struct node *n); /* readable when a sync finished */
 /* Whether a sync is in flight or messages wait for one. */
 bool storage_pending(const struct node *n);

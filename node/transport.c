@@ -88,6 +88,13 @@ int transport_auth_init(struct node *n, char *err, size_t errlen)
     return 0;
 }
 
+void transport_disconnect_peer(struct node *n, size_t i)
+{
+    if (n->peer_out[i] >= 0)
+        nn_close(n->peer_out[i]);
+    n->peer_out[i] = -1;
+}
+
 int transport_connect_peer(struct node *n, size_t i, char *err, size_t errlen)
 {
     const struct cluster_node *peer = &n->cluster.nodes[i];

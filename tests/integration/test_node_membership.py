@@ -13,7 +13,9 @@
 - Every acknowledged write is on every member (DEBUG DIGEST equal at the same
   last_applied, every key read back); the configuration survives a restart
   of every node (the cluster file is not what they use), with and without
-  snapshots; raftkv-cli addnode, removenode and members."""
+  snapshots; a node removed and added again at new addresses restarts at
+  those; raftkv-cli addnode, removenode and members."""
+import shutil
 import sys
 import threading
 import time
@@ -162,6 +164,29 @@ def main(opt):
             stop.set()
             for t in threads:
                 t.join(timeout=30)
+        check_data(c, rest, acked)
+
+        step("a node removed and added again at new addresses, with a fresh data dir")
+        leader = leader_of(c, rest)
+        # A node of the cluster file if there is one: after the restart below
+        # it must take its new addresses from the configuration, not the file.
+        again = min(i for i in rest if i != leader)
+        check_eq(c.call(leader, "RAFT.REMOVENODE", str(again), timeout=30), "OK",
+                 f"node {again} removed")
+        c.stop(again)
+        rest = [i for i in rest if i != again]
+        nd = c.node(again)
+        base = opt.port_base  # slot 0: ports base+1..9 and base+11..19; 9 and 19 are free
+        nd.peer_port, nd.client_port = base + 9, base + 19
+        nd.peer_url = f"tcp://127.0.0.1:{nd.peer_port}"
+        nd.client_addr = f"127.0.0.1:{nd.client_port}"
+        shutil.rmtree(nd.data_dir)
+        c.start_node(again, extra=c.join_args(again))
+        check_eq(c.call(leader, "RAFT.ADDNODE", str(again), nd.peer_url, nd.client_addr,
+                        timeout=60), "OK", f"node {again} added again at {nd.peer_url}")
+        rest.append(again)
+        wait_members(c, rest, rest)
+        check_eq(c.call(leader, "SET", "moved", "yes"), "OK", "a write after the move")
         check_data(c, rest, acked)
 
         step("bad requests get clear errors")
