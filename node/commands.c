@@ -550,13 +550,13 @@ static void defer_raft_removenode(struct node *n, struct reply_slot *slot, const
 
 static void defer_raft_transfer(struct node *n, struct reply_slot *slot, const struct args *a)
 {
-    int64_t id;
-    if (arg_int64(a, 1, &id) != 0 || id < 1 || id > CLUSTER_MAX_NODES) {
+    uint32_t id;
+    if (!arg_node_id(a, 1, &id)) {
         resp_write_error(&slot->data, "ERR RAFT.TRANSFER wants a node id from 1 to 9");
         client_slot_done(n, slot);
         return;
     }
-    transfer_request(n, slot, (uint32_t)id);
+    transfer_request(n, slot, id);
 }
 
 /* ------------------------------------------------------------ the table */

@@ -144,31 +144,8 @@ bool wire_report(struct node *n, enum wire_event ev, enum wire_lost lost, const 
 bool wire_report_peer(struct node *n, enum wire_event ev, enum wire_lost lost, uint32_t from,
                       const Raftkv__PeerMessage *pm)
 {
-    struct raft_msg m = {
-        .type = (enum raft_msg_type)pm->type,
-        .from = from,
-        .to = pm->to,
-        .term = pm->term,
-        .last_log_index = pm->last_log_index,
-        .last_log_term = pm->last_log_term,
-        .granted = pm->granted,
-        .leader_hint = pm->leader_hint,
-        .leader_ago_ms = pm->leader_ago_ms,
-        .prev_index = pm->prev_index,
-        .prev_term = pm->prev_term,
-        .commit = pm->commit,
-        .n_entries = pm->n_entries,
-        .success = pm->success,
-        .match_index = pm->match_index,
-        .rejected_index = pm->rejected_index,
-        .hint_index = pm->hint_index,
-        .hint_term = pm->hint_term,
-        .snapshot_index = pm->snapshot_index,
-        .snapshot_term = pm->snapshot_term,
-        .offset = pm->offset,
-        .done = pm->done,
-        .next_offset = pm->next_offset,
-    };
+    struct raft_msg m;
+    wire_peer_header_to_raft(pm, from, &m);
     return wire_report(n, ev, lost, &m, pm->wire_id, pm->wire_shown);
 }
 

@@ -50,9 +50,8 @@ static uint32_t crc32c_table_update(uint32_t crc, const uint8_t *bytes, size_t n
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CRC32C_HAVE_SSE42 1
-__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42_update(uint32_t crc,
-                                                                       const uint8_t *bytes,
-                                                                       size_t n)
+__attribute__((target("sse4.2"))) static uint32_t
+crc32c_sse42_update(uint32_t crc, const uint8_t *bytes, size_t n)
 {
     uint64_t c = crc;
     while (n >= 8) {

@@ -164,19 +164,8 @@ bool wire_peer_valid(const Raftkv__PeerMessage *pm, uint32_t from, uint32_t self
     return pm->data.len == 0;
 }
 
-void wire_peer_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft_entry *entries,
-                       struct raft_msg *m)
+void wire_peer_header_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft_msg *m)
 {
-    for (size_t i = 0; i < pm->n_entries; i++) {
-        const Raftkv__Entry *pe = pm->entries[i];
-        entries[i] = (struct raft_entry){
-            .term = pe->term,
-            .index = pe->index,
-            .type = (uint8_t)pe->type,
-            .len = (uint32_t)pe->data.len,
-            .data = pe->data.data,
-        };
-    }
     *m = (struct raft_msg){
         .type = (enum raft_msg_type)pm->type,
         .from = from,
@@ -192,7 +181,6 @@ void wire_peer_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft
         .prev_term = pm->prev_term,
         .commit = pm->commit,
         .n_entries = pm->n_entries,
-        .entries = entries,
         .read_seq = pm->read_seq,
         .success = pm->success,
         .match_index = pm->match_index,
@@ -207,4 +195,21 @@ void wire_peer_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft
         .done = pm->done,
         .next_offset = pm->next_offset,
     };
+}
+
+void wire_peer_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft_entry *entries,
+                       struct raft_msg *m)
+{
+    for (size_t i = 0; i < pm->n_entries; i++) {
+        const Raftkv__Entry *pe = pm->entries[i];
+        entries[i] = (struct raft_entry){
+            .term = pe->term,
+            .index = pe->index,
+            .type = (uint8_t)pe->type,
+            .len = (uint32_t)pe->data.len,
+            .data = pe->data.data,
+        };
+    }
+    wire_peer_header_to_raft(pm, from, m);
+    m->entries = entries;
 }

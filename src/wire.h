@@ -69,6 +69,8 @@ enum wire_verdict wire_open(const struct wire_key *k, uint64_t cluster_id, const
 bool wire_peer_valid(const Raftkv__PeerMessage *pm, uint32_t from, uint32_t self);
 /* The core's message from a valid pm; entries (room for pm->n_entries) get
  * the entries, pointing into pm's data. */
+/* The same without the entries (m->entries NULL; n_entries says how many). */
+void wire_peer_header_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft_msg *m);
 void wire_peer_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, struct raft_entry *entries,
                        struct raft_msg *m);
 

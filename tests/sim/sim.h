@@ -179,7 +179,7 @@ struct sim_params {
     uint32_t initial_voters; /* the first k nodes are the initial voters; 0: all */
     bool prevote;            /* the cores' options at start (dissertation 9.6) */
     bool check_quorum;
-    double defer_sync;       /* chance a ready that may leaves its fsync to the storage thread */
+    double defer_sync; /* chance a ready that may leaves its fsync to the storage thread */
 };
 
 /* A read asked of a leader, as the checker remembers it. */

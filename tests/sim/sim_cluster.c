@@ -542,8 +542,7 @@ static void node_send(struct sim *s, struct sim_node *nd, const struct raft_read
  * them. Anything else on the disk first waits for the sync in flight and
  * syncs the rest (storage_drain). */
 
-static bool storage_can_defer(struct sim *s, const struct sim_node *nd,
-                              const struct raft_ready *rd)
+static bool storage_can_defer(struct sim *s, const struct sim_node *nd, const struct raft_ready *rd)
 {
     if (s->p.defer_sync <= 0 || nd->disk_error || rd->hard_state_changed ||
         rd->truncate_from != 0 || rd->snapshot_install != NULL || rd->snapshot_chunk != NULL)
@@ -577,8 +576,9 @@ static void storage_send_after_sync(struct sim *s, struct sim_node *nd, const st
     /* Only a successful AppendEntries reply past what the core knows
      * durable waits (storage_promises_unsynced). */
     uint64_t durable = nd->r.persisted_index;
-    bool promises = m->success && ((m->type == RAFT_MSG_APPEND_REPLY && m->match_index > durable) ||
-                                   (m->type == RAFT_MSG_SNAPSHOT_REPLY && m->snapshot_index > durable));
+    bool promises =
+        m->success && ((m->type == RAFT_MSG_APPEND_REPLY && m->match_index > durable) ||
+                       (m->type == RAFT_MSG_SNAPSHOT_REPLY && m->snapshot_index > durable));
     if (nd->synced_seq == nd->written_seq || !promises) {
         send_msg(s, nd, *m);
         return;

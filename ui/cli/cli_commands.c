@@ -304,19 +304,6 @@ static enum cli_status run_suspend(struct cli_conn *c, int argc, char **argv)
     return call_and_print(c, CLI_ROUTE_THIS, 2, req);
 }
 
-static enum cli_status run_transfer(struct cli_conn *c, int argc, char **argv)
-{
-    (void)argc;
-    long long id;
-    if (parse_int(argv[1], &id) < 0 || id < 1 || id > CLUSTER_MAX_NODES) {
-        fprintf(stderr, "error: a node id is a number from 1 to %d, got '%s'\n", CLUSTER_MAX_NODES,
-                argv[1]);
-        return usage(find_command("transfer"));
-    }
-    const char *req[] = {"RAFT.TRANSFER", argv[1]};
-    return call_and_print(c, CLI_ROUTE_LEADER, 2, req);
-}
-
 static bool node_id_ok(const char *s, const char *command)
 {
     long long id;
@@ -325,6 +312,15 @@ static bool node_id_ok(const char *s, const char *command)
     fprintf(stderr, "error: a node id is a number from 1 to %d, got '%s'\n", CLUSTER_MAX_NODES, s);
     usage(find_command(command));
     return false;
+}
+
+static enum cli_status run_transfer(struct cli_conn *c, int argc, char **argv)
+{
+    (void)argc;
+    if (!node_id_ok(argv[1], "transfer"))
+        return CLI_USAGE;
+    const char *req[] = {"RAFT.TRANSFER", argv[1]};
+    return call_and_print(c, CLI_ROUTE_LEADER, 2, req);
 }
 
 static enum cli_status run_addnode(struct cli_conn *c, int argc, char **argv)
