@@ -338,11 +338,14 @@ static void deposed_leader_read_fails(struct sim *s, struct seen *seen)
 
 /* 5.4: an entry is committed once stored on a majority: a leader cut off
  * with a minority keeps its writes uncommitted, and they are replaced. */
-static void minority_leader_never_commits(struct sim *s, struct seen *seen)
+/* The leader and one follower on one side of a partition of 5. */
+static struct sim_node *cut_leader_with_one(struct sim *s)
 {
-    (void)seen;
     sim_start_all(s);
-    EXPECT(s, sim_run_until(s, 5000, leader_ready, NULL), "no leader within 5 s");
+    if (!sim_run_until(s, 5000, leader_ready, NULL)) {
+        sim_fail(s, "no leader within 5 s");
+        return NULL;
+    }
     struct sim_node *old = sim_leader(s);
     struct sim_node *buddy = old->id == 1 ? node(s, 2) : node(s, 1);
     for (size_t i = 0; i < s->n; i++)
@@ -351,6 +354,16 @@ static void minority_leader_never_commits(struct sim *s, struct seen *seen)
             bool b = &s->nodes[j] == old || &s->nodes[j] == buddy;
             s->net.cut[i][j] = a != b;
         }
+    return old;
+}
+
+static void minority_leader_never_commits(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    struct sim_node *old = cut_leader_with_one(s);
+    if (old == NULL)
+        return;
+    struct sim_node *buddy = old->id == 1 ? node(s, 2) : node(s, 1);
     uint64_t first_command = s->n_commands;
     EXPECT(s, sim_propose_batch(s, old, 5) == 5, "the leader refused writes");
     uint64_t commit = old->r.commit_index;
@@ -796,25 +809,6 @@ static void no_prevote_rejoin_deposes_leader(struct sim *s, struct seen *seen)
     struct sim_node *now = sim_leader(s);
     EXPECT(s, now == NULL || now->r.current_term > term,
            "the leader of term %" PRIu64 " was not deposed", term);
-}
-
-/* The leader and one follower on one side of a partition of 5. */
-static struct sim_node *cut_leader_with_one(struct sim *s)
-{
-    sim_start_all(s);
-    if (!sim_run_until(s, 5000, leader_ready, NULL)) {
-        sim_fail(s, "no leader within 5 s");
-        return NULL;
-    }
-    struct sim_node *old = sim_leader(s);
-    struct sim_node *buddy = old->id == 1 ? node(s, 2) : node(s, 1);
-    for (size_t i = 0; i < s->n; i++)
-        for (size_t j = 0; j < s->n; j++) {
-            bool a = &s->nodes[i] == old || &s->nodes[i] == buddy;
-            bool b = &s->nodes[j] == old || &s->nodes[j] == buddy;
-            s->net.cut[i][j] = a != b;
-        }
-    return old;
 }
 
 struct stepped_down {
