@@ -322,7 +322,7 @@ static bool raft_term_is_news(struct raft *r, const struct raft_msg *m)
             .node = m->from,
             .term = m->term,
             .leader = r->leader_id,
-            .ms = r->role == RAFT_LEADER ? 0 : r->now_ms - r->leader_contact_ms,
+            .ms = raft_leader_heard_ago(r),
         };
         raft_note(r, &note);
         return false;

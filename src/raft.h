@@ -339,7 +339,6 @@ struct raft {
     uint32_t votes;               /* bitmask of granted votes (or pre-votes), bit = node id */
     uint64_t heartbeat_due_ms;
     uint64_t leader_contact_ms; /* when the leader (leader_id) was last heard from */
-    uint64_t quorum_check_ms;   /* leader, check_quorum: when a majority was last seen */
 
     /* Leadership transfer (dissertation 3.10), leader side. */
     uint32_t transfer_to;          /* the target; RAFT_NONE: no transfer */

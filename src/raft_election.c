@@ -36,6 +36,11 @@ static bool raft_may_vote(const struct raft *r)
     return raft_is_member(r, r->cfg.id) || raft_last_index(r) > 0;
 }
 
+uint64_t raft_leader_heard_ago(const struct raft *r)
+{
+    return r->role == RAFT_LEADER ? 0 : r->now_ms - r->leader_contact_ms;
+}
+
 /* Figure 2, RequestVote RPC, receiver implementation:
  * 1. Reply false if term < currentTerm.
  * 2. If votedFor is null or candidateId, and candidate's log is at least as
@@ -98,7 +103,7 @@ int raft_recv_prevote(struct raft *r, const struct raft_msg *m)
     };
     if (!granted && in_lease) {
         reply.leader_hint = r->leader_id;
-        reply.leader_ago_ms = r->role == RAFT_LEADER ? 0 : r->now_ms - r->leader_contact_ms;
+        reply.leader_ago_ms = raft_leader_heard_ago(r);
     }
     if (reply.term == 0)
         return RAFT_OK; /* a server that never saw a term (not a member yet) stays quiet */

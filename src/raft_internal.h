@@ -34,6 +34,8 @@ void raft_reset_election_timer(struct raft *r);
 int raft_recv_vote(struct raft *r, const struct raft_msg *m);
 int raft_recv_vote_reply(struct raft *r, const struct raft_msg *m);
 int raft_recv_prevote(struct raft *r, const struct raft_msg *m);
+/* How long ago the leader was heard from (0 for the leader itself). */
+uint64_t raft_leader_heard_ago(const struct raft *r);
 int raft_recv_prevote_reply(struct raft *r, const struct raft_msg *m);
 
 /* raft_leadership.c: CheckQuorum and leadership transfer. */
