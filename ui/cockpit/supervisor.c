@@ -837,6 +837,11 @@ int sup_remove_node(struct supervisor *s, uint32_t id, char *err, size_t errlen)
 /* A node being removed whose removal is in force: stop it, drop its card. */
 static void sup_finish_removals(struct supervisor *s)
 {
+    bool any = false;
+    for (size_t i = 0; i < s->cluster.n; i++)
+        any |= s->nodes[i].removing;
+    if (!any)
+        return;
     struct model_view v;
     model_get_view(s->model, &v);
     if (v.voters_mask == 0)
