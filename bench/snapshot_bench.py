@@ -63,10 +63,11 @@ Options:
   --build DIR      where raftkv-node is (default: build/ next to bench/)
   --port-base N    cluster k uses ports N+10k+1..3 (peers) and N+10k+6..8
                    (clients); a block with a port in use moves up by 10
-                   until one is free (default 41000)
+                   until one is free (default 31000)
   --quick          a short run: 100,000 SETs, 100,000 keys to restart,
                    20,000 to catch up, 20,000 preloaded, 2 rounds
   --keep           keep the temporary directory (node logs, data) and print its path
+  --only PART      run only footprint, restart, catch-up or throughput (may be repeated)
 
 Exit status 0 when every figure was measured, 1 otherwise. Python 3 stdlib
 and redis-benchmark (Debian redis-tools) only; the RESP client and the
@@ -743,7 +744,11 @@ def run_throughput(binary, root, port_base, preload, requests, rounds, keep):
             if r is None:
                 continue
             c.wait_settled(timeout=300.0)
-            after = {x.id: int(x.info()["snapshots_taken"]) for x in c.nodes}
+            infos = {x.id: x.info() for x in c.nodes}
+            after = {i: int(v["snapshots_taken"]) for i, v in infos.items()}
+            turns = ", ".join("node %d %.0f ms (%s)" % (i, int(v.get("loop_turn_max_us", 0)) / 1000.0,
+                                                       v.get("loop_turn_max_phase", "?"))
+                              for i, v in sorted(infos.items()))
             leader2, term2 = c.wait_leader()
             taken = {i: after[i] - before[i] for i in after}
             r["taken"] = taken
@@ -755,6 +760,7 @@ def run_throughput(binary, root, port_base, preload, requests, rounds, keep):
                       label, r["ops"], r["p50"], r["p99"], r.get("max", float("nan")), taken[leader.id],
                       "/".join(str(taken[x.id]) for x in c.followers(leader)), la0, os.getloadavg()[0]),
                   flush=True)
+            print("        the longest loop turn so far: %s" % turns, flush=True)
             if term2 != term:
                 notes.append("throughput, %s, run %d: the term changed %d -> %d" % (label, n, term, term2))
             if r["errors"]:
@@ -768,6 +774,12 @@ def run_throughput(binary, root, port_base, preload, requests, rounds, keep):
 
 # ------------------------------------------------------------ main
 
+PARTS = ("footprint", "restart", "catch-up", "throughput")
+
+
+class Skipped(Exception):
+    """A part left out with --only."""
+
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
@@ -775,10 +787,13 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(here, "..", "build"), metavar="DIR",
                     help="where raftkv-node is")
-    ap.add_argument("--port-base", type=int, default=41000, metavar="N", help="first port of the blocks used")
+    ap.add_argument("--port-base", type=int, default=31000, metavar="N", help="first port of the blocks used")
     ap.add_argument("--quick", action="store_true", help="a short run")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--only", choices=PARTS, action="append", metavar="PART",
+                    help="run only this part (%s); may be given more than once" % ", ".join(PARTS))
     args = ap.parse_args()
+    parts = set(args.only or PARTS)
     if not 1024 <= args.port_base <= 65000:
         ap.error("--port-base must be from 1024 to 65000")
     q = args.quick
@@ -823,7 +838,8 @@ def main():
         # 1: disk and memory
         fp = {}
         for k, (name, label, nargs) in enumerate((("footprint-compaction", "compaction (defaults)", []),
-                                                  ("footprint-none", "no compaction", NO_SNAPSHOTS))):
+                                                  ("footprint-none", "no compaction", NO_SNAPSHOTS))
+                                                 if "footprint" in parts else ()):
             try:
                 fp[label] = run_footprint(binary, root, args.port_base + 10 * k, name, label, nargs, sets,
                                           args.keep, notes)
@@ -856,6 +872,8 @@ def main():
 
         # 2: restart
         try:
+            if "restart" not in parts:
+                raise Skipped()
             rs = run_restart(binary, root, args.port_base + 20, restart_keys, restart_rounds, args.keep)
             notes.extend(rs["notes"])
             for kind, text in (("snapshot", "from its snapshot"), ("replay", "replaying the whole log")):
@@ -865,13 +883,16 @@ def main():
                                    restart_keys, text, " / ".join("%.2f" % x[1] for x in v),
                                    " / ".join("%.2f" % x[0] for x in v),
                                    "; RAFT.SNAPSHOT took %.2f s" % rs["snap_s"] if kind == "snapshot" else ""))
+        except Skipped:
+            pass
         except BenchError as e:
             failed("[2] restart", e)
         print("  " + loadavg(), flush=True)
 
         # 3: catch-up
         for k, (name, label, nargs) in enumerate((("catchup-snapshot", "by snapshot (defaults)", []),
-                                                  ("catchup-log", "by log (no snapshots)", NO_SNAPSHOTS))):
+                                                  ("catchup-log", "by log (no snapshots)", NO_SNAPSHOTS))
+                                                 if "catch-up" in parts else ()):
             try:
                 t, cnotes = run_catch_up(binary, root, args.port_base + 30 + 10 * k, name, label, nargs,
                                          catch_keys, catch_trials, args.keep, snapshot=not nargs)
@@ -885,6 +906,8 @@ def main():
 
         # 4: throughput
         try:
+            if "throughput" not in parts:
+                raise Skipped()
             res, cut, tnotes = run_throughput(binary, root, args.port_base + 50, preload, tp_requests, tp_rounds, args.keep)
             notes.extend(tnotes)
             med = {}
@@ -910,6 +933,8 @@ def main():
                            "p50 %.2fx, p99 %.2fx (goal: at most 2x: %s)" % (
                                ops_ratio, (ops_ratio - 1) * 100, "met" if ops_ratio >= 0.9 else "NOT met",
                                w["p50"] / wo["p50"], p99_ratio, "met" if p99_ratio <= 2.0 else "NOT met"))
+        except Skipped:
+            pass
         except BenchError as e:
             failed("[4] throughput", e)
     except BenchError as e:
