@@ -344,7 +344,8 @@ static void info_raft(struct node *n, struct buf *out)
                "\r\nlog_bytes:%" PRIu64 "\r\nsnapshot_in_progress:%d\r\nsnapshots_taken:%" PRIu64
                "\r\nsnapshots_sent:%" PRIu64 "\r\nsnapshots_installed:%" PRIu64 "\r\n",
                r->log.snapshot_index, r->log.snapshot_term, log_first, wal_log_size(n->wal),
-               n->snap_pid != 0, n->snapshots_taken, n->snapshots_sent, n->snapshots_installed);
+               n->snap_writer != NULL, n->snapshots_taken, n->snapshots_sent,
+               n->snapshots_installed);
     membership_info(n, out);
     buf_printf(out, "prevote:%s\r\ncheck_quorum:%s\r\ntransfer_to:%u\r\n",
                r->cfg.prevote ? "on" : "off", r->cfg.check_quorum ? "on" : "off",
@@ -352,6 +353,7 @@ static void info_raft(struct node *n, struct buf *out)
     /* log_syncs against last_log_index: how many entries one fsync carries. */
     buf_printf(out, "log_syncs:%" PRIu64 "\r\npersisted_index:%" PRIu64 "\r\n", n->log_syncs,
                r->persisted_index);
+    turn_timer_info(&n->turn, out);
     clients_info(n, out);
 }
 

@@ -431,11 +431,15 @@ int node_run(struct node *n)
             status_maybe_publish(n, now);
             continue;
         }
+        struct turn_timer *t = &n->turn;
+        turn_timer_begin(t);
         node_advance_clock(n, now);
         if (storage_poll(n, err, sizeof(err)) != 0)
             node_disk_failed(n, err);
+        turn_timer_mark(t, TURN_STORAGE);
         raft_tick(&n->raft, n->raft_clock_ms);
         transport_receive(n);
+        turn_timer_mark(t, TURN_PEERS);
         if (fds[1].revents & POLLIN)
             clients_accept(n);
         for (size_t i = 3; i < nfds; i++) {
@@ -450,15 +454,21 @@ int node_run(struct node *n)
         }
         if (!n->wire.frozen) /* nothing changes while frozen */
             commands_sweep_expired(n);
+        turn_timer_mark(t, TURN_CLIENTS_IN);
         node_process_ready(n);
+        turn_timer_mark(t, TURN_CORE);
         snapshot_tick(n);
+        turn_timer_mark(t, TURN_SNAPSHOT);
         transport_flush_delayed(n, now);
         for (struct client *c = n->clients; c != NULL; c = c->next)
             if (c->out.len > 0)
                 clients_write(n, c);
         clients_reap(n);
+        turn_timer_mark(t, TURN_CLIENTS_OUT);
         wire_report_tick(n, now);
         status_maybe_publish(n, now);
+        turn_timer_mark(t, TURN_REPORTS);
+        turn_timer_end(n, t);
     }
     /* What was written is made durable, and the replies waiting for it
      * leave, before the clients hear the rest. */

@@ -164,9 +164,8 @@ static int parse_options(int argc, char **argv, struct node_options *o)
     o->client_output_limit = 32u << 20; /* four of the largest value (RESP_MAX_BULK) */
     o->client_input_limit = 16u << 20;  /* the largest value and room for the rest */
     /* As Redis rewrites its AOF only once it has grown by 64 MB: each
-     * snapshot forks, and the pages the loop writes while the child lives
-     * are copied (costly in a virtual machine), so not too often; 100000
-     * entries of 256 bytes are about 30 MB of log. */
+     * snapshot writes the whole store, so not too often; 100000 entries of
+     * 256 bytes are about 30 MB of log. */
     o->snapshot_entries = 100000;
     o->snapshot_bytes = 64ull << 20;
     o->prevote = true;

@@ -159,6 +159,25 @@ struct node_options {
     const char *client_addr;      /* --client, with --join */
 };
 
+/* turn_timer.c: where one loop turn spends its time. */
+enum turn_phase {
+    TURN_STORAGE,
+    TURN_PEERS,
+    TURN_CLIENTS_IN,
+    TURN_CORE,
+    TURN_SNAPSHOT,
+    TURN_CLIENTS_OUT,
+    TURN_REPORTS,
+    TURN_N_PHASES
+};
+struct turn_timer {
+    uint64_t started_us, mark_us;
+    uint64_t phase_us[TURN_N_PHASES];
+    uint64_t max_us, max_phase_us; /* the longest turn, and its longest phase */
+    int max_phase;
+    uint64_t slow_turns;
+};
+
 struct node {
     struct node_options opt;
     struct cluster cluster;
@@ -224,6 +243,8 @@ struct node {
     size_t serve_budget; /* reply bytes reads may still build this loop turn */
     bool reads_backlog;  /* confirmed reads wait for the next turn's budget */
 
+    struct turn_timer turn; /* how long the loop's turns take */
+
     /* The log's fdatasync in a helper thread (storage_thread.c). */
     struct storage *storage;
     uint64_t log_syncs; /* syncs of the log completed */
@@ -233,11 +254,12 @@ struct node {
     char disk_error_text[256];
     uint64_t disk_retry_ms;
 
-    /* Snapshots (snapshot.c): one being written by a child process, the
-     * snapshot files on disk, the file a leader reads chunks from. */
-    pid_t snap_pid; /* the child writing one; 0: none */
+    /* Snapshots (snapshot.c): one being written by a helper thread
+     * (snapshot_writer.c), the snapshot files on disk, the file a leader
+     * reads chunks from. */
+    struct snapshot_writer *snap_writer; /* NULL: none being written */
     uint64_t snap_index, snap_term, snap_started_ms;
-    uint64_t snap_keys; /* keys in the state the running child writes */
+    uint64_t snap_keys; /* keys in the state being written */
 
     char role_reason[96];               /* why the next role change happened, when not a term */
     struct raft_members loaded_members; /* the newest snapshot's, at start */
@@ -278,6 +300,12 @@ struct node {
     char *events[NODE_MAX_EVENTS];
     size_t n_events;
 };
+
+/* turn_timer.c */
+void turn_timer_begin(struct turn_timer *t);
+void turn_timer_mark(struct turn_timer *t, enum turn_phase phase); /* phase just ended */
+void turn_timer_end(struct node *n, struct turn_timer *t);
+void turn_timer_info(const struct turn_timer *t, struct buf *out);
 
 /* main.c */
 void node_event(struct node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -369,6 +397,21 @@ void pending_free(struct node *n);
  * are answered -UNCERTAIN (their entries were never applied here). */
 void pending_on_snapshot(struct node *n, uint64_t index);
 
+/* snapshot_writer.c: the store as a view (kv_view_begin) written to
+ * DIR/snap-<index>-<term> behind head (taken, freed when done) by a thread. */
+struct snapshot_writer;
+int snapshot_writer_start(struct node *n, uint64_t index, uint64_t term, uint8_t *head,
+                          size_t head_len, struct snapshot_writer **out, char *err, size_t errlen);
+bool snapshot_writer_done(struct snapshot_writer *w);
+/* The node's store was replaced (an installed snapshot): the writer's goes
+ * with it when it finishes. */
+void snapshot_writer_store_replaced(struct snapshot_writer *w);
+/* Once done: wait for the thread, end the view, free w. 0, or -1 with the
+ * thread's error. */
+int snapshot_writer_finish(struct snapshot_writer *w, char *err, size_t errlen);
+/* Stop it now (the temporary file is removed) and free w. */
+void snapshot_writer_cancel(struct snapshot_writer *w);
+
 /* snapshot.c */
 /* At start, after wal_open: the newest snapshot into n->kv (an empty store
  * without one); *index and *term name it for raft_restore. */
@@ -452,6 +495,8 @@ void storage_forget(struct node *n);
 /* raft_compact_with's drop_data (arg: the node): the thread frees data
  * later, a few buffers at a time while no sync waits. */
 void storage_free_later(void *arg, uint8_t *data);
+/* Remove the snapshot files below index, on the storage thread. */
+void storage_remove_snapshots_below(struct node *n, uint64_t index);
 
 /* status.c */
 void status_publish(struct node *n);

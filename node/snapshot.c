@@ -10,19 +10,14 @@
  *   sent in chunks over nanomsg ... A restart loads the newest snapshot and
  *   replays only the log after it."
  *
- * Taking one: fork(), as Redis's BGSAVE. The child sees the store exactly as
- * it was at the fork (the kernel copies pages only when the parent changes
- * them), writes it with kv_snapshot_write into snapfile_writer (durable and
- * atomic: temporary file, fsync, rename, fsync of the dir) and _exits. The
- * parent goes on serving clients and peers; every loop turn it polls
- * waitpid(WNOHANG). When the child succeeded the parent, in this order,
- * records it (wal_snapshot_taken: the log may drop the entries it covers),
- * tells the core (raft_compact) and removes older snapshot files no transfer
- * uses (raft_snapshot_in_use). The child touches nothing the parent shares:
- * it never calls nanomsg, never closes or writes a socket, and ends with
- * _exit (no atexit handlers, no stdio flush). It asks to be killed if the
- * parent dies, and drops its copy of the data dir's lock descriptor, so
- * that a restarted node finds the lock free.
+ * Taking one: the store's copy-on-write view written by a helper thread
+ * (snapshot_writer.c) into snapfile_writer (durable and atomic: temporary
+ * file, fsync, rename, fsync of the dir), while the loop goes on serving
+ * clients and peers; every loop turn it looks whether the thread is done.
+ * When it succeeded the loop, in this order, records it (wal_snapshot_taken:
+ * the log may drop the entries it covers), tells the core (raft_compact) and
+ * has the storage thread remove older snapshot files no transfer uses
+ * (raft_snapshot_in_use).
  *
  * Sending one (leader): each RAFT_MSG_SNAPSHOT gets up to SNAPSHOT_CHUNK
  * bytes of the file at the core's offset (snapfile_read_at); done when they
@@ -33,13 +28,10 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "node.h"
@@ -83,11 +75,10 @@ static void snapshot_remove_unused(struct node *n)
         any_below |= n->snap_kept[i] < oldest_used;
     if (!any_below)
         return;
-    char err[512];
-    if (wal_remove_snapshots_below(n->wal, oldest_used, err, sizeof(err)) != 0) {
-        node_event(n, "cannot remove old snapshots: %s", err);
-        return;
-    }
+    /* Never the newest snapshot, which oldest_used cannot pass. */
+    uint64_t newest_index, newest_term;
+    wal_snapshot(n->wal, &newest_index, &newest_term);
+    storage_remove_snapshots_below(n, oldest_used < newest_index ? oldest_used : newest_index);
     size_t kept = 0;
     for (size_t i = 0; i < n->n_snap_kept; i++)
         if (n->snap_kept[i] >= oldest_used)
@@ -174,62 +165,6 @@ int snapshot_load_newest(struct node *n, uint64_t *index, uint64_t *term, char *
 
 /* ------------------------------------------------------------ taking one */
 
-static int snapshot_child_append(const uint8_t *p, size_t len, void *ctx)
-{
-    char err[512];
-    if (snapfile_writer_append(ctx, p, len, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raftkv-node: snapshot: %s\n", err);
-        return -1;
-    }
-    return 0;
-}
-
-/* In the child: write the store as it was at the fork. Returns the exit
- * status. */
-static int snapshot_child(struct node *n, uint64_t index, uint64_t term)
-{
-    char err[512];
-    struct snapfile_writer *sw;
-    if (snapfile_writer_open(n->opt.data_dir, index, term, &sw, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raftkv-node: snapshot: %s\n", err);
-        return 1;
-    }
-    struct raft_members members;
-    uint8_t *blob = NULL;
-    uint32_t blob_len = 0;
-    if (raft_members_at(&n->raft, index, &members) != RAFT_OK ||
-        raft_members_encode(&members, &blob, &blob_len) != 0) {
-        fprintf(stderr, "raftkv-node: snapshot: no configuration at %" PRIu64 "\n", index);
-        snapfile_writer_abort(sw);
-        return 1;
-    }
-    uint8_t head[8] = {'R',
-                       'K',
-                       'C',
-                       'F',
-                       (uint8_t)blob_len,
-                       (uint8_t)(blob_len >> 8),
-                       (uint8_t)(blob_len >> 16),
-                       (uint8_t)(blob_len >> 24)};
-    int rc = snapshot_child_append(head, sizeof head, sw);
-    if (rc == 0)
-        rc = snapshot_child_append(blob, blob_len, sw);
-    free(blob);
-    if (rc != 0) {
-        snapfile_writer_abort(sw);
-        return 1;
-    }
-    if (kv_snapshot_write(n->kv, snapshot_child_append, sw) != 0) {
-        snapfile_writer_abort(sw);
-        return 1;
-    }
-    if (snapfile_writer_finish(sw, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raftkv-node: snapshot: %s\n", err);
-        return 1;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------ in words */
 
 /* 1234567 -> "1,234,567": counts in events a person reads. */
@@ -289,35 +224,51 @@ void snapshot_send_progress(const struct node *n, const struct raft_progress *pr
 
 /* ------------------------------------------------------------ taking one */
 
-/* Fork a child writing the state as of the last applied index. */
+/* The payload's head: "RKCF", the configuration's length and the
+ * configuration as of index (see snapshot_split). NULL when it cannot be
+ * made. */
+static uint8_t *snapshot_head(struct node *n, uint64_t index, size_t *len)
+{
+    struct raft_members members;
+    uint8_t *blob = NULL;
+    uint32_t blob_len = 0;
+    if (raft_members_at(&n->raft, index, &members) != RAFT_OK ||
+        raft_members_encode(&members, &blob, &blob_len) != 0)
+        return NULL;
+    uint8_t *head = malloc(8 + (size_t)blob_len);
+    if (head != NULL) {
+        memcpy(head, SNAPSHOT_MEMBERS_MAGIC, 4);
+        for (int i = 0; i < 4; i++)
+            head[4 + i] = (uint8_t)(blob_len >> (8 * i));
+        memcpy(head + 8, blob, blob_len);
+        *len = 8 + (size_t)blob_len;
+    }
+    free(blob);
+    return head;
+}
+
+/* Start writing the state as of the last applied index. */
 static void snapshot_start(struct node *n)
 {
     struct raft *r = &n->raft;
     uint64_t index = r->last_applied, term = raft_term_at(r, index);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        node_event(n, "cannot start a snapshot: fork: %s", strerror(errno));
-        n->snap_retry_ms = clock_monotonic_ms() + SNAPSHOT_RETRY_MS;
+    char err[512];
+    size_t head_len = 0;
+    uint8_t *head = snapshot_head(n, index, &head_len);
+    if (head == NULL) {
+        snprintf(err, sizeof err, "no configuration at #%" PRIu64 " (or out of memory)", index);
+    } else if (snapshot_writer_start(n, index, term, head, head_len, &n->snap_writer, err,
+                                     sizeof err) == 0) {
+        n->snap_index = index;
+        n->snap_term = term;
+        n->snap_started_ms = clock_monotonic_ms();
+        n->snap_keys = kv_count(n->kv);
+        if (n->snap_slot != NULL)
+            n->snap_slot_bound = true;
         return;
     }
-    if (pid == 0) {
-        /* Die with the parent; and SIGTERM ends the child (the parent's
-         * handler would only set a flag nobody reads here). */
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-            _exit(1);
-        wal_forget_after_fork(n->wal);
-        _exit(snapshot_child(n, index, term));
-    }
-    n->snap_pid = pid;
-    n->snap_index = index;
-    n->snap_term = term;
-    n->snap_started_ms = clock_monotonic_ms();
-    n->snap_keys = kv_count(n->kv);
-    if (n->snap_slot != NULL)
-        n->snap_slot_bound = true;
+    node_event(n, "cannot start a snapshot: %s", err);
+    n->snap_retry_ms = clock_monotonic_ms() + SNAPSHOT_RETRY_MS;
 }
 
 static void snapshot_answer(struct node *n, const char *error)
@@ -372,26 +323,14 @@ static int snapshot_taken(struct node *n, char *err, size_t errlen)
 
 static void snapshot_reap(struct node *n)
 {
-    int status;
-    pid_t got = waitpid(n->snap_pid, &status, WNOHANG);
-    if (got == 0)
+    if (!snapshot_writer_done(n->snap_writer))
         return;
-    if (got < 0 && errno == EINTR)
-        return;
-    n->snap_pid = 0;
     char err[512];
     const char *failed = NULL;
-    if (got < 0) {
-        snprintf(err, sizeof(err), "waitpid: %s", strerror(errno));
+    int rc = snapshot_writer_finish(n->snap_writer, err, sizeof err);
+    n->snap_writer = NULL;
+    if (rc != 0 || snapshot_taken(n, err, sizeof(err)) != 0)
         failed = err;
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        snprintf(err, sizeof(err), "the child writing it %s %d",
-                 WIFEXITED(status) ? "exited with" : "was killed by signal",
-                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-        failed = err;
-    } else if (snapshot_taken(n, err, sizeof(err)) != 0) {
-        failed = err;
-    }
     if (failed != NULL) {
         node_event(n, "snapshot at index %" PRIu64 " failed: %s", n->snap_index, failed);
         n->snap_retry_ms = clock_monotonic_ms() + SNAPSHOT_RETRY_MS;
@@ -427,10 +366,10 @@ static bool snapshot_due(const struct node *n)
 
 void snapshot_tick(struct node *n)
 {
-    if (n->snap_pid != 0)
+    if (n->snap_writer != NULL)
         snapshot_reap(n);
     snapshot_remove_unused(n);
-    if (n->snap_pid != 0 || n->disk_error)
+    if (n->snap_writer != NULL || n->disk_error)
         return;
     if (n->snap_slot != NULL) {
         if (!snapshot_has_news(n)) {
@@ -532,7 +471,11 @@ int snapshot_restore(struct node *n, const struct raft_snapshot_install *in, cha
     bool has_members;
     if (snapshot_load_kv(n, in->index, in->term, &kv, &members, &has_members, err, errlen) != 0)
         return -1;
-    kv_free(n->kv);
+    /* A snapshot being written reads the old store: it goes with it. */
+    if (n->snap_writer != NULL)
+        snapshot_writer_store_replaced(n->snap_writer);
+    else
+        kv_free(n->kv);
     n->kv = kv;
     if (has_members)
         raft_set_snapshot_members(&n->raft, &members);
@@ -549,11 +492,9 @@ int snapshot_restore(struct node *n, const struct raft_snapshot_install *in, cha
 
 void snapshot_shutdown(struct node *n)
 {
-    if (n->snap_pid != 0) {
-        kill(n->snap_pid, SIGKILL);
-        while (waitpid(n->snap_pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        n->snap_pid = 0;
+    if (n->snap_writer != NULL) {
+        snapshot_writer_cancel(n->snap_writer);
+        n->snap_writer = NULL;
         n->snap_slot_bound = true;
         snapshot_answer(n, "ERR the node is shutting down before the snapshot was written");
     }

@@ -15,8 +15,13 @@
  *     them, while the follower already takes in the next batch,
  *   - starts the next sync if more was written meanwhile.
  *
- * The thread touches nothing but the sync point (a file descriptor): the
- * log's bookkeeping stays with the loop. Anything else on the log (the hard
+ * Between syncs the thread also does what would only make the loop wait:
+ * freeing the entries a compaction dropped, and removing snapshot files no
+ * longer used (an unlink waits for the file system's journal).
+ *
+ * The thread touches nothing but the sync point (a file descriptor), the
+ * buffers and the snapshot files it is handed: the log's bookkeeping stays
+ * with the loop. Anything else on the log (the hard
  * state, a truncation, a snapshot, a reset after a failure, closing) first
  * waits until nothing is in flight (storage_drain), and is done on the loop
  * as before.
@@ -42,6 +47,7 @@ struct storage {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int wake[2]; /* thread -> loop: a sync finished */
+    const char *dir; /* the data dir, where the snapshot files are */
 
     /* Shared with the thread, under mu. */
     bool job;  /* a sync point waits for the thread */
@@ -52,6 +58,8 @@ struct storage {
      * after a snapshot's fork (one copy-on-write fault a page). */
     uint8_t **garbage;
     size_t n_garbage, cap_garbage;
+    uint64_t remove_below; /* snapshots below this index go; 0: none to remove */
+    char remove_error[300]; /* the last removal that failed, for the loop to tell */
     int run_errno;
     struct wal_sync_point point;
 
@@ -73,10 +81,21 @@ static void *storage_main(void *arg)
     struct storage *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->job && !s->quit && s->n_garbage == 0)
+        while (!s->job && !s->quit && s->n_garbage == 0 && s->remove_below == 0)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->quit)
             break;
+        if (!s->job && s->remove_below != 0) {
+            uint64_t below = s->remove_below;
+            s->remove_below = 0;
+            pthread_mutex_unlock(&s->mu);
+            char err[sizeof s->remove_error];
+            int rv = snapfile_remove_below(s->dir, below, err, sizeof err);
+            pthread_mutex_lock(&s->mu);
+            if (rv != 0)
+                memcpy(s->remove_error, err, sizeof err);
+            continue;
+        }
         if (!s->job) {
             uint8_t *batch[STORAGE_FREE_STEP];
             size_t k = s->n_garbage < STORAGE_FREE_STEP ? s->n_garbage : STORAGE_FREE_STEP;
@@ -112,6 +131,7 @@ int storage_start(struct node *n, char *err, size_t errlen)
         return -1;
     }
     s->wake[0] = s->wake[1] = -1;
+    s->dir = n->opt.data_dir;
     n->storage = s;
     if (pipe(s->wake) != 0) {
         snprintf(err, errlen, "cannot make a pipe: %s", strerror(errno));
@@ -219,6 +239,13 @@ int storage_poll(struct node *n, char *err, size_t errlen)
     char drain[64];
     while (read(s->wake[0], drain, sizeof(drain)) > 0)
         ;
+    char remove_error[sizeof s->remove_error];
+    pthread_mutex_lock(&s->mu);
+    memcpy(remove_error, s->remove_error, sizeof remove_error);
+    s->remove_error[0] = '\0';
+    pthread_mutex_unlock(&s->mu);
+    if (remove_error[0] != '\0')
+        node_event(n, "cannot remove old snapshots: %s", remove_error);
     if (!s->busy)
         return 0;
     pthread_mutex_lock(&s->mu);
@@ -367,6 +394,22 @@ void storage_free_later(void *arg, uint8_t *data)
         s->cap_garbage = cap;
     }
     s->garbage[s->n_garbage++] = data;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void storage_remove_snapshots_below(struct node *n, uint64_t index)
+{
+    struct storage *s = n->storage;
+    char err[256];
+    if (s == NULL || !s->thread_started) {
+        if (snapfile_remove_below(n->opt.data_dir, index, err, sizeof err) != 0)
+            node_event(n, "cannot remove old snapshots: %s", err);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (index > s->remove_below)
+        s->remove_below = index;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }

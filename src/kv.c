@@ -186,14 +186,41 @@ static int insert_item(struct kv *kv, const uint8_t *key, uint32_t klen, uint64_
     return 0;
 }
 
+/* Keep an item a view may hold until the view ends. 0, or -1 when memory
+ * runs out (nothing changed). */
+static int retire_item(struct kv *kv, struct kv_item *it)
+{
+    if (kv->n_retired == kv->cap_retired) {
+        size_t cap = kv->cap_retired ? kv->cap_retired * 2 : 256;
+        struct kv_item **p = realloc(kv->retired, cap * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        kv->retired = p;
+        kv->cap_retired = cap;
+    }
+    kv->retired[kv->n_retired++] = it;
+    return 0;
+}
+
 /* New value for the item in slot i; nothing changes when memory runs out. */
 static int replace_value(struct kv *kv, size_t i, const uint8_t *val, uint32_t vlen, bool clear_ttl)
 {
     struct kv_item *old = kv->slots[i];
     uint32_t old_vlen = old->vlen;
-    struct kv_item *it = realloc(old, sizeof(*old) + (size_t)old->klen + vlen);
-    if (it == NULL)
-        return -1; /* old is untouched and still in its slot */
+    struct kv_item *it;
+    if (kv->viewed) {
+        /* A view may be reading old: a new copy takes its slot. */
+        it = malloc(sizeof(*old) + (size_t)old->klen + vlen);
+        if (it == NULL || retire_item(kv, old) != 0) {
+            free(it);
+            return -1;
+        }
+        memcpy(it, old, sizeof(*old) + old->klen);
+    } else {
+        it = realloc(old, sizeof(*old) + (size_t)old->klen + vlen);
+        if (it == NULL)
+            return -1; /* old is untouched and still in its slot */
+    }
     kv->slots[i] = it;
     kv->item_bytes = kv->item_bytes - item_size(it->klen, old_vlen) + item_size(it->klen, vlen);
     it->vlen = vlen;
@@ -216,7 +243,12 @@ static void remove_slot(struct kv *kv, size_t i)
     if (it->deadline_ms != 0)
         kv->count_with_ttl--;
     kv->item_bytes -= item_size(it->klen, it->vlen);
-    free(it);
+    /* With a view open it is kept for the view (or, if even that runs out
+     * of memory, left allocated: the view may be writing it). */
+    if (!kv->viewed)
+        free(it);
+    else
+        (void)retire_item(kv, it);
 
     size_t hole = i;
     kv->slots[hole] = NULL;
@@ -547,6 +579,18 @@ static int do_expire(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *r
         remove_slot(kv, i);
     } else {
         struct kv_item *it = kv->slots[i];
+        if (kv->viewed) {
+            /* A view may be reading it: a new copy takes its slot. */
+            size_t bytes = sizeof(*it) + (size_t)it->klen + it->vlen;
+            struct kv_item *copy = malloc(bytes);
+            if (copy == NULL || retire_item(kv, it) != 0) {
+                free(copy);
+                return -1;
+            }
+            memcpy(copy, it, bytes);
+            kv->slots[i] = copy;
+            it = copy;
+        }
         if (it->deadline_ms == 0)
             kv->count_with_ttl++;
         it->deadline_ms = (uint64_t)cmd->deadline_ms;
@@ -706,6 +750,9 @@ void kv_free(struct kv *kv)
     for (size_t i = 0; i < kv->nslots; i++)
         free(kv->slots[i]);
     free(kv->slots);
+    for (size_t i = 0; i < kv->n_retired; i++)
+        free(kv->retired[i]);
+    free(kv->retired);
     for (size_t i = 0; i < kv->nsession_slots; i++) {
         if (kv->sessions[i] != NULL) {
             kv_reply_free(&kv->sessions[i]->reply);
@@ -985,22 +1032,168 @@ void kv_foreach_expired(const struct kv *kv, uint64_t now_ms, size_t max, kv_vis
     }
 }
 
-int kv_sorted_items(const struct kv *kv, struct kv_item ***out)
+/* The rank's seed: any constant will do, as long as it never changes. */
+#define SNAPSHOT_RANK_SEED 0x726b76736e617032ULL
+
+uint64_t kv_snapshot_rank(const uint8_t *key, uint32_t klen)
+{
+    return hash_bytes(SNAPSHOT_RANK_SEED, key, klen);
+}
+
+struct ranked_item {
+    uint64_t rank;
+    struct kv_item *item;
+};
+
+static int ranked_cmp(const void *a, const void *b)
+{
+    const struct ranked_item *x = a, *y = b;
+    if (x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
+    return item_cmp(x->item, y->item);
+}
+
+/* Sort by rank, then key: a radix sort on the rank, 16 bits a pass (sorting
+ * 200,000 pointers by the keys they point at took 175 ms, a cache miss a
+ * comparison; this takes a few), then the rare runs of equal ranks by key.
+ * 0, or -1 when memory runs out. */
+#define RANK_DIGIT_BITS 16
+static int sort_ranked(struct ranked_item *v, size_t n)
+{
+    struct ranked_item *tmp = malloc(n * sizeof(*tmp));
+    size_t *count = malloc(((size_t)1 << RANK_DIGIT_BITS) * sizeof(*count));
+    if (tmp == NULL || count == NULL) {
+        free(tmp);
+        free(count);
+        return -1;
+    }
+    const uint64_t mask = ((uint64_t)1 << RANK_DIGIT_BITS) - 1;
+    struct ranked_item *from = v, *to = tmp;
+    for (int shift = 0; shift < 64; shift += RANK_DIGIT_BITS) {
+        memset(count, 0, ((size_t)1 << RANK_DIGIT_BITS) * sizeof(*count));
+        for (size_t i = 0; i < n; i++)
+            count[(from[i].rank >> shift) & mask]++;
+        size_t sum = 0;
+        for (size_t d = 0; d <= mask; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            to[count[(from[i].rank >> shift) & mask]++] = from[i];
+        struct ranked_item *t = from;
+        from = to;
+        to = t;
+    }
+    /* An even number of passes: the result is back in v. */
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && v[j].rank == v[i].rank)
+            j++;
+        if (j - i > 1)
+            qsort(v + i, j - i, sizeof(*v), ranked_cmp);
+        i = j;
+    }
+    free(tmp);
+    free(count);
+    return 0;
+}
+
+int kv_snapshot_items(struct kv_item **items, size_t n)
+{
+    if (n == 0)
+        return 0;
+    struct ranked_item *ranked = malloc(n * sizeof(*ranked));
+    if (ranked == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        /* Each item is a cache miss: ask for one a few ahead. */
+        if (i + KV_PREFETCH_AHEAD < n)
+            __builtin_prefetch(items[i + KV_PREFETCH_AHEAD]);
+        ranked[i] =
+            (struct ranked_item){kv_snapshot_rank(items[i]->data, items[i]->klen), items[i]};
+    }
+    if (sort_ranked(ranked, n) != 0) {
+        free(ranked);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        items[i] = ranked[i].item;
+    free(ranked);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- views */
+
+void kv_view_free(struct kv_view *v)
+{
+    for (size_t i = 0; i < v->n_sessions; i++)
+        kv_reply_free(&v->sessions[i].reply);
+    free(v->sessions);
+    free(v->items);
+    free(v);
+}
+
+int kv_view_fill(const struct kv *kv, struct kv_view **out)
 {
     *out = NULL;
-    if (kv->count == 0)
-        return 0;
-    struct kv_item **items = malloc(kv->count * sizeof(*items));
-    if (items == NULL)
+    struct kv_view *v = calloc(1, sizeof(*v));
+    if (v == NULL)
         return -1;
-    size_t n = 0;
-    for (size_t i = 0; i < kv->nslots; i++) {
-        if (kv->slots[i] != NULL)
-            items[n++] = kv->slots[i];
+    v->applied_index = kv->applied_index;
+    v->digest = kv->digest;
+    v->time_floor_ms = kv->time_floor_ms;
+    v->items = malloc((kv->count > 0 ? kv->count : 1) * sizeof(*v->items));
+    v->sessions = malloc((kv->nsessions > 0 ? kv->nsessions : 1) * sizeof(*v->sessions));
+    if (v->items == NULL || v->sessions == NULL) {
+        kv_view_free(v);
+        return -1;
     }
-    qsort(items, n, sizeof(*items), item_ptr_cmp);
-    *out = items;
+    /* The slots only: no item is read here (that is the writer's work). */
+    for (size_t i = 0; i < kv->nslots; i++)
+        if (kv->slots[i] != NULL)
+            v->items[v->n_items++] = kv->slots[i];
+    for (size_t i = 0; i < kv->nsessions; i++) {
+        const struct kv_session *s = kv->lru[i];
+        if (kv_session_expired(s, kv->time_floor_ms))
+            continue;
+        struct kv_session *c = &v->sessions[v->n_sessions];
+        *c = *s;
+        if (reply_copy(&c->reply, &s->reply) != 0) {
+            kv_view_free(v);
+            return -1;
+        }
+        v->n_sessions++;
+    }
+    *out = v;
     return 0;
+}
+
+int kv_view_begin(struct kv *kv, struct kv_view **out)
+{
+    *out = NULL;
+    if (kv->viewed || kv_view_fill(kv, out) != 0)
+        return -1;
+    kv->viewed = true;
+    return 0;
+}
+
+size_t kv_view_count(const struct kv_view *v)
+{
+    return v->n_items;
+}
+
+void kv_view_end(struct kv *kv, struct kv_view *v)
+{
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < kv->n_retired; i++)
+        free(kv->retired[i]);
+    free(kv->retired);
+    kv->retired = NULL;
+    kv->n_retired = kv->cap_retired = 0;
+    kv->viewed = false;
+    kv_view_free(v);
 }
 
 /* ---------------------------------------------------------------- loading */

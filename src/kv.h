@@ -170,6 +170,22 @@ void kv_foreach_expired(const struct kv *kv, uint64_t now_ms, size_t max, kv_vis
 typedef int (*kv_snapshot_write_fn)(const uint8_t *p, size_t n, void *ctx);
 int kv_snapshot_write(const struct kv *kv, kv_snapshot_write_fn write, void *ctx);
 
+/* Writing a snapshot on another thread while the store goes on changing
+ * (copy-on-write, Raft section 7). kv_view_begin records which items and
+ * sessions the store holds now (a pass over the table's slots, no copy of
+ * the data); until kv_view_end, a change to an item puts a new copy in its
+ * place and keeps the old one for the view. kv_snapshot_write_view writes
+ * the view's bytes, exactly what kv_snapshot_write gave at kv_view_begin; it
+ * may run on any thread while the store's thread goes on applying.
+ * kv_view_end, on the store's thread once the writer has finished, frees
+ * the view and the items only it held. One view at a time: begin returns 0,
+ * or -1 when one is open or memory runs out. */
+struct kv_view;
+int kv_view_begin(struct kv *kv, struct kv_view **out);
+size_t kv_view_count(const struct kv_view *v); /* keys in it */
+int kv_snapshot_write_view(struct kv_view *v, kv_snapshot_write_fn write, void *ctx);
+void kv_view_end(struct kv *kv, struct kv_view *v);
+
 /* A new store (its hash table keyed at random, as kv_new) from a snapshot's
  * bytes. Everything is checked; a damaged or truncated snapshot is refused
  * with a message naming the byte offset and what is wrong: "at byte 72: keys

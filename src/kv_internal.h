@@ -45,7 +45,28 @@ struct kv {
     uint64_t applied_index;
     uint64_t digest;
     uint64_t time_floor_ms; /* the highest now_ms applied: the log's clock */
+
+    /* While a view is open (kv_view_begin), items are never changed or freed
+     * in place: a change puts a new copy in the slot and the old item goes
+     * here, for kv_view_end to free. */
+    bool viewed;
+    struct kv_item **retired;
+    size_t n_retired, cap_retired;
 };
+
+/* What kv_view_begin records: the items and the live sessions (copied: they
+ * change in place) as they were, and the header's numbers. */
+struct kv_view {
+    struct kv_item **items; /* kv->count of them, in no order */
+    size_t n_items;
+    struct kv_session *sessions; /* copies, replies included */
+    size_t n_sessions;
+    uint64_t applied_index, digest, time_floor_ms;
+};
+/* A view of kv without opening it (for a writer on the store's own thread,
+ * the store unchanged meanwhile); kv_view_free frees any view's own memory. */
+int kv_view_fill(const struct kv *kv, struct kv_view **out);
+void kv_view_free(struct kv_view *v);
 
 static inline const uint8_t *kv_item_val(const struct kv_item *it)
 {
@@ -55,10 +76,16 @@ static inline const uint8_t *kv_item_val(const struct kv_item *it)
 /* Whether s has been idle for longer than KV_SESSION_IDLE_MS at now_ms. */
 bool kv_session_expired(const struct kv_session *s, uint64_t now_ms);
 
-/* Every item, sorted by key (kv_foreach's order), in a malloc'd array of
- * kv->count pointers; *out is NULL for an empty store. 0, or -1 when memory
- * runs out. */
-int kv_sorted_items(const struct kv *kv, struct kv_item ***out);
+/* A snapshot's order (kv_snapshot.c): by a key's rank, a hash of its bytes
+ * that is the same in every process (not the table's keyed hash), then by
+ * key bytes (kv_key_cmp) when two ranks are equal. It depends on nothing
+ * but the keys, so equal stores give identical snapshots, and it sorts far
+ * faster than the keys themselves. kv_snapshot_items sorts n items into
+ * that order: 0, or -1 when memory runs out. */
+uint64_t kv_snapshot_rank(const uint8_t *key, uint32_t klen);
+/* How far ahead a walk over every item prefetches the next ones. */
+#define KV_PREFETCH_AHEAD 8
+int kv_snapshot_items(struct kv_item **items, size_t n);
 /* Sorted by key bytes, then a shorter key first: <0, 0, >0. */
 int kv_key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen);
 

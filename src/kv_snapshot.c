@@ -1,17 +1,19 @@
 /* kv_snapshot.c - the KV state as bytes, and back (Raft section 7).
  *
- * Layout, version 1. Integers are little-endian, unsigned unless noted.
+ * Layout, version 2. Integers are little-endian, unsigned unless noted.
  *
  *   offset  size
  *   0       8     magic "rkvsnap\0"
- *   8       4     version (1)
+ *   8       4     version (2; 1 is read too)
  *   12      4     flags (0)
  *   16      8     applied index (kv_applied_index)
  *   24      8     log digest (kv_digest)
  *   32      8     the log's clock, ms (kv_time_floor)
  *   40      8     key count
  *   48      8     session count
- *   56            key count x key, sorted by key bytes (a shorter key first):
+ *   56            key count x key, in snapshot order (kv_snapshot_rank: a
+ *                 fixed hash of the key, then key bytes, a shorter key first;
+ *                 version 1 sorted by key bytes alone):
  *                   u32 klen (<= KV_MAX_KEY), u32 vlen (<= KV_MAX_VALUE),
  *                   u64 deadline_ms (0: no TTL), klen bytes key, vlen bytes value
  *                 session count x session, sorted by client id:
@@ -39,7 +41,8 @@
 
 #define SNAP_MAGIC "rkvsnap"
 #define SNAP_MAGIC_LEN 8
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2
+#define SNAP_VERSION_KEY_ORDER 1 /* keys sorted by their bytes alone */
 #define SNAP_HEADER 56
 #define SNAP_TRAILER 4
 #define SNAP_KEY_FIXED 16
@@ -107,28 +110,8 @@ static void out_u64(struct snap_out *o, uint64_t v)
 
 static int session_id_cmp(const void *a, const void *b)
 {
-    const struct kv_session *x = *(struct kv_session *const *)a;
-    const struct kv_session *y = *(struct kv_session *const *)b;
+    const struct kv_session *x = a, *y = b;
     return (x->client_id > y->client_id) - (x->client_id < y->client_id);
-}
-
-/* The sessions live at the store's clock, sorted by client id. */
-static int live_sessions(const struct kv *kv, struct kv_session ***out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (kv->nsessions == 0)
-        return 0;
-    struct kv_session **live = malloc(kv->nsessions * sizeof(*live));
-    if (live == NULL)
-        return -1;
-    for (size_t i = 0; i < kv->nsessions; i++) {
-        if (!kv_session_expired(kv->lru[i], kv->time_floor_ms))
-            live[(*n)++] = kv->lru[i];
-    }
-    qsort(live, *n, sizeof(*live), session_id_cmp);
-    *out = live;
-    return 0;
 }
 
 static void out_reply(struct snap_out *o, const struct kv_reply *r)
@@ -148,41 +131,37 @@ static void out_reply(struct snap_out *o, const struct kv_reply *r)
     }
 }
 
-int kv_snapshot_write(const struct kv *kv, kv_snapshot_write_fn write, void *ctx)
+int kv_snapshot_write_view(struct kv_view *v, kv_snapshot_write_fn write, void *ctx)
 {
     struct snap_out o = {write, ctx, 0, 0, 0, NULL};
-    struct kv_item **items = NULL;
-    struct kv_session **sessions = NULL;
-    size_t nsessions = 0;
-    int rc = -1;
-
     o.buf = malloc(KV_SNAPSHOT_CHUNK);
-    if (o.buf == NULL)
-        goto out;
-    if (kv_sorted_items(kv, &items) != 0)
-        goto out_free_buf;
-    if (live_sessions(kv, &sessions, &nsessions) != 0)
-        goto out_free_items;
+    if (o.buf == NULL || kv_snapshot_items(v->items, v->n_items) != 0) {
+        free(o.buf);
+        return -1;
+    }
+    qsort(v->sessions, v->n_sessions, sizeof(*v->sessions), session_id_cmp);
 
     uint8_t magic[SNAP_MAGIC_LEN] = SNAP_MAGIC;
     out_bytes(&o, magic, sizeof(magic));
     out_u32(&o, SNAP_VERSION);
     out_u32(&o, 0);
-    out_u64(&o, kv->applied_index);
-    out_u64(&o, kv->digest);
-    out_u64(&o, kv->time_floor_ms);
-    out_u64(&o, kv->count);
-    out_u64(&o, nsessions);
-    for (size_t i = 0; i < kv->count; i++) {
-        const struct kv_item *it = items[i];
+    out_u64(&o, v->applied_index);
+    out_u64(&o, v->digest);
+    out_u64(&o, v->time_floor_ms);
+    out_u64(&o, v->n_items);
+    out_u64(&o, v->n_sessions);
+    for (size_t i = 0; i < v->n_items; i++) {
+        if (i + KV_PREFETCH_AHEAD < v->n_items)
+            __builtin_prefetch(v->items[i + KV_PREFETCH_AHEAD]);
+        const struct kv_item *it = v->items[i];
         out_u32(&o, it->klen);
         out_u32(&o, it->vlen);
         out_u64(&o, it->deadline_ms);
         out_bytes(&o, it->data, it->klen);
         out_bytes(&o, kv_item_val(it), it->vlen);
     }
-    for (size_t i = 0; i < nsessions; i++) {
-        const struct kv_session *s = sessions[i];
+    for (size_t i = 0; i < v->n_sessions; i++) {
+        const struct kv_session *s = &v->sessions[i];
         out_u64(&o, s->client_id);
         out_u64(&o, s->seq);
         out_u64(&o, s->cmd_hash);
@@ -193,14 +172,17 @@ int kv_snapshot_write(const struct kv *kv, kv_snapshot_write_fn write, void *ctx
     put_le(crc, o.crc, 4);
     out_bytes(&o, crc, sizeof(crc)); /* the CRC it adds to o.crc is not used */
     out_flush(&o);
-    rc = o.failed ? -1 : 0;
-
-    free(sessions);
-out_free_items:
-    free(items);
-out_free_buf:
     free(o.buf);
-out:
+    return o.failed ? -1 : 0;
+}
+
+int kv_snapshot_write(const struct kv *kv, kv_snapshot_write_fn write, void *ctx)
+{
+    struct kv_view *v;
+    if (kv_view_fill(kv, &v) != 0)
+        return -1;
+    int rc = kv_snapshot_write_view(v, write, ctx);
+    kv_view_free(v);
     return rc;
 }
 
@@ -274,6 +256,7 @@ static int in_u32(struct snap_in *in, uint32_t *v, const char *what)
 }
 
 struct snap_header {
+    uint32_t version;
     uint64_t applied_index, digest, time_floor_ms, nkeys, nsessions;
 };
 
@@ -285,9 +268,10 @@ static int load_header(struct snap_in *in, size_t total, struct snap_header *h)
     if (memcmp(in->p, SNAP_MAGIC, SNAP_MAGIC_LEN) != 0)
         return in_fail(in, 0, "not a KV snapshot (bad magic)");
     uint32_t version = (uint32_t)get_le(in->p + 8, 4);
-    if (version != SNAP_VERSION)
-        return in_fail(in, 8, "unsupported version %" PRIu32 " (this build reads %d)", version,
-                       SNAP_VERSION);
+    if (version != SNAP_VERSION && version != SNAP_VERSION_KEY_ORDER)
+        return in_fail(in, 8, "unsupported version %" PRIu32 " (this build reads %d and %d)",
+                       version, SNAP_VERSION_KEY_ORDER, SNAP_VERSION);
+    h->version = version;
     uint32_t flags = (uint32_t)get_le(in->p + 12, 4);
     if (flags != 0)
         return in_fail(in, 12, "unknown flags 0x%" PRIx32, flags);
@@ -318,10 +302,20 @@ static int load_header(struct snap_in *in, size_t total, struct snap_header *h)
     return KV_SNAPSHOT_OK;
 }
 
-static int load_keys(struct snap_in *in, struct kv *kv, uint64_t nkeys)
+/* Whether key comes after prev in the snapshot's order (the version's). */
+static bool in_order(uint32_t version, uint64_t prev_rank, const uint8_t *prev, uint32_t prev_len,
+                     uint64_t rank, const uint8_t *key, uint32_t klen)
+{
+    if (version != SNAP_VERSION_KEY_ORDER && rank != prev_rank)
+        return rank > prev_rank;
+    return kv_key_cmp(prev, prev_len, key, klen) < 0;
+}
+
+static int load_keys(struct snap_in *in, struct kv *kv, uint32_t version, uint64_t nkeys)
 {
     const uint8_t *prev = NULL;
     uint32_t prev_len = 0;
+    uint64_t prev_rank = 0;
     if (kv_reserve_items(kv, (size_t)nkeys) != 0)
         return KV_SNAPSHOT_NOMEM;
     for (uint64_t k = 0; k < nkeys; k++) {
@@ -343,12 +337,14 @@ static int load_keys(struct snap_in *in, struct kv *kv, uint64_t nkeys)
         const uint8_t *val = in_take(in, vlen, "value");
         if (val == NULL)
             return KV_SNAPSHOT_DAMAGED;
-        if (k > 0 && kv_key_cmp(prev, prev_len, key, klen) >= 0)
+        uint64_t rank = version == SNAP_VERSION_KEY_ORDER ? 0 : kv_snapshot_rank(key, klen);
+        if (k > 0 && !in_order(version, prev_rank, prev, prev_len, rank, key, klen))
             return in_fail(in, at, "key %" PRIu64 " out of order or repeated", k);
         if (kv_load_item(kv, key, klen, val, vlen, deadline) != 0)
             return KV_SNAPSHOT_NOMEM;
         prev = key;
         prev_len = klen;
+        prev_rank = rank;
     }
     return KV_SNAPSHOT_OK;
 }
@@ -451,7 +447,7 @@ int kv_snapshot_load(const uint8_t *data, size_t len, struct kv **out, char *err
     kv->applied_index = h.applied_index;
     kv->digest = h.digest;
     kv->time_floor_ms = h.time_floor_ms;
-    rc = load_keys(&in, kv, h.nkeys);
+    rc = load_keys(&in, kv, h.version, h.nkeys);
     if (rc == KV_SNAPSHOT_OK)
         rc = load_sessions(&in, kv, h.nsessions);
     if (rc == KV_SNAPSHOT_OK && in.pos != in.len)

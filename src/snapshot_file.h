@@ -92,7 +92,8 @@ int snapfile_load_stream(const char *dir, uint64_t index, uint64_t term,
  * and verify it whole. *index = *term = 0: none. Damage: -1, naming the file
  * and offset. Older snapshots are left alone. */
 int snapfile_open_dir(const char *dir, uint64_t *index, uint64_t *term, char *err, size_t errlen);
-/* Remove every snapshot with an index below index, then fsync the dir. */
+/* Remove every snapshot with an index below index (not made durable: an old
+ * snapshot left by a crash is only removed again). */
 int snapfile_remove_below(const char *dir, uint64_t index, char *err, size_t errlen);
 /* "DIR/snap-<index>-<term>", or -1 if it does not fit. */
 int snapfile_path(char *out, size_t outlen, const char *dir, uint64_t index, uint64_t term,

@@ -991,16 +991,6 @@ uint64_t wal_bytes_after_snapshot(const struct wal *w)
     return w->log_end - from;
 }
 
-void wal_forget_after_fork(struct wal *w)
-{
-    int *fds[] = {&w->lock_fd, &w->meta_fd, &w->log_fd};
-    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
-        if (*fds[i] >= 0)
-            close(*fds[i]);
-        *fds[i] = -1;
-    }
-}
-
 void wal_close(struct wal *w)
 {
     if (w == NULL)

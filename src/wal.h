@@ -126,11 +126,6 @@ int wal_remove_snapshots_below(struct wal *w, uint64_t index, char *err, size_t 
 uint64_t wal_log_size(const struct wal *w);
 /* Bytes of log records past the newest snapshot (what a new one would drop). */
 uint64_t wal_bytes_after_snapshot(const struct wal *w);
-/* In a child after fork(): close its copies of the files without
- * unlocking (flock(LOCK_UN) would release the parent's lock too), so that
- * the lock goes with the parent and a restarted node need not wait for the
- * child. The child must not use w after. */
-void wal_forget_after_fork(struct wal *w);
 /* Sync, cut off the zeros ahead, record the exact synced mark, release. */
 void wal_close(struct wal *w);
 

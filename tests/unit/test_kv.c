@@ -3,6 +3,7 @@
 #include "check.h"
 #include "crc32c.h"
 #include "kv.h"
+#include "kv_internal.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -1419,6 +1420,134 @@ static void put32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* Bytes of a snapshot of version `version` holding keys a=1 and b=2 in the
+ * order given (and no sessions), with its checksum. */
+static size_t two_key_snapshot(uint8_t *out, uint32_t version, const char *first,
+                               const char *second)
+{
+    size_t n = 0;
+    memcpy(out, "rkvsnap", 8);
+    n = 8;
+    const uint64_t header[] = {7, 0, 1000, 2, 0}; /* applied, digest, clock, keys, sessions */
+    put32(out + n, version);
+    put32(out + n + 4, 0);
+    n += 8;
+    for (size_t i = 0; i < 5; i++, n += 8)
+        for (int b = 0; b < 8; b++)
+            out[n + (size_t)b] = (uint8_t)(header[i] >> (8 * b));
+    const char *keys[2] = {first, second};
+    for (int k = 0; k < 2; k++) {
+        put32(out + n, 1);
+        put32(out + n + 4, 1);
+        memset(out + n + 8, 0, 8);
+        out[n + 16] = (uint8_t)keys[k][0];
+        out[n + 17] = keys[k][0] == 'a' ? '1' : '2';
+        n += 18;
+    }
+    put32(out + n, crc32c(0, out, n));
+    return n + 4;
+}
+
+/* Version 1 (keys sorted by their bytes) still loads; version 2 wants the
+ * rank order, and what a version-1 store writes back is version 2. */
+static void test_snapshot_versions(void)
+{
+    uint8_t bytes[128];
+    char err[200];
+    struct kv *b = NULL;
+    size_t len = two_key_snapshot(bytes, 1, "a", "b");
+    CHECK_INT_EQ(kv_snapshot_load(bytes, len, &b, err, sizeof(err)), KV_SNAPSHOT_OK);
+    const uint8_t *val = NULL;
+    uint32_t vlen = 0;
+    CHECK(b != NULL && kv_get(b, (const uint8_t *)"b", 1, 1000, &val, &vlen) && vlen == 1 &&
+          val[0] == '2');
+    struct buf again = snapshot(b);
+    CHECK(again.len == len && le32(again.data + 8) == 2);
+    struct kv *c = NULL;
+    CHECK_INT_EQ(kv_snapshot_load(again.data, again.len, &c, err, sizeof(err)), KV_SNAPSHOT_OK);
+    kv_free(c);
+    buf_free(&again);
+    kv_free(b);
+
+    len = two_key_snapshot(bytes, 1, "b", "a");
+    b = NULL;
+    CHECK_INT_EQ(kv_snapshot_load(bytes, len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
+    CHECK_STR_EQ(err, "at byte 74: key 1 out of order or repeated");
+
+    bool a_first =
+        kv_snapshot_rank((const uint8_t *)"a", 1) < kv_snapshot_rank((const uint8_t *)"b", 1);
+    len = two_key_snapshot(bytes, 2, a_first ? "a" : "b", a_first ? "b" : "a");
+    CHECK_INT_EQ(kv_snapshot_load(bytes, len, &b, err, sizeof(err)), KV_SNAPSHOT_OK);
+    kv_free(b);
+    b = NULL;
+    len = two_key_snapshot(bytes, 2, a_first ? "b" : "a", a_first ? "a" : "b");
+    CHECK_INT_EQ(kv_snapshot_load(bytes, len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
+    CHECK_STR_EQ(err, "at byte 74: key 1 out of order or repeated");
+}
+
+/* A view keeps what the store held when it was opened, whatever the store
+ * does meanwhile: its bytes are the snapshot of that moment. (Without the
+ * copy-on-write, a value replaced in place or a key freed under the view
+ * shows here, or as a use after free under AddressSanitizer.) */
+static void test_snapshot_view(void)
+{
+    struct kv *a = kv_new();
+    char key[16], val[32];
+    for (int i = 0; i < 500; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "value-%d", i);
+        CHECK_OK(run(a, KV_OP_SET, 1000, key, val, NULL));
+    }
+    CHECK_REPLY_INT(expire(a, "k1", 90000, 1000), 1);
+    CHECK_REPLY_INT(run_as(a, 7, 1, KV_OP_INCR, 1000, "n", NULL), 1);
+    struct buf before = snapshot(a);
+
+    struct kv_view *v = NULL;
+    CHECK_INT_EQ(kv_view_begin(a, &v), 0);
+    struct kv_view *second = NULL;
+    CHECK_INT_EQ(kv_view_begin(a, &second), -1); /* one at a time */
+    CHECK_INT_EQ((int)kv_view_count(v), 501);
+    for (int i = 0; i < 500; i += 2) {
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "a much longer new value %d", i);
+        CHECK_OK(run(a, KV_OP_SET, 2000, key, val, NULL));
+    }
+    for (int i = 1; i < 500; i += 4) {
+        snprintf(key, sizeof key, "k%d", i);
+        CHECK_REPLY_INT(run(a, KV_OP_DEL, 2000, key, NULL), 1);
+    }
+    CHECK_REPLY_INT(expire(a, "k3", 95000, 2000), 1);
+    CHECK_REPLY_INT(run_as(a, 7, 2, KV_OP_INCR, 2000, "n", NULL), 2);
+    for (int i = 0; i < 3000; i++) { /* the table grows under the view */
+        snprintf(key, sizeof key, "new%d", i);
+        CHECK_OK(run(a, KV_OP_SET, 2000, key, "x", NULL));
+    }
+    struct buf during = {0};
+    CHECK_INT_EQ(kv_snapshot_write_view(v, buf_write, &during), 0);
+    CHECK(during.len == before.len && memcmp(during.data, before.data, before.len) == 0);
+    kv_view_end(a, v);
+
+    /* The store has every change, and a snapshot of it now says so. */
+    const uint8_t *got = NULL;
+    uint32_t got_len = 0;
+    CHECK(kv_get(a, (const uint8_t *)"k0", 2, 2000, &got, &got_len) && got_len == 25);
+    CHECK(!kv_get(a, (const uint8_t *)"k1", 2, 2000, &got, &got_len));
+    CHECK_INT_EQ((int)kv_count(a), 500 - 125 + 1 + 3000);
+    struct buf after = snapshot(a);
+    struct kv *b = NULL;
+    char err[200];
+    CHECK_INT_EQ(kv_snapshot_load(after.data, after.len, &b, err, sizeof err), KV_SNAPSHOT_OK);
+    check_same_store(a, b);
+    /* And views can be opened again. */
+    CHECK_INT_EQ(kv_view_begin(a, &v), 0);
+    kv_view_end(a, v);
+    kv_free(b);
+    buf_free(&before);
+    buf_free(&during);
+    buf_free(&after);
+    kv_free(a);
+}
+
 static void test_snapshot_damage(void)
 {
     struct kv *a = kv_new();
@@ -1475,18 +1604,24 @@ static void test_snapshot_damage(void)
 
     /* Some messages. */
     memcpy(copy, s.data, s.len);
-    copy[8] = 2;
+    copy[8] = 3;
     CHECK_INT_EQ(kv_snapshot_load(copy, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
-    CHECK_STR_EQ(err, "at byte 8: unsupported version 2 (this build reads 1)");
+    CHECK_STR_EQ(err, "at byte 8: unsupported version 3 (this build reads 1 and 2)");
     memcpy(copy, s.data, s.len);
     copy[0] = 'R';
     CHECK_INT_EQ(kv_snapshot_load(copy, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
     CHECK_STR_EQ(err, "at byte 0: not a KV snapshot (bad magic)");
+    /* The first key ("a" or "b", whichever ranks first) made the second:
+     * repeated. */
     memcpy(copy, s.data, s.len);
-    copy[56 + 16] = 'b'; /* the first key "a" becomes "b": out of order */
+    uint32_t first_vlen = le32(copy + 56 + 4);
+    copy[56 + 16] = (uint8_t)('a' + 'b' - copy[56 + 16]);
     put32(copy + s.len - 4, crc32c(0, copy, s.len - 4));
     CHECK_INT_EQ(kv_snapshot_load(copy, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
-    CHECK_STR_EQ(err, "at byte 74: key 1 out of order or repeated");
+    char want[80];
+    snprintf(want, sizeof want, "at byte %u: key 1 out of order or repeated",
+             56 + 16 + 1 + first_vlen);
+    CHECK_STR_EQ(err, want);
     memcpy(copy, s.data, s.len);
     copy[40] = 200; /* key count */
     put32(copy + s.len - 4, crc32c(0, copy, s.len - 4));
@@ -1677,6 +1812,8 @@ int main(void)
     test_snapshot_round_trip();
     test_snapshot_canonical();
     test_snapshot_damage();
+    test_snapshot_versions();
+    test_snapshot_view();
     test_snapshot_random_log();
     CHECK_DONE();
 }
