@@ -46,7 +46,7 @@ struct storage {
     bool thread_started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int wake[2]; /* thread -> loop: a sync finished */
+    int wake[2];     /* thread -> loop: a sync finished */
     const char *dir; /* the data dir, where the snapshot files are */
 
     /* Shared with the thread, under mu. */
@@ -58,7 +58,7 @@ struct storage {
      * after a snapshot's fork (one copy-on-write fault a page). */
     uint8_t **garbage;
     size_t n_garbage, cap_garbage;
-    uint64_t remove_below; /* snapshots below this index go; 0: none to remove */
+    uint64_t remove_below;  /* snapshots below this index go; 0: none to remove */
     char remove_error[300]; /* the last removal that failed, for the loop to tell */
     int run_errno;
     struct wal_sync_point point;
