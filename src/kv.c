@@ -203,25 +203,37 @@ static int retire_item(struct kv *kv, struct kv_item *it)
 }
 
 /* New value for the item in slot i; nothing changes when memory runs out. */
-static int replace_value(struct kv *kv, size_t i, const uint8_t *val, uint32_t vlen, bool clear_ttl)
+/* The item in slot i, made ready to change and room for a value of vlen
+ * bytes (the old value kept as far as it fits): resized in place, or, while
+ * a view may be reading it, a new copy in its slot and the old one retired.
+ * NULL when memory runs out (nothing changed). */
+static struct kv_item *item_to_change(struct kv *kv, size_t i, uint32_t vlen)
 {
     struct kv_item *old = kv->slots[i];
-    uint32_t old_vlen = old->vlen;
+    size_t bytes = sizeof(*old) + (size_t)old->klen + vlen;
     struct kv_item *it;
     if (kv->viewed) {
-        /* A view may be reading old: a new copy takes its slot. */
-        it = malloc(sizeof(*old) + (size_t)old->klen + vlen);
+        it = malloc(bytes);
         if (it == NULL || retire_item(kv, old) != 0) {
             free(it);
-            return -1;
+            return NULL;
         }
-        memcpy(it, old, sizeof(*old) + old->klen);
+        memcpy(it, old, sizeof(*old) + old->klen + (vlen < old->vlen ? vlen : old->vlen));
     } else {
-        it = realloc(old, sizeof(*old) + (size_t)old->klen + vlen);
+        it = realloc(old, bytes);
         if (it == NULL)
-            return -1; /* old is untouched and still in its slot */
+            return NULL; /* old is untouched and still in its slot */
     }
     kv->slots[i] = it;
+    return it;
+}
+
+static int replace_value(struct kv *kv, size_t i, const uint8_t *val, uint32_t vlen, bool clear_ttl)
+{
+    uint32_t old_vlen = kv->slots[i]->vlen;
+    struct kv_item *it = item_to_change(kv, i, vlen);
+    if (it == NULL)
+        return -1;
     kv->item_bytes = kv->item_bytes - item_size(it->klen, old_vlen) + item_size(it->klen, vlen);
     it->vlen = vlen;
     if (vlen > 0)
@@ -578,19 +590,9 @@ static int do_expire(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *r
     if (cmd->deadline_ms <= 0 || (uint64_t)cmd->deadline_ms <= cmd->now_ms) {
         remove_slot(kv, i);
     } else {
-        struct kv_item *it = kv->slots[i];
-        if (kv->viewed) {
-            /* A view may be reading it: a new copy takes its slot. */
-            size_t bytes = sizeof(*it) + (size_t)it->klen + it->vlen;
-            struct kv_item *copy = malloc(bytes);
-            if (copy == NULL || retire_item(kv, it) != 0) {
-                free(copy);
-                return -1;
-            }
-            memcpy(copy, it, bytes);
-            kv->slots[i] = copy;
-            it = copy;
-        }
+        struct kv_item *it = item_to_change(kv, i, kv->slots[i]->vlen);
+        if (it == NULL)
+            return -1;
         if (it->deadline_ms == 0)
             kv->count_with_ttl++;
         it->deadline_ms = (uint64_t)cmd->deadline_ms;
