@@ -247,7 +247,8 @@ struct node {
 
     /* The log's fdatasync in a helper thread (storage_thread.c). */
     struct storage *storage;
-    uint64_t log_syncs; /* syncs of the log completed */
+    struct log_compaction *compaction; /* a log being rewritten (log_compaction.c) */
+    uint64_t log_syncs;                /* syncs of the log completed */
 
     /* Storage failing (loop.c): retried every second, writes refused. */
     bool disk_error;
@@ -411,6 +412,17 @@ void snapshot_writer_store_replaced(struct snapshot_writer *w);
 int snapshot_writer_finish(struct snapshot_writer *w, char *err, size_t errlen);
 /* Stop it now (the temporary file is removed) and free w. */
 void snapshot_writer_cancel(struct snapshot_writer *w);
+
+/* log_compaction.c: after a snapshot, the log's dead prefix dropped by a
+ * helper thread (wal_compact_*). start takes job (wal_compact_begin's);
+ * poll finishes it once the copy is done and wait at once: both only with
+ * no sync in flight. */
+struct log_compaction;
+struct wal_compaction;
+bool log_compaction_running(const struct node *n);
+int log_compaction_start(struct node *n, struct wal_compaction *job, char *err, size_t errlen);
+void log_compaction_poll(struct node *n);
+void log_compaction_wait(struct node *n);
 
 /* snapshot.c */
 /* At start, after wal_open: the newest snapshot into n->kv (an empty store

@@ -301,11 +301,20 @@ static int snapshot_taken(struct node *n, char *err, size_t errlen)
          * older and goes with the next clean-up. */
         return 0;
     }
-    /* The log may be rewritten: nothing may be syncing it meanwhile. */
-    if (storage_drain(n, true, err, errlen) != 0)
+    /* The log drops what the snapshot covers: copied by a helper thread
+     * while the loop goes on (log_compaction.c), or, when it does not hold
+     * the snapshot's last entry, started afresh here with nothing in flight. */
+    struct wal_compaction job;
+    if (wal_compact_begin(n->wal, index, term, &job, err, errlen) != 0)
         return -1;
-    if (wal_snapshot_taken(n->wal, index, term, err, errlen) != 0)
+    if (job.restart && (storage_drain(n, true, err, errlen) != 0 ||
+                        wal_snapshot_taken(n->wal, index, term, err, errlen) != 0))
         return -1;
+    if (job.wanted && log_compaction_running(n))
+        wal_compact_abandon(&job); /* one at a time: the next snapshot drops it */
+    else if (job.wanted && log_compaction_start(n, &job, err, errlen) != 0)
+        node_event(n, "could not drop the log before the snapshot (%s): it stays until the next",
+                   err);
     if (raft_compact_with(&n->raft, index, storage_free_later, n) != RAFT_OK) {
         snprintf(err, errlen, "the core refused to compact up to %" PRIu64, index);
         return -1;
@@ -313,11 +322,10 @@ static int snapshot_taken(struct node *n, char *err, size_t errlen)
     n->snapshots_taken++;
     char keys[32], size[32];
     node_event(n,
-               "took a snapshot up to #%" PRIu64 " (%s keys, %s) in %" PRIu64 " ms; term %" PRIu64
-               ", the log on disk now starts at #%" PRIu64,
+               "took a snapshot up to #%" PRIu64 " (%s keys, %s) in %" PRIu64 " ms; term %" PRIu64,
                index, with_commas(n->snap_keys, keys, sizeof keys),
                in_kib(snapshot_file_size(n, index, term), size, sizeof size),
-               clock_monotonic_ms() - n->snap_started_ms, term, wal_first_index(n->wal));
+               clock_monotonic_ms() - n->snap_started_ms, term);
     return 0;
 }
 

@@ -246,15 +246,18 @@ int storage_poll(struct node *n, char *err, size_t errlen)
     pthread_mutex_unlock(&s->mu);
     if (remove_error[0] != '\0')
         node_event(n, "cannot remove old snapshots: %s", remove_error);
-    if (!s->busy)
-        return 0;
-    pthread_mutex_lock(&s->mu);
-    bool done = s->done;
-    pthread_mutex_unlock(&s->mu);
-    if (!done)
-        return 0;
-    if (storage_end(n, true, err, errlen) != 0)
-        return -1;
+    if (s->busy) {
+        pthread_mutex_lock(&s->mu);
+        bool done = s->done;
+        pthread_mutex_unlock(&s->mu);
+        if (!done)
+            return 0;
+        if (storage_end(n, true, err, errlen) != 0)
+            return -1;
+    }
+    /* No sync in flight: the moment a compacted log can take the old one's
+     * place (its rename goes with the next sync). */
+    log_compaction_poll(n);
     return storage_kick(n, err, errlen);
 }
 
@@ -278,6 +281,7 @@ int storage_drain(struct node *n, bool notify, char *err, size_t errlen)
         return 0;
     if (storage_wait(n, notify, err, errlen) != 0)
         return -1;
+    log_compaction_wait(n);
     if (wal_unsynced(n->wal)) {
         if (wal_sync(n->wal, err, errlen) != 0) {
             storage_release(n, true);

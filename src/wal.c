@@ -453,6 +453,45 @@ err_free:
 
 /* ---------------------------------------------------------------- creating and opening */
 
+int wal_write_log_file(int fd, const char *path, int src_fd, const char *src_path, uint64_t src_off,
+                       uint64_t src_len, uint64_t base, uint64_t n_records, char *err,
+                       size_t errlen)
+{
+    uint8_t *buf = malloc(READ_CHUNK);
+    if (buf == NULL)
+        return wal_fail(err, errlen, "out of memory writing %s", path);
+    memset(buf, 0, LOG_DATA_START);
+    header_slot_encode(buf, 0, LOG_DATA_START + src_len, base + n_records, base);
+    int rc = -1;
+    if (wal_write_all_at(fd, buf, LOG_DATA_START, 0) < 0) {
+        wal_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        goto out;
+    }
+    for (uint64_t done = 0; done < src_len;) {
+        size_t n = src_len - done < READ_CHUNK ? (size_t)(src_len - done) : READ_CHUNK;
+        ssize_t got = wal_read_at(src_fd, buf, n, src_off + done);
+        if (got < 0 || (size_t)got != n) {
+            if (got >= 0)
+                errno = EIO; /* the file shrank while we copied it */
+            wal_fail(err, errlen, "cannot read %s: %s", src_path, strerror(errno));
+            goto out;
+        }
+        if (wal_write_all_at(fd, buf, n, LOG_DATA_START + done) < 0) {
+            wal_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+            goto out;
+        }
+        done += n;
+    }
+    if (wal_sync_all(fd) < 0) {
+        wal_fail(err, errlen, "cannot sync %s: %s", path, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    free(buf);
+    return rc;
+}
+
 /* Put a new log in place of w->dir/log: a header with base and marking
  * everything synced, then the src_len bytes of records at src_off in src_fd
  * (-1, 0 and 0 for an empty log), holding n_records records. Written to
@@ -467,42 +506,15 @@ int wal_write_new_log(struct wal *w, int src_fd, uint64_t src_off, uint64_t src_
     if (wal_make_path(path, sizeof path, w->dir, "log", err, errlen) < 0 ||
         wal_make_path(tmp, sizeof tmp, w->dir, "log.tmp", err, errlen) < 0)
         return -1;
+    /* A compacted log still waiting for its rename goes in place first. */
+    if (wal_compact_rename(w, err, errlen) < 0)
+        return -1;
     int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return wal_fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-
-    uint8_t *buf = malloc(READ_CHUNK);
-    if (buf == NULL) {
-        wal_fail(err, errlen, "out of memory writing %s", tmp);
+    if (wal_write_log_file(fd, tmp, src_fd, path, src_off, src_len, base, n_records, err, errlen) <
+        0)
         goto err_close;
-    }
-    memset(buf, 0, LOG_DATA_START);
-    header_slot_encode(buf, 0, LOG_DATA_START + src_len, base + n_records, base);
-    if (wal_write_all_at(fd, buf, LOG_DATA_START, 0) < 0) {
-        wal_fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        goto err_free;
-    }
-    for (uint64_t done = 0; done < src_len;) {
-        size_t n = src_len - done < READ_CHUNK ? (size_t)(src_len - done) : READ_CHUNK;
-        ssize_t got = wal_read_at(src_fd, buf, n, src_off + done);
-        if (got < 0 || (size_t)got != n) {
-            if (got >= 0)
-                errno = EIO; /* the file shrank while we copied it */
-            wal_fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
-            goto err_free;
-        }
-        if (wal_write_all_at(fd, buf, n, LOG_DATA_START + done) < 0) {
-            wal_fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-            goto err_free;
-        }
-        done += n;
-    }
-    free(buf);
-    buf = NULL;
-    if (wal_sync_all(fd) < 0) {
-        wal_fail(err, errlen, "cannot sync %s: %s", tmp, strerror(errno));
-        goto err_close;
-    }
     if (wal_rename(tmp, path) < 0) {
         wal_fail(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         goto err_close;
@@ -516,6 +528,7 @@ int wal_write_new_log(struct wal *w, int src_fd, uint64_t src_off, uint64_t src_
     if (w->log_fd >= 0)
         close(w->log_fd);
     w->log_fd = fd;
+    w->log_gen++;
     w->header_seq = 0;
     w->synced_end = LOG_DATA_START + src_len;
     w->base = base;
@@ -525,8 +538,6 @@ int wal_write_new_log(struct wal *w, int src_fd, uint64_t src_off, uint64_t src_
     w->file_size = w->synced_end;
     return rc;
 
-err_free:
-    free(buf);
 err_close:
     close(fd);
     unlink(tmp); /* best effort: wal_open removes it anyway */
@@ -537,13 +548,17 @@ err_close:
  * log (wal_legacy.c); then mark in DIR/meta that the log has a header. */
 static int open_log(struct wal *w, struct entry_list *l, char *err, size_t errlen)
 {
-    char path[PATH_MAX], tmp[PATH_MAX];
+    char path[PATH_MAX], tmp[PATH_MAX], compact[PATH_MAX];
     if (wal_make_path(path, sizeof path, w->dir, "log", err, errlen) < 0 ||
-        wal_make_path(tmp, sizeof tmp, w->dir, "log.tmp", err, errlen) < 0)
+        wal_make_path(tmp, sizeof tmp, w->dir, "log.tmp", err, errlen) < 0 ||
+        wal_make_path(compact, sizeof compact, w->dir, WAL_COMPACT_FILE, err, errlen) < 0)
         return -1;
-    /* Left by a crash while creating or converting the log: the log is whole without it. */
+    /* Left by a crash while creating, converting or compacting the log: the
+     * log is whole without them. */
     if (unlink(tmp) < 0 && errno != ENOENT)
         return wal_fail(err, errlen, "cannot remove %s: %s", tmp, strerror(errno));
+    if (unlink(compact) < 0 && errno != ENOENT)
+        return wal_fail(err, errlen, "cannot remove %s: %s", compact, strerror(errno));
 
     bool has_header = (w->meta_flags & META_LOG_HEADER) != 0;
     w->log_fd = open(path, O_RDWR | O_CLOEXEC);
@@ -636,24 +651,30 @@ static int stored_term(struct wal *w, uint64_t index, uint64_t *term, char *err,
 }
 
 /* The snapshot (index, term) is durable and the newest: make the log fit it
- * (see "The log's base" at the top). */
-static int settle_log(struct wal *w, uint64_t index, uint64_t term, char *err, size_t errlen)
+ * (see "The log's base" at the top). With a job, a prefix to drop is left to
+ * it (wal_compact_begin) instead of rewritten here. */
+static int settle_log(struct wal *w, uint64_t index, uint64_t term, struct wal_compaction *job,
+                      char *err, size_t errlen)
 {
     uint64_t last = w->base + w->n_records;
     if (w->base >= index)
         return 0;
-    if (last < index)
-        return restart_log(w, index, err, errlen);
     uint64_t t = 0;
-    if (stored_term(w, index, &t, err, errlen) < 0)
+    if (last >= index && stored_term(w, index, &t, err, errlen) < 0)
         return -1;
-    if (t != term)
-        return restart_log(w, index, err, errlen);
+    if (last < index || t != term) {
+        if (job == NULL)
+            return restart_log(w, index, err, errlen);
+        job->restart = true; /* for the caller to do with nothing in flight */
+        return 0;
+    }
     size_t k = (size_t)(index - w->base);
     uint64_t from = k < w->n_records ? w->offsets[k] : w->log_end;
-    if (from - LOG_DATA_START >= w->log_end - from)
-        return drop_through(w, index, err, errlen);
-    return 0;
+    if (from - LOG_DATA_START < w->log_end - from)
+        return 0;
+    if (job != NULL)
+        return wal_compact_prepare(w, index, from, w->n_records - k, job, err, errlen);
+    return drop_through(w, index, err, errlen);
 }
 
 /* wal_open: the log read into l, against the newest snapshot. */
@@ -690,7 +711,7 @@ int wal_open(const char *dir, struct wal **out, uint64_t *term, uint32_t *voted_
     struct wal *w = calloc(1, sizeof *w);
     if (w == NULL)
         return wal_fail(err, errlen, "out of memory opening data dir %s", dir);
-    w->lock_fd = w->meta_fd = w->log_fd = -1;
+    w->lock_fd = w->meta_fd = w->log_fd = w->old_fd = -1;
     w->dir = strdup(dir);
     if (w->dir == NULL) {
         free(w);
@@ -727,6 +748,10 @@ int wal_truncate(struct wal *w, uint64_t from, char *err, size_t errlen)
                         w->dir, from, w->base);
     if (from > w->base + w->n_records)
         return 0;
+    /* A compacted log still waiting for its rename goes in place first. */
+    if (wal_compact_rename(w, err, errlen) < 0)
+        return -1;
+    w->log_gen++;
     uint64_t off = w->offsets[from - w->base - 1];
     if (w->synced_end > off && write_mark(w, off, from - 1, true, err, errlen) < 0)
         return -1;
@@ -857,6 +882,8 @@ int wal_sync(struct wal *w, char *err, size_t errlen)
     if (wal_sync_data(w->log_fd) < 0)
         return wal_fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
     w->mark_pending = false;
+    if (wal_compact_rename(w, err, errlen) < 0)
+        return -1;
     if (w->synced_end == w->log_end && w->synced_index == w->base + w->n_records)
         return 0;
     return write_mark(w, w->log_end, w->base + w->n_records, false, err, errlen);
@@ -872,12 +899,17 @@ int wal_sync_begin(struct wal *w, struct wal_sync_point *p, char *err, size_t er
     p->fd = w->log_fd;
     p->end = w->log_end;
     p->index = w->base + w->n_records;
+    p->dir = w->dir;
+    p->rename = w->rename_pending;
+    p->old_fd = w->old_fd;
     return 0;
 }
 
 int wal_sync_run(const struct wal_sync_point *p)
 {
-    return wal_sync_data(p->fd) < 0 ? errno : 0;
+    if (wal_sync_data(p->fd) < 0)
+        return errno;
+    return p->rename ? wal_compact_rename_run(p->dir, p->old_fd) : 0;
 }
 
 /* As wal_sync after its fdatasync: the mark now says the log is synced
@@ -890,6 +922,10 @@ int wal_sync_end(struct wal *w, const struct wal_sync_point *p, int run_errno, c
     if (run_errno != 0)
         return wal_fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(run_errno));
     w->mark_pending = false;
+    if (p->rename) {
+        w->rename_pending = false; /* and the old file closed */
+        w->old_fd = -1;
+    }
     if (w->synced_end == p->end && w->synced_index == p->index)
         return 0;
     return write_mark(w, p->end, p->index, false, err, errlen);
@@ -897,7 +933,8 @@ int wal_sync_end(struct wal *w, const struct wal_sync_point *p, int run_errno, c
 
 int wal_unsynced(const struct wal *w)
 {
-    return w->synced_end != w->log_end || w->synced_index != w->base + w->n_records;
+    return w->synced_end != w->log_end || w->synced_index != w->base + w->n_records ||
+           w->rename_pending;
 }
 
 /* After a failed write or sync nothing past the synced mark is trusted: a
@@ -907,6 +944,7 @@ int wal_unsynced(const struct wal *w)
  * no half-written record can be read back after it. */
 int wal_reset_to_synced(struct wal *w, char *err, size_t errlen)
 {
+    w->log_gen++;
     if (wal_truncate_to(w->log_fd, w->synced_end) < 0)
         return wal_fail(err, errlen, "cannot truncate %s/log: %s", w->dir, strerror(errno));
     w->n_records = (size_t)(w->synced_index - w->base);
@@ -931,24 +969,37 @@ void wal_snapshot(const struct wal *w, uint64_t *index, uint64_t *term)
     *term = w->snap_term;
 }
 
-int wal_snapshot_taken(struct wal *w, uint64_t index, uint64_t term, char *err, size_t errlen)
+static int snapshot_taken(struct wal *w, uint64_t index, uint64_t term, struct wal_compaction *job,
+                          char *err, size_t errlen)
 {
     if (index == w->snap_index && term == w->snap_term)
-        return settle_log(w, index, term, err, errlen);
+        return settle_log(w, index, term, job, err, errlen);
     if (index <= w->snap_index)
         return wal_fail(err, errlen,
                         "snapshot at index %" PRIu64 " is not past the newest in %s (%" PRIu64 ")",
                         index, w->dir, w->snap_index);
     w->snap_index = index;
     w->snap_term = term;
-    return settle_log(w, index, term, err, errlen);
+    return settle_log(w, index, term, job, err, errlen);
+}
+
+int wal_snapshot_taken(struct wal *w, uint64_t index, uint64_t term, char *err, size_t errlen)
+{
+    return snapshot_taken(w, index, term, NULL, err, errlen);
+}
+
+int wal_compact_begin(struct wal *w, uint64_t index, uint64_t term, struct wal_compaction *job,
+                      char *err, size_t errlen)
+{
+    wal_compact_clear(job);
+    return snapshot_taken(w, index, term, job, err, errlen);
 }
 
 int wal_install_snapshot(struct wal *w, uint64_t index, uint64_t term, char *err, size_t errlen)
 {
     /* Asked again after a failure past the rename: fit the log again. */
     if (index == w->snap_index && term == w->snap_term)
-        return settle_log(w, index, term, err, errlen);
+        return settle_log(w, index, term, NULL, err, errlen);
     if (index <= w->snap_index)
         return wal_fail(err, errlen,
                         "cannot install a snapshot at index %" PRIu64
@@ -968,7 +1019,7 @@ int wal_install_snapshot(struct wal *w, uint64_t index, uint64_t term, char *err
     }
     w->snap_index = index;
     w->snap_term = term;
-    return settle_log(w, index, term, err, errlen);
+    return settle_log(w, index, term, NULL, err, errlen);
 }
 
 int wal_remove_snapshots_below(struct wal *w, uint64_t index, char *err, size_t errlen)
@@ -998,7 +1049,12 @@ void wal_close(struct wal *w)
     if (w->log_fd >= 0 && w->log_ready) {
         /* A clean close leaves no zeros after the last record, and the exact
          * mark. Nothing to report errors to: what fails here is recovered
-         * from at the next open like a crash. */
+         * from at the next open like a crash. A compacted log still waiting
+         * for its rename goes in place first (or, failing, stays the old
+         * log). */
+        if (wal_compact_rename(w, NULL, 0) < 0) {
+            /* the old log stays */
+        }
         if (w->file_size > w->log_end && wal_truncate_to(w->log_fd, w->log_end) == 0)
             w->file_size = w->log_end;
         if (wal_sync_data(w->log_fd) == 0) {
@@ -1009,6 +1065,8 @@ void wal_close(struct wal *w)
     }
     if (w->log_fd >= 0)
         close(w->log_fd);
+    if (w->old_fd >= 0)
+        close(w->old_fd);
     if (w->meta_fd >= 0)
         close(w->meta_fd);
     if (w->lock_fd >= 0) {

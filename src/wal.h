@@ -88,6 +88,9 @@ struct wal_sync_point {
     int fd;
     uint64_t end;   /* log bytes the sync covers */
     uint64_t index; /* the last entry it covers */
+    const char *dir;
+    bool rename; /* then rename a compacted log into place (wal_compact_finish) */
+    int old_fd;  /* ... and close the old log */
 };
 int wal_sync_begin(struct wal *w, struct wal_sync_point *p, char *err, size_t errlen);
 int wal_sync_run(const struct wal_sync_point *p); /* 0, or an errno value */
@@ -110,6 +113,40 @@ void wal_snapshot(const struct wal *w, uint64_t *index, uint64_t *term);
  * least as many bytes as those after (a rewrite, crash-safe), else keeps
  * them until a later snapshot. */
 int wal_snapshot_taken(struct wal *w, uint64_t index, uint64_t term, char *err, size_t errlen);
+/* The same without stopping the caller for the rewrite (a node's loop):
+ *   wal_compact_begin(w, I, T, &job) does what wal_snapshot_taken does, but
+ *     a rewrite is left to job (job.wanted); job.restart: the log does not
+ *     hold I with term T, and must start afresh: call wal_snapshot_taken,
+ *     with nothing in flight (it is the newest snapshot already).
+ *   wal_compact_copy(&job), on any thread, touching nothing of w: writes the
+ *     records kept, as they were at begin, behind a new header into
+ *     DIR/log.compact, and fsyncs it.
+ *   wal_compact_finish(w, &job), with no sync in flight: copies the records
+ *     appended since begin and makes log.compact w's log file; the next sync
+ *     (wal_sync, or wal_sync_begin/run/end: wal_unsynced says one is due)
+ *     renames it over DIR/log, syncs the dir and closes the old file. Until
+ *     that rename DIR/log is the old log, which holds every record synced so
+ *     far. A copy that failed, or made before the log changed otherwise than
+ *     by appends (a truncation, a reset, a new file), is dropped: the log
+ *     stays as it was. Returns 0 (job freed), or -1 with err (job freed,
+ *     the log as it was).
+ *   wal_compact_abandon(&job): drop it (any thread).
+ * A crash at any point leaves DIR/log whole; wal_open removes log.compact. */
+struct wal_compaction {
+    bool wanted;  /* a copy to make */
+    bool restart; /* see above */
+    const char *dir;
+    int src_fd; /* the log as it was (its own descriptor) */
+    uint64_t from, len, base, n_records, gen;
+    int fd;         /* the new file */
+    int copy_errno; /* wal_compact_copy: 0, or why it failed */
+    char copy_err[256];
+};
+int wal_compact_begin(struct wal *w, uint64_t index, uint64_t term, struct wal_compaction *job,
+                      char *err, size_t errlen);
+int wal_compact_copy(struct wal_compaction *job);
+int wal_compact_finish(struct wal *w, struct wal_compaction *job, char *err, size_t errlen);
+void wal_compact_abandon(struct wal_compaction *job);
 /* rd.snapshot_install: the received DIR/snapshot-recv.tmp (complete and
  * synced) is verified and becomes snapshot (index, term), durably; then the
  * log is fitted to it: if it holds index with that term it goes on (the

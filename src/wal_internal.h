@@ -31,6 +31,8 @@
 
 #define META_LOG_HEADER 1u /* meta flags: the log has a header (see wal_meta.c) */
 
+#define WAL_COMPACT_FILE "log.compact" /* a log without a dead prefix, being made */
+
 struct wal {
     char *dir;
     int lock_fd;
@@ -56,6 +58,14 @@ struct wal {
     bool dir_unsynced; /* the log was renamed into place but the dir sync failed */
     uint8_t *out;      /* wal_append's buffer, reused between calls */
     size_t out_cap;
+    /* Bumped whenever records already written change otherwise than by
+     * appending (truncated, reset, a new file): a compaction copied before
+     * is stale (wal_compact.c). */
+    uint64_t log_gen;
+    /* A compacted log (WAL_COMPACT_FILE) is w's log file, to be renamed over
+     * DIR/log by the next sync; old_fd is the old log's, closed then. */
+    bool rename_pending;
+    int old_fd;
 };
 
 /* Reads a file front to back through a buffer of about READ_CHUNK (wal.c) bytes. */
@@ -152,5 +162,25 @@ int wal_log_is_legacy(struct wal *w, const char *path, uint64_t size, bool *lega
 /* Read a first-release log into l and w's offsets, then convert it in place. */
 int wal_convert_legacy_log(struct wal *w, const char *path, struct entry_list *l, char *err,
                            size_t errlen);
+
+/* wal.c: a log file in fd (named path): a header with base marking
+ * everything synced, then src_len bytes of records from src_fd at src_off,
+ * holding n_records records; fsynced. */
+int wal_write_log_file(int fd, const char *path, int src_fd, const char *src_path, uint64_t src_off,
+                       uint64_t src_len, uint64_t base, uint64_t n_records, char *err,
+                       size_t errlen);
+
+/* wal_compact.c */
+void wal_compact_clear(struct wal_compaction *job);
+/* Fill job to drop the records before offset from (entries <= base), keeping
+ * n_records records. */
+int wal_compact_prepare(struct wal *w, uint64_t base, uint64_t from, size_t n_records,
+                        struct wal_compaction *job, char *err, size_t errlen);
+/* With rename_pending: sync the log file, rename it over DIR/log, sync the
+ * dir, close the old file. 0 when nothing was pending. */
+int wal_compact_rename(struct wal *w, char *err, size_t errlen);
+/* The rename part, touching nothing but its arguments (for wal_sync_run): 0
+ * or an errno value. */
+int wal_compact_rename_run(const char *dir, int old_fd);
 
 #endif

@@ -1458,6 +1458,134 @@ static void test_prefix_drop_crash(void)
     CHECK(k > 3 && k < 100);
 }
 
+/* The steps of a compaction off the caller's thread (wal_compact.c), with
+ * appends and syncs between them as a node's loop makes them: begin, then
+ * entries 11 and 12 appended and synced (compact_async_start); the copy,
+ * entry 13 appended, finish and, with sync_after, the sync that renames
+ * (compact_async_end). */
+static int compact_async_start(struct wal *w, struct wal_compaction *job)
+{
+    if (wal_compact_begin(w, 8, 1, job, err, sizeof err) != 0 || !job->wanted || job->restart)
+        return -1;
+    append_entries(w, 1, 12);
+    return wal_sync(w, err, sizeof err);
+}
+
+static int compact_async_end(struct wal *w, struct wal_compaction *job, bool sync_after)
+{
+    if (wal_compact_copy(job) != 0) {
+        wal_compact_abandon(job);
+        return -1;
+    }
+    append_entries(w, 1, 13);
+    if (wal_compact_finish(w, job, err, sizeof err) != 0)
+        return -1;
+    return sync_after ? wal_sync(w, err, sizeof err) : 0;
+}
+
+/* The log drops its prefix while appends and syncs go on; reopened it holds
+ * every entry from 9. */
+static void test_compact_async(void)
+{
+    char dir[256], compact[300];
+    sub_dir(dir, sizeof dir, "compact-async");
+    file_in(compact, sizeof compact, dir, "log.compact");
+    make_ten_and_snapshot(dir);
+    struct opened o;
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    struct wal_compaction job;
+    CHECK_INT_EQ(compact_async_start(o.w, &job), 0);
+    CHECK_INT_EQ(compact_async_end(o.w, &job, false), 0);
+    CHECK_INT_EQ(wal_first_index(o.w), 9);
+    CHECK_INT_EQ(wal_last_index(o.w), 13);
+    CHECK(wal_unsynced(o.w));      /* the rename waits for a sync */
+    CHECK(file_size(compact) > 0); /* ... and DIR/log is still the old file */
+    CHECK_INT_EQ(wal_sync(o.w, err, sizeof err), 0);
+    CHECK(!wal_unsynced(o.w));
+    CHECK_INT_EQ(file_size(compact), -1);
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(wal_first_index(o.w), 9);
+    CHECK_INT_EQ(wal_last_index(o.w), 13);
+    CHECK(entries_ok(&o, 9));
+    close_opened(&o);
+
+    /* The moved records are where the log says: cut from 12, append again. */
+    char dir3[256];
+    sub_dir(dir3, sizeof dir3, "compact-cut");
+    make_ten_and_snapshot(dir3);
+    CHECK_INT_EQ(open_dir(dir3, &o), 0);
+    CHECK_INT_EQ(compact_async_start(o.w, &job), 0);
+    CHECK_INT_EQ(compact_async_end(o.w, &job, true), 0);
+    CHECK_INT_EQ(wal_truncate(o.w, 12, err, sizeof err), 0);
+    append_entries(o.w, 1, 14);
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir3, &o), 0);
+    CHECK_INT_EQ(wal_last_index(o.w), 14);
+    CHECK(entries_ok(&o, 9));
+    close_opened(&o);
+
+    /* A truncation between begin and finish makes the copy stale: dropped,
+     * the log keeps its prefix. */
+    char dir2[256];
+    sub_dir(dir2, sizeof dir2, "compact-stale");
+    make_ten_and_snapshot(dir2);
+    CHECK_INT_EQ(open_dir(dir2, &o), 0);
+    CHECK_INT_EQ(wal_compact_begin(o.w, 8, 1, &job, err, sizeof err), 0);
+    CHECK(job.wanted);
+    CHECK_INT_EQ(wal_compact_copy(&job), 0);
+    CHECK_INT_EQ(wal_truncate(o.w, 10, err, sizeof err), 0);
+    CHECK_INT_EQ(wal_compact_finish(o.w, &job, err, sizeof err), 0);
+    CHECK_INT_EQ(wal_first_index(o.w), 1);
+    CHECK_INT_EQ(wal_last_index(o.w), 9);
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir2, &o), 0);
+    CHECK_INT_EQ(wal_last_index(o.w), 9);
+    CHECK(entries_ok(&o, 1));
+    close_opened(&o);
+}
+
+/* A crash at every file operation from the copy to the sync that renames:
+ * reopened, the log fits the snapshot and holds every entry synced before
+ * (through 12), in order. */
+static void test_compact_async_crash(void)
+{
+    int k;
+    for (k = 1; k < 200; k++) {
+        char name[64], dir[256];
+        snprintf(name, sizeof name, "compact-crash-%d", k);
+        sub_dir(dir, sizeof dir, name);
+        make_ten_and_snapshot(dir);
+        fflush(stdout);
+        fflush(stderr);
+        pid_t child = fork();
+        if (child == 0) {
+            struct opened c;
+            struct wal_compaction job;
+            if (open_dir(dir, &c) != 0 || compact_async_start(c.w, &job) != 0)
+                _exit(4);
+            fault_arm(k, true);
+            _exit(compact_async_end(c.w, &job, true) == 0 ? 3 : 5);
+        }
+        int status = 0;
+        CHECK_INT_EQ(waitpid(child, &status, 0), child);
+        CHECK(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 3));
+        bool crashed = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        struct opened o;
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        uint64_t first = wal_first_index(o.w);
+        CHECK(first == 1 || first == 9);
+        if (!crashed)
+            CHECK_INT_EQ(first, 9);
+        CHECK(wal_last_index(o.w) >= 12); /* synced before the crash */
+        CHECK(entries_ok(&o, first));
+        close_opened(&o);
+        if (!crashed)
+            break;
+    }
+    CHECK(k > 5 && k < 200);
+}
+
 /* Receive the file of a snapshot (index, term) made in a leader dir into dir. */
 static void receive_snapshot(const char *dir, uint64_t index, uint64_t term)
 {
@@ -1606,6 +1734,8 @@ int main(void)
     test_prefix_drop();
     test_log_after_snapshot();
     test_prefix_drop_crash();
+    test_compact_async();
+    test_compact_async_crash();
     test_follower_install();
     CHECK(nftw(root, remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0);
     CHECK_DONE();
