@@ -52,9 +52,16 @@ struct snapfile_writer {
     char *dir;
     int fd;
     uint64_t index, term;
-    uint64_t length; /* payload bytes so far */
-    uint32_t crc;    /* of the payload so far */
+    uint64_t length;       /* payload bytes so far */
+    uint64_t written_back; /* payload bytes handed to writeback (sync_file_range) */
+    uint32_t crc;          /* of the payload so far */
 };
+
+/* How much of a snapshot being written may wait in the page cache: past
+ * this the writer starts writing it to disk, and waits for the previous
+ * piece. Without it the whole file went to the disk at the final fsync, and
+ * the log's fdatasync (which flushes the disk's cache) queued behind it. */
+#define SNAPFILE_WRITEBACK_STEP (1u << 20)
 
 struct snapfile_reader {
     int fd;
@@ -218,6 +225,13 @@ int snapfile_writer_append(struct snapfile_writer *sw, const void *data, size_t 
                         SNAP_TMP, SNAPFILE_HEADER_SIZE + sw->length, strerror(errno));
     sw->crc = crc32c(sw->crc, data, len);
     sw->length += len;
+    if (sw->length - sw->written_back >= SNAPFILE_WRITEBACK_STEP) {
+        /* An error here shows again at the final fsync, which decides. */
+        (void)sync_file_range(sw->fd, (off_t)(SNAPFILE_HEADER_SIZE + sw->written_back),
+                              (off_t)(sw->length - sw->written_back),
+                              SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE);
+        sw->written_back = sw->length;
+    }
     return 0;
 }
 
