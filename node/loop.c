@@ -242,7 +242,7 @@ void node_process_ready(struct node *n)
         node_tell_notes(n, &rd);
         node_note_state(n);
         char err[512];
-        if (storage_can_defer(n, &rd)) {
+        if (storage_can_defer(n, &rd) && !storage_sync_inline(n, &rd)) {
             /* The entries are written now and synced by the storage thread
              * while this loop goes on. A leader's AppendEntries leave at
              * once; its own copy counts toward a majority only once
@@ -266,7 +266,9 @@ void node_process_ready(struct node *n)
             pending_serve_reads(n);
             continue;
         }
-        /* The rest is persisted here, after what the storage thread has. */
+        /* The rest is persisted here, after what the storage thread has;
+         * so is a single small write while the thread is idle (the
+         * fdatasync on the loop saves the two hand-offs). */
         if (storage_drain(n, false, err, sizeof(err)) != 0) {
             node_disk_failed(n, err);
             break;

@@ -324,6 +324,23 @@ bool storage_can_defer(const struct node *n, const struct raft_ready *rd)
     return true;
 }
 
+/* At most this many new entries are synced on the loop itself when the
+ * thread is idle (storage_sync_inline). */
+#define STORAGE_INLINE_MAX_ENTRIES 1
+
+bool storage_sync_inline(const struct node *n, const struct raft_ready *rd)
+{
+    const struct storage *s = n->storage;
+    /* One client writing one command at a time: a hand-off to the thread
+     * costs two wake-ups (the condition variable there, the pipe back) on
+     * the write's path, while the loop has nothing else to do meanwhile.
+     * Larger batches, or any while a sync is in flight, are what arrives
+     * under load: they go to the thread, which groups them (the loop keeps
+     * reading clients during the fdatasync). */
+    return s != NULL && rd->n_entries > 0 && rd->n_entries <= STORAGE_INLINE_MAX_ENTRIES &&
+           !s->busy && s->n_held == 0;
+}
+
 int storage_write(struct node *n, const struct raft_ready *rd, char *err, size_t errlen)
 {
     struct storage *s = n->storage;
