@@ -436,7 +436,7 @@ int node_run(struct node *n)
         struct turn_timer *t = &n->turn;
         turn_timer_begin(t);
         node_advance_clock(n, now);
-        if (storage_poll(n, err, sizeof(err)) != 0)
+        if (storage_poll(n, (fds[2].revents & POLLIN) != 0, err, sizeof(err)) != 0)
             node_disk_failed(n, err);
         turn_timer_mark(t, TURN_STORAGE);
         raft_tick(&n->raft, n->raft_clock_ms);

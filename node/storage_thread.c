@@ -233,11 +233,14 @@ static int storage_end(struct node *n, bool notify, char *err, size_t errlen)
     return 0;
 }
 
-int storage_poll(struct node *n, char *err, size_t errlen)
+int storage_poll(struct node *n, bool woken, char *err, size_t errlen)
 {
     struct storage *s = n->storage;
+    /* Only when poll() saw the pipe readable: a read that finds it empty
+     * would be a wasted system call on every loop turn. A byte left behind
+     * (storage_wait ended that sync) only wakes one more turn. */
     char drain[64];
-    while (read(s->wake[0], drain, sizeof(drain)) > 0)
+    while (woken && read(s->wake[0], drain, sizeof(drain)) > 0)
         ;
     char remove_error[sizeof s->remove_error];
     pthread_mutex_lock(&s->mu);
