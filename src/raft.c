@@ -232,13 +232,6 @@ void raft_tick(struct raft *r, uint64_t now_ms)
         if (r->role != RAFT_LEADER)
             return;
         if (r->now_ms >= r->heartbeat_due_ms) {
-            /* Reads waiting behind a round in flight (raft_reads_check) go
-             * in this heartbeat: it is a new round, so a lost one does not
-             * hold them longer than a heartbeat interval. */
-            if (raft_reads_waiting_for_round(r)) {
-                r->read_seq++;
-                r->read_broadcast_needed = false;
-            }
             raft_broadcast_append(r, true);
             r->heartbeat_due_ms = r->now_ms + r->cfg.heartbeat_ms;
         }

@@ -77,8 +77,6 @@ bool raft_may_stand(const struct raft *r);
 
 /* raft_read.c */
 void raft_reads_check(struct raft *r);
-/* Whether reads wait for a heartbeat round not yet sent. */
-bool raft_reads_waiting_for_round(const struct raft *r);
 void raft_reads_fail_all(struct raft *r);
 int raft_read_emit(struct raft *r, uint64_t read_id, uint64_t index, bool ok);
 

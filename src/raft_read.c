@@ -26,8 +26,8 @@ int raft_read(struct raft *r, uint64_t read_id)
         .read_id = read_id,
         .seq = r->read_seq + 1,
     };
-    /* raft_reads_check starts the round, or leaves the read to the next
-     * one if a round is in flight. */
+    if (raft_quorum(r) > 1)
+        r->read_broadcast_needed = true;
     raft_reads_check(r);
     return RAFT_OK;
 }
@@ -60,27 +60,10 @@ static size_t raft_acks_for(const struct raft *r, uint64_t seq)
     return n;
 }
 
-bool raft_reads_waiting_for_round(const struct raft *r)
-{
-    /* Reads are kept in the order they arrived: the last has the highest
-     * seq. */
-    return r->n_reads > 0 && r->reads[r->n_reads - 1].seq > r->read_seq;
-}
-
 void raft_reads_check(struct raft *r)
 {
     if (r->role != RAFT_LEADER || r->n_reads == 0)
         return;
-    /* Batching (dissertation 6.4: "the leader can amortize the cost of
-     * confirming its leadership across many reads"): one heartbeat round
-     * in flight at a time. Reads that arrive while it is out wait for it to
-     * be confirmed, then all go in the next round together. A round per
-     * loop turn would cost every follower a message and a reply for a
-     * handful of reads each. A round that is lost is repeated by the next
-     * periodic heartbeat (raft_tick). */
-    if (raft_quorum(r) > 1 && raft_reads_waiting_for_round(r) &&
-        raft_acks_for(r, r->read_seq) >= raft_quorum(r))
-        r->read_broadcast_needed = true;
     if (raft_term_at(r, r->commit_index) != r->current_term)
         return; /* step 1: wait for this term's no-op to commit */
     size_t done = 0;
