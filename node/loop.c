@@ -49,8 +49,11 @@ static int node_persist(struct node *n, const struct raft_ready *rd, char *err, 
     if (rd->n_entries > skip &&
         wal_append(n->wal, rd->entries + skip, rd->n_entries - skip, err, errlen) != 0)
         return -1;
-    if ((rd->truncate_from != 0 || rd->n_entries > 0) && wal_sync(n->wal, err, errlen) != 0)
-        return -1;
+    if (rd->truncate_from != 0 || rd->n_entries > 0) {
+        if (wal_sync(n->wal, err, errlen) != 0)
+            return -1;
+        n->log_syncs++; /* RAFT.INFO counts these with the storage thread's */
+    }
     /* e. A chunk of a snapshot being received (synced when it is the last). */
     if (rd->snapshot_chunk != NULL && snapshot_write_chunk(n, rd->snapshot_chunk, err, errlen) != 0)
         return -1;
