@@ -49,8 +49,11 @@ static int node_persist(struct node *n, const struct raft_ready *rd, char *err, 
     if (rd->n_entries > skip &&
         wal_append(n->wal, rd->entries + skip, rd->n_entries - skip, err, errlen) != 0)
         return -1;
-    if ((rd->truncate_from != 0 || rd->n_entries > 0) && wal_sync(n->wal, err, errlen) != 0)
-        return -1;
+    if (rd->truncate_from != 0 || rd->n_entries > 0) {
+        if (wal_sync(n->wal, err, errlen) != 0)
+            return -1;
+        n->log_syncs++; /* RAFT.INFO counts these with the storage thread's */
+    }
     /* e. A chunk of a snapshot being received (synced when it is the last). */
     if (rd->snapshot_chunk != NULL && snapshot_write_chunk(n, rd->snapshot_chunk, err, errlen) != 0)
         return -1;
@@ -242,7 +245,7 @@ void node_process_ready(struct node *n)
         node_tell_notes(n, &rd);
         node_note_state(n);
         char err[512];
-        if (storage_can_defer(n, &rd)) {
+        if (storage_can_defer(n, &rd) && !storage_sync_inline(n, &rd)) {
             /* The entries are written now and synced by the storage thread
              * while this loop goes on. A leader's AppendEntries leave at
              * once; its own copy counts toward a majority only once
@@ -266,7 +269,9 @@ void node_process_ready(struct node *n)
             pending_serve_reads(n);
             continue;
         }
-        /* The rest is persisted here, after what the storage thread has. */
+        /* The rest is persisted here, after what the storage thread has;
+         * so is a single small write while the thread is idle (the
+         * fdatasync on the loop saves the two hand-offs). */
         if (storage_drain(n, false, err, sizeof(err)) != 0) {
             node_disk_failed(n, err);
             break;
@@ -434,7 +439,7 @@ int node_run(struct node *n)
         struct turn_timer *t = &n->turn;
         turn_timer_begin(t);
         node_advance_clock(n, now);
-        if (storage_poll(n, err, sizeof(err)) != 0)
+        if (storage_poll(n, (fds[2].revents & POLLIN) != 0, err, sizeof(err)) != 0)
             node_disk_failed(n, err);
         turn_timer_mark(t, TURN_STORAGE);
         raft_tick(&n->raft, n->raft_clock_ms);

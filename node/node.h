@@ -488,11 +488,15 @@ int storage_fd(const struct node *n); /* readable when a sync finished */
 /* Whether a sync is in flight or messages wait for one. */
 bool storage_pending(const struct node *n);
 /* Every loop turn: a finished sync is recorded, the core told, the
- * messages waiting for it sent, the next sync started. -1: it failed. */
-int storage_poll(struct node *n, char *err, size_t errlen);
+ * messages waiting for it sent, the next sync started. woken: poll() saw
+ * storage_fd readable. -1: it failed. */
+int storage_poll(struct node *n, bool woken, char *err, size_t errlen);
 /* Whether a ready may be carried out with its entries written but not yet
  * synced (no hard state, truncation or snapshot to persist first). */
 bool storage_can_defer(const struct node *n, const struct raft_ready *rd);
+/* Whether a ready that may be deferred is better synced on the loop at
+ * once: a small write while the thread is idle and nothing waits for it. */
+bool storage_sync_inline(const struct node *n, const struct raft_ready *rd);
 /* Write the ready's entries to the log and have them synced in the
  * background (with whatever else waits). */
 int storage_write(struct node *n, const struct raft_ready *rd, char *err, size_t errlen);

@@ -233,11 +233,14 @@ static int storage_end(struct node *n, bool notify, char *err, size_t errlen)
     return 0;
 }
 
-int storage_poll(struct node *n, char *err, size_t errlen)
+int storage_poll(struct node *n, bool woken, char *err, size_t errlen)
 {
     struct storage *s = n->storage;
+    /* Only when poll() saw the pipe readable: a read that finds it empty
+     * would be a wasted system call on every loop turn. A byte left behind
+     * (storage_wait ended that sync) only wakes one more turn. */
     char drain[64];
-    while (read(s->wake[0], drain, sizeof(drain)) > 0)
+    while (woken && read(s->wake[0], drain, sizeof(drain)) > 0)
         ;
     char remove_error[sizeof s->remove_error];
     pthread_mutex_lock(&s->mu);
@@ -326,6 +329,23 @@ bool storage_can_defer(const struct node *n, const struct raft_ready *rd)
             if (rd->msgs[i].n_entries > 0 || rd->msgs[i].len > 0)
                 return false;
     return true;
+}
+
+/* At most this many new entries are synced on the loop itself when the
+ * thread is idle (storage_sync_inline). */
+#define STORAGE_INLINE_MAX_ENTRIES 1
+
+bool storage_sync_inline(const struct node *n, const struct raft_ready *rd)
+{
+    const struct storage *s = n->storage;
+    /* One client writing one command at a time: a hand-off to the thread
+     * costs two wake-ups (the condition variable there, the pipe back) on
+     * the write's path, while the loop has nothing else to do meanwhile.
+     * Larger batches, or any while a sync is in flight, are what arrives
+     * under load: they go to the thread, which groups them (the loop keeps
+     * reading clients during the fdatasync). */
+    return s != NULL && rd->n_entries > 0 && rd->n_entries <= STORAGE_INLINE_MAX_ENTRIES &&
+           !s->busy && s->n_held == 0;
 }
 
 int storage_write(struct node *n, const struct raft_ready *rd, char *err, size_t errlen)
