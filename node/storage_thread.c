@@ -343,9 +343,10 @@ bool storage_sync_inline(const struct node *n, const struct raft_ready *rd)
      * the write's path, while the loop has nothing else to do meanwhile.
      * Larger batches, or any while a sync is in flight, are what arrives
      * under load: they go to the thread, which groups them (the loop keeps
-     * reading clients during the fdatasync). */
+     * reading clients during the fdatasync). Not while the log is being
+     * compacted: the loop would wait for the copy (storage_drain). */
     return s != NULL && rd->n_entries > 0 && rd->n_entries <= STORAGE_INLINE_MAX_ENTRIES &&
-           !s->busy && s->n_held == 0;
+           !s->busy && s->n_held == 0 && !log_compaction_running(n);
 }
 
 int storage_write(struct node *n, const struct raft_ready *rd, char *err, size_t errlen)
