@@ -176,7 +176,8 @@ int kv_snapshot_write(const struct kv *kv, kv_snapshot_write_fn write, void *ctx
  * the data); until kv_view_end, a change to an item puts a new copy in its
  * place and keeps the old one for the view. kv_snapshot_write_view writes
  * the view's bytes, exactly what kv_snapshot_write gave at kv_view_begin; it
- * may run on any thread while the store's thread goes on applying.
+ * may run on any thread while the store's thread goes on applying, once per
+ * view (it frees the view's list of items as it ends, on its own thread).
  * kv_view_end, on the store's thread once the writer has finished, frees
  * the view and the items only it held. One view at a time: begin returns 0,
  * or -1 when one is open or memory runs out. */

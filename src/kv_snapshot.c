@@ -180,6 +180,10 @@ int kv_snapshot_write_view(struct kv_view *v, kv_snapshot_write_fn write, void *
     out_bytes(&o, crc, sizeof(crc));
     out_flush(&o); /* (the CRC it adds to o.crc is not used) */
     free(o.buf);
+    /* Written: the list (8 bytes a key) goes now, on the writer's thread. */
+    free(v->items);
+    v->items = NULL;
+    v->n_items = 0;
     return o.failed ? -1 : 0;
 }
 
