@@ -114,6 +114,10 @@ void draw_screen(struct cockpit *ck);
 /* draw_wire.c */
 void draw_wire_init(bool colour);
 void draw_wire_panel(struct cockpit *ck, const struct model *m, int y, int x, int h, int w);
+#ifdef NCURSES_VERSION /* the files that draw */
+/* A line box h by w at (y, x) in attribute a (draw.c); nothing when under 2x2. */
+void draw_box_at(int y, int x, int h, int w, attr_t a);
+#endif
 
 /* screenshot.c: the screen as plain text and as SVG. Returns 0, or -1 with err. */
 int screenshot_write(struct cockpit *ck, const char *name, char *written, size_t written_size,

@@ -153,7 +153,7 @@ static void fill_line(int y, int x, int w, attr_t a)
     attroff(a);
 }
 
-static void box_at(int y, int x, int h, int w, attr_t a)
+void draw_box_at(int y, int x, int h, int w, attr_t a)
 {
     if (h < 2 || w < 2)
         return;
@@ -419,7 +419,7 @@ static void draw_card(struct cockpit *ck, const struct model *m, const struct mo
     attr_t border = selected ? A_BOLD : A_NORMAL;
     if (role == ROLE_DOWN || role == ROLE_SUSPENDED)
         border |= style(role_pair(role));
-    box_at(y, x, h, w, border);
+    draw_box_at(y, x, h, w, border);
 
     /* Title in the top border: ">2< * Leader"; a learner (a node being
      * added, catching up) "+ Learner" with how far it has got. */
@@ -591,7 +591,7 @@ static void draw_events(const struct model *m, int y, int x0, int h, int cols)
 {
     if (h < 3)
         return;
-    box_at(y, x0, h, cols, A_DIM);
+    draw_box_at(y, x0, h, cols, A_DIM);
     put(y, x0 + 2, cols - 4, A_BOLD, " events ");
     int lines = h - 2, w = cols - 13;
     if (w < 10)
@@ -696,7 +696,7 @@ static void draw_help(struct cockpit *ck, int rows, int cols)
     int y = 1, x = (cols - w) / 2;
     for (int i = 0; i < h; i++)
         fill_line(y + i, x, w, A_NORMAL);
-    box_at(y, x, h, w, A_BOLD);
+    draw_box_at(y, x, h, w, A_BOLD);
     put(y, x + 2, w - 4, A_BOLD, " help ");
     int top = ck->ui.help_top;
     if (top > (int)n - (h - 2))

@@ -112,16 +112,7 @@ void draw_wire_panel(struct cockpit *ck, const struct model *m, int y, int x, in
         held += m->nodes[i].held;
         frozen |= m->nodes[i].frozen && model_node_live(m, &m->nodes[i]);
     }
-    attron(border);
-    mvaddch(y, x, ACS_ULCORNER);
-    mvhline(y, x + 1, ACS_HLINE, w - 2);
-    mvaddch(y, x + w - 1, ACS_URCORNER);
-    mvvline(y + 1, x, ACS_VLINE, h - 2);
-    mvvline(y + 1, x + w - 1, ACS_VLINE, h - 2);
-    mvaddch(y + h - 1, x, ACS_LLCORNER);
-    mvhline(y + h - 1, x + 1, ACS_HLINE, w - 2);
-    mvaddch(y + h - 1, x + w - 1, ACS_LRCORNER);
-    attroff(border);
+    draw_box_at(y, x, h, w, border);
     char title[128];
     snprintf(title, sizeof title, " wire%s ",
              m->wire.hide_heartbeats ? " (heartbeats hidden)" : "");
