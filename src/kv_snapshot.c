@@ -181,9 +181,9 @@ int kv_snapshot_write_view(struct kv_view *v, kv_snapshot_write_fn write, void *
     out_flush(&o); /* (the CRC it adds to o.crc is not used) */
     free(o.buf);
     /* Written: the list (8 bytes a key) goes now, on the writer's thread. */
-    free(v->items);
+    kv_array_free(v->items, v->cap_items * sizeof(*v->items));
     v->items = NULL;
-    v->n_items = 0;
+    v->n_items = v->cap_items = 0;
     return o.failed ? -1 : 0;
 }
 
