@@ -353,6 +353,11 @@ static void info_raft(struct node *n, struct buf *out)
     /* log_syncs against last_log_index: how many entries one fsync carries. */
     buf_printf(out, "log_syncs:%" PRIu64 "\r\npersisted_index:%" PRIu64 "\r\n", n->log_syncs,
                r->persisted_index);
+    /* Peer messages: msgs_sent per write is what the transport costs. */
+    buf_printf(out,
+               "msgs_sent:%" PRIu64 "\r\nmsgs_received:%" PRIu64 "\r\nmsgs_dropped:%" PRIu64
+               "\r\nreplies_coalesced:%" PRIu64 "\r\n",
+               n->msgs_sent, n->msgs_received, n->msgs_dropped, n->replies_coalesced);
     turn_timer_info(&n->turn, out);
     clients_info(n, out);
 }

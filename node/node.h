@@ -203,6 +203,7 @@ struct node {
     struct delayed_msg *delayed;
     size_t n_delayed, cap_delayed;
     uint64_t msgs_sent, msgs_received, msgs_dropped, bad_messages;
+    uint64_t replies_coalesced; /* replies folded into a later one (storage_release) */
     uint64_t sent_to[CLUSTER_MAX_NODES], received_from[CLUSTER_MAX_NODES];
     struct buf pack;            /* scratch for encoding */
     struct wire_key key;        /* from --secret-file; disabled without one */

@@ -450,6 +450,14 @@ int raft_compact_with(struct raft *r, uint64_t index, void (*drop_data)(void *ar
  * still sending to a peer: its file must be kept. */
 bool raft_snapshot_in_use(const struct raft *r, uint64_t index);
 
+/* Messages that leave at one moment (the replies a node held until a sync
+ * covered them): successful AppendEntries replies of one term to one peer
+ * fold into the last of them, which then carries the largest matchIndex and
+ * heartbeat round of all (the leader keeps the maximum of each, so it learns
+ * the same from one as from all). Compacts msgs[0..n) in place, order kept;
+ * returns how many are left. */
+size_t raft_coalesce_replies(struct raft_msg *msgs, size_t n);
+
 /* Output. */
 bool raft_has_ready(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);

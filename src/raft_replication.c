@@ -235,6 +235,44 @@ int raft_recv_append_reply(struct raft *r, const struct raft_msg *m)
     return RAFT_OK;
 }
 
+static bool raft_is_success_reply(const struct raft_msg *m)
+{
+    return m->type == RAFT_MSG_APPEND_REPLY && m->success && m->to >= 1 && m->to <= RAFT_MAX_NODES;
+}
+
+/* Several successful replies sent at once say no more than their last with
+ * the largest matchIndex and read_seq: raft_recv_append_reply above takes
+ * the maximum of each ("update nextIndex and matchIndex", never back) and
+ * the time of arrival, the same for one message as for all. */
+size_t raft_coalesce_replies(struct raft_msg *msgs, size_t n)
+{
+    /* From the last back: each peer's latest successful reply absorbs the
+     * earlier ones of its term, which are marked (type 0) and dropped. */
+    size_t latest[RAFT_MAX_NODES + 1];
+    bool seen[RAFT_MAX_NODES + 1] = {false};
+    for (size_t i = n; i-- > 0;) {
+        struct raft_msg *m = &msgs[i];
+        if (!raft_is_success_reply(m))
+            continue;
+        if (seen[m->to] && msgs[latest[m->to]].term == m->term) {
+            struct raft_msg *keep = &msgs[latest[m->to]];
+            if (m->match_index > keep->match_index)
+                keep->match_index = m->match_index;
+            if (m->read_seq > keep->read_seq)
+                keep->read_seq = m->read_seq;
+            m->type = 0;
+        } else {
+            seen[m->to] = true;
+            latest[m->to] = i;
+        }
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].type != 0)
+            msgs[k++] = msgs[i];
+    return k;
+}
+
 static int raft_cmp_desc(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

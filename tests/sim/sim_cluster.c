@@ -556,12 +556,15 @@ static bool storage_can_defer(struct sim *s, const struct sim_node *nd, const st
     return sim_rng_chance(&s->rng, s->p.defer_sync);
 }
 
+/* As the node's: what a sync released leaves at once, the replies to one
+ * leader coalesced (raft_coalesce_replies). */
 static void storage_release(struct sim *s, struct sim_node *nd)
 {
-    size_t k = 0;
+    size_t k = 0, n_out = 0;
+    struct raft_msg *out = sim_realloc(NULL, (nd->n_held > 0 ? nd->n_held : 1) * sizeof(*out));
     for (size_t i = 0; i < nd->n_held; i++) {
         if (nd->held_seq[i] <= nd->synced_seq && !s->failed) {
-            send_msg(s, nd, nd->held[i]);
+            out[n_out++] = nd->held[i];
         } else {
             nd->held[k] = nd->held[i];
             nd->held_seq[k] = nd->held_seq[i];
@@ -569,6 +572,10 @@ static void storage_release(struct sim *s, struct sim_node *nd)
         }
     }
     nd->n_held = k;
+    n_out = raft_coalesce_replies(out, n_out);
+    for (size_t i = 0; i < n_out; i++)
+        send_msg(s, nd, out[i]);
+    free(out);
 }
 
 static void storage_send_after_sync(struct sim *s, struct sim_node *nd, const struct raft_msg *m)

@@ -466,6 +466,43 @@ static void test_leader_counts_itself_once_synced(void)
     raft_close(&r);
 }
 
+static struct raft_msg reply_to(uint32_t to, uint64_t term, bool success, uint64_t match,
+                                uint64_t read_seq)
+{
+    struct raft_msg m = {.type = RAFT_MSG_APPEND_REPLY, .from = 2, .to = to, .term = term};
+    m.success = success;
+    m.match_index = match;
+    m.read_seq = read_seq;
+    return m;
+}
+
+/* Replies released together: a peer's successful ones of a term fold into
+ * the last, with the largest match and read round; the rest pass as they
+ * were, in order. */
+static void test_coalesce_replies(void)
+{
+    struct raft_msg vote = {.type = RAFT_MSG_VOTE_REPLY, .from = 2, .to = 1, .term = 4};
+    struct raft_msg m[] = {
+        reply_to(1, 4, true, 10, 7), /* folds into [4] */
+        reply_to(3, 4, true, 12, 1), /* another peer, a term before its next */
+        vote,
+        reply_to(1, 4, false, 0, 8), /* a refusal passes as it is */
+        reply_to(1, 4, true, 9, 5),  /* the last of term 4 for 1: keeps */
+        reply_to(3, 5, true, 11, 0), /* peer 3, a newer term: not folded */
+    };
+    size_t n = raft_coalesce_replies(m, sizeof(m) / sizeof(m[0]));
+    CHECK_INT_EQ(n, 5);
+    CHECK(m[0].to == 3 && m[0].term == 4 && m[0].match_index == 12);
+    CHECK_INT_EQ(m[1].type, RAFT_MSG_VOTE_REPLY);
+    CHECK(m[2].type == RAFT_MSG_APPEND_REPLY && !m[2].success && m[2].read_seq == 8);
+    /* The survivor: the largest match (10, from the first) and round (7). */
+    CHECK(m[3].to == 1 && m[3].term == 4 && m[3].success);
+    CHECK_INT_EQ(m[3].match_index, 10);
+    CHECK_INT_EQ(m[3].read_seq, 7);
+    CHECK(m[4].to == 3 && m[4].term == 5 && m[4].match_index == 11);
+    CHECK_INT_EQ(raft_coalesce_replies(m, 0), 0);
+}
+
 int main(void)
 {
     test_leader_counts_itself_once_synced();
@@ -478,5 +515,6 @@ int main(void)
     test_first_heartbeat_resets_timer();
     test_no_reply_promises_a_truncated_entry();
     test_no_vote_sent_that_was_not_written();
+    test_coalesce_replies();
     CHECK_DONE();
 }
