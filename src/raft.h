@@ -55,6 +55,12 @@
 #define RAFT_MAX_BATCH_BYTES (4u * 1024u * 1024u)
 /* Entries a leader sends ahead of a follower's acknowledgements. */
 #define RAFT_MAX_INFLIGHT 8192
+/* AppendEntries carrying entries that a leader has out to a follower at
+ * once, unacknowledged: one being synced by the follower and one waiting
+ * for it. Entries proposed meanwhile go with the next, in one message: a
+ * message costs a send, a receive and a wake-up on each side, and the
+ * follower syncs them together anyway. */
+#define RAFT_MAX_INFLIGHT_MSGS 2
 /* Limits on a snapshot from the network: one chunk, and the whole file. */
 #define RAFT_SNAPSHOT_CHUNK_MAX (16u * 1024u * 1024u)
 #define RAFT_SNAPSHOT_MAX_BYTES (UINT64_C(1) << 40)
@@ -190,6 +196,10 @@ struct raft_progress {
     uint64_t acked_seq;       /* highest read_seq echoed back */
     uint64_t last_ack_ms;     /* time of the last reply from this peer */
     uint64_t last_send_ms;    /* time of the last AppendEntries sent */
+    /* Pipeline mode: the last index of each AppendEntries with entries sent
+     * and not known acknowledged (those above match and below next). */
+    uint64_t inflight_last[RAFT_MAX_INFLIGHT_MSGS];
+    size_t n_inflight;
 };
 
 struct raft_config {

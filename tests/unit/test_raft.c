@@ -466,6 +466,69 @@ static void test_leader_counts_itself_once_synced(void)
     raft_close(&r);
 }
 
+/* Appends to node 1 with entries in them, in out[0 .. n): their count, the
+ * entries they carry added to *entries. */
+static size_t appends_to_1(const struct raft_msg *out, size_t n, size_t *entries)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (out[i].type == RAFT_MSG_APPEND && out[i].to == 1 && out[i].n_entries > 0) {
+            count++;
+            *entries += out[i].n_entries;
+        }
+    }
+    return count;
+}
+
+/* A leader has at most RAFT_MAX_INFLIGHT_MSGS (2) AppendEntries with entries
+ * out to a follower; what is proposed meanwhile goes in one message once an
+ * acknowledgement frees a place. */
+static void test_inflight_messages_bounded(void)
+{
+    struct raft r;
+    struct raft_msg out[16];
+    core_init(&r, 1);
+    raft_timeout_now(&r);
+    core_drain(&r, out, 16);
+    struct raft_msg grant = {
+        .type = RAFT_MSG_VOTE_REPLY, .from = 1, .to = 2, .term = 2, .granted = true};
+    CHECK_INT_EQ(raft_step(&r, &grant), RAFT_OK);
+    core_drain(&r, out, 16); /* the no-op at index 1 */
+    struct raft_msg ack = {.type = RAFT_MSG_APPEND_REPLY,
+                           .from = 1,
+                           .to = 2,
+                           .term = 2,
+                           .success = true,
+                           .match_index = 1};
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK); /* node 1: pipeline from 2 */
+    core_drain(&r, out, 16);
+
+    size_t sent = 0, entries = 0;
+    for (int i = 0; i < 5; i++) { /* entries 2 .. 6, one ready each */
+        uint64_t index, term;
+        CHECK_INT_EQ(raft_propose(&r, (const uint8_t *)"x", 1, &index, &term), RAFT_OK);
+        sent += appends_to_1(out, core_drain(&r, out, 16), &entries);
+    }
+    CHECK_INT_EQ(sent, 2); /* entries 2 and 3; 4 .. 6 wait */
+    CHECK_INT_EQ(entries, 2);
+
+    ack.match_index = 2; /* the first is acknowledged: 4 .. 6 go in one */
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
+    entries = 0;
+    CHECK_INT_EQ(appends_to_1(out, core_drain(&r, out, 16), &entries), 1);
+    CHECK_INT_EQ(entries, 3);
+
+    uint64_t index, term;
+    CHECK_INT_EQ(raft_propose(&r, (const uint8_t *)"x", 1, &index, &term), RAFT_OK);
+    entries = 0;
+    CHECK_INT_EQ(appends_to_1(out, core_drain(&r, out, 16), &entries), 0); /* 3 and 4-6 out */
+    ack.match_index = 6; /* both acknowledged by one reply */
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
+    CHECK_INT_EQ(appends_to_1(out, core_drain(&r, out, 16), &entries), 1);
+    CHECK_INT_EQ(entries, 1);
+    raft_close(&r);
+}
+
 static struct raft_msg reply_to(uint32_t to, uint64_t term, bool success, uint64_t match,
                                 uint64_t read_seq)
 {
@@ -516,5 +579,6 @@ int main(void)
     test_no_reply_promises_a_truncated_entry();
     test_no_vote_sent_that_was_not_written();
     test_coalesce_replies();
+    test_inflight_messages_bounded();
     CHECK_DONE();
 }
