@@ -439,6 +439,9 @@ void snapshot_request(struct node *n, struct reply_slot *slot);
 /* Leader: the chunk of the snapshot file a RAFT_MSG_SNAPSHOT carries. 0, or
  * -1 when the file cannot be read (the message is not sent). */
 int snapshot_attach_chunk(struct node *n, struct raft_msg *m);
+/* A peer message just received: a follower's reply that it installed a
+ * snapshot this leader sent goes to the event log (once per transfer). */
+void snapshot_note_delivered(struct node *n, const struct raft_msg *m);
 /* Follower, the ready's persist steps c and e, and the restore before apply. */
 int snapshot_install(struct node *n, const struct raft_snapshot_install *in, char *err,
                      size_t errlen);

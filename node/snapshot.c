@@ -437,18 +437,28 @@ int snapshot_attach_chunk(struct node *n, struct raft_msg *m)
     m->data = n->snap_chunk;
     m->len = (uint32_t)got;
     m->done = m->offset + got >= snapfile_reader_size(n->snap_reader);
-    int slot = raft_node_slot(&n->raft, m->to);
-    if (m->done && slot >= 0 && n->snap_announced[slot] != m->snapshot_index) {
-        /* Told once per transfer, when its last chunk leaves. */
-        n->snap_announced[slot] = m->snapshot_index;
-        n->snapshots_sent++;
-        uint64_t bytes = snapfile_reader_size(n->snap_reader), chunks = chunks_for(bytes);
-        char size[32];
-        node_event(n, "sent node %u a snapshot (#%" PRIu64 ", %s in %" PRIu64 " chunk%s)", m->to,
-                   m->snapshot_index, in_kib(bytes, size, sizeof size), chunks,
-                   chunks == 1 ? "" : "s");
-    }
     return 0;
+}
+
+void snapshot_note_delivered(struct node *n, const struct raft_msg *m)
+{
+    int slot = raft_node_slot(&n->raft, m->from);
+    if (m->type != RAFT_MSG_SNAPSHOT_REPLY || !m->success || slot < 0 ||
+        n->raft.role != RAFT_LEADER || m->term != n->raft.current_term ||
+        n->snap_announced[slot] == m->snapshot_index)
+        return;
+    /* Told once per transfer, when the follower says it has it all (a
+     * transfer begun while it was down is told when it is back). */
+    n->snap_announced[slot] = m->snapshot_index;
+    n->snapshots_sent++;
+    if (n->snap_reader == NULL || n->reader_index != m->snapshot_index) {
+        node_event(n, "sent node %u a snapshot (#%" PRIu64 ")", m->from, m->snapshot_index);
+        return;
+    }
+    uint64_t bytes = snapfile_reader_size(n->snap_reader), chunks = chunks_for(bytes);
+    char size[32];
+    node_event(n, "sent node %u a snapshot (#%" PRIu64 ", %s in %" PRIu64 " chunk%s)", m->from,
+               m->snapshot_index, in_kib(bytes, size, sizeof size), chunks, chunks == 1 ? "" : "s");
 }
 
 /* ------------------------------------------------------------ receiving one */

@@ -460,6 +460,7 @@ void transport_deliver(struct node *n, uint32_t from, const Raftkv__PeerMessage 
     struct raft_msg m;
     wire_peer_to_raft(pm, from, entries, &m);
     wire_report(n, WIRE_RECEIVED, 0, &m, pm->wire_id, pm->wire_shown);
+    snapshot_note_delivered(n, &m);
     if (raft_step(&n->raft, &m) == RAFT_EINVAL)
         n->bad_messages++;
     if (entries != stack_entries)
