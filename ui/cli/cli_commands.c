@@ -265,21 +265,31 @@ static enum cli_status run_connect(struct cli_conn *c, int argc, char **argv)
     return CLI_OK;
 }
 
+/* A one-word request (RAFT.LEADER, RAFT.INFO) to whichever node answers:
+ * 0 and the reply, or -1 with the error printed. */
+static int call_word(struct cli_conn *c, const char *word, struct resp_value *reply)
+{
+    const char *req[] = {word};
+    size_t argl[] = {strlen(word)};
+    char err[1024];
+    if (cli_conn_call(c, CLI_ROUTE_ANY, 1, req, argl, reply, err, sizeof err) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static enum cli_status run_getleader(struct cli_conn *c, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    const char *req[] = {"RAFT.LEADER"};
-    size_t argl[] = {strlen(req[0])};
     struct resp_value reply;
-    char err[1024];
-    if (cli_conn_call(c, CLI_ROUTE_ANY, 1, req, argl, &reply, err, sizeof err) < 0) {
-        fprintf(stderr, "error: %s\n", err);
+    if (call_word(c, "RAFT.LEADER", &reply) < 0)
         return CLI_FAILED;
-    }
     /* "<id> <host:port>": remember the leader's id for connect <id>. */
     if (reply.type == RESP_BULK) {
         unsigned id;
+        char err[256];
         char addr[CLI_ADDR_MAX], host[CLUSTER_HOST_MAX];
         int port;
         if (sscanf(reply.str, "%u %127s", &id, addr) == 2 &&
@@ -362,15 +372,10 @@ static enum cli_status run_members(struct cli_conn *c, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    const char *req[] = {"RAFT.INFO"};
-    size_t argl[] = {strlen(req[0])};
     struct resp_value reply;
-    char err[1024];
     /* The view of the node asked: a follower may be a little behind. */
-    if (cli_conn_call(c, CLI_ROUTE_ANY, 1, req, argl, &reply, err, sizeof err) < 0) {
-        fprintf(stderr, "error: %s\n", err);
+    if (call_word(c, "RAFT.INFO", &reply) < 0)
         return CLI_FAILED;
-    }
     if (reply.type != RESP_BULK) {
         enum cli_status s = print_reply(&reply);
         resp_value_free(&reply);
