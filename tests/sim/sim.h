@@ -191,6 +191,9 @@ struct sim_read {
     bool answered;
     bool ok;
     uint64_t index;
+    /* Failed by the node itself when its disk failed (the client heard
+     * TRYAGAIN): what the core says of it later is not passed on. */
+    bool failed_by_node;
 };
 
 /* A client command: where the leader said it would sit, where it committed. */

@@ -726,6 +726,8 @@ void sim_check_read(struct sim *s, struct sim_node *nd, const struct raft_read_r
         return;
     }
     struct sim_read *rd = &s->reads[res->read_id - 1];
+    if (rd->failed_by_node && rd->node == nd->id && rd->life == nd->life)
+        return; /* the node answered it already, as pending_on_read ignores it */
     if (rd->node != nd->id || rd->life != nd->life || rd->answered) {
         sim_fail(s, "node %u answered read #%" PRIu64 " (asked of node %u, answered %s)", nd->id,
                  res->read_id, rd->node, rd->answered ? "already" : "not yet");

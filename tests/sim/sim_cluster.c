@@ -346,6 +346,18 @@ static enum persist_result node_disk_failed(struct sim *s, struct sim_node *nd,
         sim_trace(s, nd->id, "read #%" PRIu64 " failed with the disk", res.read_id);
         sim_check_read(s, nd, &res);
     }
+    /* The reads still waiting for a heartbeat round are failed at once
+     * (the node's pending_fail_unconfirmed_reads): the core steps down and
+     * fails them too, but no ready is carried out before the retry. */
+    for (size_t i = 0; i < s->n_reads && !s->failed; i++) {
+        struct sim_read *w = &s->reads[i];
+        if (w->node == nd->id && w->life == nd->life && !w->answered) {
+            sim_trace(s, nd->id, "read #%zu failed with the disk", i + 1);
+            w->answered = true;
+            w->ok = false;
+            w->failed_by_node = true;
+        }
+    }
     raft_storage_failed(&nd->r, sim_disk_last(d));
     return PERSIST_FAILED;
 }
