@@ -1,10 +1,12 @@
 /* kv_snapshot.c - the KV state as bytes, and back (Raft section 7).
  *
- * Layout, version 2. Integers are little-endian, unsigned unless noted.
+ * Layout, version 3. Integers are little-endian, unsigned unless noted;
+ * "varint" is LEB128 (7 bits a byte, low first, the top bit saying another
+ * byte follows), in its shortest form.
  *
  *   offset  size
  *   0       8     magic "rkvsnap\0"
- *   8       4     version (2; 1 is read too)
+ *   8       4     version (3; 1 and 2 are read too)
  *   12      4     flags (0)
  *   16      8     applied index (kv_applied_index)
  *   24      8     log digest (kv_digest)
@@ -14,8 +16,10 @@
  *   56            key count x key, in snapshot order (kv_snapshot_rank: a
  *                 fixed hash of the key, then key bytes, a shorter key first;
  *                 version 1 sorted by key bytes alone):
- *                   u32 klen (<= KV_MAX_KEY), u32 vlen (<= KV_MAX_VALUE),
- *                   u64 deadline_ms (0: no TTL), klen bytes key, vlen bytes value
+ *                   varint klen (<= KV_MAX_KEY), varint vlen (<= KV_MAX_VALUE),
+ *                   varint deadline_ms (0: no TTL), klen bytes key, vlen bytes
+ *                   value (versions 1 and 2: u32 klen, u32 vlen, u64 deadline:
+ *                   16 bytes where a short key without a TTL now takes 3)
  *                 session count x session, sorted by client id:
  *                   u64 client id (not 0), u64 last seq (>= 1),
  *                   u64 command hash (kv_cmd_hash), u64 last used ms (<= the clock),
@@ -41,11 +45,14 @@
 
 #define SNAP_MAGIC "rkvsnap"
 #define SNAP_MAGIC_LEN 8
-#define SNAP_VERSION 2
-#define SNAP_VERSION_KEY_ORDER 1 /* keys sorted by their bytes alone */
+#define SNAP_VERSION 3
+#define SNAP_VERSION_FIXED 2     /* fixed-size lengths and deadline */
+#define SNAP_VERSION_KEY_ORDER 1 /* keys sorted by their bytes alone, fixed sizes */
 #define SNAP_HEADER 56
 #define SNAP_TRAILER 4
-#define SNAP_KEY_FIXED 16
+#define SNAP_KEY_FIXED 16 /* a key's lengths and deadline, versions 1 and 2 */
+#define SNAP_KEY_MIN 3    /* the same as three varints, at the least */
+#define VARINT_MAX 10     /* bytes of a 64-bit varint, at most */
 #define SNAP_SESSION_FIXED 45
 
 /* ---------------------------------------------------------------- writing */
@@ -114,6 +121,18 @@ static void out_u64(struct snap_out *o, uint64_t v)
     out_bytes(o, b, 8);
 }
 
+static void out_varint(struct snap_out *o, uint64_t v)
+{
+    uint8_t b[VARINT_MAX];
+    size_t n = 0;
+    while (v >= 0x80) {
+        b[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    b[n++] = (uint8_t)v;
+    out_bytes(o, b, n);
+}
+
 static int session_id_cmp(const void *a, const void *b)
 {
     const struct kv_session *x = a, *y = b;
@@ -160,9 +179,9 @@ int kv_snapshot_write_view(struct kv_view *v, kv_snapshot_write_fn write, void *
         if (i + KV_PREFETCH_AHEAD < v->n_items)
             __builtin_prefetch(v->items[i + KV_PREFETCH_AHEAD]);
         const struct kv_item *it = v->items[i];
-        out_u32(&o, it->klen);
-        out_u32(&o, it->vlen);
-        out_u64(&o, it->deadline_ms);
+        out_varint(&o, it->klen);
+        out_varint(&o, it->vlen);
+        out_varint(&o, it->deadline_ms);
         out_bytes(&o, it->data, it->klen);
         out_bytes(&o, kv_item_val(it), it->vlen);
     }
@@ -266,6 +285,30 @@ static int in_u32(struct snap_in *in, uint32_t *v, const char *what)
     return 0;
 }
 
+/* A varint in its shortest form: a longer one (a last byte of 0), or one
+ * past 64 bits, is damage (the writer never makes it, and bytes that load
+ * must write back the same). */
+static int in_varint(struct snap_in *in, uint64_t *v, const char *what)
+{
+    size_t at = in->pos;
+    uint64_t x = 0;
+    for (unsigned i = 0; i < VARINT_MAX; i++) {
+        const uint8_t *p = in_take(in, 1, what);
+        if (p == NULL)
+            return -1;
+        if (i == VARINT_MAX - 1 && *p > 1)
+            break;
+        x |= (uint64_t)(*p & 0x7f) << (7 * i);
+        if ((*p & 0x80) == 0) {
+            if (i > 0 && *p == 0)
+                return in_fail(in, at, "%s: a varint longer than it needs", what);
+            *v = x;
+            return 0;
+        }
+    }
+    return in_fail(in, at, "%s: a varint past 64 bits", what);
+}
+
 struct snap_header {
     uint32_t version;
     uint64_t applied_index, digest, time_floor_ms, nkeys, nsessions;
@@ -279,8 +322,8 @@ static int load_header(struct snap_in *in, size_t total, struct snap_header *h)
     if (memcmp(in->p, SNAP_MAGIC, SNAP_MAGIC_LEN) != 0)
         return in_fail(in, 0, "not a KV snapshot (bad magic)");
     uint32_t version = (uint32_t)get_le(in->p + 8, 4);
-    if (version != SNAP_VERSION && version != SNAP_VERSION_KEY_ORDER)
-        return in_fail(in, 8, "unsupported version %" PRIu32 " (this build reads %d and %d)",
+    if (version < SNAP_VERSION_KEY_ORDER || version > SNAP_VERSION)
+        return in_fail(in, 8, "unsupported version %" PRIu32 " (this build reads %d to %d)",
                        version, SNAP_VERSION_KEY_ORDER, SNAP_VERSION);
     h->version = version;
     uint32_t flags = (uint32_t)get_le(in->p + 12, 4);
@@ -301,13 +344,14 @@ static int load_header(struct snap_in *in, size_t total, struct snap_header *h)
         return KV_SNAPSHOT_DAMAGED;
     /* Counts capped before anything is allocated for them. */
     size_t left = in_left(in);
-    if (h->nkeys > left / SNAP_KEY_FIXED)
+    size_t key_min = version == SNAP_VERSION ? SNAP_KEY_MIN : SNAP_KEY_FIXED;
+    if (h->nkeys > left / key_min)
         return in_fail(in, 40, "key count %" PRIu64 " cannot fit in the %zu bytes that follow",
                        h->nkeys, left);
     if (h->nsessions > KV_MAX_SESSIONS)
         return in_fail(in, 48, "session count %" PRIu64 " is over the cap of %u", h->nsessions,
                        KV_MAX_SESSIONS);
-    if (h->nsessions > (left - h->nkeys * SNAP_KEY_FIXED) / SNAP_SESSION_FIXED)
+    if (h->nsessions > (left - h->nkeys * key_min) / SNAP_SESSION_FIXED)
         return in_fail(in, 48, "session count %" PRIu64 " cannot fit in the %zu bytes that follow",
                        h->nsessions, left);
     return KV_SNAPSHOT_OK;
@@ -330,31 +374,44 @@ static int load_keys(struct snap_in *in, struct kv *kv, uint32_t version, uint64
     if (kv_reserve_items(kv, (size_t)nkeys) != 0)
         return KV_SNAPSHOT_NOMEM;
     for (uint64_t k = 0; k < nkeys; k++) {
-        size_t at = in->pos;
-        uint32_t klen, vlen;
-        uint64_t deadline;
-        if (in_u32(in, &klen, "key length") != 0 || in_u32(in, &vlen, "value length") != 0 ||
-            in_u64(in, &deadline, "deadline") != 0)
-            return KV_SNAPSHOT_DAMAGED;
+        size_t at = in->pos, vlen_at;
+        uint64_t klen, vlen, deadline;
+        if (version == SNAP_VERSION) {
+            if (in_varint(in, &klen, "key length") != 0)
+                return KV_SNAPSHOT_DAMAGED;
+            vlen_at = in->pos;
+            if (in_varint(in, &vlen, "value length") != 0 ||
+                in_varint(in, &deadline, "deadline") != 0)
+                return KV_SNAPSHOT_DAMAGED;
+        } else {
+            uint32_t k32, v32;
+            vlen_at = at + 4;
+            if (in_u32(in, &k32, "key length") != 0 || in_u32(in, &v32, "value length") != 0 ||
+                in_u64(in, &deadline, "deadline") != 0)
+                return KV_SNAPSHOT_DAMAGED;
+            klen = k32;
+            vlen = v32;
+        }
         if (klen > KV_MAX_KEY)
-            return in_fail(in, at, "key %" PRIu64 " is %" PRIu32 " bytes, over %u", k, klen,
+            return in_fail(in, at, "key %" PRIu64 " is %" PRIu64 " bytes, over %u", k, klen,
                            KV_MAX_KEY);
         if (vlen > KV_MAX_VALUE)
-            return in_fail(in, at + 4, "value of key %" PRIu64 " is %" PRIu32 " bytes, over %u", k,
-                           vlen, KV_MAX_VALUE);
-        const uint8_t *key = in_take(in, klen, "key");
+            return in_fail(in, vlen_at, "value of key %" PRIu64 " is %" PRIu64 " bytes, over %u",
+                           k, vlen, KV_MAX_VALUE);
+        uint32_t key_len = (uint32_t)klen, val_len = (uint32_t)vlen; /* checked above */
+        const uint8_t *key = in_take(in, key_len, "key");
         if (key == NULL)
             return KV_SNAPSHOT_DAMAGED;
-        const uint8_t *val = in_take(in, vlen, "value");
+        const uint8_t *val = in_take(in, val_len, "value");
         if (val == NULL)
             return KV_SNAPSHOT_DAMAGED;
-        uint64_t rank = version == SNAP_VERSION_KEY_ORDER ? 0 : kv_snapshot_rank(key, klen);
-        if (k > 0 && !in_order(version, prev_rank, prev, prev_len, rank, key, klen))
+        uint64_t rank = version == SNAP_VERSION_KEY_ORDER ? 0 : kv_snapshot_rank(key, key_len);
+        if (k > 0 && !in_order(version, prev_rank, prev, prev_len, rank, key, key_len))
             return in_fail(in, at, "key %" PRIu64 " out of order or repeated", k);
-        if (kv_load_item(kv, key, klen, val, vlen, deadline) != 0)
+        if (kv_load_item(kv, key, key_len, val, val_len, deadline) != 0)
             return KV_SNAPSHOT_NOMEM;
         prev = key;
-        prev_len = klen;
+        prev_len = key_len;
         prev_rank = rank;
     }
     return KV_SNAPSHOT_OK;

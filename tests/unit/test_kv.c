@@ -1449,6 +1449,15 @@ static void put32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* Bytes in the varint at p. */
+static size_t varint_size(const uint8_t *p)
+{
+    size_t n = 1;
+    while (p[n - 1] & 0x80)
+        n++;
+    return n;
+}
+
 /* Bytes of a snapshot of version `version` holding keys a=1 and b=2 in the
  * order given (and no sessions), with its checksum. */
 static size_t two_key_snapshot(uint8_t *out, uint32_t version, const char *first,
@@ -1478,7 +1487,7 @@ static size_t two_key_snapshot(uint8_t *out, uint32_t version, const char *first
 }
 
 /* Version 1 (keys sorted by their bytes) still loads; version 2 wants the
- * rank order, and what a version-1 store writes back is version 2. */
+ * rank order; what a store loaded from either writes back is version 3. */
 static void test_snapshot_versions(void)
 {
     uint8_t bytes[128];
@@ -1491,7 +1500,8 @@ static void test_snapshot_versions(void)
     CHECK(b != NULL && kv_get(b, (const uint8_t *)"b", 1, 1000, &val, &vlen) && vlen == 1 &&
           val[0] == '2');
     struct buf again = snapshot(b);
-    CHECK(again.len == len && le32(again.data + 8) == 2);
+    /* Each key's lengths and deadline: 3 bytes instead of 16. */
+    CHECK(again.len == len - 2 * 13 && le32(again.data + 8) == 3);
     struct kv *c = NULL;
     CHECK_INT_EQ(kv_snapshot_load(again.data, again.len, &c, err, sizeof(err)), KV_SNAPSHOT_OK);
     kv_free(c);
@@ -1633,9 +1643,9 @@ static void test_snapshot_damage(void)
 
     /* Some messages. */
     memcpy(copy, s.data, s.len);
-    copy[8] = 3;
+    copy[8] = 4;
     CHECK_INT_EQ(kv_snapshot_load(copy, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
-    CHECK_STR_EQ(err, "at byte 8: unsupported version 3 (this build reads 1 and 2)");
+    CHECK_STR_EQ(err, "at byte 8: unsupported version 4 (this build reads 1 to 3)");
     memcpy(copy, s.data, s.len);
     copy[0] = 'R';
     CHECK_INT_EQ(kv_snapshot_load(copy, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
@@ -1643,14 +1653,29 @@ static void test_snapshot_damage(void)
     /* The first key ("a" or "b", whichever ranks first) made the second:
      * repeated. */
     memcpy(copy, s.data, s.len);
-    uint32_t first_vlen = le32(copy + 56 + 4);
-    copy[56 + 16] = (uint8_t)('a' + 'b' - copy[56 + 16]);
+    /* The first key: one-byte key and value lengths, then its deadline (a
+     * varint of one byte, or more for "b", which has a TTL). */
+    size_t first_key = 56 + 2 + varint_size(copy + 58);
+    uint8_t first_vlen = copy[57];
+    copy[first_key] = (uint8_t)('a' + 'b' - copy[first_key]);
     put32(copy + s.len - 4, crc32c(0, copy, s.len - 4));
     CHECK_INT_EQ(kv_snapshot_load(copy, s.len, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
     char want[80];
-    snprintf(want, sizeof want, "at byte %u: key 1 out of order or repeated",
-             56 + 16 + 1 + first_vlen);
+    snprintf(want, sizeof want, "at byte %zu: key 1 out of order or repeated",
+             first_key + 1 + first_vlen);
     CHECK_STR_EQ(err, want);
+    /* A varint longer than it needs (the first key's length, 1, as 0x81
+     * 0x00): refused, though it reads as the same number. */
+    memcpy(copy, s.data, s.len);
+    uint8_t *longer = malloc(s.len + 1);
+    memcpy(longer, copy, 56);
+    longer[56] = 0x81;
+    longer[57] = 0x00;
+    memcpy(longer + 58, copy + 57, s.len - 57);
+    put32(longer + s.len + 1 - 4, crc32c(0, longer, s.len + 1 - 4));
+    CHECK_INT_EQ(kv_snapshot_load(longer, s.len + 1, &b, err, sizeof(err)), KV_SNAPSHOT_DAMAGED);
+    CHECK_STR_EQ(err, "at byte 56: key length: a varint longer than it needs");
+    free(longer);
     memcpy(copy, s.data, s.len);
     copy[40] = 200; /* key count */
     put32(copy + s.len - 4, crc32c(0, copy, s.len - 4));
