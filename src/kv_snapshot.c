@@ -396,8 +396,8 @@ static int load_keys(struct snap_in *in, struct kv *kv, uint32_t version, uint64
             return in_fail(in, at, "key %" PRIu64 " is %" PRIu64 " bytes, over %u", k, klen,
                            KV_MAX_KEY);
         if (vlen > KV_MAX_VALUE)
-            return in_fail(in, vlen_at, "value of key %" PRIu64 " is %" PRIu64 " bytes, over %u",
-                           k, vlen, KV_MAX_VALUE);
+            return in_fail(in, vlen_at, "value of key %" PRIu64 " is %" PRIu64 " bytes, over %u", k,
+                           vlen, KV_MAX_VALUE);
         uint32_t key_len = (uint32_t)klen, val_len = (uint32_t)vlen; /* checked above */
         const uint8_t *key = in_take(in, key_len, "key");
         if (key == NULL)
