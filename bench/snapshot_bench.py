@@ -760,6 +760,7 @@ def run_throughput(binary, root, port_base, preload, requests, rounds, keep):
             taken = {i: after[i] - before[i] for i in after}
             r["taken"] = taken
             r["leader"] = leader.id
+            r["round"] = (n - 1) // len(configs)
             r["elections"] = term2 != term
             results[label].append(r)
             print("      %-14s %.0f ops/s, p50 %.2f ms, p99 %.2f ms (max %.1f ms); snapshots taken during "
@@ -942,6 +943,15 @@ def main():
                                "lower: %s), p50 %.2fx, p99 %.2fx (goal: at most 2x: %s)" % (
                                    label, ops_ratio, (ops_ratio - 1) * 100, "met" if ops_ratio >= 0.9 else "NOT met",
                                    w["p50"] / wo["p50"], p99_ratio, "met" if p99_ratio <= 2.0 else "NOT met"))
+                # Each round's run against the run without snapshots of the
+                # same round (minutes apart, not tens of minutes): less of
+                # the machine's drift in it than in the ratio of medians.
+                without_by_round = {r["round"]: r for r in res["without"]}
+                paired = [r["ops"] / without_by_round[r["round"]]["ops"] for r in res[label]
+                          if r["round"] in without_by_round]
+                if paired:
+                    summary.append("      round by round: throughput %s (median %.2f)" % (
+                        " / ".join("%.2f" % x for x in paired), statistics.median(paired)))
         except Skipped:
             pass
         except BenchError as e:
