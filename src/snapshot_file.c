@@ -54,13 +54,17 @@ struct snapfile_writer {
     uint64_t index, term;
     uint64_t length;       /* payload bytes so far */
     uint64_t written_back; /* payload bytes handed to writeback (sync_file_range) */
+    uint64_t piece_start;  /* where the piece handed over last begins */
     uint32_t crc;          /* of the payload so far */
 };
 
 /* How much of a snapshot being written may wait in the page cache: past
- * this the writer starts writing it to disk, and waits for the previous
- * piece. Without it the whole file went to the disk at the final fsync, and
- * the log's fdatasync (which flushes the disk's cache) queued behind it. */
+ * this the writer starts writing it to disk, and waits until the piece
+ * before it is on the disk. Without it the whole file went to the disk at
+ * the final fsync, and the log's fdatasync (which flushes the disk's cache)
+ * queued behind it; with the wait, at most two pieces are on their way at
+ * any moment and the writer goes at the disk's pace, so each of the log's
+ * fdatasyncs finds little of the snapshot ahead of it. */
 #define SNAPFILE_WRITEBACK_STEP (1u << 20)
 
 struct snapfile_reader {
@@ -226,10 +230,16 @@ int snapfile_writer_append(struct snapfile_writer *sw, const void *data, size_t 
     sw->crc = crc32c(sw->crc, data, len);
     sw->length += len;
     if (sw->length - sw->written_back >= SNAPFILE_WRITEBACK_STEP) {
-        /* An error here shows again at the final fsync, which decides. */
+        /* Start this piece, then wait for the one before. An error here
+         * shows again at the final fsync, which decides. */
         (void)sync_file_range(sw->fd, (off_t)(SNAPFILE_HEADER_SIZE + sw->written_back),
-                              (off_t)(sw->length - sw->written_back),
-                              SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE);
+                              (off_t)(sw->length - sw->written_back), SYNC_FILE_RANGE_WRITE);
+        if (sw->written_back > 0)
+            (void)sync_file_range(sw->fd, (off_t)(SNAPFILE_HEADER_SIZE + sw->piece_start),
+                                  (off_t)(sw->written_back - sw->piece_start),
+                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                      SYNC_FILE_RANGE_WAIT_AFTER);
+        sw->piece_start = sw->written_back;
         sw->written_back = sw->length;
     }
     return 0;
