@@ -1284,9 +1284,11 @@ static int write_snapshot(const char *dir, uint64_t index, uint64_t term)
     return snapfile_writer_finish(sw, err, sizeof err);
 }
 
-/* A fresh dir holding entries 1..10 of term 1, and a snapshot at 8. */
-static void make_ten_and_snapshot(const char *dir)
+/* A fresh dir `name` (its path into dir) holding entries 1..10 of term 1,
+ * and a snapshot at 8. */
+static void make_ten_and_snapshot(char *dir, size_t len, const char *name)
 {
+    sub_dir(dir, len, name);
     struct opened o;
     CHECK_INT_EQ(open_dir(dir, &o), 0);
     append_entries(o.w, 1, 10);
@@ -1299,9 +1301,8 @@ static void make_ten_and_snapshot(const char *dir)
 static void test_prefix_drop(void)
 {
     char dir[256], log[300];
-    sub_dir(dir, sizeof dir, "prefix-drop");
+    make_ten_and_snapshot(dir, sizeof dir, "prefix-drop");
     file_in(log, sizeof log, dir, "log");
-    make_ten_and_snapshot(dir);
     struct opened o;
     CHECK_INT_EQ(open_dir(dir, &o), 0);
     CHECK_INT_EQ(o.n, 10);
@@ -1347,10 +1348,9 @@ static void test_prefix_drop(void)
 static void test_log_after_snapshot(void)
 {
     char dir[256], log[300], snap[400];
-    sub_dir(dir, sizeof dir, "log-after-snapshot");
+    make_ten_and_snapshot(dir, sizeof dir, "log-after-snapshot");
     file_in(log, sizeof log, dir, "log");
     file_in(snap, sizeof snap, dir, "snap-00000000000000000008-00000000000000000001");
-    make_ten_and_snapshot(dir);
     struct opened o;
     CHECK_INT_EQ(open_dir(dir, &o), 0);
     CHECK_INT_EQ(wal_snapshot_taken(o.w, 8, 1, err, sizeof err), 0);
@@ -1413,8 +1413,7 @@ static void test_prefix_drop_crash(void)
     for (k = 1; k < 100; k++) {
         char name[64], dir[256];
         snprintf(name, sizeof name, "drop-crash-%d", k);
-        sub_dir(dir, sizeof dir, name);
-        make_ten_and_snapshot(dir);
+        make_ten_and_snapshot(dir, sizeof dir, name);
         int crashed = drop_crash_at(dir, k);
         struct opened o;
         CHECK_INT_EQ(open_dir(dir, &o), 0);
@@ -1436,8 +1435,7 @@ static void test_prefix_drop_crash(void)
     for (k = 1; k < 100; k++) {
         char name[64], dir[256];
         snprintf(name, sizeof name, "drop-error-%d", k);
-        sub_dir(dir, sizeof dir, name);
-        make_ten_and_snapshot(dir);
+        make_ten_and_snapshot(dir, sizeof dir, name);
         struct opened o;
         CHECK_INT_EQ(open_dir(dir, &o), 0);
         fault_arm(k, false);
@@ -1497,9 +1495,8 @@ static int compact_async_end(struct wal *w, struct wal_compaction *job, bool syn
 static void test_compact_async(void)
 {
     char dir[256], compact[300];
-    sub_dir(dir, sizeof dir, "compact-async");
+    make_ten_and_snapshot(dir, sizeof dir, "compact-async");
     file_in(compact, sizeof compact, dir, "log.compact");
-    make_ten_and_snapshot(dir);
     struct opened o;
     CHECK_INT_EQ(open_dir(dir, &o), 0);
     struct wal_compaction job;
@@ -1521,8 +1518,7 @@ static void test_compact_async(void)
 
     /* The moved records are where the log says: cut from 12, append again. */
     char dir3[256];
-    sub_dir(dir3, sizeof dir3, "compact-cut");
-    make_ten_and_snapshot(dir3);
+    make_ten_and_snapshot(dir3, sizeof dir3, "compact-cut");
     CHECK_INT_EQ(open_dir(dir3, &o), 0);
     CHECK_INT_EQ(compact_async_start(o.w, &job), 0);
     CHECK_INT_EQ(compact_async_end(o.w, &job, true), 0);
@@ -1537,8 +1533,7 @@ static void test_compact_async(void)
     /* A truncation between begin and finish makes the copy stale: dropped,
      * the log keeps its prefix. */
     char dir2[256];
-    sub_dir(dir2, sizeof dir2, "compact-stale");
-    make_ten_and_snapshot(dir2);
+    make_ten_and_snapshot(dir2, sizeof dir2, "compact-stale");
     CHECK_INT_EQ(open_dir(dir2, &o), 0);
     CHECK_INT_EQ(wal_compact_begin(o.w, 8, 1, &job, err, sizeof err), 0);
     CHECK(job.wanted);
@@ -1563,8 +1558,7 @@ static void test_compact_async_crash(void)
     for (k = 1; k < 200; k++) {
         char name[64], dir[256];
         snprintf(name, sizeof name, "compact-crash-%d", k);
-        sub_dir(dir, sizeof dir, name);
-        make_ten_and_snapshot(dir);
+        make_ten_and_snapshot(dir, sizeof dir, name);
         fflush(stdout);
         fflush(stderr);
         pid_t child = fork();
@@ -1605,8 +1599,7 @@ static void test_compact_async_errors(void)
     for (k = 1; k < 200; k++) {
         char name[64], dir[256];
         snprintf(name, sizeof name, "compact-error-%d", k);
-        sub_dir(dir, sizeof dir, name);
-        make_ten_and_snapshot(dir);
+        make_ten_and_snapshot(dir, sizeof dir, name);
         struct opened o;
         struct wal_compaction job;
         CHECK_INT_EQ(open_dir(dir, &o), 0);
