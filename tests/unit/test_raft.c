@@ -418,6 +418,26 @@ static void test_compact_hands_data_over(void)
     raft_close(&r); /* frees entry 3 itself: no double free under ASan */
 }
 
+/* Node 2 elected in term 2 by node 1's vote, its no-op at index 1 written:
+ * node 1's reply acknowledging that no-op, for the caller to step. */
+static struct raft_msg become_leader_of_term_2(struct raft *r)
+{
+    struct raft_msg out[16];
+    core_init(r, 1);
+    raft_timeout_now(r); /* term 2, candidate */
+    core_drain(r, out, 16);
+    struct raft_msg grant = {
+        .type = RAFT_MSG_VOTE_REPLY, .from = 1, .to = 2, .term = 2, .granted = true};
+    CHECK_INT_EQ(raft_step(r, &grant), RAFT_OK);
+    core_drain(r, out, 16); /* its no-op at index 1, synced at once */
+    return (struct raft_msg){.type = RAFT_MSG_APPEND_REPLY,
+                             .from = 1,
+                             .to = 2,
+                             .term = 2,
+                             .success = true,
+                             .match_index = 1};
+}
+
 /* Figure 2, Leaders: an entry is committed once it is stored on a
  * majority, and the leader's own copy is stored only once its storage
  * synced it. With the sync in the background (raft_advance_unsynced), a
@@ -427,21 +447,8 @@ static void test_compact_hands_data_over(void)
 static void test_leader_counts_itself_once_synced(void)
 {
     struct raft r;
-    core_init(&r, 1);
-    raft_timeout_now(&r); /* term 2, candidate */
-    struct raft_msg out[16];
-    core_drain(&r, out, 16);
-    struct raft_msg grant = {
-        .type = RAFT_MSG_VOTE_REPLY, .from = 1, .to = 2, .term = 2, .granted = true};
-    CHECK_INT_EQ(raft_step(&r, &grant), RAFT_OK);
+    struct raft_msg ack = become_leader_of_term_2(&r);
     CHECK_INT_EQ(r.role, RAFT_LEADER);
-    core_drain(&r, out, 16); /* its no-op at index 1, synced at once */
-    struct raft_msg ack = {.type = RAFT_MSG_APPEND_REPLY,
-                           .from = 1,
-                           .to = 2,
-                           .term = 2,
-                           .success = true,
-                           .match_index = 1};
     CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
     CHECK_INT_EQ(r.commit_index, 1);
 
@@ -487,19 +494,7 @@ static void test_inflight_messages_bounded(void)
 {
     struct raft r;
     struct raft_msg out[16];
-    core_init(&r, 1);
-    raft_timeout_now(&r);
-    core_drain(&r, out, 16);
-    struct raft_msg grant = {
-        .type = RAFT_MSG_VOTE_REPLY, .from = 1, .to = 2, .term = 2, .granted = true};
-    CHECK_INT_EQ(raft_step(&r, &grant), RAFT_OK);
-    core_drain(&r, out, 16); /* the no-op at index 1 */
-    struct raft_msg ack = {.type = RAFT_MSG_APPEND_REPLY,
-                           .from = 1,
-                           .to = 2,
-                           .term = 2,
-                           .success = true,
-                           .match_index = 1};
+    struct raft_msg ack = become_leader_of_term_2(&r);
     CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK); /* node 1: pipeline from 2 */
     core_drain(&r, out, 16);
 
