@@ -442,9 +442,11 @@ int snapshot_attach_chunk(struct node *n, struct raft_msg *m)
 
 void snapshot_note_delivered(struct node *n, const struct raft_msg *m)
 {
+    /* Every peer message passes here: the type is looked at first. */
+    if (m->type != RAFT_MSG_SNAPSHOT_REPLY || !m->success)
+        return;
     int slot = raft_node_slot(&n->raft, m->from);
-    if (m->type != RAFT_MSG_SNAPSHOT_REPLY || !m->success || slot < 0 ||
-        n->raft.role != RAFT_LEADER || m->term != n->raft.current_term ||
+    if (slot < 0 || n->raft.role != RAFT_LEADER || m->term != n->raft.current_term ||
         n->snap_announced[slot] == m->snapshot_index)
         return;
     /* Told once per transfer, when the follower says it has it all (a
