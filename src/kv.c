@@ -129,8 +129,8 @@ void *kv_array_alloc(size_t bytes)
     uint8_t *p = (uint8_t *)huge_round((uintptr_t)base);
     if (p > base)
         munmap(base, (size_t)(p - base));
-    if (p + len < base + len + HUGE_PAGE_BYTES)
-        munmap(p + len, (size_t)(base + len + HUGE_PAGE_BYTES - (p + len)));
+    /* p lies less than a huge page past base: something is always left. */
+    munmap(p + len, HUGE_PAGE_BYTES - (size_t)(p - base));
     /* Only advice: without huge pages the array works the same. */
     (void)madvise(p, len, MADV_HUGEPAGE);
     return p;
