@@ -48,7 +48,9 @@ static const char *node_usage =
     "  --check-quorum on|off     a leader without a majority steps down; followers that hear\n"
     "                            from a leader ignore other candidates (default on)\n"
     "  --snapshot-bytes BYTES    also snapshot once the log on disk passes this size (default\n"
-    "                            64mb; 0: no size limit; suffixes kb, mb, gb)\n";
+    "                            64mb; 0: no size limit; suffixes kb, mb, gb)\n"
+    "  --max-inflight-appends N  AppendEntries with entries out to a follower at once,\n"
+    "                            unacknowledged (1 to 8, default 1)\n";
 
 /* One line per state change: on stdout, and kept for the next status. */
 void node_event(struct node *n, const char *fmt, ...)
@@ -123,6 +125,7 @@ enum {
     OPT_JOIN,
     OPT_PEER,
     OPT_CLIENT,
+    OPT_MAX_INFLIGHT,
 };
 
 static int parse_options(int argc, char **argv, struct node_options *o)
@@ -152,6 +155,7 @@ static int parse_options(int argc, char **argv, struct node_options *o)
         {"peer", required_argument, NULL, OPT_PEER},
         {"client", required_argument, NULL, OPT_CLIENT},
         {"check-quorum", required_argument, NULL, OPT_CHECK_QUORUM},
+        {"max-inflight-appends", required_argument, NULL, OPT_MAX_INFLIGHT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -169,6 +173,7 @@ static int parse_options(int argc, char **argv, struct node_options *o)
     o->snapshot_entries = 100000;
     o->snapshot_bytes = 64ull << 20;
     o->prevote = true;
+    o->max_inflight = RAFT_DEFAULT_INFLIGHT_MSGS;
     o->check_quorum = true;
     int ch;
     opterr = 0;
@@ -335,6 +340,15 @@ static int parse_options(int argc, char **argv, struct node_options *o)
             *(ch == OPT_PREVOTE ? &o->prevote : &o->check_quorum) = strcmp(optarg, "on") == 0;
             break;
         }
+        case OPT_MAX_INFLIGHT:
+            if (parse_u32(optarg, 1, RAFT_MAX_INFLIGHT_MSGS, &o->max_inflight) != 0) {
+                fprintf(stderr,
+                        "raftkv-node: --max-inflight-appends wants a number from 1 to %d, not "
+                        "'%s'\n",
+                        RAFT_MAX_INFLIGHT_MSGS, optarg);
+                return -1;
+            }
+            break;
         case OPT_SNAPSHOT_BYTES:
             if (parse_bytes(optarg, 0, UINT64_MAX, &o->snapshot_bytes) != 0) {
                 fprintf(stderr,
@@ -478,6 +492,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
         .seed = n->rng | 1,
         .prevote = n->opt.prevote,
         .check_quorum = n->opt.check_quorum,
+        .max_inflight_appends = n->opt.max_inflight,
     };
     membership_initial(n, &cfg);
     for (size_t i = 0; i < n->cluster.n; i++)

@@ -154,6 +154,7 @@ struct node_options {
     uint64_t snapshot_entries;    /* snapshot once the log since the last has this many; 0: never */
     uint64_t snapshot_bytes;      /* ... or once the log on disk is this big; 0: never */
     bool prevote, check_quorum;   /* dissertation 9.6 */
+    uint32_t max_inflight;        /* AppendEntries with entries out to a follower at once */
     bool join;                    /* not in the cluster file: wait to be added */
     const char *peer_url;         /* --peer, with --join */
     const char *client_addr;      /* --client, with --join */

@@ -47,9 +47,12 @@ int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms)
     memset(r, 0, sizeof(*r));
     if ((cfg->n_nodes < 1 && cfg->initial.n < 1) || cfg->n_nodes > RAFT_MAX_NODES ||
         cfg->initial.n > RAFT_MAX_NODES || cfg->heartbeat_ms == 0 || cfg->election_min_ms == 0 ||
-        cfg->election_min_ms > cfg->election_max_ms || cfg->id < 1 || cfg->id > RAFT_MAX_NODES)
+        cfg->election_min_ms > cfg->election_max_ms || cfg->id < 1 || cfg->id > RAFT_MAX_NODES ||
+        cfg->max_inflight_appends > RAFT_MAX_INFLIGHT_MSGS)
         return RAFT_EINVAL;
     r->cfg = *cfg;
+    if (r->cfg.max_inflight_appends == 0)
+        r->cfg.max_inflight_appends = RAFT_DEFAULT_INFLIGHT_MSGS;
     raft_members_initial(r);
     r->rng = cfg->seed ? cfg->seed : 0x9e3779b97f4a7c15ull;
     r->now_ms = now_ms;
@@ -412,7 +415,7 @@ static bool raft_peer_wants_append(const struct raft *r, uint32_t id)
         return false;
     if (pr->next > raft_last_index(r))
         return false;
-    return pr->next - pr->match <= RAFT_MAX_INFLIGHT && !raft_inflight_full(pr);
+    return pr->next - pr->match <= RAFT_MAX_INFLIGHT && !raft_inflight_full(r, pr);
 }
 
 bool raft_has_ready(const struct raft *r)

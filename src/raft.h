@@ -56,11 +56,16 @@
 /* Entries a leader sends ahead of a follower's acknowledgements. */
 #define RAFT_MAX_INFLIGHT 8192
 /* AppendEntries carrying entries that a leader has out to a follower at
- * once, unacknowledged: one being synced by the follower and one waiting
- * for it. Entries proposed meanwhile go with the next, in one message: a
- * message costs a send, a receive and a wake-up on each side, and the
- * follower syncs them together anyway. */
-#define RAFT_MAX_INFLIGHT_MSGS 2
+ * once, unacknowledged (struct raft_config's max_inflight_appends, at most
+ * RAFT_MAX_INFLIGHT_MSGS). Entries proposed meanwhile go with the next, in
+ * one message: a message costs a send, a receive and a wake-up on each
+ * side, and the follower syncs them together anyway. With 1, a follower
+ * syncs each batch alone and the leader's next batch holds everything
+ * proposed meanwhile (fewest messages and syncs); with 2, the next batch
+ * reaches the follower while it syncs the one before (more overlap where
+ * a round trip costs more than a sync). */
+#define RAFT_MAX_INFLIGHT_MSGS 8
+#define RAFT_DEFAULT_INFLIGHT_MSGS 1
 /* Limits on a snapshot from the network: one chunk, and the whole file. */
 #define RAFT_SNAPSHOT_CHUNK_MAX (16u * 1024u * 1024u)
 #define RAFT_SNAPSHOT_MAX_BYTES (UINT64_C(1) << 40)
@@ -218,6 +223,9 @@ struct raft_config {
     /* Dissertation 9.6; both may change at run time (raft_set_options). */
     bool prevote;      /* ask for pre-votes before raising the term */
     bool check_quorum; /* a leader without a majority steps down; leader stickiness */
+    /* AppendEntries with entries out to one follower at once, 1 to
+     * RAFT_MAX_INFLIGHT_MSGS; 0: RAFT_DEFAULT_INFLIGHT_MSGS. */
+    uint32_t max_inflight_appends;
 };
 
 /* Things the core did that a person watching wants told, beyond role and

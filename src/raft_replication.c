@@ -10,29 +10,29 @@ static bool raft_inflight_live(const struct raft_progress *pr, uint64_t last)
     return last > pr->match && last < pr->next;
 }
 
-bool raft_inflight_full(const struct raft_progress *pr)
+bool raft_inflight_full(const struct raft *r, const struct raft_progress *pr)
 {
     size_t live = 0;
     for (size_t i = 0; i < pr->n_inflight; i++)
         live += raft_inflight_live(pr, pr->inflight_last[i]);
-    return live >= RAFT_MAX_INFLIGHT_MSGS;
+    return live >= r->cfg.max_inflight_appends;
 }
 
-static void raft_inflight_add(struct raft_progress *pr, uint64_t last)
+static void raft_inflight_add(const struct raft *r, struct raft_progress *pr, uint64_t last)
 {
     size_t k = 0;
     for (size_t i = 0; i < pr->n_inflight; i++)
         if (raft_inflight_live(pr, pr->inflight_last[i]))
             pr->inflight_last[k++] = pr->inflight_last[i];
     pr->n_inflight = k;
-    if (k < RAFT_MAX_INFLIGHT_MSGS)
+    if (k < r->cfg.max_inflight_appends)
         pr->inflight_last[pr->n_inflight++] = last;
 }
 
 /* Send AppendEntries to the peer in slot: the entries from its nextIndex on,
  * as many as one message may carry. A heartbeat goes even when there is
  * nothing to carry. In the pipeline nextIndex moves past what was sent at
- * once, with at most RAFT_MAX_INFLIGHT_MSGS such messages out; after a
+ * once, with at most cfg.max_inflight_appends such messages out; after a
  * rejection (probe) one message is out at a time. A peer whose nextIndex
  * was compacted away gets the snapshot instead (raft_snapshot.c). */
 void raft_send_append(struct raft *r, int slot, bool heartbeat)
@@ -46,7 +46,7 @@ void raft_send_append(struct raft *r, int slot, bool heartbeat)
     uint64_t prev = pr->next - 1;
     size_t n = 0;
     size_t bytes = 0;
-    bool window_open = pr->next - pr->match <= RAFT_MAX_INFLIGHT && !raft_inflight_full(pr);
+    bool window_open = pr->next - pr->match <= RAFT_MAX_INFLIGHT && !raft_inflight_full(r, pr);
     if (window_open || pr->mode == RAFT_PROGRESS_PROBE) {
         for (uint64_t i = pr->next; i <= last && n < RAFT_MAX_BATCH_ENTRIES; i++) {
             size_t len = raft_entry_at(r, i)->len;
@@ -74,7 +74,7 @@ void raft_send_append(struct raft *r, int slot, bool heartbeat)
     pr->last_send_ms = r->now_ms;
     if (pr->mode == RAFT_PROGRESS_PIPELINE && n > 0) {
         pr->next += n;
-        raft_inflight_add(pr, pr->next - 1);
+        raft_inflight_add(r, pr, pr->next - 1);
     }
 }
 

@@ -267,6 +267,8 @@ def test_bad_flags(cluster, opt):
         ["--config", conf, "--id", "1", "--data", data, "--speed", "-1"],
         ["--config", conf, "--id", "1", "--data", data, "extra"],
         ["--config"],
+        ["--config", conf, "--id", "1", "--data", data, "--max-inflight-appends", "0"],
+        ["--config", conf, "--id", "1", "--data", data, "--max-inflight-appends", "9"],
     ]
     for args in cases:
         rc, out, err, _ = run_program([opt.node_bin] + args, wall=10)

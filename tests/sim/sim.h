@@ -180,6 +180,7 @@ struct sim_params {
     bool prevote;            /* the cores' options at start (dissertation 9.6) */
     bool check_quorum;
     double defer_sync; /* chance a ready that may leaves its fsync to the storage thread */
+    uint32_t max_inflight; /* AppendEntries with entries out to a follower (node: 1 by default) */
 };
 
 /* A read asked of a leader, as the checker remembers it. */

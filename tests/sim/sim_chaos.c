@@ -85,6 +85,8 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
     p->initial_voters = 0;
     if (c->membership)
         p->initial_voters = (uint32_t)PICK(g, 0, 1, 2, 3);
+    /* The node's default, and windows up to the core's largest. */
+    p->max_inflight = (uint32_t)PICK(g, 1, 1, 2, 3, RAFT_MAX_INFLIGHT_MSGS);
 }
 
 static uint64_t next_time(struct sim *s, uint64_t every)
@@ -359,20 +361,21 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
             snprintf(faults, sizeof(faults), "faults every %" PRIu64 " ms (%s%s%sforced elections)",
                      c.fault_every_ms, c.partitions ? "partitions, " : "",
                      c.crashes ? "crashes, " : "", c.disk_failures ? "failing disks, " : "");
-        printf("seed %" PRIu64 ": %zu nodes, election %u-%u ms, heartbeat %u ms, tick %u ms%s%s, "
-               "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
-               "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms, "
-               "disk retry %u ms, compact %.0f%% every %u+, chunks of %u, pre-vote %s, "
-               "check-quorum %s%s%s, initial voters %u, deferred syncs %.0f%%\n",
-               seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
-               p.tick_at_deadlines ? " and at deadlines" : "",
-               p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
-               c.max_delay_ms, faults, p.crash_in_ready * 100, p.crash_in_persist * 100,
-               p.send_first * 100, p.max_batch, p.disk_ms, p.disk_retry_ms, p.compact_chance * 100,
-               p.compact_gap, p.snapshot_chunk, p.prevote ? "on" : "off",
-               p.check_quorum ? "on" : "off", c.transfers ? ", transfers" : "",
-               c.membership ? ", membership changes" : "",
-               p.initial_voters ? p.initial_voters : (unsigned)n, p.defer_sync * 100);
+        printf(
+            "seed %" PRIu64 ": %zu nodes, election %u-%u ms, heartbeat %u ms, tick %u ms%s%s, "
+            "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
+            "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms, "
+            "disk retry %u ms, compact %.0f%% every %u+, chunks of %u, pre-vote %s, "
+            "check-quorum %s%s%s, initial voters %u, deferred syncs %.0f%%, appends in flight %u\n",
+            seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
+            p.tick_at_deadlines ? " and at deadlines" : "",
+            p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
+            c.max_delay_ms, faults, p.crash_in_ready * 100, p.crash_in_persist * 100,
+            p.send_first * 100, p.max_batch, p.disk_ms, p.disk_retry_ms, p.compact_chance * 100,
+            p.compact_gap, p.snapshot_chunk, p.prevote ? "on" : "off",
+            p.check_quorum ? "on" : "off", c.transfers ? ", transfers" : "",
+            c.membership ? ", membership changes" : "",
+            p.initial_voters ? p.initial_voters : (unsigned)n, p.defer_sync * 100, p.max_inflight);
     }
 
     sim_start_all(&s);

@@ -972,6 +972,7 @@ void sim_start(struct sim *s, struct sim_node *nd)
         .seed = sim_rng_next(&s->rng) | 1,
         .prevote = s->p.prevote,
         .check_quorum = s->p.check_quorum,
+        .max_inflight_appends = s->p.max_inflight,
     };
     for (size_t i = 0; i < cfg.n_nodes; i++)
         cfg.node_ids[i] = s->nodes[i].id;

@@ -487,14 +487,15 @@ static size_t appends_to_1(const struct raft_msg *out, size_t n, size_t *entries
     return count;
 }
 
-/* A leader has at most RAFT_MAX_INFLIGHT_MSGS (2) AppendEntries with entries
- * out to a follower; what is proposed meanwhile goes in one message once an
- * acknowledgement frees a place. */
+/* With max_inflight_appends 2 a leader has at most 2 AppendEntries with
+ * entries out to a follower; what is proposed meanwhile goes in one message
+ * once an acknowledgement frees a place. */
 static void test_inflight_messages_bounded(void)
 {
     struct raft r;
     struct raft_msg out[16];
     struct raft_msg ack = become_leader_of_term_2(&r);
+    r.cfg.max_inflight_appends = 2;
     CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK); /* node 1: pipeline from 2 */
     core_drain(&r, out, 16);
 
@@ -522,6 +523,39 @@ static void test_inflight_messages_bounded(void)
     CHECK_INT_EQ(appends_to_1(out, core_drain(&r, out, 16), &entries), 1);
     CHECK_INT_EQ(entries, 1);
     raft_close(&r);
+}
+
+/* The default, one AppendEntries with entries out at a time: everything
+ * proposed while it is out leaves in the next, once it is acknowledged; a
+ * window larger than the core can hold is refused at raft_init. */
+static void test_inflight_default_one(void)
+{
+    struct raft r;
+    struct raft_msg out[16];
+    struct raft_msg ack = become_leader_of_term_2(&r);
+    CHECK_INT_EQ(r.cfg.max_inflight_appends, RAFT_DEFAULT_INFLIGHT_MSGS);
+    CHECK_INT_EQ(RAFT_DEFAULT_INFLIGHT_MSGS, 1);
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
+    core_drain(&r, out, 16);
+
+    size_t sent = 0, entries = 0;
+    for (int i = 0; i < 4; i++) { /* entries 2 .. 5 */
+        uint64_t index, term;
+        CHECK_INT_EQ(raft_propose(&r, (const uint8_t *)"x", 1, &index, &term), RAFT_OK);
+        sent += appends_to_1(out, core_drain(&r, out, 16), &entries);
+    }
+    CHECK_INT_EQ(sent, 1); /* entry 2; 3 .. 5 wait */
+    CHECK_INT_EQ(entries, 1);
+    ack.match_index = 2;
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
+    entries = 0;
+    CHECK_INT_EQ(appends_to_1(out, core_drain(&r, out, 16), &entries), 1);
+    CHECK_INT_EQ(entries, 3);
+    struct raft_config cfg = r.cfg;
+    raft_close(&r);
+
+    cfg.max_inflight_appends = RAFT_MAX_INFLIGHT_MSGS + 1;
+    CHECK_INT_EQ(raft_init(&r, &cfg, 0), RAFT_EINVAL);
 }
 
 static struct raft_msg reply_to(uint32_t to, uint64_t term, bool success, uint64_t match,
@@ -575,5 +609,6 @@ int main(void)
     test_no_vote_sent_that_was_not_written();
     test_coalesce_replies();
     test_inflight_messages_bounded();
+    test_inflight_default_one();
     CHECK_DONE();
 }
