@@ -252,8 +252,16 @@ def check_port_free(port):
         s.close()
 
 
+def peer_url(peers, root, node):
+    """A node's nanomsg URL: tcp:// on loopback, or ipc:// (a Unix socket in
+    root, as the cockpit's clusters use)."""
+    if peers == "ipc":
+        return "ipc://%s/peer%d.ipc" % (root, node.id)
+    return "tcp://%s:%d" % (HOST, node.peer_port)
+
+
 class Cluster:
-    def __init__(self, binary, root, port_base):
+    def __init__(self, binary, root, port_base, peers="tcp"):
         self.binary = binary
         self.root = root
         os.makedirs(root)
@@ -262,7 +270,7 @@ class Cluster:
         with open(self.conf_path, "w") as f:
             f.write("# id  peer  client\n")
             for n in self.nodes:
-                f.write("%d tcp://%s:%d %s:%d\n" % (n.id, HOST, n.peer_port, HOST, n.client_port))
+                f.write("%d %s %s:%d\n" % (n.id, peer_url(peers, root, n), HOST, n.client_port))
 
     def start(self):
         for n in self.nodes:
@@ -344,9 +352,10 @@ class Cluster:
         return lines
 
 
-def start_cluster(binary, root, port_base):
+def start_cluster(binary, root, port_base, peers="tcp"):
     """A started cluster on port_base, or on the next free block of 10 ports:
-    loopback connections take ephemeral ports from the same range."""
+    loopback connections take ephemeral ports from the same range. peers:
+    "tcp" or "ipc", how the nodes reach each other."""
     for attempt in range(20):
         base = port_base + 100 * attempt
         try:
@@ -355,7 +364,7 @@ def start_cluster(binary, root, port_base):
         except BenchError as e:
             print("  %s; trying %d" % (e, base + 100), flush=True)
             continue
-        cluster = Cluster(binary, root, base)
+        cluster = Cluster(binary, root, base, peers)
         cluster.start()
         return cluster
     raise BenchError("no free ports from %d on: pick another --port-base" % port_base)

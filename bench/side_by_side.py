@@ -5,12 +5,17 @@ Usage:
     python3 bench/side_by_side.py [--build DIR] [--port-base N] [--quick]
                                   [--rounds N] [--requests N] [--keys N]
                                   [--trials N] [--no-etcd] [--keep]
+                                  [--peers ipc|tcp] [--baseline DIR]
+                                  [--baseline-peers ipc|tcp]
 
 Three systems, all with every write synced to the same disk before it is
 acknowledged:
 
   raftkv  3 raftkv-node processes (fsync on), redis-benchmark against the
-          leader.
+          leader. The nodes reach each other over ipc:// (Unix sockets),
+          as the cockpit's clusters on one machine do; --peers tcp puts
+          them on tcp:// loopback ports, as nodes on separate machines
+          would be.
   redis   one redis-server --appendonly yes --appendfsync always (Debian
           redis-server), no replication, redis-benchmark against it.
   etcd    a 3-member etcd (Debian etcd-server, 3.4) when installed, load
@@ -122,9 +127,9 @@ def rss_kib(pid):
 
 
 class Raftkv:
-    def __init__(self, binary, root, port_base, name="raftkv"):
+    def __init__(self, binary, root, port_base, name="raftkv", peers="ipc"):
         self.name = name
-        self.cluster = rb.start_cluster(binary, root, port_base)
+        self.cluster = rb.start_cluster(binary, root, port_base, peers)
 
     def port(self):
         leader, _ = self.cluster.wait_leader()
@@ -433,6 +438,12 @@ def main():
     ap.add_argument("--baseline", metavar="DIR",
                     help="also measure the raftkv-node built in DIR (an older commit), as 'before'")
     ap.add_argument("--no-memory", action="store_true", help="skip failover and memory")
+    ap.add_argument("--peers", choices=("ipc", "tcp"), default="ipc",
+                    help="how raftkv's nodes reach each other: ipc:// Unix sockets, as the "
+                         "cockpit's clusters do (default), or tcp:// on loopback")
+    ap.add_argument("--baseline-peers", choices=("ipc", "tcp"), metavar="ipc|tcp",
+                    help="the same for --baseline (default: as --peers); --baseline with this "
+                         "build's own dir compares the two")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
@@ -467,10 +478,11 @@ def main():
         disk_line = "fdatasync of a small append: p50 %.3f ms, p99 %.3f ms, max %.1f ms (%d)" % (
             p50, p99, worst, count)
         print(disk_line, flush=True)
-        systems.append(Raftkv(binary, os.path.join(root, "raftkv"), base))
+        systems.append(Raftkv(binary, os.path.join(root, "raftkv"), base, peers=args.peers))
         if args.baseline:
             systems.append(Raftkv(os.path.join(os.path.abspath(args.baseline), "raftkv-node"),
-                                  os.path.join(root, "before"), base + 40, name="before"))
+                                  os.path.join(root, "before"), base + 40, name="before",
+                                  peers=args.baseline_peers or args.peers))
         if args.no_redis:
             print("redis: left out (--no-redis)")
         elif shutil.which("redis-server"):

@@ -140,6 +140,20 @@ static int free_ports(int *ports, size_t n, char *err, size_t errlen)
     return rc;
 }
 
+/* Unix socket paths are limited to about 100 bytes (sun_path). */
+#define SUP_IPC_PATH_MAX 100
+
+/* Node id's peer URL in a cluster the cockpit starts: a Unix socket in the
+ * run's dir (ipc://), which on one machine costs a peer message less than
+ * loopback TCP (no TCP stack, no ACKs: README, Benchmarks), or a loopback
+ * port when the dir's path is too long for a socket. */
+static void sup_peer_url(const struct supervisor *s, uint32_t id, int port, char *url, size_t len)
+{
+    int n = snprintf(url, len, "ipc://%s/peer%u.ipc", s->dir, id);
+    if (n < 0 || (size_t)n >= len || n - (int)strlen("ipc://") >= SUP_IPC_PATH_MAX)
+        snprintf(url, len, "tcp://127.0.0.1:%d", port);
+}
+
 static int write_cluster_file(struct supervisor *s, const struct sup_options *o, char *err,
                               size_t errlen)
 {
@@ -158,9 +172,11 @@ static int write_cluster_file(struct supervisor *s, const struct sup_options *o,
     }
     fprintf(f, "# raftkv cluster started by the cockpit: one line a node.\n");
     fprintf(f, "# id  peer (nanomsg URL)      client (Redis protocol)\n");
-    for (size_t i = 0; i < n; i++)
-        fprintf(f, "%zu     tcp://127.0.0.1:%-5d     127.0.0.1:%d\n", i + 1, ports[i],
-                ports[n + i]);
+    for (size_t i = 0; i < n; i++) {
+        char url[CLUSTER_URL_MAX];
+        sup_peer_url(s, (uint32_t)(i + 1), ports[i], url, sizeof url);
+        fprintf(f, "%zu     %s     127.0.0.1:%d\n", i + 1, url, ports[n + i]);
+    }
     if (fclose(f) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", s->cluster_path, strerror(errno));
         return -1;
@@ -178,7 +194,7 @@ static int open_status_socket(struct supervisor *s, const struct sup_options *o,
     }
     /* ipc paths are limited to about 100 bytes; fall back to tcp. */
     int url_len = snprintf(s->status_url, sizeof s->status_url, "ipc://%s/status.ipc", s->dir);
-    if (url_len >= 100) {
+    if (url_len - (int)strlen("ipc://") >= SUP_IPC_PATH_MAX) {
         int port;
         if (o->port_base > 0) {
             port = o->port_base + 2 * (int)s->cluster.n; /* just after the clients */
@@ -798,8 +814,8 @@ int sup_add_node(struct supervisor *s, uint64_t now_ms, uint32_t *id, char *err,
     int ports[2];
     if (free_ports(ports, 2, err, errlen) < 0)
         return -1;
-    char peer[64], client[64];
-    snprintf(peer, sizeof peer, "tcp://127.0.0.1:%d", ports[0]);
+    char peer[CLUSTER_URL_MAX], client[64];
+    sup_peer_url(s, free_id, ports[0], peer, sizeof peer);
     snprintf(client, sizeof client, "127.0.0.1:%d", ports[1]);
     if (cluster_add(&s->cluster, free_id, peer, client, err, errlen) < 0)
         return -1;
