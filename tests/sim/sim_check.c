@@ -493,8 +493,10 @@ static void record_leader_log(struct sim *s, const struct sim_node *ld)
     for (uint64_t k = first; k <= last; k++)
         if (k == first || raft_term_at(r, k) != raft_term_at(r, k - 1))
             runs++;
-    ll->first = sim_realloc(NULL, (runs + 1) * sizeof(*ll->first));
-    ll->term = sim_realloc(NULL, (runs + 1) * sizeof(*ll->term));
+    if (runs == 0)
+        return; /* all in its snapshot: recorded at a later send, if any */
+    ll->first = sim_realloc(NULL, runs * sizeof(*ll->first));
+    ll->term = sim_realloc(NULL, runs * sizeof(*ll->term));
     for (uint64_t k = first; k <= last; k++) {
         if (k == first || raft_term_at(r, k) != raft_term_at(r, k - 1)) {
             ll->first[ll->n] = k;
