@@ -781,6 +781,23 @@ def make_leader(cluster, i, timeout=10):
 # ---------------------------------------------------------------- running a test
 
 
+def wait_same_state(cluster, ids, timeout=60):
+    """Until every node in ids has applied the same index; then their
+    digests must agree."""
+    def same():
+        infos = cluster.infos(ids)
+        applied = {f["last_applied"] for f in infos.values()}
+        commit = {f["commit_index"] for f in infos.values()}
+        return len(applied) == 1 and applied == commit and infos
+
+    infos = wait_until(same, timeout, f"nodes {ids} to apply the same index")
+    applied = next(iter(infos.values()))["last_applied"]
+    digests = {i: cluster.call(i, "DEBUG", "DIGEST") for i in ids}
+    check(len(set(digests.values())) == 1,
+          f"every node has the same DEBUG DIGEST at last_applied {applied}: {digests}")
+    return applied
+
+
 def _on_alarm(signum, frame):
     raise TestFailure("the test ran out of time")
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """3 and 5 real nodes: one leader is elected; every command works through the
-Redis protocol and through raftkv-cli; followers send clients to the leader."""
+Redis protocol and through raftkv-cli; followers send clients to the leader.
+Writes from several connections at once reach every node alike with one
+AppendEntries in flight to a follower (the default) and with four."""
 import sys
+import threading
 import time
 
 from harness import (Cluster, RespError, check, check_eq, fail, parse_args, run, run_program,
-                     step)
+                     step, wait_same_state)
 
 NOT_INTEGER = "ERR value is not an integer or out of range"
 
@@ -307,10 +310,46 @@ def test_ipc(opt):
         cluster.shutdown()
 
 
+def test_inflight_window(opt, window, slot):
+    step(f"--max-inflight-appends {window}: 4 connections write at once; every node applies "
+         "the same")
+    with Cluster(opt, 3, slot=slot, name=f"basic-window{window}",
+                 node_args=["--max-inflight-appends", str(window)]) as cluster:
+        cluster.start()
+        leader = cluster.wait_leader(timeout=10)
+        errors = []
+
+        def writer(w):
+            try:
+                with cluster.client(leader, timeout=30) as r:
+                    for batch in range(10):
+                        cmds = [("SET", f"w{w}:{i}", str(i))
+                                for i in range(batch * 100, batch * 100 + 100)]
+                        if r.pipeline(cmds) != ["OK"] * len(cmds):
+                            errors.append(f"writer {w}: a SET of batch {batch} failed")
+                    r.call("INCR", "done")
+            except Exception as e:  # reported below, in the test's thread
+                errors.append(f"writer {w}: {e}")
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        check(not errors and not any(t.is_alive() for t in threads),
+              f"4,000 SETs from 4 connections answered OK ({errors[:2]})")
+        check_eq(cluster.call(leader, "GET", "done"), b"4", "and 4 INCRs")
+        applied = wait_same_state(cluster, cluster.ids)
+        check(applied >= 4004, f"every node applied the same {applied} entries")
+        cluster.check_alive()
+
+
 def main(opt):
     test_three(opt)
     test_five(opt)
     test_ipc(opt)
+    test_inflight_window(opt, 1, 3)
+    test_inflight_window(opt, 4, 4)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 import threading
 
 from harness import (Cluster, LeaderClient, check, check_eq, parse_args, run, step,
-                     wait_until)
+                     wait_same_state, wait_until)
 
 KEYS = 20000
 BATCH = 1000
@@ -39,23 +39,6 @@ def write_many(cluster, count, prefix):
             check(all(x == "OK" for x in replies),
                   f"leader {leader}: {len(cmds)} SETs from {start} answered OK")
     return leader
-
-
-def wait_same_state(cluster, ids, timeout=60):
-    """Until every node in ids has applied the same index; then their
-    digests must agree."""
-    def same():
-        infos = cluster.infos(ids)
-        applied = {f["last_applied"] for f in infos.values()}
-        commit = {f["commit_index"] for f in infos.values()}
-        return len(applied) == 1 and applied == commit and infos
-
-    infos = wait_until(same, timeout, f"nodes {ids} to apply the same index")
-    applied = next(iter(infos.values()))["last_applied"]
-    digests = {i: cluster.call(i, "DEBUG", "DIGEST") for i in ids}
-    check(len(set(digests.values())) == 1,
-          f"every node has the same DEBUG DIGEST at last_applied {applied}: {digests}")
-    return applied
 
 
 def test_install_snapshot(cluster):
