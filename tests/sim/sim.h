@@ -179,7 +179,7 @@ struct sim_params {
     uint32_t initial_voters; /* the first k nodes are the initial voters; 0: all */
     bool prevote;            /* the cores' options at start (dissertation 9.6) */
     bool check_quorum;
-    double defer_sync; /* chance a ready that may leaves its fsync to the storage thread */
+    double defer_sync;     /* chance a ready that may leaves its fsync to the storage thread */
     uint32_t max_inflight; /* AppendEntries with entries out to a follower (node: 1 by default) */
 };
 
