@@ -192,9 +192,18 @@ def test_faults(build, port_base, work):
             print(ck.output())
 
 
-def test_signal(build, port_base, work, sig, stop_one):
+def peer_schemes(data):
+    """The URL schemes of the peers in the cockpit's cluster file."""
+    with open(os.path.join(data, "cluster.conf")) as f:
+        rows = [line.split() for line in f if line.strip() and not line.startswith("#")]
+    return {row[1].split("://")[0] for row in rows}
+
+
+def test_signal(build, port_base, work, sig, stop_one, long_path=False):
     name = signal.Signals(sig).name
     data = os.path.join(work, f"signal-{name}{'-stopped' if stop_one else ''}")
+    if long_path:  # too long for a Unix socket's path: the peers go on TCP
+        data = os.path.join(data, "d" * max(1, 110 - len(data)))
     script = None
     if stop_one:
         script = os.path.join(work, f"stop-{name}.txt")
@@ -206,6 +215,12 @@ def test_signal(build, port_base, work, sig, stop_one):
             check(ck.wait_for("MARK ready", 30), f"{name}: cluster up, node 2 suspended")
         pids = wait_until(lambda: len(node_pids(data)) == 3 and node_pids(data), 30) or {}
         check(len(pids) == 3, f"{name}: three nodes running")
+        # The cockpit's rule: a socket path (DIR/peerN.ipc) under 100 bytes.
+        want = "ipc" if len(os.path.join(data, "peer1.ipc")) < 100 else "tcp"
+        check(want == "tcp" or not long_path, f"{name}: the long data dir is long enough")
+        check(peer_schemes(data) == {want},
+              f"{name}: the peers talk over {want}:// ({len(data)}-byte data dir)")
+        check(ck.wait_for("won the election", 30), f"{name}: a leader is elected")
         os.kill(ck.proc.pid, sig)
         rc = ck.wait_exit(15)
         if sig == signal.SIGTERM:
@@ -241,7 +256,7 @@ def main():
     try:
         test_faults(build, args.port_base, work)
         test_signal(build, args.port_base + 10, work, signal.SIGTERM, False)
-        test_signal(build, args.port_base + 20, work, signal.SIGKILL, False)
+        test_signal(build, args.port_base + 20, work, signal.SIGKILL, False, long_path=True)
         test_signal(build, args.port_base + 30, work, signal.SIGKILL, True)
         test_signal(build, args.port_base + 40, work, signal.SIGTERM, True)
         test_bad_node_program(build, args.port_base + 50, work)
