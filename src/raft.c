@@ -415,7 +415,7 @@ static bool raft_peer_wants_append(const struct raft *r, uint32_t id)
         return false;
     if (pr->next > raft_last_index(r))
         return false;
-    return pr->next - pr->match <= RAFT_MAX_INFLIGHT && !raft_inflight_full(r, pr);
+    return raft_pipeline_open(r, pr);
 }
 
 bool raft_has_ready(const struct raft *r)

@@ -47,9 +47,10 @@ int raft_recv_timeout_now(struct raft *r, const struct raft_msg *m);
 /* raft_replication.c */
 int raft_recv_append(struct raft *r, const struct raft_msg *m);
 int raft_recv_append_reply(struct raft *r, const struct raft_msg *m);
-/* Whether a follower has cfg.max_inflight_appends AppendEntries with
- * entries out (raft_replication.c): no more until one is acknowledged. */
-bool raft_inflight_full(const struct raft *r, const struct raft_progress *pr);
+/* Whether the leader may send a follower more entries now (raft_replication.c):
+ * fewer than RAFT_MAX_INFLIGHT entries and cfg.max_inflight_appends
+ * AppendEntries with entries out, unacknowledged. */
+bool raft_pipeline_open(const struct raft *r, const struct raft_progress *pr);
 void raft_send_append(struct raft *r, int slot, bool heartbeat);
 void raft_broadcast_append(struct raft *r, bool heartbeat);
 void raft_maybe_commit(struct raft *r);

@@ -10,12 +10,14 @@ static bool raft_inflight_live(const struct raft_progress *pr, uint64_t last)
     return last > pr->match && last < pr->next;
 }
 
-bool raft_inflight_full(const struct raft *r, const struct raft_progress *pr)
+bool raft_pipeline_open(const struct raft *r, const struct raft_progress *pr)
 {
+    if (pr->next - pr->match > RAFT_MAX_INFLIGHT)
+        return false;
     size_t live = 0;
     for (size_t i = 0; i < pr->n_inflight; i++)
         live += raft_inflight_live(pr, pr->inflight_last[i]);
-    return live >= r->cfg.max_inflight_appends;
+    return live < r->cfg.max_inflight_appends;
 }
 
 static void raft_inflight_add(const struct raft *r, struct raft_progress *pr, uint64_t last)
@@ -46,8 +48,7 @@ void raft_send_append(struct raft *r, int slot, bool heartbeat)
     uint64_t prev = pr->next - 1;
     size_t n = 0;
     size_t bytes = 0;
-    bool window_open = pr->next - pr->match <= RAFT_MAX_INFLIGHT && !raft_inflight_full(r, pr);
-    if (window_open || pr->mode == RAFT_PROGRESS_PROBE) {
+    if (raft_pipeline_open(r, pr) || pr->mode == RAFT_PROGRESS_PROBE) {
         for (uint64_t i = pr->next; i <= last && n < RAFT_MAX_BATCH_ENTRIES; i++) {
             size_t len = raft_entry_at(r, i)->len;
             if (n > 0 && bytes + len > RAFT_MAX_BATCH_BYTES)

@@ -487,6 +487,20 @@ static size_t appends_to_1(const struct raft_msg *out, size_t n, size_t *entries
     return count;
 }
 
+/* k proposals, each followed by its ready: the AppendEntries with entries
+ * sent to node 1 meanwhile, their entries added to *entries. */
+static size_t propose_counting_appends(struct raft *r, int k, size_t *entries)
+{
+    struct raft_msg out[16];
+    size_t sent = 0;
+    for (int i = 0; i < k; i++) {
+        uint64_t index, term;
+        CHECK_INT_EQ(raft_propose(r, (const uint8_t *)"x", 1, &index, &term), RAFT_OK);
+        sent += appends_to_1(out, core_drain(r, out, 16), entries);
+    }
+    return sent;
+}
+
 /* With max_inflight_appends 2 a leader has at most 2 AppendEntries with
  * entries out to a follower; what is proposed meanwhile goes in one message
  * once an acknowledgement frees a place. */
@@ -499,13 +513,9 @@ static void test_inflight_messages_bounded(void)
     CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK); /* node 1: pipeline from 2 */
     core_drain(&r, out, 16);
 
-    size_t sent = 0, entries = 0;
-    for (int i = 0; i < 5; i++) { /* entries 2 .. 6, one ready each */
-        uint64_t index, term;
-        CHECK_INT_EQ(raft_propose(&r, (const uint8_t *)"x", 1, &index, &term), RAFT_OK);
-        sent += appends_to_1(out, core_drain(&r, out, 16), &entries);
-    }
-    CHECK_INT_EQ(sent, 2); /* entries 2 and 3; 4 .. 6 wait */
+    size_t entries = 0;
+    size_t sent = propose_counting_appends(&r, 5, &entries); /* entries 2 .. 6 */
+    CHECK_INT_EQ(sent, 2);                                   /* entries 2 and 3; 4 .. 6 wait */
     CHECK_INT_EQ(entries, 2);
 
     ack.match_index = 2; /* the first is acknowledged: 4 .. 6 go in one */
@@ -514,11 +524,9 @@ static void test_inflight_messages_bounded(void)
     CHECK_INT_EQ(appends_to_1(out, core_drain(&r, out, 16), &entries), 1);
     CHECK_INT_EQ(entries, 3);
 
-    uint64_t index, term;
-    CHECK_INT_EQ(raft_propose(&r, (const uint8_t *)"x", 1, &index, &term), RAFT_OK);
     entries = 0;
-    CHECK_INT_EQ(appends_to_1(out, core_drain(&r, out, 16), &entries), 0); /* 3 and 4-6 out */
-    ack.match_index = 6; /* both acknowledged by one reply */
+    CHECK_INT_EQ(propose_counting_appends(&r, 1, &entries), 0); /* 3 and 4-6 out */
+    ack.match_index = 6;                                        /* both acknowledged by one reply */
     CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
     CHECK_INT_EQ(appends_to_1(out, core_drain(&r, out, 16), &entries), 1);
     CHECK_INT_EQ(entries, 1);
@@ -538,13 +546,9 @@ static void test_inflight_default_one(void)
     CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
     core_drain(&r, out, 16);
 
-    size_t sent = 0, entries = 0;
-    for (int i = 0; i < 4; i++) { /* entries 2 .. 5 */
-        uint64_t index, term;
-        CHECK_INT_EQ(raft_propose(&r, (const uint8_t *)"x", 1, &index, &term), RAFT_OK);
-        sent += appends_to_1(out, core_drain(&r, out, 16), &entries);
-    }
-    CHECK_INT_EQ(sent, 1); /* entry 2; 3 .. 5 wait */
+    size_t entries = 0;
+    size_t sent = propose_counting_appends(&r, 4, &entries); /* entries 2 .. 5 */
+    CHECK_INT_EQ(sent, 1);                                   /* entry 2; 3 .. 5 wait */
     CHECK_INT_EQ(entries, 1);
     ack.match_index = 2;
     CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);

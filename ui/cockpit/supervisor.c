@@ -143,14 +143,22 @@ static int free_ports(int *ports, size_t n, char *err, size_t errlen)
 /* Unix socket paths are limited to about 100 bytes (sun_path). */
 #define SUP_IPC_PATH_MAX 100
 
+/* url = ipc://DIR/name, a Unix socket in the run's dir; false when that
+ * path is too long for a socket (the caller falls back to loopback TCP). */
+static bool sup_ipc_url(const struct supervisor *s, const char *name, char *url, size_t len)
+{
+    int n = snprintf(url, len, "ipc://%s/%s", s->dir, name);
+    return n >= 0 && (size_t)n < len && n - (int)strlen("ipc://") < SUP_IPC_PATH_MAX;
+}
+
 /* Node id's peer URL in a cluster the cockpit starts: a Unix socket in the
- * run's dir (ipc://), which on one machine costs a peer message less than
- * loopback TCP (no TCP stack, no ACKs: README, Benchmarks), or a loopback
- * port when the dir's path is too long for a socket. */
+ * run's dir, which on one machine costs a peer message less than loopback
+ * TCP (no TCP stack, no ACKs: README, Benchmarks), or a loopback port. */
 static void sup_peer_url(const struct supervisor *s, uint32_t id, int port, char *url, size_t len)
 {
-    int n = snprintf(url, len, "ipc://%s/peer%u.ipc", s->dir, id);
-    if (n < 0 || (size_t)n >= len || n - (int)strlen("ipc://") >= SUP_IPC_PATH_MAX)
+    char name[32];
+    snprintf(name, sizeof name, "peer%u.ipc", id);
+    if (!sup_ipc_url(s, name, url, len))
         snprintf(url, len, "tcp://127.0.0.1:%d", port);
 }
 
@@ -192,9 +200,7 @@ static int open_status_socket(struct supervisor *s, const struct sup_options *o,
         snprintf(err, errlen, "cannot open the status socket: %s", nn_strerror(nn_errno()));
         return -1;
     }
-    /* ipc paths are limited to about 100 bytes; fall back to tcp. */
-    int url_len = snprintf(s->status_url, sizeof s->status_url, "ipc://%s/status.ipc", s->dir);
-    if (url_len - (int)strlen("ipc://") >= SUP_IPC_PATH_MAX) {
+    if (!sup_ipc_url(s, "status.ipc", s->status_url, sizeof s->status_url)) {
         int port;
         if (o->port_base > 0) {
             port = o->port_base + 2 * (int)s->cluster.n; /* just after the clients */
