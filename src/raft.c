@@ -48,7 +48,7 @@ int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms)
     if ((cfg->n_nodes < 1 && cfg->initial.n < 1) || cfg->n_nodes > RAFT_MAX_NODES ||
         cfg->initial.n > RAFT_MAX_NODES || cfg->heartbeat_ms == 0 || cfg->election_min_ms == 0 ||
         cfg->election_min_ms > cfg->election_max_ms || cfg->id < 1 || cfg->id > RAFT_MAX_NODES ||
-        cfg->max_inflight_appends > RAFT_MAX_INFLIGHT_MSGS)
+        cfg->max_inflight_appends > RAFT_MAX_INFLIGHT_MSGS || cfg->lease_ms >= cfg->election_min_ms)
         return RAFT_EINVAL;
     r->cfg = *cfg;
     if (r->cfg.max_inflight_appends == 0)
@@ -58,6 +58,10 @@ int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms)
     r->now_ms = now_ms;
     r->role = RAFT_FOLLOWER;
     r->leader_id = RAFT_NONE;
+    /* A restarted voter does not know whom it heard from before: with
+     * leases, a leader may still count on it for election_min_ms. */
+    if (r->cfg.lease_ms > 0)
+        r->votes_held_until_ms = now_ms + r->cfg.election_min_ms;
     raft_reset_election_timer(r);
     return RAFT_OK;
 }
@@ -235,6 +239,8 @@ void raft_tick(struct raft *r, uint64_t now_ms)
         if (r->role != RAFT_LEADER)
             return;
         if (r->now_ms >= r->heartbeat_due_ms) {
+            if (r->cfg.lease_ms > 0)
+                raft_round_start(r); /* every heartbeat renews the lease */
             raft_broadcast_append(r, true);
             r->heartbeat_due_ms = r->now_ms + r->cfg.heartbeat_ms;
         }
@@ -319,7 +325,8 @@ static bool raft_term_is_news(struct raft *r, const struct raft_msg *m)
 {
     if (m->type == RAFT_MSG_PREVOTE || (m->type == RAFT_MSG_PREVOTE_REPLY && m->granted))
         return false;
-    if (m->type == RAFT_MSG_VOTE && r->cfg.check_quorum && !m->transfer && raft_in_lease(r)) {
+    bool sticky = r->cfg.check_quorum || r->cfg.lease_ms > 0;
+    if (m->type == RAFT_MSG_VOTE && sticky && !m->transfer && raft_in_lease(r)) {
         struct raft_note note = {
             .type = RAFT_NOTE_VOTE_IGNORED,
             .node = m->from,
@@ -401,8 +408,10 @@ int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *in
 
 void raft_timeout_now(struct raft *r)
 {
+    /* With leases, voters must not set their leader aside for it: the
+     * leader did not give its lease up, as a transfer does. */
     if (r->role != RAFT_LEADER && raft_may_stand(r))
-        raft_become_candidate(r, true);
+        raft_become_candidate(r, r->cfg.lease_ms == 0);
 }
 
 /* ------------------------------------------------------------ output */
@@ -442,7 +451,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
         if (r->read_broadcast_needed) {
             /* Dissertation 6.4: a new heartbeat round confirms leadership
              * for every read registered since the last one. */
-            r->read_seq++;
+            raft_round_start(r);
             r->read_broadcast_needed = false;
             raft_broadcast_append(r, true);
         } else {

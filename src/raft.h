@@ -65,6 +65,8 @@
  * reaches the follower while it syncs the one before (more overlap where
  * a round trip costs more than a sync). */
 #define RAFT_MAX_INFLIGHT_MSGS 8
+/* Heartbeat rounds whose start a leader remembers for its lease. */
+#define RAFT_LEASE_ROUNDS 64
 #define RAFT_DEFAULT_INFLIGHT_MSGS 1
 /* Limits on a snapshot from the network: one chunk, and the whole file. */
 #define RAFT_SNAPSHOT_CHUNK_MAX (16u * 1024u * 1024u)
@@ -182,6 +184,10 @@ struct raft_read_result {
     uint64_t read_id;
     uint64_t index; /* serve once last_applied >= index */
     bool ok;        /* false: this node is no longer the leader */
+    /* Confirmed by the leader's lease, not by a heartbeat round: serve it
+     * only if, by a clock read after the state machine was read,
+     * raft_lease_end is still ahead; else ask again with raft_read_by_round. */
+    bool lease;
 };
 
 /* How a leader sends to a peer (as cowsql/raft's progress.c). */
@@ -226,6 +232,18 @@ struct raft_config {
     /* AppendEntries with entries out to one follower at once, 1 to
      * RAFT_MAX_INFLIGHT_MSGS; 0: RAFT_DEFAULT_INFLIGHT_MSGS. */
     uint32_t max_inflight_appends;
+    /* Leader leases (dissertation 6.4.1), 0: off. A leader may serve a read
+     * without a heartbeat round while a majority, itself included, answered
+     * a round it started less than lease_ms ago. Safe only if no voter can
+     * grant a vote within lease_ms of the leader starting that round: the
+     * caller derives it from election_min_ms, less its clocks' drift and
+     * how far its clock can lag when a message is taken in (README, "Lease
+     * reads"). With it on, this node also ignores RequestVote for
+     * election_min_ms after it last heard from a leader, whatever
+     * check_quorum says and whatever its role since, and after raft_init (a
+     * restarted voter forgot whom it heard); and an operator's
+     * raft_timeout_now sets no transfer flag. */
+    uint32_t lease_ms;
 };
 
 /* Things the core did that a person watching wants told, beyond role and
@@ -381,6 +399,16 @@ struct raft {
 
     /* ReadIndex (dissertation 6.4). */
     uint64_t read_seq;
+    /* Leases (6.4.1): when each recent heartbeat round started, by seq
+     * modulo RAFT_LEASE_ROUNDS; rounds before lease_min_seq do not count
+     * (a new term, a new configuration, a stall of the caller's clock); a
+     * leadership transfer gives the lease up for the rest of the term. */
+    uint64_t round_started_ms[RAFT_LEASE_ROUNDS];
+    uint64_t lease_min_seq;
+    bool lease_given_up;
+    /* With leases: no vote before this, election_min_ms after raft_init or
+     * the last word from a leader, whatever the role since. */
+    uint64_t votes_held_until_ms;
     bool read_broadcast_needed;
     struct raft_pending_read *reads;
     size_t n_reads, cap_reads;
@@ -439,8 +467,17 @@ int raft_step(struct raft *r, const struct raft_msg *m);
 /* Append a client command; on success *index and *term say where it sits. */
 int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *index,
                  uint64_t *term);
-/* Ask for a linearizable read; the answer arrives in a later ready. */
+/* Ask for a linearizable read; the answer arrives in a later ready. With
+ * leases on and held, the answer is in the next ready at once (lease). */
 int raft_read(struct raft *r, uint64_t read_id);
+/* The same, always by a heartbeat round (a lease read that came too late). */
+int raft_read_by_round(struct raft *r, uint64_t read_id);
+/* Until when (core clock) the leader's lease lets it serve reads without a
+ * round; 0: no lease. */
+uint64_t raft_lease_end(const struct raft *r);
+/* The caller's clock stood still or jumped (a stall, a pause, a suspended
+ * process): rounds started before now no longer count toward the lease. */
+void raft_lease_revoke(struct raft *r);
 /* Start an election now (the cockpit's "timeout N"): a real one, without a
  * pre-vote round, as a leadership transfer's target does. */
 void raft_timeout_now(struct raft *r);

@@ -13,6 +13,17 @@ void raft_reset_election_timer(struct raft *r)
     r->election_deadline_ms = r->now_ms + r->election_timeout_ms;
 }
 
+/* With leases, the promise a voter makes by answering a leader (no vote
+ * for another within election_min_ms) holds whatever it does next: an
+ * operator may force it to stand (raft_timeout_now), which forgets the
+ * leader, but not the promise. */
+void raft_heard_from_leader(struct raft *r)
+{
+    r->leader_contact_ms = r->now_ms;
+    if (r->cfg.lease_ms > 0 && r->now_ms + r->cfg.election_min_ms > r->votes_held_until_ms)
+        r->votes_held_until_ms = r->now_ms + r->cfg.election_min_ms;
+}
+
 /* Messages are queued as events are taken in and leave only after the
  * ready that follows has been persisted. A message of an older term promises
  * what the new term may already have undone: a vote granted in term 5 that
@@ -47,7 +58,7 @@ void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
     r->role = RAFT_FOLLOWER;
     r->leader_id = leader_id;
     if (leader_id != RAFT_NONE)
-        r->leader_contact_ms = r->now_ms;
+        raft_heard_from_leader(r);
     r->votes = 0;
     r->transfer_to = RAFT_NONE;
     r->transfer_sent = false;
@@ -142,6 +153,9 @@ void raft_become_leader(struct raft *r)
     r->leader_id = r->cfg.id;
     r->transfer_to = RAFT_NONE;
     r->transfer_sent = false;
+    /* The lease starts afresh: only rounds of this term count. */
+    r->lease_given_up = false;
+    raft_lease_revoke(r);
     struct raft_entry noop = {
         .term = r->current_term,
         .index = raft_last_index(r) + 1,
@@ -155,6 +169,8 @@ void raft_become_leader(struct raft *r)
         pr->last_ack_ms = r->now_ms;
     }
     r->read_broadcast_needed = false;
+    if (r->cfg.lease_ms > 0)
+        raft_round_start(r);
     raft_broadcast_append(r, true);
     r->heartbeat_due_ms = r->now_ms + r->cfg.heartbeat_ms;
 }

@@ -20,7 +20,7 @@ static bool raft_log_up_to_date(const struct raft *r, uint64_t last_index, uint6
  * (with CheckQuorum it steps down when it loses its majority). */
 bool raft_in_lease(const struct raft *r)
 {
-    if (r->role == RAFT_LEADER)
+    if (r->role == RAFT_LEADER || r->now_ms < r->votes_held_until_ms)
         return true;
     return r->leader_id != RAFT_NONE && r->now_ms - r->leader_contact_ms < r->cfg.election_min_ms;
 }

@@ -29,6 +29,9 @@ void raft_become_candidate(struct raft *r, bool transfer);
 void raft_become_precandidate(struct raft *r);
 void raft_become_leader(struct raft *r);
 void raft_reset_election_timer(struct raft *r);
+/* A word from the leader of our term: leader_contact_ms, and with leases
+ * the time before which this node grants no vote. */
+void raft_heard_from_leader(struct raft *r);
 
 /* raft_election.c */
 int raft_recv_vote(struct raft *r, const struct raft_msg *m);
@@ -82,6 +85,8 @@ bool raft_may_stand(const struct raft *r);
 /* raft_read.c */
 void raft_reads_check(struct raft *r);
 void raft_reads_fail_all(struct raft *r);
-int raft_read_emit(struct raft *r, uint64_t read_id, uint64_t index, bool ok);
+int raft_read_emit(struct raft *r, uint64_t read_id, uint64_t index, bool ok, bool lease);
+/* A new heartbeat round: read_seq goes up, and its start is remembered. */
+void raft_round_start(struct raft *r);
 
 #endif

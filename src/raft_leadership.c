@@ -73,6 +73,9 @@ int raft_transfer(struct raft *r, uint32_t target)
         return RAFT_EINVAL;
     r->transfer_to = target;
     r->transfer_sent = false;
+    /* The target's RequestVote sets leader stickiness aside: no lease read
+     * may be served after this in this term (6.4.1), even if it fails. */
+    r->lease_given_up = true;
     r->transfer_deadline_ms = r->now_ms + r->cfg.election_max_ms;
     raft_transfer_maybe_send(r);
     return RAFT_OK;

@@ -209,6 +209,9 @@ static void raft_members_set(struct raft *r, const struct raft_members *m, uint6
     r->members = *m;
     r->members_index = index;
     raft_members_track_new(r, &old);
+    /* The lease's majority is counted anew in the new configuration. */
+    if (r->role == RAFT_LEADER)
+        raft_lease_revoke(r);
 }
 
 void raft_members_initial(struct raft *r)

@@ -4,15 +4,25 @@
  * 2. it records its commit index as the read index;
  * 3. it sends a round of heartbeats and waits for a majority to answer, so it
  *    knows it was still the leader when the read arrived;
- * 4. it serves the read once it has applied up to the read index. */
+ * 4. it serves the read once it has applied up to the read index.
+ *
+ * Leases (6.4.1), when cfg.lease_ms is set: "the leader would use the normal
+ * heartbeat mechanism to maintain a lease. Once the leader's heartbeats were
+ * acknowledged by a majority of the cluster, it would extend its lease to
+ * start + election timeout / clock drift bound, since the followers
+ * shouldn't time out before then." Step 3 is skipped while the lease holds;
+ * the caller checks it again after reading the state machine (a process
+ * paused between the check and the read must not serve what it read). */
 #include <stdlib.h>
 
 #include "raft_internal.h"
 
-int raft_read(struct raft *r, uint64_t read_id)
+static int raft_read_register(struct raft *r, uint64_t read_id, bool lease_allowed)
 {
     if (r->role != RAFT_LEADER)
         return RAFT_ENOTLEADER;
+    if (lease_allowed && raft_lease_end(r) > r->now_ms)
+        return raft_read_emit(r, read_id, r->commit_index, true, true);
     if (r->n_reads == r->cap_reads) {
         size_t cap = r->cap_reads ? r->cap_reads * 2 : 16;
         struct raft_pending_read *p = realloc(r->reads, cap * sizeof(*p));
@@ -32,7 +42,73 @@ int raft_read(struct raft *r, uint64_t read_id)
     return RAFT_OK;
 }
 
-int raft_read_emit(struct raft *r, uint64_t read_id, uint64_t index, bool ok)
+int raft_read(struct raft *r, uint64_t read_id)
+{
+    return raft_read_register(r, read_id, true);
+}
+
+int raft_read_by_round(struct raft *r, uint64_t read_id)
+{
+    return raft_read_register(r, read_id, false);
+}
+
+void raft_round_start(struct raft *r)
+{
+    r->read_seq++;
+    r->round_started_ms[r->read_seq % RAFT_LEASE_ROUNDS] = r->now_ms;
+}
+
+void raft_lease_revoke(struct raft *r)
+{
+    r->lease_min_seq = r->read_seq + 1;
+}
+
+/* When the round a follower last answered started, if it counts. Every
+ * message of round seq left at or after that start, and the follower took
+ * it as from the leader of this term: it will not vote for another for an
+ * election timeout after. */
+static bool raft_round_start_of(const struct raft *r, uint64_t seq, uint64_t *start)
+{
+    if (seq == 0 || seq < r->lease_min_seq || r->read_seq - seq >= RAFT_LEASE_ROUNDS)
+        return false;
+    *start = r->round_started_ms[seq % RAFT_LEASE_ROUNDS];
+    return true;
+}
+
+uint64_t raft_lease_end(const struct raft *r)
+{
+    if (r->cfg.lease_ms == 0 || r->role != RAFT_LEADER || r->lease_given_up)
+        return 0;
+    if (raft_term_at(r, r->commit_index) != r->current_term)
+        return 0; /* step 1 holds for leases too */
+    /* The starts of the rounds the voters answered, latest first; the
+     * leader's own "answer" is now. The quorum-th latest bounds the lease. */
+    uint64_t starts[RAFT_MAX_NODES];
+    size_t n = 0;
+    for (size_t i = 0; i < r->members.n; i++) {
+        const struct raft_member *m = &r->members.m[i];
+        if (m->role != RAFT_VOTER)
+            continue;
+        uint64_t start;
+        if (m->id == r->cfg.id)
+            starts[n++] = UINT64_MAX;
+        else if (raft_round_start_of(r, r->progress[m->id - 1].acked_seq, &start))
+            starts[n++] = start;
+    }
+    size_t quorum = raft_quorum(r);
+    if (quorum == 0 || n < quorum)
+        return 0;
+    for (size_t i = 1; i < n; i++) /* insertion sort, descending: at most 9 */
+        for (size_t j = i; j > 0 && starts[j] > starts[j - 1]; j--) {
+            uint64_t t = starts[j];
+            starts[j] = starts[j - 1];
+            starts[j - 1] = t;
+        }
+    uint64_t start = starts[quorum - 1];
+    return start == UINT64_MAX ? UINT64_MAX : start + r->cfg.lease_ms;
+}
+
+int raft_read_emit(struct raft *r, uint64_t read_id, uint64_t index, bool ok, bool lease)
 {
     if (r->n_out_reads == r->cap_out_reads) {
         size_t cap = r->cap_out_reads ? r->cap_out_reads * 2 : 16;
@@ -43,7 +119,7 @@ int raft_read_emit(struct raft *r, uint64_t read_id, uint64_t index, bool ok)
         r->cap_out_reads = cap;
     }
     r->out_reads[r->n_out_reads++] =
-        (struct raft_read_result){.read_id = read_id, .index = index, .ok = ok};
+        (struct raft_read_result){.read_id = read_id, .index = index, .ok = ok, .lease = lease};
     return RAFT_OK;
 }
 
@@ -68,7 +144,7 @@ void raft_reads_check(struct raft *r)
         return; /* step 1: wait for this term's no-op to commit */
     size_t done = 0;
     while (done < r->n_reads && raft_acks_for(r, r->reads[done].seq) >= raft_quorum(r)) {
-        if (raft_read_emit(r, r->reads[done].read_id, r->commit_index, true) != 0)
+        if (raft_read_emit(r, r->reads[done].read_id, r->commit_index, true, false) != 0)
             break;
         done++;
     }
@@ -82,6 +158,6 @@ void raft_reads_check(struct raft *r)
 void raft_reads_fail_all(struct raft *r)
 {
     for (size_t i = 0; i < r->n_reads; i++)
-        raft_read_emit(r, r->reads[i].read_id, 0, false);
+        raft_read_emit(r, r->reads[i].read_id, 0, false, false);
     r->n_reads = 0;
 }

@@ -136,7 +136,7 @@ int raft_recv_append(struct raft *r, const struct raft_msg *m)
     if (r->role != RAFT_FOLLOWER || r->leader_id != m->from)
         raft_become_follower(r, m->term, m->from);
     raft_reset_election_timer(r);
-    r->leader_contact_ms = r->now_ms;
+    raft_heard_from_leader(r);
 
     /* Entries up to the snapshot's index are committed, so they are the
      * leader's too: skip those the message carries. */

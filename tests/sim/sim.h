@@ -111,6 +111,11 @@ struct sim_node {
     unsigned life;       /* how many times it was started */
     uint64_t restart_ms; /* while down: when it comes back, 0 = not by itself */
     uint64_t next_tick_ms;
+    /* The core's clock, as the node's loop keeps it: it stands still while
+     * the disk fails (node_advance_clock) and then goes on from there, so it
+     * runs this far behind the simulation's; clock_seen_ms: the last turn. */
+    uint64_t clock_behind_ms;
+    uint64_t clock_seen_ms;
     uint64_t busy_until_ms; /* its disk is writing: no turn before then */
     struct raft r;          /* valid while up */
     struct sim_disk disk;
@@ -181,6 +186,7 @@ struct sim_params {
     bool check_quorum;
     double defer_sync;     /* chance a ready that may leaves its fsync to the storage thread */
     uint32_t max_inflight; /* AppendEntries with entries out to a follower (node: 1 by default) */
+    uint32_t lease_ms;     /* leader leases (raft_config.lease_ms); 0: off, as in the node */
 };
 
 /* A read asked of a leader, as the checker remembers it. */
@@ -243,6 +249,10 @@ struct sim {
     size_t n_committed, cap_committed;
     struct sim_read *reads; /* read id k is reads[k - 1] */
     size_t n_reads, cap_reads;
+    /* Lease reads of the ready being carried out whose lease ran out before
+     * they were served: asked again by a round after raft_advance. */
+    uint64_t *lease_retry;
+    size_t n_lease_retry, cap_lease_retry;
     struct sim_command *commands; /* command id k is commands[k] */
     size_t n_commands, cap_commands;
 
@@ -291,6 +301,8 @@ bool sim_compact(struct sim *s, struct sim_node *nd, bool drop_log);
 void sim_inject(struct sim *s, struct sim_node *nd, const struct raft_msg *m);
 void sim_inject_batch(struct sim *s, struct sim_node *nd, const struct raft_msg *msgs, size_t n);
 struct sim_node *sim_node_by_id(struct sim *s, uint32_t id);
+/* The node's core clock now (the simulation's, less what it stood still). */
+uint64_t sim_node_clock(const struct sim *s, const struct sim_node *nd);
 /* The live leader with the highest term, NULL if none. */
 struct sim_node *sim_leader(struct sim *s);
 const char *sim_msg_name(enum raft_msg_type type);

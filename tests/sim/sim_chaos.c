@@ -87,6 +87,16 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
         p->initial_voters = (uint32_t)PICK(g, 0, 1, 2, 3);
     /* The node's default, and windows up to the core's largest. */
     p->max_inflight = (uint32_t)PICK(g, 1, 1, 2, 3, RAFT_MAX_INFLIGHT_MSGS);
+    /* Leader leases in a third of the runs, as long as the node would
+     * make them (node/main.c, node_lease_ms): the minimum election timeout
+     * less a tenth for drift, 2 ms for whole milliseconds, and the most a
+     * core's clock can lag when it takes a message in (here: without a tick
+     * before each event, a tick period and a busy disk). */
+    uint32_t lag = p->tick_before_event ? 0 : p->tick_ms + p->disk_ms + 1;
+    uint32_t margin = lag + p->election_min_ms / 10 + 2;
+    p->lease_ms = 0;
+    if (sim_rng_chance(g, 0.35) && p->election_min_ms > margin)
+        p->lease_ms = p->election_min_ms - margin;
 }
 
 static uint64_t next_time(struct sim *s, uint64_t every)
@@ -366,7 +376,8 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
             "chaos %" PRIu64 " ms, loss %.0f%%, dup %.0f%%, delay 1-%u ms, %s, crash in ready "
             "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms, "
             "disk retry %u ms, compact %.0f%% every %u+, chunks of %u, pre-vote %s, "
-            "check-quorum %s%s%s, initial voters %u, deferred syncs %.0f%%, appends in flight %u\n",
+            "check-quorum %s%s%s, initial voters %u, deferred syncs %.0f%%, appends in flight %u, "
+            "lease %u ms\n",
             seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
             p.tick_at_deadlines ? " and at deadlines" : "",
             p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
@@ -375,7 +386,8 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
             p.compact_gap, p.snapshot_chunk, p.prevote ? "on" : "off",
             p.check_quorum ? "on" : "off", c.transfers ? ", transfers" : "",
             c.membership ? ", membership changes" : "",
-            p.initial_voters ? p.initial_voters : (unsigned)n, p.defer_sync * 100, p.max_inflight);
+            p.initial_voters ? p.initial_voters : (unsigned)n, p.defer_sync * 100, p.max_inflight,
+            p.lease_ms);
     }
 
     sim_start_all(&s);

@@ -144,6 +144,7 @@ void sim_free(struct sim *s)
         free(s->committed[i].e.data);
     free(s->committed);
     free(s->reads);
+    free(s->lease_retry);
     free(s->commands);
     free(s->leader_of_term);
     for (size_t i = 0; i < s->n_leader_logs; i++) {
@@ -273,6 +274,11 @@ struct sim_node *sim_node_by_id(struct sim *s, uint32_t id)
     if (id == RAFT_NONE || id > s->n)
         return NULL;
     return &s->nodes[id - 1];
+}
+
+uint64_t sim_node_clock(const struct sim *s, const struct sim_node *nd)
+{
+    return s->now - nd->clock_behind_ms;
 }
 
 struct sim_node *sim_leader(struct sim *s)
@@ -763,14 +769,40 @@ static void node_apply(struct sim *s, struct sim_node *nd, const struct raft_rea
         sim_trace(s, nd->id, "applied %" PRIu64 "..%" PRIu64, rd->apply_from, rd->apply_to);
 }
 
+/* As pending_serve_reads: a read confirmed by the lease is served only if
+ * the lease still holds by the node's clock when it is served (the core's
+ * may lag); else it is asked again, by a heartbeat round. */
 static void node_reads(struct sim *s, struct sim_node *nd, const struct raft_ready *rd)
 {
     for (size_t i = 0; i < rd->n_reads && !s->failed; i++) {
         const struct raft_read_result *res = &rd->reads[i];
+        if (res->ok && res->lease && raft_lease_end(&nd->r) <= sim_node_clock(s, nd)) {
+            sim_trace(s, nd->id, "read #%" PRIu64 ": the lease ran out before it was served",
+                      res->read_id);
+            if (s->n_lease_retry == s->cap_lease_retry) {
+                s->cap_lease_retry = s->cap_lease_retry ? s->cap_lease_retry * 2 : 16;
+                s->lease_retry =
+                    sim_realloc(s->lease_retry, s->cap_lease_retry * sizeof(*s->lease_retry));
+            }
+            s->lease_retry[s->n_lease_retry++] = res->read_id;
+            continue;
+        }
         sim_trace(s, nd->id, "read #%" PRIu64 " %s, index %" PRIu64, res->read_id,
                   res->ok ? "ok" : "failed", res->index);
         sim_check_read(s, nd, res);
     }
+}
+
+/* After raft_advance: the lease reads that came too late, by a round. */
+static void node_retry_lease_reads(struct sim *s, struct sim_node *nd)
+{
+    for (size_t i = 0; i < s->n_lease_retry && !s->failed; i++) {
+        if (raft_read_by_round(&nd->r, s->lease_retry[i]) == RAFT_OK)
+            continue;
+        struct raft_read_result res = {.read_id = s->lease_retry[i], .ok = false};
+        sim_check_read(s, nd, &res);
+    }
+    s->n_lease_retry = 0;
 }
 
 /* Carries out every ready. A crash may strike between the first and second
@@ -801,6 +833,7 @@ static void node_process_ready(struct sim *s, struct sim_node *nd)
             if (s->failed)
                 return;
             raft_advance_unsynced(&nd->r, &rd);
+            node_retry_lease_reads(s, nd);
             if (rd.apply_to != 0)
                 node_maybe_compact(s, nd);
             continue;
@@ -831,6 +864,7 @@ static void node_process_ready(struct sim *s, struct sim_node *nd)
         if (s->failed)
             return;
         raft_advance(&nd->r, &rd);
+        node_retry_lease_reads(s, nd);
         if (rd.apply_to != 0)
             node_maybe_compact(s, nd);
     }
@@ -904,6 +938,7 @@ static void node_after_event(struct sim *s, struct sim_node *nd)
     sim_check_node(s, nd);
     if (s->p.tick_at_deadlines) {
         uint64_t due = r->role == RAFT_LEADER ? r->heartbeat_due_ms : r->election_deadline_ms;
+        due += nd->clock_behind_ms; /* in the simulation's time */
         if (due > s->now && due < nd->next_tick_ms)
             nd->next_tick_ms = due;
     }
@@ -925,9 +960,13 @@ static size_t batch_size(struct sim *s)
  * campaign), then a batch of the messages in the inbox, oldest first. */
 static void node_take_in(struct sim *s, struct sim_node *nd, bool tick)
 {
-    if ((tick || s->p.tick_before_event) && !nd->disk_error && nd->r.now_ms < s->now) {
+    if (nd->disk_error)
+        nd->clock_behind_ms += s->now - nd->clock_seen_ms;
+    nd->clock_seen_ms = s->now;
+    uint64_t clock = sim_node_clock(s, nd);
+    if ((tick || s->p.tick_before_event) && !nd->disk_error && nd->r.now_ms < clock) {
         uint64_t term = nd->r.current_term;
-        raft_tick(&nd->r, s->now);
+        raft_tick(&nd->r, clock);
         if (nd->r.current_term != term)
             sim_trace(s, nd->id, "timed out: term %" PRIu64 " %s", nd->r.current_term,
                       raft_role_name(nd->r.role));
@@ -973,6 +1012,7 @@ void sim_start(struct sim *s, struct sim_node *nd)
         .prevote = s->p.prevote,
         .check_quorum = s->p.check_quorum,
         .max_inflight_appends = s->p.max_inflight,
+        .lease_ms = s->p.lease_ms,
     };
     for (size_t i = 0; i < cfg.n_nodes; i++)
         cfg.node_ids[i] = s->nodes[i].id;
@@ -1024,6 +1064,8 @@ void sim_start(struct sim *s, struct sim_node *nd)
     nd->applied = d->snap_index;
     nd->complete_upto = 0;
     nd->next_tick_ms = s->now + sim_rng_range(&s->rng, 1, s->p.tick_ms);
+    nd->clock_behind_ms = 0;
+    nd->clock_seen_ms = s->now;
     sim_trace(s, nd->id,
               "start #%u: term %" PRIu64 ", vote %u, snapshot %" PRIu64 ", log %" PRIu64
               "..%" PRIu64,

@@ -950,6 +950,132 @@ static void transfer_to_unreachable_gives_up(struct sim *s, struct seen *seen)
     EXPECT(s, sim_propose(s, old, &index, &t) == RAFT_OK, "the leader takes no writes again");
 }
 
+/* ------------------------------------------------ leases (dissertation 6.4.1) */
+
+/* The node's defaults with --lease-reads on: 150 ms less 15 for drift, 2
+ * for whole milliseconds, and 11 for a core clock that may lag a tick. */
+static const struct sim_params lively_lease = {
+    .election_min_ms = 150,
+    .election_max_ms = 300,
+    .heartbeat_ms = 50,
+    .tick_ms = 10,
+    .tick_at_deadlines = true,
+    .send_first = 1.0,
+    .down_min_ms = 10,
+    .down_max_ms = 10,
+    .disk_retry_ms = 1000,
+    .prevote = true,
+    .check_quorum = true,
+    .lease_ms = 122,
+};
+
+/* Reads asked of node nd every 5 ms for ms; how many it served. Each one
+ * served is checked against everything committed anywhere when it was
+ * asked (sim_check_read). */
+static size_t lease_reads_for(struct sim *s, struct sim_node *nd, uint64_t ms)
+{
+    size_t first = s->n_reads, served = 0;
+    uint64_t until = s->now + ms;
+    while (s->now < until && !s->failed) {
+        uint64_t id;
+        sim_read(s, nd, &id);
+        sim_run_for(s, 5);
+    }
+    for (size_t i = first; i < s->n_reads; i++)
+        if (s->reads[i].answered && s->reads[i].ok)
+            served++;
+    return served;
+}
+
+/* A leader cut off from the others, which (without CheckQuorum) would lead
+ * its side for ever, serves reads on its lease only until the followers
+ * could elect another: while the majority elects a leader and commits,
+ * every read it serves covers all that was committed when it was asked.
+ * planted_lease_ms > 0 puts a bug in: a lease that long. */
+static void lease_cut_off_leader(struct sim *s, uint32_t planted_lease_ms)
+{
+    sim_start_all(s);
+    EXPECT(s, sim_run_until(s, 5000, leader_ready, NULL), "no leader within 5 s");
+    struct sim_node *old = sim_leader(s);
+    uint64_t index, term, id;
+    EXPECT(s, sim_propose(s, old, &index, &term) == RAFT_OK, "the leader refused a write");
+    EXPECT(s, sim_run_until(s, s->now + 1000, all_committed, &index), "the write did not commit");
+    size_t before = s->n_reads;
+    EXPECT(s, sim_read(s, old, &id) == RAFT_OK && s->reads[before].answered && s->reads[before].ok,
+           "the leader did not serve a read at once on its lease");
+    if (planted_lease_ms > 0)
+        old->r.cfg.lease_ms = planted_lease_ms;
+    raft_set_options(&old->r, true, false);
+    sim_net_isolate(s, old->slot);
+    size_t served = lease_reads_for(s, old, 1500);
+    struct sim_node *ld = sim_leader(s);
+    EXPECT(s, ld != NULL && ld != old && ld->r.current_term > term,
+           "the majority elected no new leader");
+    EXPECT(s, old->r.role == RAFT_LEADER, "the cut-off leader stepped down");
+    EXPECT(s, served > 0, "the cut-off leader served no read on its lease");
+    sim_net_heal(s);
+    sim_run_for(s, 1000);
+}
+
+static void lease_cut_off_leader_stops_serving(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    lease_cut_off_leader(s, 0);
+}
+
+/* Dissertation 3.10 with leases: the target's RequestVote sets the voters'
+ * stickiness aside, so the leader gives its lease up when the transfer
+ * starts. Here it hears nothing back (one-way cut): it would go on
+ * leading, and serving reads, while the target wins and commits. */
+static void lease_transfer(struct sim *s, bool planted_keep_lease)
+{
+    sim_start_all(s);
+    EXPECT(s, sim_run_until(s, 5000, leader_ready, NULL), "no leader within 5 s");
+    struct sim_node *old = sim_leader(s);
+    struct sim_node *target = old->id == 3 ? node(s, 1) : node(s, 3);
+    raft_set_options(&old->r, true, false);
+    for (size_t i = 0; i < s->n; i++)
+        s->net.cut[i][old->slot] = true;
+    EXPECT(s, sim_transfer(s, old, target->id) == RAFT_OK, "the transfer was refused");
+    if (planted_keep_lease)
+        old->r.lease_given_up = false;
+    lease_reads_for(s, old, 300);
+    EXPECT(s, target->r.role == RAFT_LEADER, "node %u did not take over", target->id);
+    sim_net_heal(s);
+    sim_run_for(s, 1000);
+}
+
+static void lease_transfer_gives_lease_up(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    lease_transfer(s, false);
+}
+
+/* The checker must catch the bugs the two scenarios above are for: a lease
+ * that outlives the followers' election timeout, and one kept through a
+ * transfer. Each runs on a cluster of its own that must fail. */
+static void lease_bugs_are_caught(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    for (int bug = 0; bug < 2 && !s->failed; bug++) {
+        struct sim planted;
+        sim_init(&planted, 3, 77 + (uint64_t)bug, &lively_lease, s->verbose);
+        if (bug == 0)
+            lease_cut_off_leader(&planted, 10 * lively_lease.election_max_ms);
+        else
+            lease_transfer(&planted, true);
+        bool caught = planted.failed && strstr(planted.failure, "linearizability") != NULL;
+        char why[sizeof planted.failure];
+        snprintf(why, sizeof why, "%s", planted.failed ? planted.failure : "no failure");
+        sim_free(&planted);
+        EXPECT(s, caught, "the checker missed a planted lease bug (%s): %s",
+               bug == 0 ? "a lease longer than an election timeout" : "a lease kept in a transfer",
+               why);
+    }
+    sim_start_all(s);
+    sim_run_for(s, 100);
+}
+
 /* ------------------------------------------------ membership (chapter 4) */
 
 /* Only node 1 is a voter at first; nodes 2 and 3 wait to join. */
@@ -1113,6 +1239,12 @@ static const struct scenario scenarios[] = {
      &lively_one_voter, grow_one_at_a_time},
     {"membership: a leader that removes itself steps down once that commits", 3, &lively_prevote,
      leader_removes_itself},
+    {"leases: a cut-off leader stops serving reads before another can be elected", 3, &lively_lease,
+     lease_cut_off_leader_stops_serving},
+    {"leases: a leader that starts a transfer gives its lease up", 3, &lively_lease,
+     lease_transfer_gives_lease_up},
+    {"leases: the checker catches a lease too long, and one kept through a transfer", 3,
+     &lively_lease, lease_bugs_are_caught},
 };
 
 int sim_run_scenarios(bool verbose)

@@ -599,6 +599,182 @@ static void test_coalesce_replies(void)
     CHECK_INT_EQ(raft_coalesce_replies(m, 0), 0);
 }
 
+/* ------------------------------------------------ leases (6.4.1) */
+
+/* Node 2 of 3 with a 100 ms lease, leader of term 2 whose no-op node 1
+ * acknowledged at time 0 (the round its election heartbeat started). */
+static void lease_leader(struct raft *r)
+{
+    struct raft_config cfg = {
+        .id = 2,
+        .n_nodes = 3,
+        .node_ids = {1, 2, 3},
+        .election_min_ms = 150,
+        .election_max_ms = 300,
+        .heartbeat_ms = 50,
+        .seed = 42,
+        .lease_ms = 100,
+    };
+    struct raft_msg out[16];
+    CHECK_INT_EQ(raft_init(r, &cfg, 0), RAFT_OK);
+    CHECK_INT_EQ(raft_restore(r, 1, RAFT_NONE, 0, 0, NULL, 0), RAFT_OK);
+    raft_timeout_now(r);
+    size_t n = core_drain(r, out, 16);
+    CHECK(n == 2 && out[0].type == RAFT_MSG_VOTE && !out[0].transfer); /* no stickiness set aside */
+    struct raft_msg grant = {
+        .type = RAFT_MSG_VOTE_REPLY, .from = 1, .to = 2, .term = 2, .granted = true};
+    CHECK_INT_EQ(raft_step(r, &grant), RAFT_OK);
+    n = core_drain(r, out, 16);
+    CHECK(n == 2 && out[0].type == RAFT_MSG_APPEND && out[0].read_seq == 1);
+    CHECK_INT_EQ(raft_lease_end(r), 0); /* no answer yet, and the no-op is not committed */
+    struct raft_msg ack = reply_to(2, 2, true, 1, 1);
+    ack.from = 1;
+    CHECK_INT_EQ(raft_step(r, &ack), RAFT_OK);
+    CHECK_INT_EQ(r->commit_index, 1);
+    core_drain(r, out, 16);
+}
+
+/* The read a ready holds, if exactly one. */
+static bool one_read(struct raft *r, struct raft_read_result *res, size_t *msgs)
+{
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    bool one = rd.n_reads == 1;
+    if (one)
+        *res = rd.reads[0];
+    *msgs = rd.n_msgs;
+    raft_advance(r, &rd);
+    return one;
+}
+
+/* While a majority answered a round started less than lease_ms ago the
+ * leader serves reads at once, with no round; after, by a round again.
+ * Every heartbeat starts a round and renews the lease; a revoke (the
+ * caller's clock stalled) and a transfer end it. */
+static void test_lease_reads(void)
+{
+    struct raft r;
+    struct raft_msg out[16];
+    struct raft_read_result res;
+    size_t msgs;
+    lease_leader(&r);
+    CHECK_INT_EQ(raft_lease_end(&r), 100);
+    CHECK_INT_EQ(raft_read(&r, 7), RAFT_OK);
+    CHECK(one_read(&r, &res, &msgs) && res.read_id == 7 && res.ok && res.lease && res.index == 1);
+    CHECK_INT_EQ(msgs, 0); /* no heartbeat round for it */
+
+    raft_tick(&r, 50); /* heartbeat: round 2, not answered */
+    CHECK_INT_EQ(core_drain(&r, out, 16), 2);
+    CHECK_INT_EQ(out[0].read_seq, 2);
+    raft_tick(&r, 99);
+    CHECK_INT_EQ(raft_read(&r, 8), RAFT_OK);
+    CHECK(one_read(&r, &res, &msgs) && res.lease);
+    raft_tick(&r, 100); /* the lease of round 1 is over; heartbeat: round 3 */
+    CHECK_INT_EQ(raft_lease_end(&r), 100);
+    CHECK_INT_EQ(raft_read(&r, 9), RAFT_OK);
+    CHECK(!one_read(&r, &res, &msgs));
+    CHECK(msgs >= 2); /* a round for it: round 4, from time 100 */
+    struct raft_msg ack = reply_to(2, 2, true, 1, 4);
+    ack.from = 3;
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
+    CHECK(one_read(&r, &res, &msgs) && res.read_id == 9 && res.ok && !res.lease);
+    CHECK_INT_EQ(raft_lease_end(&r), 200);
+
+    raft_lease_revoke(&r); /* rounds started before now no longer count */
+    CHECK_INT_EQ(raft_lease_end(&r), 0);
+    raft_tick(&r, 150);
+    core_drain(&r, out, 16); /* heartbeat: round 5 from 150 */
+    ack.read_seq = 5;
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
+    CHECK_INT_EQ(raft_lease_end(&r), 250);
+    CHECK_INT_EQ(raft_read_by_round(&r, 10), RAFT_OK); /* a read that came too late */
+    CHECK(!one_read(&r, &res, &msgs));
+
+    CHECK_INT_EQ(raft_transfer(&r, 3), RAFT_OK); /* its RequestVote sets stickiness aside */
+    CHECK_INT_EQ(raft_lease_end(&r), 0);
+    raft_close(&r);
+}
+
+/* A voter with leases on does not know, after a restart, which leader it
+ * heard from: it ignores RequestVote for election_min_ms after raft_init,
+ * as it would after hearing from a leader. Without leases (and CheckQuorum
+ * off) it votes at once. A lease as long as the election timeout is
+ * refused. */
+static void test_lease_voter_waits_after_restart(void)
+{
+    for (int lease = 0; lease <= 1; lease++) {
+        struct raft r;
+        struct raft_config cfg = {
+            .id = 2,
+            .n_nodes = 3,
+            .node_ids = {1, 2, 3},
+            .election_min_ms = 150,
+            .election_max_ms = 300,
+            .heartbeat_ms = 50,
+            .seed = 42,
+            .lease_ms = lease ? 100 : 0,
+        };
+        struct raft_msg out[16];
+        CHECK_INT_EQ(raft_init(&r, &cfg, 1000), RAFT_OK);
+        CHECK_INT_EQ(raft_restore(&r, 1, RAFT_NONE, 0, 0, NULL, 0), RAFT_OK);
+        raft_tick(&r, 1100);
+        struct raft_msg vote = {
+            .type = RAFT_MSG_VOTE, .from = 3, .to = 2, .term = 3, .last_log_index = 0};
+        CHECK_INT_EQ(raft_step(&r, &vote), RAFT_OK);
+        size_t n = core_drain(&r, out, 16);
+        if (lease) {
+            CHECK_INT_EQ(n, 0);
+            CHECK_INT_EQ(r.current_term, 1);
+            raft_tick(&r, 1150);
+            CHECK_INT_EQ(raft_step(&r, &vote), RAFT_OK);
+            n = core_drain(&r, out, 16);
+        }
+        CHECK(n == 1 && out[0].type == RAFT_MSG_VOTE_REPLY && out[0].granted);
+        raft_close(&r);
+        cfg.lease_ms = 150;
+        CHECK_INT_EQ(raft_init(&r, &cfg, 0), RAFT_EINVAL);
+    }
+}
+
+/* With leases, a follower forced to stand (an operator's timeout) forgets
+ * its leader but keeps its promise to it: no vote for another candidate
+ * within election_min_ms of the leader's last word. */
+static void test_lease_promise_outlives_forced_election(void)
+{
+    struct raft r;
+    struct raft_config cfg = {
+        .id = 2,
+        .n_nodes = 3,
+        .node_ids = {1, 2, 3},
+        .election_min_ms = 150,
+        .election_max_ms = 300,
+        .heartbeat_ms = 50,
+        .seed = 42,
+        .lease_ms = 100,
+    };
+    struct raft_msg out[16];
+    CHECK_INT_EQ(raft_init(&r, &cfg, 0), RAFT_OK);
+    CHECK_INT_EQ(raft_restore(&r, 1, RAFT_NONE, 0, 0, NULL, 0), RAFT_OK);
+    raft_tick(&r, 200);
+    core_drain(&r, out, 16);
+    struct raft_msg hb = append_msg(5, 1, 0, 0, NULL, 0);
+    CHECK_INT_EQ(raft_step(&r, &hb), RAFT_OK);
+    core_drain(&r, out, 16);
+    CHECK(r.role == RAFT_FOLLOWER && r.leader_id == 1);
+    raft_timeout_now(&r); /* term 6, a candidate: no leader known */
+    core_drain(&r, out, 16);
+    CHECK(r.role == RAFT_CANDIDATE && r.current_term == 6 && r.leader_id == RAFT_NONE);
+    raft_tick(&r, 300);
+    struct raft_msg vote = {.type = RAFT_MSG_VOTE, .from = 3, .to = 2, .term = 7};
+    CHECK_INT_EQ(raft_step(&r, &vote), RAFT_OK);
+    CHECK_INT_EQ(core_drain(&r, out, 16), 0);
+    CHECK_INT_EQ(r.current_term, 6);
+    raft_tick(&r, 350); /* 150 ms after the leader's word */
+    CHECK_INT_EQ(raft_step(&r, &vote), RAFT_OK);
+    CHECK(core_drain(&r, out, 16) == 1 && out[0].granted && r.current_term == 7);
+    raft_close(&r);
+}
+
 int main(void)
 {
     test_leader_counts_itself_once_synced();
@@ -614,5 +790,8 @@ int main(void)
     test_coalesce_replies();
     test_inflight_messages_bounded();
     test_inflight_default_one();
+    test_lease_reads();
+    test_lease_voter_waits_after_restart();
+    test_lease_promise_outlives_forced_election();
     CHECK_DONE();
 }
