@@ -350,6 +350,12 @@ static void info_raft(struct node *n, struct buf *out)
     buf_printf(out, "prevote:%s\r\ncheck_quorum:%s\r\ntransfer_to:%u\r\n",
                r->cfg.prevote ? "on" : "off", r->cfg.check_quorum ? "on" : "off",
                r->role == RAFT_LEADER ? r->transfer_to : 0);
+    /* Lease reads: the lease's length, whether it holds now, what it served. */
+    buf_printf(out,
+               "lease_ms:%u\r\nlease_held:%d\r\nreads_on_lease:%" PRIu64
+               "\r\nreads_lease_late:%" PRIu64 "\r\n",
+               r->cfg.lease_ms, r->cfg.lease_ms > 0 && node_lease_holds(n), n->reads_on_lease,
+               n->reads_lease_late);
     /* log_syncs against last_log_index: how many entries one fsync carries. */
     buf_printf(out, "log_syncs:%" PRIu64 "\r\npersisted_index:%" PRIu64 "\r\n", n->log_syncs,
                r->persisted_index);

@@ -162,6 +162,12 @@ static void node_tell_notes(struct node *n, const struct raft_ready *rd)
                            "ignored node %u's RequestVote for term %" PRIu64
                            " (it leads, and hears from a majority)",
                            t->node, t->term);
+            else if (t->leader == RAFT_NONE)
+                node_event(n,
+                           "ignored node %u's RequestVote for term %" PRIu64
+                           " (with leases it votes no sooner than an election timeout after "
+                           "hearing from a leader, or after starting)",
+                           t->node, t->term);
             else
                 node_event(n,
                            "ignored node %u's RequestVote for term %" PRIu64
@@ -324,14 +330,40 @@ void node_resume(struct node *n)
         return;
     n->suspended = false;
     /* Time spent asleep does not count toward the core's timers: a resumed
-     * node behaves like a process that was paused. */
+     * node behaves like a process that was paused (and holds no lease). */
     n->last_real_ms = clock_monotonic_ms();
+    raft_lease_revoke(&n->raft);
     node_event(n, "resumed");
 }
 
-/* The longest poll() sleeps, and the most one turn moves the core's clock. */
-#define NODE_POLL_MAX_MS 50
-#define NODE_CLOCK_STEP_MAX_MS (NODE_POLL_MAX_MS + 10)
+/* Dissertation 6.4.1: "the leader would use the normal heartbeat mechanism
+ * to maintain a lease ... to start + election timeout / clock drift bound,
+ * since the followers shouldn't time out before then". A follower counts
+ * its election timeout from the core's clock at the start of the turn that
+ * took the heartbeat in, which may lag the moment the heartbeat arrived by
+ * up to the clock's largest step; so the lease is the minimum election
+ * timeout less that step, less a tenth for clocks that run at different
+ * rates, less 2 ms for whole milliseconds. */
+uint32_t node_lease_ms(const struct node_options *o)
+{
+    uint32_t step = (uint32_t)((double)NODE_CLOCK_STEP_MAX_MS * o->speed) + 1;
+    uint32_t margin = step + o->election_min_ms / 10 + 2;
+    return o->election_min_ms > margin ? o->election_min_ms - margin : 0;
+}
+
+/* The core's clock now: its value at the turn's start, moved on by the real
+ * time since. A step longer than the clock may move at once is a stall:
+ * the lease cannot be trusted across it. */
+bool node_lease_holds(const struct node *n)
+{
+    uint64_t real = clock_monotonic_ms();
+    uint64_t elapsed = real > n->last_real_ms ? real - n->last_real_ms : 0;
+    if (elapsed > NODE_CLOCK_STEP_MAX_MS || n->suspended || n->disk_error || n->wire.frozen)
+        return false;
+    /* One more millisecond: the monotonic clock is read in whole ones. */
+    uint64_t now = n->raft_clock_ms + (uint64_t)((double)(elapsed + 1) * n->opt.speed + 0.5);
+    return now < raft_lease_end(&n->raft);
+}
 
 /* Advance the core's clock by real time elapsed, scaled by speed. One turn
  * moves it by at most a little more than poll() sleeps: after a stall (a slow disk, a
@@ -345,12 +377,15 @@ static void node_advance_clock(struct node *n, uint64_t now)
      * (the heartbeats it took in meanwhile restarted its timer at that time). */
     if (n->disk_error || n->wire.frozen) {
         n->last_real_ms = now;
+        raft_lease_revoke(&n->raft); /* real time passes; the core's does not */
         return;
     }
     if (now > n->last_real_ms) {
         uint64_t elapsed = now - n->last_real_ms;
-        if (elapsed > NODE_CLOCK_STEP_MAX_MS)
+        if (elapsed > NODE_CLOCK_STEP_MAX_MS) {
             elapsed = NODE_CLOCK_STEP_MAX_MS;
+            raft_lease_revoke(&n->raft); /* a stall: the core's clock fell behind */
+        }
         n->raft_clock_ms += (uint64_t)((double)elapsed * n->opt.speed + 0.5);
         n->last_real_ms = now;
     }

@@ -50,7 +50,10 @@ static const char *node_usage =
     "  --snapshot-bytes BYTES    also snapshot once the log on disk passes this size (default\n"
     "                            64mb; 0: no size limit; suffixes kb, mb, gb)\n"
     "  --max-inflight-appends N  AppendEntries with entries out to a follower at once,\n"
-    "                            unacknowledged (1 to 8, default 1)\n";
+    "                            unacknowledged (1 to 8, default 1)\n"
+    "  --lease-reads on|off      a leader serves reads on a lease instead of a heartbeat round\n"
+    "                            (default off; every node must have the same setting; assumes\n"
+    "                            clocks that run at rates within 10% of each other: README)\n";
 
 /* One line per state change: on stdout, and kept for the next status. */
 void node_event(struct node *n, const char *fmt, ...)
@@ -126,6 +129,7 @@ enum {
     OPT_PEER,
     OPT_CLIENT,
     OPT_MAX_INFLIGHT,
+    OPT_LEASE_READS,
 };
 
 static int parse_options(int argc, char **argv, struct node_options *o)
@@ -156,6 +160,7 @@ static int parse_options(int argc, char **argv, struct node_options *o)
         {"client", required_argument, NULL, OPT_CLIENT},
         {"check-quorum", required_argument, NULL, OPT_CHECK_QUORUM},
         {"max-inflight-appends", required_argument, NULL, OPT_MAX_INFLIGHT},
+        {"lease-reads", required_argument, NULL, OPT_LEASE_READS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -331,13 +336,19 @@ static int parse_options(int argc, char **argv, struct node_options *o)
             o->client_addr = optarg;
             break;
         case OPT_PREVOTE:
-        case OPT_CHECK_QUORUM: {
-            const char *name = ch == OPT_PREVOTE ? "prevote" : "check-quorum";
+        case OPT_CHECK_QUORUM:
+        case OPT_LEASE_READS: {
+            const char *name = ch == OPT_PREVOTE        ? "prevote"
+                               : ch == OPT_CHECK_QUORUM ? "check-quorum"
+                                                        : "lease-reads";
             if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
                 fprintf(stderr, "raftkv-node: --%s wants on or off, not '%s'\n", name, optarg);
                 return -1;
             }
-            *(ch == OPT_PREVOTE ? &o->prevote : &o->check_quorum) = strcmp(optarg, "on") == 0;
+            bool *flag = ch == OPT_PREVOTE        ? &o->prevote
+                         : ch == OPT_CHECK_QUORUM ? &o->check_quorum
+                                                  : &o->lease_reads;
+            *flag = strcmp(optarg, "on") == 0;
             break;
         }
         case OPT_MAX_INFLIGHT:
@@ -382,6 +393,14 @@ static int parse_options(int argc, char **argv, struct node_options *o)
                 "raftkv-node: --heartbeat (%u ms) must be shorter than the election "
                 "timeout (%u ms)\n",
                 o->heartbeat_ms, o->election_min_ms);
+        return -1;
+    }
+    if (o->lease_reads && node_lease_ms(o) == 0) {
+        fprintf(stderr,
+                "raftkv-node: --lease-reads leaves no lease with a minimum election timeout of "
+                "%u ms at --speed %g: the lease is that timeout less a clock step, a tenth and "
+                "2 ms (README, \"Lease reads\"); raise --election-timeout\n",
+                o->election_min_ms, o->speed);
         return -1;
     }
     return 0;
@@ -493,6 +512,7 @@ static int node_init(struct node *n, char *err, size_t errlen)
         .prevote = n->opt.prevote,
         .check_quorum = n->opt.check_quorum,
         .max_inflight_appends = n->opt.max_inflight,
+        .lease_ms = n->opt.lease_reads ? node_lease_ms(&n->opt) : 0,
     };
     membership_initial(n, &cfg);
     for (size_t i = 0; i < n->cluster.n; i++)

@@ -67,6 +67,7 @@ struct pending_read {
     uint64_t read_id;
     struct reply_slot *slot; /* NULL once answered */
     bool confirmed;          /* ReadIndex said this node led when the read arrived */
+    bool lease;              /* ... by its lease: checked again once served (node_lease_holds) */
     uint64_t wait_index;     /* serve once this index is applied */
     uint64_t lost_ms;        /* when this node stopped leading (monotonic ms); 0 while it leads */
     size_t argc;
@@ -155,6 +156,7 @@ struct node_options {
     uint64_t snapshot_bytes;      /* ... or once the log on disk is this big; 0: never */
     bool prevote, check_quorum;   /* dissertation 9.6 */
     uint32_t max_inflight;        /* AppendEntries with entries out to a follower at once */
+    bool lease_reads;             /* leader leases (dissertation 6.4.1): README, "Lease reads" */
     bool join;                    /* not in the cluster file: wait to be added */
     const char *peer_url;         /* --peer, with --join */
     const char *client_addr;      /* --client, with --join */
@@ -205,6 +207,8 @@ struct node {
     size_t n_delayed, cap_delayed;
     uint64_t msgs_sent, msgs_received, msgs_dropped, bad_messages;
     uint64_t replies_coalesced; /* replies folded into a later one (storage_release) */
+    uint64_t reads_on_lease;    /* reads served on the leader's lease (RAFT.INFO) */
+    uint64_t reads_lease_late;  /* ... whose lease ran out while they were read: asked again */
     uint64_t sent_to[CLUSTER_MAX_NODES], received_from[CLUSTER_MAX_NODES];
     struct buf pack;            /* scratch for encoding */
     struct wire_key key;        /* from --secret-file; disabled without one */
@@ -318,6 +322,15 @@ int node_run(struct node *n);
 void node_suspend(struct node *n, uint64_t ms);
 void node_resume(struct node *n);
 void node_process_ready(struct node *n);
+/* The longest poll() sleeps, and the most one turn moves the core's clock. */
+#define NODE_POLL_MAX_MS 50
+#define NODE_CLOCK_STEP_MAX_MS (NODE_POLL_MAX_MS + 10)
+/* The lease a leader may hold with these options (raft_config.lease_ms);
+ * 0 when the election timeout is too short for one. */
+uint32_t node_lease_ms(const struct node_options *o);
+/* Whether the leader's lease still holds now, by a clock read at this
+ * moment: a lease read is sent only if this is true after it was served. */
+bool node_lease_holds(const struct node *n);
 
 /* transport.c */
 struct Raftkv__Envelope;

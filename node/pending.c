@@ -240,6 +240,7 @@ void pending_on_read(struct node *n, const struct raft_read_result *rr)
             return;
         }
         p->confirmed = true;
+        p->lease = rr->lease;
         if (rr->index > p->wait_index)
             p->wait_index = rr->index;
         return;
@@ -274,8 +275,22 @@ void pending_serve_reads(struct node *n)
             p->wait_index = wait;
             continue;
         }
-        if (rc == COMMANDS_READ_NOT_LEADER)
+        if (rc == COMMANDS_READ_NOT_LEADER) {
             commands_reply_not_leader(n, &p->slot->data);
+        } else if (p->lease && !node_lease_holds(n)) {
+            /* Read on the lease, but the lease ran out before the read was
+             * done (a stall in between): what was read may be stale. Ask
+             * again by a heartbeat round. */
+            buf_reset(&p->slot->data);
+            n->reads_lease_late++;
+            p->confirmed = false;
+            p->lease = false;
+            if (raft_read_by_round(&n->raft, p->read_id) == RAFT_OK)
+                continue;
+            commands_reply_not_leader(n, &p->slot->data);
+        } else if (p->lease) {
+            n->reads_on_lease++;
+        }
         size_t built = p->slot->data.len;
         n->serve_budget = built >= n->serve_budget ? 0 : n->serve_budget - built;
         pending_read_finish(n, p);

@@ -1,8 +1,8 @@
 """test_jepsen.py - the ctest entry of the Jepsen-style test (jepsen.py).
 
 Three short runs on real nodes, each with client threads on a few keys while
-faults hit the cluster one at a time: 3 nodes (kill, pause, partition,
-loss, leadership transfer, removing and adding back a node), 5 nodes with the same plus real network isolation in namespaces
+faults hit the cluster one at a time: 3 nodes with lease reads (kill, pause,
+partition, loss, leadership transfer, removing and adding back a node), 5 nodes with the same plus real network isolation in namespaces
 (skipped with a reason where namespaces cannot be made), and 3 nodes with
 every fault and a snapshot every 200 entries. Each run must be linearizable key by key, converge to one
 digest on every node, and keep every acknowledged write. Under the
@@ -23,10 +23,13 @@ import harness  # noqa: E402
 from harness import check, step  # noqa: E402
 import jepsen  # noqa: E402
 
-# (nodes, faults, extra node flags). The last run takes a snapshot every 200
-# entries, so that compaction and InstallSnapshot happen under the faults.
+# (nodes, faults, extra node flags). The first run serves reads on leader
+# leases (a paused or cut-off leader must not serve a stale one); the last
+# takes a snapshot every 200 entries, so that compaction and InstallSnapshot
+# happen under the faults.
 RUNS = (
-    (3, ("kill", "pause", "partition", "loss", "transfer", "membership"), ()),
+    (3, ("kill", "pause", "partition", "loss", "transfer", "membership"),
+     ("--lease-reads", "on")),
     (5, ("kill", "pause", "partition", "loss", "netns", "transfer", "membership"), ()),
     (3, ("kill", "pause", "partition", "loss", "netns", "transfer", "membership"),
      ("--snapshot-entries", "200")),
