@@ -180,7 +180,7 @@ class Node:
                     "--config", self.cluster.conf_path,
                     "--id", str(self.id),
                     "--data", self.data_dir,
-                ],
+                ] + list(self.cluster.node_args),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -261,8 +261,9 @@ def peer_url(peers, root, node):
 
 
 class Cluster:
-    def __init__(self, binary, root, port_base, peers="tcp"):
+    def __init__(self, binary, root, port_base, peers="tcp", node_args=()):
         self.binary = binary
+        self.node_args = node_args
         self.root = root
         os.makedirs(root)
         self.conf_path = os.path.join(root, "cluster.conf")
@@ -352,10 +353,10 @@ class Cluster:
         return lines
 
 
-def start_cluster(binary, root, port_base, peers="tcp"):
+def start_cluster(binary, root, port_base, peers="tcp", node_args=()):
     """A started cluster on port_base, or on the next free block of 10 ports:
     loopback connections take ephemeral ports from the same range. peers:
-    "tcp" or "ipc", how the nodes reach each other."""
+    "tcp" or "ipc", how the nodes reach each other; node_args: more flags."""
     for attempt in range(20):
         base = port_base + 100 * attempt
         try:
@@ -364,7 +365,7 @@ def start_cluster(binary, root, port_base, peers="tcp"):
         except BenchError as e:
             print("  %s; trying %d" % (e, base + 100), flush=True)
             continue
-        cluster = Cluster(binary, root, base, peers)
+        cluster = Cluster(binary, root, base, peers, node_args)
         cluster.start()
         return cluster
     raise BenchError("no free ports from %d on: pick another --port-base" % port_base)

@@ -6,7 +6,7 @@ Usage:
                                   [--rounds N] [--requests N] [--keys N]
                                   [--trials N] [--no-etcd] [--keep]
                                   [--peers ipc|tcp] [--baseline DIR]
-                                  [--baseline-peers ipc|tcp]
+                                  [--baseline-peers ipc|tcp] [--no-lease]
 
 Three systems, all with every write synced to the same disk before it is
 acknowledged:
@@ -34,7 +34,10 @@ them alike); the table gives the median over the rounds and the ratios:
   SET, 1 client             -t set -c 1 -d 256          (etcd: generator, 1 client)
   SET, 50 clients           -t set -c 50 -d 256         (etcd: generator, 50 clients)
   SET, 50 clients -P 16     -t set -c 50 -P 16 -d 256   (etcd: no pipelining over HTTP/1.1)
-  GET, 50 clients           -t get -c 50 -d 256, linearizable in raftkv and etcd
+  GET, 50 clients           -t get -c 50 -d 256, linearizable in raftkv and etcd;
+                            also on a second raftkv cluster with --lease-reads on
+                            (leader leases, an option: README "Lease reads";
+                            --no-lease leaves it out)
 
 then, once: kill -9 of raftkv's leader to the next acknowledged write
 (raftkv_bench.py's failover, median and max over the trials), and resident
@@ -44,7 +47,7 @@ first.
 
 It asserts nothing; it is not a test. Exit status 0 when every figure was
 measured. Ports: the raftkv cluster uses N+1..N+8, redis N+20, etcd
-N+31..N+36 (default N = 33000). Python 3 stdlib only.
+N+31..N+36, the lease cluster N+51..N+58 (default N = 33000). Python 3 stdlib only.
 """
 
 import argparse
@@ -127,9 +130,9 @@ def rss_kib(pid):
 
 
 class Raftkv:
-    def __init__(self, binary, root, port_base, name="raftkv", peers="ipc"):
+    def __init__(self, binary, root, port_base, name="raftkv", peers="ipc", node_args=()):
         self.name = name
-        self.cluster = rb.start_cluster(binary, root, port_base, peers)
+        self.cluster = rb.start_cluster(binary, root, port_base, peers, node_args)
 
     def port(self):
         leader, _ = self.cluster.wait_leader()
@@ -353,6 +356,8 @@ FIGURES = [
 def measure(system, fig, requests):
     key, label, test, clients, pipeline, mult, etcd_op = fig
     n = requests * mult
+    if system.name == "lease" and test != "get":
+        return None  # the lease changes reads only
     if system.name == "etcd":
         if etcd_op is None:
             return None
@@ -444,6 +449,8 @@ def main():
     ap.add_argument("--baseline-peers", choices=("ipc", "tcp"), metavar="ipc|tcp",
                     help="the same for --baseline (default: as --peers); --baseline with this "
                          "build's own dir compares the two")
+    ap.add_argument("--no-lease", action="store_true",
+                    help="leave out the GET figure of a raftkv cluster with --lease-reads on")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
@@ -483,6 +490,9 @@ def main():
             systems.append(Raftkv(os.path.join(os.path.abspath(args.baseline), "raftkv-node"),
                                   os.path.join(root, "before"), base + 40, name="before",
                                   peers=args.baseline_peers or args.peers))
+        if not args.no_lease:
+            systems.append(Raftkv(binary, os.path.join(root, "lease"), base + 50, name="lease",
+                                  peers=args.peers, node_args=("--lease-reads", "on")))
         if args.no_redis:
             print("redis: left out (--no-redis)")
         elif shutil.which("redis-server"):
@@ -575,14 +585,16 @@ def main():
             shutil.rmtree(root, ignore_errors=True)
 
     names = ["raftkv", "before", "redis", "etcd"] if args.baseline else ["raftkv", "redis", "etcd"]
+    if not args.no_lease:
+        names.insert(1, "lease")
     names = [nm for nm in names if nm == "raftkv" or nm in mem or any(
         r is not None for f in FIGURES for r in results.get((nm, f[0]), []))]
     print("\n==== %s, %s, %d CPUs; medians of %d interleaved rounds ====" % (
         time.strftime("%Y-%m-%d"), os.uname().nodename, os.cpu_count() or 1, rounds))
     print(disk_line)
     heads = {"raftkv": "raftkv", "before": "raftkv before", "redis": "redis (appendfsync always)",
-             "etcd": "etcd (3 members)"}
-    others = [o for o in names if o != "raftkv"]
+             "etcd": "etcd (3 members)", "lease": "raftkv --lease-reads on"}
+    others = [o for o in names if o not in ("raftkv", "lease")]
     print("| figure | %s | %s |" % (" | ".join(heads[nm] for nm in names),
                                     " | ".join("raftkv/%s" % o for o in others)))
     print("|" + " --- |" * (1 + len(names) + len(others)))
@@ -609,6 +621,11 @@ def main():
             keys, " | ".join(cells), " | ".join(ratio)))
     for e in extra:
         print(e)
+    gets = {nm: median_of(results.get((nm, "get50"), []), "ops") for nm in ("raftkv", "lease", "redis")}
+    if gets["lease"] and gets["redis"] and gets["raftkv"]:
+        print("GET 50 clients with --lease-reads on: %.0f ops/s = %.2fx redis's GET, %.2fx "
+              "raftkv's by ReadIndex" % (gets["lease"], gets["lease"] / gets["redis"],
+                                          gets["lease"] / gets["raftkv"]))
     p99s = {nm: median_of(results.get((nm, "set50"), []), "p99") for nm in ("raftkv", "redis")}
     if p99s["raftkv"] and p99s["redis"]:
         print("SET 50 clients p99: raftkv %.2f ms = %.2fx redis's" % (

@@ -16,6 +16,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,10 +53,10 @@ def kill_leftovers(data_dir):
 class Cockpit:
     """raftkv --headless, its output read line by line in the background."""
 
-    def __init__(self, build, port_base, data_dir, script=None, node_bin=None):
+    def __init__(self, build, port_base, data_dir, script=None, node_bin=None, extra=()):
         cmd = [os.path.join(build, "raftkv"), "--headless", "--port-base", str(port_base),
                "--data", data_dir,
-               "--node-bin", node_bin or os.path.join(build, "raftkv-node")]
+               "--node-bin", node_bin or os.path.join(build, "raftkv-node")] + list(extra)
         if script:
             cmd += ["--script", script]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -247,6 +248,59 @@ def test_bad_node_program(build, port_base, work):
           f"{proc.stderr.strip()})")
 
 
+LEASE_SCRIPT = """\
+wait-leader
+setval lk lv
+expect getval lk lv
+echo MARK lease
+wait 2s
+"""
+
+
+def raft_info(port):
+    """RAFT.INFO of the node on a client port, as a dict."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"*1\r\n$9\r\nRAFT.INFO\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, _, rest = data.partition(b"\r\n")
+            if head.startswith(b"$") and len(rest) >= int(head[1:]) + 2:
+                break
+    fields = {}
+    for line in data.decode(errors="replace").split("\r\n"):
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key] = value
+    return fields
+
+
+def test_lease_reads(build, port_base, work):
+    """raftkv --lease-reads starts every node with --lease-reads on."""
+    data = os.path.join(work, "lease")
+    script = os.path.join(work, "lease.txt")
+    with open(script, "w") as f:
+        f.write(LEASE_SCRIPT)
+    ck = Cockpit(build, port_base, data, script=script, extra=["--lease-reads"])
+    try:
+        check(ck.wait_for("MARK lease", 30), "a write and a read through a leasing cluster")
+        procs = node_processes(data)
+        check(len(procs) == 3 and all("--lease-reads" in a and a[a.index("--lease-reads") + 1] ==
+                                      "on" for a in procs.values()),
+              "every node runs with --lease-reads on")
+        # Clients on P+N..P+2N-1; at the cockpit's speed 1 the lease is 72 ms.
+        leases = [raft_info(port_base + 3 + i).get("lease_ms") for i in range(3)]
+        check(leases == ["72"] * 3, f"every node has a 72 ms lease (RAFT.INFO: {leases})")
+        check(ck.wait_exit(30) == 0, "the script ends with status 0")
+    finally:
+        if ck.proc.poll() is None:
+            ck.proc.kill()
+        kill_leftovers(data)
+
+
 def main():
     args = parse_args()
     if args is None:
@@ -260,6 +314,7 @@ def main():
         test_signal(build, args.port_base + 30, work, signal.SIGKILL, True)
         test_signal(build, args.port_base + 40, work, signal.SIGTERM, True)
         test_bad_node_program(build, args.port_base + 50, work)
+        test_lease_reads(build, args.port_base + 60, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report()

@@ -27,6 +27,7 @@ struct cockpit_options {
     bool headless;
     int port_base;
     const char *requirepass_file;
+    bool lease_reads;        /* --lease-reads: nodes serve reads on leader leases */
     const char *record_path; /* --record FILE */
     const char *replay_path; /* --replay FILE */
 };

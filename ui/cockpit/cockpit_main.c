@@ -121,7 +121,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: raftkv [--nodes N] [--data DIR] [--config FILE] [--speed X]\n"
                "              [--headless] [--script FILE] [--node-bin PATH] [--port-base P]\n"
-               "              [--requirepass-file FILE] [--record FILE]\n"
+               "              [--requirepass-file FILE] [--record FILE] [--lease-reads]\n"
                "       raftkv --replay FILE [--headless]\n"
                "\n"
                "Starts N raftkv-node processes (default 3, at most 9) on loopback ports and\n"
@@ -143,6 +143,8 @@ static void usage(FILE *f)
                "  --requirepass-file FILE  every node asks clients for this password (AUTH);\n"
                "                  the cockpit's own client sends it\n"
                "  --record FILE   write everything seen and done to FILE (JSON lines)\n"
+               "  --lease-reads   nodes serve reads on leader leases (raftkv-node\n"
+               "                  --lease-reads on; README, \"Lease reads\")\n"
                "  --replay FILE   show a recording again, starting no node; with\n"
                "                  --headless, print its event lines\n"
                "\n"
@@ -182,6 +184,7 @@ static int parse_options(int argc, char **argv, struct cockpit_options *o)
         {"port-base", required_argument, NULL, 'p'},
         {"requirepass-file", required_argument, NULL, 'P'},
         {"record", required_argument, NULL, 'R'},
+        {"lease-reads", no_argument, NULL, 'L'},
         {"replay", required_argument, NULL, 'Y'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -240,6 +243,9 @@ static int parse_options(int argc, char **argv, struct cockpit_options *o)
             break;
         case 'R':
             o->record_path = optarg;
+            break;
+        case 'L':
+            o->lease_reads = true;
             break;
         case 'Y':
             o->replay_path = optarg;
@@ -464,6 +470,7 @@ int main(int argc, char **argv)
         .port_base = ck->opt.port_base,
         .speed = ck->opt.speed,
         .requirepass_file = ck->opt.requirepass_file,
+        .lease_reads = ck->opt.lease_reads,
     };
     if (ck->opt.requirepass_file != NULL &&
         password_load(ck->opt.requirepass_file, &ck->password, err, sizeof err) < 0) {

@@ -279,6 +279,7 @@ int sup_open(struct supervisor *s, const struct sup_options *o, char *err, size_
     s->wire_on = true;
     s->prevote = true;
     s->check_quorum = true;
+    s->lease_reads = o->lease_reads;
     if (o->requirepass_file != NULL && realpath(o->requirepass_file, s->requirepass_file) == NULL) {
         snprintf(err, errlen, "--requirepass-file %s: %s", o->requirepass_file, strerror(errno));
         return -1;
@@ -394,11 +395,16 @@ static int start_node(struct supervisor *s, struct sup_node *n, uint64_t now_ms,
                     "--speed",      speed,      "--secret-file",
                     s->secret_path, NULL,       NULL,
                     NULL,           NULL,       NULL,
-                    NULL,           NULL,       NULL};
+                    NULL,           NULL,       NULL,
+                    NULL,           NULL};
     int argc = 13;
     if (s->requirepass_file[0] != '\0') {
         argv[argc++] = "--requirepass-file";
         argv[argc++] = s->requirepass_file;
+    }
+    if (s->lease_reads) {
+        argv[argc++] = "--lease-reads";
+        argv[argc++] = "on";
     }
     const struct cluster_node *self = cluster_find(&s->cluster, n->id);
     if (n->joined && self != NULL) {

@@ -35,6 +35,7 @@ struct sup_options {
     int port_base;           /* 0: free ports chosen by the system */
     double speed;
     const char *requirepass_file; /* passed to every node; NULL: none */
+    bool lease_reads;             /* every node gets --lease-reads on */
 };
 
 struct sup_node {
@@ -72,6 +73,7 @@ struct supervisor {
     struct sup_node nodes[CLUSTER_MAX_NODES];
     struct model *model;
     char requirepass_file[PATH_MAX]; /* "" when none */
+    bool lease_reads;                /* nodes serve reads on leader leases */
     uint64_t statuses, bad_statuses;
     uint64_t auth_failures;     /* statuses whose MAC did not verify */
     char secret_path[PATH_MAX]; /* DATA_DIR/secret: every node gets --secret-file */
