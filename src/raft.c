@@ -406,12 +406,19 @@ int raft_propose(struct raft *r, const uint8_t *data, uint32_t len, uint64_t *in
     return RAFT_OK;
 }
 
-void raft_timeout_now(struct raft *r)
+bool raft_timeout_now(struct raft *r)
 {
-    /* With leases, voters must not set their leader aside for it: the
-     * leader did not give its lease up, as a transfer does. */
-    if (r->role != RAFT_LEADER && raft_may_stand(r))
-        raft_become_candidate(r, r->cfg.lease_ms == 0);
+    if (r->role == RAFT_LEADER || !raft_may_stand(r))
+        return false;
+    /* With leases, a node that answered a leader lately promised it no vote
+     * for another, its own included: it does not stand before the promise
+     * ends (a leadership transfer is how to move leadership at once). Nor
+     * do voters set their leader aside for it: that leader did not give its
+     * lease up, as it does for a transfer. */
+    if (r->cfg.lease_ms > 0 && r->now_ms < r->votes_held_until_ms)
+        return false;
+    raft_become_candidate(r, r->cfg.lease_ms == 0);
+    return true;
 }
 
 /* ------------------------------------------------------------ output */

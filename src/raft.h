@@ -241,8 +241,8 @@ struct raft_config {
      * reads"). With it on, this node also ignores RequestVote for
      * election_min_ms after it last heard from a leader, whatever
      * check_quorum says and whatever its role since, and after raft_init (a
-     * restarted voter forgot whom it heard); and an operator's
-     * raft_timeout_now sets no transfer flag. */
+     * restarted voter forgot whom it heard); raft_timeout_now does nothing
+     * meanwhile, and sets no transfer flag after. */
     uint32_t lease_ms;
 };
 
@@ -480,7 +480,7 @@ uint64_t raft_lease_end(const struct raft *r);
 void raft_lease_revoke(struct raft *r);
 /* Start an election now (the cockpit's "timeout N"): a real one, without a
  * pre-vote round, as a leadership transfer's target does. */
-void raft_timeout_now(struct raft *r);
+bool raft_timeout_now(struct raft *r); /* false: it does not stand (see lease_ms) */
 /* Leadership transfer (dissertation 3.10): stop taking proposals, bring
  * `target` up to date, send it TimeoutNow. Given up (proposals taken again)
  * after an election timeout; RAFT_ENOTLEADER, or RAFT_EINVAL for a target

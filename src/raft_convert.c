@@ -14,9 +14,9 @@ void raft_reset_election_timer(struct raft *r)
 }
 
 /* With leases, the promise a voter makes by answering a leader (no vote
- * for another within election_min_ms) holds whatever it does next: an
- * operator may force it to stand (raft_timeout_now), which forgets the
- * leader, but not the promise. */
+ * for another within election_min_ms, its own included) holds whatever
+ * happens next: a step down to a new term forgets the leader, not the
+ * promise. */
 void raft_heard_from_leader(struct raft *r)
 {
     r->leader_contact_ms = r->now_ms;

@@ -1371,8 +1371,8 @@ void sim_timeout_now(struct sim *s, struct sim_node *nd)
         return;
     s->events++;
     node_take_in(s, nd, false);
-    sim_trace(s, nd->id, "election timeout forced");
-    raft_timeout_now(&nd->r);
+    sim_trace(s, nd->id, "election timeout forced%s",
+              raft_timeout_now(&nd->r) ? "" : ": it does not stand");
     node_after_event(s, nd);
 }
 
