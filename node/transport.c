@@ -409,8 +409,7 @@ static void transport_control(struct node *n, const Raftkv__Control *c)
     }
     wire_control(n, c);
     if (c->timeout_now && !n->suspended && !n->disk_error) {
-        if (!raft_timeout_now(&n->raft) && n->raft.cfg.lease_ms > 0 &&
-            n->raft.role != RAFT_LEADER)
+        if (!raft_timeout_now(&n->raft) && n->raft.cfg.lease_ms > 0 && n->raft.role != RAFT_LEADER)
             node_event(n, "did not stand when told to: with leases it heard from a leader less "
                           "than an election timeout ago (RAFT.TRANSFER moves leadership now)");
         node_process_ready(n);
