@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -342,12 +343,14 @@ void node_resume(struct node *n)
  * its election timeout from the core's clock at the start of the turn that
  * took the heartbeat in, which may lag the moment the heartbeat arrived by
  * up to the clock's largest step; so the lease is the minimum election
- * timeout less that step, less a tenth for clocks that run at different
- * rates, less 2 ms for whole milliseconds. */
+ * timeout less that step, less 3 ms for a clock read in whole milliseconds,
+ * less a tenth for clocks that run at different rates. */
 uint32_t node_lease_ms(const struct node_options *o)
 {
-    uint32_t step = (uint32_t)((double)NODE_CLOCK_STEP_MAX_MS * o->speed) + 1;
-    uint32_t margin = step + o->election_min_ms / 10 + 2;
+    /* The step and the whole milliseconds are real time: in the core's
+     * clock they are scaled by --speed (rounded up). */
+    uint32_t real = (uint32_t)ceil((double)(NODE_CLOCK_STEP_MAX_MS + 2) * o->speed);
+    uint32_t margin = real + 1 + o->election_min_ms / 10;
     return o->election_min_ms > margin ? o->election_min_ms - margin : 0;
 }
 

@@ -65,9 +65,9 @@
  * reaches the follower while it syncs the one before (more overlap where
  * a round trip costs more than a sync). */
 #define RAFT_MAX_INFLIGHT_MSGS 8
+#define RAFT_DEFAULT_INFLIGHT_MSGS 1
 /* Heartbeat rounds whose start a leader remembers for its lease. */
 #define RAFT_LEASE_ROUNDS 64
-#define RAFT_DEFAULT_INFLIGHT_MSGS 1
 /* Limits on a snapshot from the network: one chunk, and the whole file. */
 #define RAFT_SNAPSHOT_CHUNK_MAX (16u * 1024u * 1024u)
 #define RAFT_SNAPSHOT_MAX_BYTES (UINT64_C(1) << 40)

@@ -30,7 +30,7 @@ def serves_on_lease(opt):
         check_eq(c.call(leader, "SET", "k", "v1"), "OK", "a write")
         info = wait_until(lambda: (lambda f: f if f["lease_held"] == 1 else None)(c.info(leader)),
                           5, "the leader to hold its lease")
-        check_eq(info["lease_ms"], 72, "the lease at the default 150 ms timeout: 150-61-15-2")
+        check_eq(info["lease_ms"], 72, "the lease at the default 150 ms timeout: 150-60-3-15")
         followers = [i for i in c.ids if i != leader]
         for i in followers:
             check_eq(c.info(i)["lease_held"], 0, f"follower {i} holds no lease")

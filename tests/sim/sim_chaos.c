@@ -88,7 +88,7 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
     /* The node's default, and windows up to the core's largest. */
     p->max_inflight = (uint32_t)PICK(g, 1, 1, 2, 3, RAFT_MAX_INFLIGHT_MSGS);
     /* Leader leases in a third of the runs, as long as the node would
-     * make them (node/main.c, node_lease_ms): the minimum election timeout
+     * make them (node/loop.c, node_lease_ms): the minimum election timeout
      * less a tenth for drift, 2 ms for whole milliseconds, and the most a
      * core's clock can lag when it takes a message in (here: without a tick
      * before each event, a tick period and a busy disk). */
