@@ -159,6 +159,8 @@ void status_publish(struct node *n)
     st.prevote = r->cfg.prevote;
     st.check_quorum = r->cfg.check_quorum;
     st.transfer_to = r->role == RAFT_LEADER ? r->transfer_to : 0;
+    st.lease_ms = r->cfg.lease_ms;
+    st.lease_held = r->cfg.lease_ms > 0 && node_lease_holds(n);
     uint32_t voters[RAFT_MAX_NODES], learners[RAFT_MAX_NODES];
     size_t nvoters = 0, nlearners = 0;
     for (size_t i = 0; i < r->members.n; i++) {

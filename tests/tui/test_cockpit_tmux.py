@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The real cockpit in a real terminal.
 
-tmux runs `raftkv` at 120x40 and at 80x24 (the second one with NO_COLOR set);
-the test reads the screen with capture-pane and checks, as a person would:
-one Leader and two Followers, `:setval greeting hello` showing in all three
+tmux runs `raftkv` at 120x40 (with --lease-reads) and at 80x24 (with
+NO_COLOR set); the test reads the screen with capture-pane and checks, as a
+person would: one Leader and two Followers, the lease on the leader's card
+(and none without --lease-reads), `:setval greeting hello` showing in all three
 KV tables, `s` on the leader's card leading to a new leader, `:screenshot`
 and `P` writing both files, and `q` (confirmed) leaving no node running.
 """
@@ -71,8 +72,8 @@ def one_leader_two_followers(term):
     return None
 
 
-def run_size(build, port, cols, rows, work, no_color):
-    label = f"{cols}x{rows}{' NO_COLOR' if no_color else ''}"
+def run_size(build, port, cols, rows, work, no_color, lease=False):
+    label = f"{cols}x{rows}{' NO_COLOR' if no_color else ''}{' --lease-reads' if lease else ''}"
     data = os.path.join(work, f"data-{cols}x{rows}")
     shots = os.path.join(work, f"shots-{cols}x{rows}")
     os.makedirs(shots)
@@ -81,7 +82,7 @@ def run_size(build, port, cols, rows, work, no_color):
     if no_color:
         env["NO_COLOR"] = "1"
     command = (f"{build}/raftkv --port-base {port} --data {data} "
-               f"--node-bin {build}/raftkv-node")
+               f"--node-bin {build}/raftkv-node" + (" --lease-reads" if lease else ""))
     term = Terminal(port, cols, rows, command, shots, env)
     try:
         leader = wait_until(lambda: one_leader_two_followers(term), 40)
@@ -90,6 +91,13 @@ def run_size(build, port, cols, rows, work, no_color):
         screen = term.screen()
         check("cluster.conf" in screen and f"127.0.0.1:{port + 3}" in screen,
               f"{label}: header shows the cluster file and client addresses")
+        # At speed 0.1 the 127 ms lease (150 less 8, less 15) takes 1270 ms.
+        if lease:
+            check(wait_until(lambda: "lease 1270ms" in term.screen(), 10),
+                  f"{label}: the leader's card shows the lease it holds")
+        else:
+            check(not re.search(r"lease (\d+ms|lapsed)", screen),
+                  f"{label}: no lease without --lease-reads")
 
         term.type(":setval greeting hello")
         term.keys("Enter")
@@ -151,7 +159,7 @@ def main():
     build = args.build
     work = tempfile.mkdtemp(prefix="raftkv-tui-")
     try:
-        run_size(build, args.port_base, 120, 40, work, no_color=False)
+        run_size(build, args.port_base, 120, 40, work, no_color=False, lease=True)
         run_size(build, args.port_base + 20, 80, 24, work, no_color=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

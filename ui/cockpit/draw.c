@@ -334,8 +334,19 @@ static void draw_timer_line(const struct model *m, const struct model_node *n, e
     }
     if (role == ROLE_LEADER) {
         /* In real time: at speed 0.1 a 50 ms heartbeat comes every 500 ms. */
-        unsigned every = (unsigned)(n->heartbeat_ms / (n->speed > 0 ? n->speed : 1) + 0.5);
-        put(y, x, w, style(P_LEADER), w >= 20 ? "heartbeat every %ums" : "heartbeat %ums", every);
+        double speed = n->speed > 0 ? n->speed : 1;
+        unsigned every = (unsigned)(n->heartbeat_ms / speed + 0.5);
+        char lease[48] = "";
+        if (n->lease_ms > 0) /* reads on the lease, or by a round while it lapsed */
+            snprintf(lease, sizeof lease, n->lease_held ? ", lease %ums" : ", lease lapsed",
+                     (unsigned)(n->lease_ms / speed + 0.5));
+        char text[96];
+        snprintf(text, sizeof text, "heartbeat every %ums%s", every, lease);
+        if ((int)strlen(text) > w)
+            snprintf(text, sizeof text, "heartbeat %ums%s", every, lease);
+        if ((int)strlen(text) > w)
+            snprintf(text, sizeof text, "heartbeat %ums", every);
+        put(y, x, w, style(P_LEADER), "%s", text);
         return;
     }
     /* The election timer runs on between reports: extrapolate at the node's

@@ -677,6 +677,8 @@ static void copy_status(struct model_node *n, const Raftkv__Status *st)
     n->drop_percent = st->drop_percent;
     n->prevote = st->prevote;
     n->check_quorum = st->check_quorum;
+    n->lease_ms = st->lease_ms;
+    n->lease_held = st->lease_held;
     n->transfer_to = st->transfer_to;
     n->voters_mask = n->learners_mask = 0;
     for (size_t i = 0; i < st->n_voters; i++)

@@ -107,6 +107,8 @@ struct model_node {
     double speed;
     uint32_t drop_percent, delay_ms;
     bool prevote, check_quorum;          /* the node's Raft options */
+    uint32_t lease_ms;                   /* leader leases: the lease (core ms); 0: off */
+    bool lease_held;                     /* a leader holding its lease */
     uint32_t transfer_to;                /* leader handing leadership to this node; 0: no */
     uint32_t voters_mask, learners_mask; /* its configuration, bit per id */
     uint64_t config_index;

@@ -116,7 +116,8 @@ static uint64_t status_signature(const Raftkv__Status *st)
                          st->state_digest, st->suspended,    st->snapshot_index,
                          st->frozen,       st->held,         st->drop_percent,
                          st->delay_ms,     st->votes,        (uint64_t)(st->speed * 1000),
-                         st->n_blocked,    st->n_events,     st->wire};
+                         st->n_blocked,    st->n_events,     st->wire,
+                         st->lease_held};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         h = mix(h, fields[i]);
     for (size_t i = 0; i < st->n_blocked; i++)
