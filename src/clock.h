@@ -1,5 +1,6 @@
 /* clock.h - the two clocks outside the Raft core reads: monotonic time for
- * timers, wall-clock time for the deadlines stamped into commands. */
+ * timers (suspends of the machine included), wall-clock time for the
+ * deadlines stamped into commands. */
 #ifndef RAFTKV_CLOCK_H
 #define RAFTKV_CLOCK_H
 
