@@ -111,11 +111,13 @@ struct sim_node {
     unsigned life;       /* how many times it was started */
     uint64_t restart_ms; /* while down: when it comes back, 0 = not by itself */
     uint64_t next_tick_ms;
-    /* The core's clock, as the node's loop keeps it: it stands still while
-     * the disk fails (node_advance_clock) and then goes on from there, so it
-     * runs this far behind the simulation's; clock_seen_ms: the last turn. */
-    uint64_t clock_behind_ms;
+    /* The core's clock, as the node's loop keeps it: clock_ms at the last
+     * turn (clock_seen_ms, the simulation's time), running at clock_rate
+     * times the simulation's (machines' clocks drift), and standing still
+     * while the disk fails (node_advance_clock) to go on from there. */
+    double clock_ms;
     uint64_t clock_seen_ms;
+    double clock_rate;
     uint64_t busy_until_ms; /* its disk is writing: no turn before then */
     struct raft r;          /* valid while up */
     struct sim_disk disk;
@@ -187,6 +189,7 @@ struct sim_params {
     double defer_sync;     /* chance a ready that may leaves its fsync to the storage thread */
     uint32_t max_inflight; /* AppendEntries with entries out to a follower (node: 1 by default) */
     uint32_t lease_ms;     /* leader leases (raft_config.lease_ms); 0: off, as in the node */
+    double clock_drift;    /* each node's clock runs at 1 +- up to this the simulation's */
 };
 
 /* A read asked of a leader, as the checker remembers it. */

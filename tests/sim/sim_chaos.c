@@ -92,6 +92,9 @@ static void draw_params(struct sim_rng *g, struct sim_params *p, struct chaos *c
      * less a tenth for drift, 2 ms for whole milliseconds, and the most a
      * core's clock can lag when it takes a message in (here: without a tick
      * before each event, a tick period and a busy disk). */
+    /* Clocks that drift, within what the lease allows for (rates within
+     * 10% of each other): up to 4% either way, in half the runs. */
+    p->clock_drift = PICK(g, 0, 0, 1, 4) / 100.0;
     uint32_t lag = p->tick_before_event ? 0 : p->tick_ms + p->disk_ms + 1;
     uint32_t margin = lag + p->election_min_ms / 10 + 2;
     p->lease_ms = 0;
@@ -377,7 +380,7 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
             "%.1f%%, in persist %.1f%%, send first %.0f%%, batches up to %u, disk 0-%u ms, "
             "disk retry %u ms, compact %.0f%% every %u+, chunks of %u, pre-vote %s, "
             "check-quorum %s%s%s, initial voters %u, deferred syncs %.0f%%, appends in flight %u, "
-            "lease %u ms\n",
+            "lease %u ms, clock drift %.0f%%\n",
             seed, n, p.election_min_ms, p.election_max_ms, p.heartbeat_ms, p.tick_ms,
             p.tick_at_deadlines ? " and at deadlines" : "",
             p.tick_before_event ? ", before events" : "", c.chaos_ms, c.drop * 100, c.dup * 100,
@@ -387,7 +390,7 @@ bool sim_run_seed(uint64_t seed, size_t n, uint64_t steps, bool verbose)
             p.check_quorum ? "on" : "off", c.transfers ? ", transfers" : "",
             c.membership ? ", membership changes" : "",
             p.initial_voters ? p.initial_voters : (unsigned)n, p.defer_sync * 100, p.max_inflight,
-            p.lease_ms);
+            p.lease_ms, p.clock_drift * 100);
     }
 
     sim_start_all(&s);

@@ -36,6 +36,10 @@ void sim_init(struct sim *s, size_t n, uint64_t seed, const struct sim_params *p
     for (size_t i = 0; i < n; i++) {
         s->nodes[i].id = (uint32_t)i + 1;
         s->nodes[i].slot = i;
+        s->nodes[i].clock_rate = 1.0;
+        if (s->p.clock_drift > 0) /* in steps of a thousandth */
+            s->nodes[i].clock_rate += (double)((int64_t)sim_rng_range(&s->rng, 0, 2000) - 1000) /
+                                      1000.0 * s->p.clock_drift;
     }
 }
 
@@ -276,9 +280,26 @@ struct sim_node *sim_node_by_id(struct sim *s, uint32_t id)
     return &s->nodes[id - 1];
 }
 
+static double node_clock_exact(const struct sim *s, const struct sim_node *nd)
+{
+    double since = nd->disk_error ? 0.0 : (double)(s->now - nd->clock_seen_ms) * nd->clock_rate;
+    return nd->clock_ms + since;
+}
+
 uint64_t sim_node_clock(const struct sim *s, const struct sim_node *nd)
 {
-    return s->now - nd->clock_behind_ms;
+    return (uint64_t)node_clock_exact(s, nd);
+}
+
+/* When, in the simulation's time, the node's clock reaches node_ms. */
+static uint64_t sim_time_of(const struct sim *s, const struct sim_node *nd, uint64_t node_ms)
+{
+    uint64_t now = sim_node_clock(s, nd);
+    if (node_ms <= now)
+        return s->now;
+    double wait = (double)(node_ms - now) / nd->clock_rate;
+    uint64_t whole = (uint64_t)wait;
+    return s->now + whole + ((double)whole < wait ? 1 : 0);
 }
 
 struct sim_node *sim_leader(struct sim *s)
@@ -938,7 +959,7 @@ static void node_after_event(struct sim *s, struct sim_node *nd)
     sim_check_node(s, nd);
     if (s->p.tick_at_deadlines) {
         uint64_t due = r->role == RAFT_LEADER ? r->heartbeat_due_ms : r->election_deadline_ms;
-        due += nd->clock_behind_ms; /* in the simulation's time */
+        due = sim_time_of(s, nd, due);
         if (due > s->now && due < nd->next_tick_ms)
             nd->next_tick_ms = due;
     }
@@ -960,10 +981,9 @@ static size_t batch_size(struct sim *s)
  * campaign), then a batch of the messages in the inbox, oldest first. */
 static void node_take_in(struct sim *s, struct sim_node *nd, bool tick)
 {
-    if (nd->disk_error)
-        nd->clock_behind_ms += s->now - nd->clock_seen_ms;
+    nd->clock_ms = node_clock_exact(s, nd);
     nd->clock_seen_ms = s->now;
-    uint64_t clock = sim_node_clock(s, nd);
+    uint64_t clock = (uint64_t)nd->clock_ms;
     if ((tick || s->p.tick_before_event) && !nd->disk_error && nd->r.now_ms < clock) {
         uint64_t term = nd->r.current_term;
         raft_tick(&nd->r, clock);
@@ -1064,7 +1084,7 @@ void sim_start(struct sim *s, struct sim_node *nd)
     nd->applied = d->snap_index;
     nd->complete_upto = 0;
     nd->next_tick_ms = s->now + sim_rng_range(&s->rng, 1, s->p.tick_ms);
-    nd->clock_behind_ms = 0;
+    nd->clock_ms = (double)s->now;
     nd->clock_seen_ms = s->now;
     sim_trace(s, nd->id,
               "start #%u: term %" PRIu64 ", vote %u, snapshot %" PRIu64 ", log %" PRIu64

@@ -987,12 +987,26 @@ static size_t lease_reads_for(struct sim *s, struct sim_node *nd, uint64_t ms)
     return served;
 }
 
+struct lease_wait {
+    const struct sim_node *leader;
+    uint64_t end; /* raft_lease_end before */
+};
+
+static bool lease_renewed(struct sim *s, void *arg)
+{
+    (void)s;
+    const struct lease_wait *w = arg;
+    return raft_lease_end(&w->leader->r) > w->end;
+}
+
 /* A leader cut off from the others, which (without CheckQuorum) would lead
  * its side for ever, serves reads on its lease only until the followers
  * could elect another: while the majority elects a leader and commits,
  * every read it serves covers all that was committed when it was asked.
- * planted_lease_ms > 0 puts a bug in: a lease that long. */
-static void lease_cut_off_leader(struct sim *s, uint32_t planted_lease_ms)
+ * planted_lease_ms > 0 puts a bug in: a lease that long. drift > 0: the
+ * leader's clock runs that much slower than the simulation's, the others'
+ * that much faster (the worst case for a lease). */
+static void lease_cut_off_leader(struct sim *s, uint32_t planted_lease_ms, double drift)
 {
     sim_start_all(s);
     EXPECT(s, sim_run_until(s, 5000, leader_ready, NULL), "no leader within 5 s");
@@ -1005,9 +1019,15 @@ static void lease_cut_off_leader(struct sim *s, uint32_t planted_lease_ms)
            "the leader did not serve a read at once on its lease");
     if (planted_lease_ms > 0)
         old->r.cfg.lease_ms = planted_lease_ms;
+    for (size_t i = 0; i < s->n; i++)
+        s->nodes[i].clock_rate = &s->nodes[i] == old ? 1.0 - drift : 1.0 + drift;
     raft_set_options(&old->r, true, false);
+    /* Cut it off just after a heartbeat round renewed its lease: the
+     * followers' last word from it is that round, the worst case. */
+    struct lease_wait w = {old, raft_lease_end(&old->r)};
+    EXPECT(s, sim_run_until(s, s->now + 1000, lease_renewed, &w), "the lease was not renewed");
     sim_net_isolate(s, old->slot);
-    size_t served = lease_reads_for(s, old, 1500);
+    size_t served = lease_reads_for(s, old, 1500 + 3 * (uint64_t)s->p.election_max_ms);
     struct sim_node *ld = sim_leader(s);
     EXPECT(s, ld != NULL && ld != old && ld->r.current_term > term,
            "the majority elected no new leader");
@@ -1020,7 +1040,35 @@ static void lease_cut_off_leader(struct sim *s, uint32_t planted_lease_ms)
 static void lease_cut_off_leader_stops_serving(struct sim *s, struct seen *seen)
 {
     (void)seen;
-    lease_cut_off_leader(s, 0);
+    lease_cut_off_leader(s, 0, 0.0);
+}
+
+/* The node's lease with a 1000-1200 ms election timeout, a clock ticked
+ * before every event (no lag) and a tenth for drift: 1000 - 100 - 2. Long,
+ * so that what drift eats of it is tens of milliseconds. */
+static const struct sim_params slow_lease = {
+    .election_min_ms = 1000,
+    .election_max_ms = 1200,
+    .heartbeat_ms = 100,
+    .tick_ms = 10,
+    .tick_at_deadlines = true,
+    .tick_before_event = true,
+    .send_first = 1.0,
+    .down_min_ms = 10,
+    .down_max_ms = 10,
+    .disk_retry_ms = 1000,
+    .prevote = true,
+    .check_quorum = true,
+    .lease_ms = 898,
+};
+
+/* Clock rates 10% apart (the leader's 5% slow, the others' 5% fast): the
+ * cut-off leader's lease, by its own slow clock, still ends before the
+ * followers' fast clocks let them elect another. */
+static void lease_holds_with_drifting_clocks(struct sim *s, struct seen *seen)
+{
+    (void)seen;
+    lease_cut_off_leader(s, 0, 0.05);
 }
 
 /* Dissertation 3.10 with leases: the target's RequestVote sets the voters'
@@ -1051,26 +1099,32 @@ static void lease_transfer_gives_lease_up(struct sim *s, struct seen *seen)
     lease_transfer(s, false);
 }
 
-/* The checker must catch the bugs the two scenarios above are for: a lease
- * that outlives the followers' election timeout, and one kept through a
- * transfer. Each runs on a cluster of its own that must fail. */
+/* The checker must catch the bugs the scenarios above are for: a lease
+ * that outlives the followers' election timeout, one kept through a
+ * transfer, and one that leaves nothing for clocks that drift (the node's
+ * less only its whole milliseconds, 998 ms, with the clocks 10% apart). Each runs on a cluster of
+ * its own that must fail. */
 static void lease_bugs_are_caught(struct sim *s, struct seen *seen)
 {
     (void)seen;
-    for (int bug = 0; bug < 2 && !s->failed; bug++) {
+    static const char *const bugs[] = {"a lease longer than an election timeout",
+                                       "a lease kept in a transfer",
+                                       "a lease with no margin for drift"};
+    for (int bug = 0; bug < 3 && !s->failed; bug++) {
         struct sim planted;
-        sim_init(&planted, 3, 77 + (uint64_t)bug, &lively_lease, s->verbose);
+        sim_init(&planted, 3, 77 + (uint64_t)bug, bug == 2 ? &slow_lease : &lively_lease,
+                 s->verbose);
         if (bug == 0)
-            lease_cut_off_leader(&planted, 10 * lively_lease.election_max_ms);
-        else
+            lease_cut_off_leader(&planted, 10 * lively_lease.election_max_ms, 0.0);
+        else if (bug == 1)
             lease_transfer(&planted, true);
+        else
+            lease_cut_off_leader(&planted, 1000 - 2, 0.05);
         bool caught = planted.failed && strstr(planted.failure, "linearizability") != NULL;
         char why[sizeof planted.failure];
         snprintf(why, sizeof why, "%s", planted.failed ? planted.failure : "no failure");
         sim_free(&planted);
-        EXPECT(s, caught, "the checker missed a planted lease bug (%s): %s",
-               bug == 0 ? "a lease longer than an election timeout" : "a lease kept in a transfer",
-               why);
+        EXPECT(s, caught, "the checker missed a planted lease bug (%s): %s", bugs[bug], why);
     }
     sim_start_all(s);
     sim_run_for(s, 100);
@@ -1243,8 +1297,11 @@ static const struct scenario scenarios[] = {
      lease_cut_off_leader_stops_serving},
     {"leases: a leader that starts a transfer gives its lease up", 3, &lively_lease,
      lease_transfer_gives_lease_up},
-    {"leases: the checker catches a lease too long, and one kept through a transfer", 3,
-     &lively_lease, lease_bugs_are_caught},
+    {"leases: clocks 10% apart, a cut-off leader still stops serving in time", 3, &slow_lease,
+     lease_holds_with_drifting_clocks},
+    {"leases: the checker catches a lease too long, one kept through a transfer, one without "
+     "a margin for drift",
+     3, &lively_lease, lease_bugs_are_caught},
 };
 
 int sim_run_scenarios(bool verbose)
