@@ -9,9 +9,9 @@
 #include <string.h>
 
 /* Node 2 of a 3-node cluster, timeouts 150-300 ms, heartbeat 50 ms. */
-static void core_init(struct raft *r, uint64_t term)
+static struct raft_config node2_config(void)
 {
-    struct raft_config cfg = {
+    return (struct raft_config){
         .id = 2,
         .n_nodes = 3,
         .node_ids = {1, 2, 3},
@@ -20,6 +20,11 @@ static void core_init(struct raft *r, uint64_t term)
         .heartbeat_ms = 50,
         .seed = 42,
     };
+}
+
+static void core_init(struct raft *r, uint64_t term)
+{
+    struct raft_config cfg = node2_config();
     CHECK_INT_EQ(raft_init(r, &cfg, 0), RAFT_OK);
     CHECK_INT_EQ(raft_restore(r, term, RAFT_NONE, 0, 0, NULL, 0), RAFT_OK);
 }
@@ -311,15 +316,7 @@ static void test_snapshot_keeps_matching_suffix(void)
 /* Restart from a snapshot and a log that still holds what it covers. */
 static void test_restore_from_snapshot(void)
 {
-    struct raft_config cfg = {
-        .id = 2,
-        .n_nodes = 3,
-        .node_ids = {1, 2, 3},
-        .election_min_ms = 150,
-        .election_max_ms = 300,
-        .heartbeat_ms = 50,
-        .seed = 42,
-    };
+    struct raft_config cfg = node2_config();
     struct raft r;
     struct raft_entry *e = calloc(4, sizeof(*e));
     for (int i = 0; i < 4; i++)
@@ -601,6 +598,14 @@ static void test_coalesce_replies(void)
 
 /* ------------------------------------------------ leases (6.4.1) */
 
+/* node2_config with a 100 ms lease. */
+static struct raft_config lease_config(void)
+{
+    struct raft_config cfg = node2_config();
+    cfg.lease_ms = 100;
+    return cfg;
+}
+
 /* Times in the lease tests: LEASE_T0 + x. The node starts 150 ms before,
  * so that its hold on votes after a start (election_min_ms) is over. */
 #define LEASE_T0 1000
@@ -609,16 +614,7 @@ static void test_coalesce_replies(void)
  * acknowledged at LEASE_T0 (the round its election heartbeat started). */
 static void lease_leader(struct raft *r)
 {
-    struct raft_config cfg = {
-        .id = 2,
-        .n_nodes = 3,
-        .node_ids = {1, 2, 3},
-        .election_min_ms = 150,
-        .election_max_ms = 300,
-        .heartbeat_ms = 50,
-        .seed = 42,
-        .lease_ms = 100,
-    };
+    struct raft_config cfg = lease_config();
     struct raft_msg out[16];
     CHECK_INT_EQ(raft_init(r, &cfg, LEASE_T0 - 150), RAFT_OK);
     CHECK_INT_EQ(raft_restore(r, 1, RAFT_NONE, 0, 0, NULL, 0), RAFT_OK);
@@ -709,16 +705,8 @@ static void test_lease_voter_waits_after_restart(void)
 {
     for (int lease = 0; lease <= 1; lease++) {
         struct raft r;
-        struct raft_config cfg = {
-            .id = 2,
-            .n_nodes = 3,
-            .node_ids = {1, 2, 3},
-            .election_min_ms = 150,
-            .election_max_ms = 300,
-            .heartbeat_ms = 50,
-            .seed = 42,
-            .lease_ms = lease ? 100 : 0,
-        };
+        struct raft_config cfg = lease_config();
+        cfg.lease_ms = lease ? 100 : 0;
         struct raft_msg out[16];
         CHECK_INT_EQ(raft_init(&r, &cfg, 1000), RAFT_OK);
         CHECK_INT_EQ(raft_restore(&r, 1, RAFT_NONE, 0, 0, NULL, 0), RAFT_OK);
@@ -748,16 +736,7 @@ static void test_lease_voter_waits_after_restart(void)
 static void test_lease_promise_holds(void)
 {
     struct raft r;
-    struct raft_config cfg = {
-        .id = 2,
-        .n_nodes = 3,
-        .node_ids = {1, 2, 3},
-        .election_min_ms = 150,
-        .election_max_ms = 300,
-        .heartbeat_ms = 50,
-        .seed = 42,
-        .lease_ms = 100,
-    };
+    struct raft_config cfg = lease_config();
     struct raft_msg out[16];
     CHECK_INT_EQ(raft_init(&r, &cfg, 0), RAFT_OK);
     CHECK_INT_EQ(raft_restore(&r, 1, RAFT_NONE, 0, 0, NULL, 0), RAFT_OK);
