@@ -52,7 +52,7 @@ static const char *node_usage =
     "  --max-inflight-appends N  AppendEntries with entries out to a follower at once,\n"
     "                            unacknowledged (1 to 8, default 1)\n"
     "  --lease-reads on|off      a leader serves reads on a lease instead of a heartbeat round\n"
-    "                            (default off; every node must have the same setting; assumes\n"
+    "                            (default off; only answers of nodes with it count; assumes\n"
     "                            clocks that run at rates within 10% of each other: README)\n";
 
 /* One line per state change: on stdout, and kept for the next status. */

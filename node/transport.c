@@ -299,6 +299,7 @@ void transport_send(struct node *n, const struct raft_msg *m)
     pm.n_entries = m->n_entries;
     pm.entries = ptrs;
     pm.read_seq = m->read_seq;
+    pm.promise_ms = m->promise_ms;
     pm.success = m->success;
     pm.match_index = m->match_index;
     pm.rejected_index = m->rejected_index;

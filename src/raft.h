@@ -154,6 +154,12 @@ struct raft_msg {
     size_t n_entries;
     const struct raft_entry *entries;
     uint64_t read_seq; /* leader's heartbeat round, echoed back (ReadIndex) */
+    /* Replies to AppendEntries and InstallSnapshot: how long after taking
+     * the message in the sender grants no vote to another candidate, by its
+     * own clock (its election_min_ms when it runs with leases; 0 when it
+     * promises nothing). A leader's lease counts only answers that promise
+     * at least its own election_min_ms. */
+    uint32_t promise_ms;
 
     /* AppendEntries reply. */
     bool success;
@@ -205,6 +211,7 @@ struct raft_progress {
     uint64_t snapshot_term;   /* its last entry's term */
     uint64_t snapshot_offset; /* snapshot mode: the chunk in flight */
     uint64_t acked_seq;       /* highest read_seq echoed back */
+    uint64_t lease_seq;       /* ... in replies that promise enough for a lease */
     uint64_t last_ack_ms;     /* time of the last reply from this peer */
     uint64_t last_send_ms;    /* time of the last AppendEntries sent */
     /* Pipeline mode: the last index of each AppendEntries with entries sent

@@ -88,5 +88,10 @@ void raft_reads_fail_all(struct raft *r);
 int raft_read_emit(struct raft *r, uint64_t read_id, uint64_t index, bool ok, bool lease);
 /* A new heartbeat round: read_seq goes up, and its start is remembered. */
 void raft_round_start(struct raft *r);
+/* A peer answered round m->read_seq (ReadIndex), and, if it promised long
+ * enough, for the lease too. */
+void raft_note_round_answered(struct raft *r, struct raft_progress *pr, const struct raft_msg *m);
+/* What this node promises a leader it answers: promise_ms of its replies. */
+uint32_t raft_lease_promise(const struct raft *r);
 
 #endif

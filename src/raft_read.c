@@ -58,15 +58,31 @@ void raft_round_start(struct raft *r)
     r->round_started_ms[r->read_seq % RAFT_LEASE_ROUNDS] = r->now_ms;
 }
 
+void raft_note_round_answered(struct raft *r, struct raft_progress *pr, const struct raft_msg *m)
+{
+    if (m->read_seq > pr->acked_seq)
+        pr->acked_seq = m->read_seq;
+    /* A node without leases (another --lease-reads, another timeout) may
+     * vote sooner than this leader's lease assumes: it counts for
+     * ReadIndex, not for the lease. */
+    if (m->promise_ms >= r->cfg.election_min_ms && m->read_seq > pr->lease_seq)
+        pr->lease_seq = m->read_seq;
+}
+
+uint32_t raft_lease_promise(const struct raft *r)
+{
+    return r->cfg.lease_ms > 0 ? r->cfg.election_min_ms : 0;
+}
+
 void raft_lease_revoke(struct raft *r)
 {
     r->lease_min_seq = r->read_seq + 1;
 }
 
-/* When the round a follower last answered started, if it counts. Every
- * message of round seq left at or after that start, and the follower took
- * it as from the leader of this term: it will not vote for another for an
- * election timeout after. */
+/* When the round a follower last answered with a promise started, if it
+ * counts. Every message of round seq left at or after that start, and the
+ * follower took it as from the leader of this term: it will not vote for
+ * another for an election timeout after. */
 static bool raft_round_start_of(const struct raft *r, uint64_t seq, uint64_t *start)
 {
     if (seq == 0 || seq < r->lease_min_seq || r->read_seq - seq >= RAFT_LEASE_ROUNDS)
@@ -92,7 +108,7 @@ uint64_t raft_lease_end(const struct raft *r)
         uint64_t start;
         if (m->id == r->cfg.id)
             starts[n++] = UINT64_MAX;
-        else if (raft_round_start_of(r, r->progress[m->id - 1].acked_seq, &start))
+        else if (raft_round_start_of(r, r->progress[m->id - 1].lease_seq, &start))
             starts[n++] = start;
     }
     size_t quorum = raft_quorum(r);

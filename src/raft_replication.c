@@ -124,6 +124,7 @@ int raft_recv_append(struct raft *r, const struct raft_msg *m)
         .to = m->from,
         .term = r->current_term,
         .read_seq = m->read_seq,
+        .promise_ms = raft_lease_promise(r),
     };
     if (m->term < r->current_term) /* rule 1: tell the stale leader our term */
         return raft_send(r, &reply);
@@ -213,8 +214,7 @@ int raft_recv_append_reply(struct raft *r, const struct raft_msg *m)
         return RAFT_OK;
     struct raft_progress *pr = &r->progress[slot];
     pr->last_ack_ms = r->now_ms;
-    if (m->read_seq > pr->acked_seq)
-        pr->acked_seq = m->read_seq;
+    raft_note_round_answered(r, pr, m);
     if (pr->mode == RAFT_PROGRESS_SNAPSHOT) {
         /* Answers to what was sent before the snapshot: its reply decides. */
         raft_reads_check(r);
@@ -291,6 +291,8 @@ size_t raft_coalesce_replies(struct raft_msg *msgs, size_t n)
                 keep->match_index = m->match_index;
             if (m->read_seq > keep->read_seq)
                 keep->read_seq = m->read_seq;
+            if (m->promise_ms < keep->promise_ms) /* the same node's: the same */
+                keep->promise_ms = m->promise_ms;
             m->type = 0;
         } else {
             seen[m->to] = true;

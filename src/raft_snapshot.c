@@ -128,8 +128,7 @@ int raft_recv_snapshot_reply(struct raft *r, const struct raft_msg *m)
         return RAFT_OK;
     struct raft_progress *pr = &r->progress[slot];
     pr->last_ack_ms = r->now_ms;
-    if (m->read_seq > pr->acked_seq)
-        pr->acked_seq = m->read_seq;
+    raft_note_round_answered(r, pr, m);
     if (m->success) {
         /* The follower holds every entry up to snapshot_index, durably. */
         if (m->snapshot_index <= raft_last_index(r) && m->snapshot_index > pr->match)
@@ -209,6 +208,7 @@ int raft_recv_snapshot(struct raft *r, const struct raft_msg *m)
         .snapshot_index = m->snapshot_index,
         .offset = m->offset,
         .read_seq = m->read_seq,
+        .promise_ms = raft_lease_promise(r),
     };
     if (m->term < r->current_term) /* rule 1 */
         return raft_send(r, &reply);

@@ -182,6 +182,7 @@ void wire_peer_header_to_raft(const Raftkv__PeerMessage *pm, uint32_t from, stru
         .commit = pm->commit,
         .n_entries = pm->n_entries,
         .read_seq = pm->read_seq,
+        .promise_ms = pm->promise_ms,
         .success = pm->success,
         .match_index = pm->match_index,
         .rejected_index = pm->rejected_index,

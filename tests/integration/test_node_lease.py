@@ -10,6 +10,10 @@
   its own clock says its lease has time left: the pause is a stall of its
   clock, and it holds no lease across one (a GET sent to it while it slept
   gets an error, never the old value).
+- A leader with leases whose followers run without them holds no lease
+  (their answers promise nothing) and serves reads by heartbeat rounds; once
+  one follower runs with leases too, its answers and the leader's own make
+  a majority, and the lease holds.
 - Bad values of the flag, and a lease that an election timeout too short
   would leave empty, are refused with a clear message."""
 import socket
@@ -90,6 +94,41 @@ def paused_leader_serves_nothing_stale(opt):
         wait_until(lambda: c.info(old)["role"] == "follower", 10, f"node {old} to follow again")
 
 
+def mixed_settings(opt):
+    with Cluster(opt, 3, slot=2, name="lease-mixed") as c:
+        step("a leader with leases among followers without them holds no lease")
+        c.start_node(1, extra=LEASE, wait=False)
+        c.start([2, 3])
+        c.wait_serving(1)
+        leader = c.wait_leader()
+        if leader != 1:
+            check_eq(c.call(leader, "RAFT.TRANSFER", "1", timeout=10), "OK",
+                     "leadership handed to node 1, the one with leases")
+        wait_until(lambda: c.current_leader() == 1, 10, "node 1 to lead")
+        check_eq(c.call(1, "SET", "m", "1"), "OK", "a write")
+        deadline = time.monotonic() + 1.0  # ten heartbeats: never a lease
+        while time.monotonic() < deadline:
+            info = c.info(1)
+            if info["lease_held"] != 0:
+                fail("node 1 held a lease on answers that promise nothing")
+        with c.client(1) as r:
+            for _ in range(20):
+                if r.call("GET", "m") != b"1":
+                    fail("a GET by heartbeat round did not answer the value written")
+        check_eq(c.info(1)["reads_on_lease"], 0,
+                 "no lease for 1 s, and 20 GETs served by heartbeat rounds")
+        step("one follower restarted with leases: the lease holds")
+        c.stop(2)
+        c.start_node(2, extra=LEASE)
+        wait_until(lambda: c.info(1)["lease_held"] == 1, 10, "node 1 to hold its lease")
+        with c.client(1) as r:
+            for _ in range(20):
+                if r.call("GET", "m") != b"1":
+                    fail("a GET on the lease did not answer the value written")
+        check(c.info(1)["reads_on_lease"] >= 15,
+              "GETs served on the lease once node 2 promises too")
+
+
 def bad_flags(opt):
     step("bad --lease-reads values are refused")
     base = [opt.node_bin, "--config", "/nonexistent", "--id", "1", "--data", "/tmp/unused"]
@@ -106,6 +145,7 @@ def main(opt):
     bad_flags(opt)
     serves_on_lease(opt)
     paused_leader_serves_nothing_stale(opt)
+    mixed_settings(opt)
 
 
 if __name__ == "__main__":

@@ -630,6 +630,7 @@ static void lease_leader(struct raft *r)
     CHECK_INT_EQ(raft_lease_end(r), 0); /* no answer yet, and the no-op is not committed */
     struct raft_msg ack = reply_to(2, 2, true, 1, 1);
     ack.from = 1;
+    ack.promise_ms = 150; /* node 1 runs with leases too */
     CHECK_INT_EQ(raft_step(r, &ack), RAFT_OK);
     CHECK_INT_EQ(r->commit_index, 1);
     core_drain(r, out, 16);
@@ -651,7 +652,8 @@ static bool one_read(struct raft *r, struct raft_read_result *res, size_t *msgs)
 /* While a majority answered a round started less than lease_ms ago the
  * leader serves reads at once, with no round; after, by a round again.
  * Every heartbeat starts a round and renews the lease; a revoke (the
- * caller's clock stalled) and a transfer end it. */
+ * caller's clock stalled) and a transfer end it. Only answers that promise
+ * no vote for another for at least the leader's election_min_ms count. */
 static void test_lease_reads(void)
 {
     struct raft r;
@@ -677,6 +679,7 @@ static void test_lease_reads(void)
     CHECK(msgs >= 2); /* a round for it: round 4, from LEASE_T0 + 100 */
     struct raft_msg ack = reply_to(2, 2, true, 1, 4);
     ack.from = 3;
+    ack.promise_ms = 150;
     CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
     CHECK(one_read(&r, &res, &msgs) && res.read_id == 9 && res.ok && !res.lease);
     CHECK_INT_EQ(raft_lease_end(&r), LEASE_T0 + 200);
@@ -686,6 +689,13 @@ static void test_lease_reads(void)
     raft_tick(&r, LEASE_T0 + 150);
     core_drain(&r, out, 16); /* heartbeat: round 5 from LEASE_T0 + 150 */
     ack.read_seq = 5;
+    ack.promise_ms = 100; /* a node whose timeout is shorter than ours */
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
+    CHECK_INT_EQ(raft_lease_end(&r), 0);
+    ack.promise_ms = 0; /* a node without leases */
+    CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
+    CHECK_INT_EQ(raft_lease_end(&r), 0);
+    ack.promise_ms = 150;
     CHECK_INT_EQ(raft_step(&r, &ack), RAFT_OK);
     CHECK_INT_EQ(raft_lease_end(&r), LEASE_T0 + 250);
     CHECK_INT_EQ(raft_read_by_round(&r, 10), RAFT_OK); /* a read that came too late */
