@@ -59,9 +59,10 @@ int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t now_ms)
     r->role = RAFT_FOLLOWER;
     r->leader_id = RAFT_NONE;
     /* A restarted voter does not know whom it heard from before: with
-     * leases, a leader may still count on it for election_min_ms. */
+     * leases, a leader may still count on it for election_min_ms, as if it
+     * had just heard from one (raft_in_lease). */
     if (r->cfg.lease_ms > 0)
-        r->votes_held_until_ms = now_ms + r->cfg.election_min_ms;
+        r->leader_contact_ms = now_ms;
     raft_reset_election_timer(r);
     return RAFT_OK;
 }
@@ -164,6 +165,21 @@ const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
 size_t raft_quorum(const struct raft *r)
 {
     return (size_t)__builtin_popcount(raft_voters_mask(r)) / 2 + 1;
+}
+
+static int raft_cmp_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+uint64_t raft_quorum_reaches(const struct raft *r, uint64_t *values, size_t n)
+{
+    size_t q = raft_quorum(r);
+    if (q == 0 || q > n)
+        return 0;
+    qsort(values, n, sizeof(values[0]), raft_cmp_desc);
+    return values[q - 1];
 }
 
 int raft_node_slot(const struct raft *r, uint32_t id)
@@ -415,7 +431,7 @@ bool raft_timeout_now(struct raft *r)
      * ends (a leadership transfer is how to move leadership at once). Nor
      * do voters set their leader aside for it: that leader did not give its
      * lease up, as it does for a transfer. */
-    if (r->cfg.lease_ms > 0 && r->now_ms < r->votes_held_until_ms)
+    if (r->cfg.lease_ms > 0 && raft_in_lease(r))
         return false;
     raft_become_candidate(r, r->cfg.lease_ms == 0);
     return true;

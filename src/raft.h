@@ -381,7 +381,7 @@ struct raft {
     uint64_t election_started_ms; /* when the current timeout round began */
     uint32_t votes;               /* bitmask of granted votes (or pre-votes), bit = node id */
     uint64_t heartbeat_due_ms;
-    uint64_t leader_contact_ms; /* when the leader (leader_id) was last heard from */
+    uint64_t leader_contact_ms; /* when a leader was last heard from (leases: or raft_init) */
 
     /* Leadership transfer (dissertation 3.10), leader side. */
     uint32_t transfer_to;          /* the target; RAFT_NONE: no transfer */
@@ -413,9 +413,6 @@ struct raft {
     uint64_t round_started_ms[RAFT_LEASE_ROUNDS];
     uint64_t lease_min_seq;
     bool lease_given_up;
-    /* With leases: no vote before this, election_min_ms after raft_init or
-     * the last word from a leader, whatever the role since. */
-    uint64_t votes_held_until_ms;
     bool read_broadcast_needed;
     struct raft_pending_read *reads;
     size_t n_reads, cap_reads;

@@ -13,17 +13,6 @@ void raft_reset_election_timer(struct raft *r)
     r->election_deadline_ms = r->now_ms + r->election_timeout_ms;
 }
 
-/* With leases, the promise a voter makes by answering a leader (no vote
- * for another within election_min_ms, its own included) holds whatever
- * happens next: a step down to a new term forgets the leader, not the
- * promise. */
-void raft_heard_from_leader(struct raft *r)
-{
-    r->leader_contact_ms = r->now_ms;
-    if (r->cfg.lease_ms > 0 && r->now_ms + r->cfg.election_min_ms > r->votes_held_until_ms)
-        r->votes_held_until_ms = r->now_ms + r->cfg.election_min_ms;
-}
-
 /* Messages are queued as events are taken in and leave only after the
  * ready that follows has been persisted. A message of an older term promises
  * what the new term may already have undone: a vote granted in term 5 that
@@ -58,7 +47,7 @@ void raft_become_follower(struct raft *r, uint64_t term, uint32_t leader_id)
     r->role = RAFT_FOLLOWER;
     r->leader_id = leader_id;
     if (leader_id != RAFT_NONE)
-        raft_heard_from_leader(r);
+        r->leader_contact_ms = r->now_ms;
     r->votes = 0;
     r->transfer_to = RAFT_NONE;
     r->transfer_sent = false;

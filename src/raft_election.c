@@ -20,9 +20,13 @@ static bool raft_log_up_to_date(const struct raft *r, uint64_t last_index, uint6
  * (with CheckQuorum it steps down when it loses its majority). */
 bool raft_in_lease(const struct raft *r)
 {
-    if (r->role == RAFT_LEADER || r->now_ms < r->votes_held_until_ms)
+    if (r->role == RAFT_LEADER)
         return true;
-    return r->leader_id != RAFT_NONE && r->now_ms - r->leader_contact_ms < r->cfg.election_min_ms;
+    bool lately = r->now_ms - r->leader_contact_ms < r->cfg.election_min_ms;
+    /* With leases, answering a leader is a promise that holds whatever
+     * happens next: a step down to a new term forgets the leader, not the
+     * promise (leader_contact_ms stays). */
+    return lately && (r->leader_id != RAFT_NONE || r->cfg.lease_ms > 0);
 }
 
 /* Dissertation 4.1: "servers process incoming RPC requests without

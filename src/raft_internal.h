@@ -14,6 +14,11 @@ void raft_log_compact(struct raft_log *log, uint64_t index, uint64_t term,
                       void (*drop_data)(void *arg, uint8_t *data), void *arg);
 void raft_log_free(struct raft_log *log);
 
+/* raft.c: the largest value that a majority of the voters reach, given one
+ * value per voter (n of them; sorted in place): the quorum-th largest; 0
+ * with fewer values than a majority. */
+uint64_t raft_quorum_reaches(const struct raft *r, uint64_t *values, size_t n);
+
 /* raft.c: output helpers. */
 int raft_send(struct raft *r, const struct raft_msg *m);
 void raft_note(struct raft *r, const struct raft_note *note);
@@ -29,9 +34,6 @@ void raft_become_candidate(struct raft *r, bool transfer);
 void raft_become_precandidate(struct raft *r);
 void raft_become_leader(struct raft *r);
 void raft_reset_election_timer(struct raft *r);
-/* A word from the leader of our term: leader_contact_ms, and with leases
- * the time before which this node grants no vote. */
-void raft_heard_from_leader(struct raft *r);
 
 /* raft_election.c */
 int raft_recv_vote(struct raft *r, const struct raft_msg *m);

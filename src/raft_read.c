@@ -97,8 +97,8 @@ uint64_t raft_lease_end(const struct raft *r)
         return 0;
     if (raft_term_at(r, r->commit_index) != r->current_term)
         return 0; /* step 1 holds for leases too */
-    /* The starts of the rounds the voters answered, latest first; the
-     * leader's own "answer" is now. The quorum-th latest bounds the lease. */
+    /* The starts of the rounds the voters answered; the leader's own
+     * "answer" is now. The latest a majority reached bounds the lease. */
     uint64_t starts[RAFT_MAX_NODES];
     size_t n = 0;
     for (size_t i = 0; i < r->members.n; i++) {
@@ -111,16 +111,9 @@ uint64_t raft_lease_end(const struct raft *r)
         else if (raft_round_start_of(r, r->progress[m->id - 1].lease_seq, &start))
             starts[n++] = start;
     }
-    size_t quorum = raft_quorum(r);
-    if (quorum == 0 || n < quorum)
-        return 0;
-    for (size_t i = 1; i < n; i++) /* insertion sort, descending: at most 9 */
-        for (size_t j = i; j > 0 && starts[j] > starts[j - 1]; j--) {
-            uint64_t t = starts[j];
-            starts[j] = starts[j - 1];
-            starts[j - 1] = t;
-        }
-    uint64_t start = starts[quorum - 1];
+    if (n < raft_quorum(r))
+        return 0; /* (a round may start at time 0: no value stands for "none") */
+    uint64_t start = raft_quorum_reaches(r, starts, n);
     return start == UINT64_MAX ? UINT64_MAX : start + r->cfg.lease_ms;
 }
 

@@ -137,7 +137,7 @@ int raft_recv_append(struct raft *r, const struct raft_msg *m)
     if (r->role != RAFT_FOLLOWER || r->leader_id != m->from)
         raft_become_follower(r, m->term, m->from);
     raft_reset_election_timer(r);
-    raft_heard_from_leader(r);
+    r->leader_contact_ms = r->now_ms;
 
     /* Entries up to the snapshot's index are committed, so they are the
      * leader's too: skip those the message carries. */
@@ -306,12 +306,6 @@ size_t raft_coalesce_replies(struct raft_msg *msgs, size_t n)
     return k;
 }
 
-static int raft_cmp_desc(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
 /* Figure 2, Leaders: "If there exists an N such that N > commitIndex, a
  * majority of matchIndex[i] >= N, and log[N].term == currentTerm: set
  * commitIndex = N". The leader's own matchIndex is what it has made durable. */
@@ -326,11 +320,7 @@ void raft_maybe_commit(struct raft *r)
     }
     /* 4.2.2: a leader that removed itself replicates, but does not count
      * itself in majorities. */
-    size_t q = raft_quorum(r);
-    if (q > voters)
-        return;
-    qsort(match, voters, sizeof(match[0]), raft_cmp_desc);
-    uint64_t n = match[q - 1];
+    uint64_t n = raft_quorum_reaches(r, match, voters);
     if (n > r->commit_index && raft_term_at(r, n) == r->current_term)
         r->commit_index = n;
 }

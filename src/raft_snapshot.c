@@ -217,7 +217,7 @@ int raft_recv_snapshot(struct raft *r, const struct raft_msg *m)
     if (r->role != RAFT_FOLLOWER || r->leader_id != m->from)
         raft_become_follower(r, m->term, m->from);
     raft_reset_election_timer(r);
-    raft_heard_from_leader(r);
+    r->leader_contact_ms = r->now_ms;
 
     if (m->snapshot_index <= r->commit_index) {
         reply.success = true;

@@ -16,7 +16,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cockpit_checks import (  # noqa: E402  (tests/cockpit_checks.py)
     FAILURES, check, node_processes, parse_args, proc_stat_field, report, wait_until)
+from harness import Redis, parse_info  # noqa: E402  (tests/integration/harness.py)
 
 def node_pids(data_dir):
     """{node id: pid} of live raftkv-node processes using data_dir."""
@@ -259,23 +259,8 @@ wait 2s
 
 def raft_info(port):
     """RAFT.INFO of the node on a client port, as a dict."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"*1\r\n$9\r\nRAFT.INFO\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            head, _, rest = data.partition(b"\r\n")
-            if head.startswith(b"$") and len(rest) >= int(head[1:]) + 2:
-                break
-    fields = {}
-    for line in data.decode(errors="replace").split("\r\n"):
-        key, sep, value = line.partition(":")
-        if sep:
-            fields[key] = value
-    return fields
+    with Redis("127.0.0.1", port) as r:
+        return parse_info(r.call("RAFT.INFO"))
 
 
 def test_lease_reads(build, port_base, work):
@@ -293,7 +278,7 @@ def test_lease_reads(build, port_base, work):
               "every node runs with --lease-reads on")
         # Clients on P+N..P+2N-1; at the cockpit's speed 1 the lease is 72 ms.
         leases = [raft_info(port_base + 3 + i).get("lease_ms") for i in range(3)]
-        check(leases == ["72"] * 3, f"every node has a 72 ms lease (RAFT.INFO: {leases})")
+        check(leases == [72] * 3, f"every node has a 72 ms lease (RAFT.INFO: {leases})")
         check(ck.wait_exit(30) == 0, "the script ends with status 0")
     finally:
         if ck.proc.poll() is None:
