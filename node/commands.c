@@ -364,6 +364,7 @@ static void info_raft(struct node *n, struct buf *out)
                "msgs_sent:%" PRIu64 "\r\nmsgs_received:%" PRIu64 "\r\nmsgs_dropped:%" PRIu64
                "\r\nreplies_coalesced:%" PRIu64 "\r\n",
                n->msgs_sent, n->msgs_received, n->msgs_dropped, n->replies_coalesced);
+    buf_printf(out, "sched:%s\r\n", n->sched_batch ? "batch" : "normal");
     turn_timer_info(&n->turn, out);
     clients_info(n, out);
 }

@@ -157,6 +157,7 @@ struct node_options {
     bool prevote, check_quorum;   /* dissertation 9.6 */
     uint32_t max_inflight;        /* AppendEntries with entries out to a follower at once */
     bool lease_reads;             /* leader leases (dissertation 6.4.1): README, "Lease reads" */
+    bool sched_batch;             /* ask for SCHED_BATCH: README, "raftkv-node" */
     bool join;                    /* not in the cluster file: wait to be added */
     const char *peer_url;         /* --peer, with --join */
     const char *client_addr;      /* --client, with --join */
@@ -190,6 +191,7 @@ struct node {
     struct kv *kv;
     uint64_t rng;
     uint64_t started_ms;
+    bool sched_batch; /* the threads run as SCHED_BATCH (--sched-batch, if the kernel agreed) */
 
     /* Time: the core runs on a clock that advances at `speed`. */
     uint64_t last_real_ms;

@@ -2,7 +2,9 @@
 """3 and 5 real nodes: one leader is elected; every command works through the
 Redis protocol and through raftkv-cli; followers send clients to the leader.
 Writes from several connections at once reach every node alike with one
-AppendEntries in flight to a follower (the default) and with four."""
+AppendEntries in flight to a follower (the default) and with four. Every thread
+of a node runs as SCHED_BATCH, or as SCHED_OTHER with --sched-batch off."""
+import os
 import sys
 import threading
 import time
@@ -26,6 +28,21 @@ def check_one_leader(cluster, leader, samples=10):
             fail(f"nodes disagree on the term: { {i: f['term'] for i, f in infos.items()} }")
         time.sleep(0.05)
     check(True, f"node {leader} is the only leader, every node agrees, one term")
+
+
+def check_sched(cluster, batch):
+    """Every thread of every node (the loop, nanomsg's worker, the storage
+    thread) runs with the policy asked for, and RAFT.INFO says which."""
+    want = os.SCHED_BATCH if batch else os.SCHED_OTHER
+    for i in cluster.ids:
+        pid = cluster.node(i).proc.pid
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        policies = {t: os.sched_getscheduler(t) for t in tids}
+        check(len(tids) >= 3 and set(policies.values()) == {want},
+              f"node {i}: its {len(tids)} threads run as "
+              f"{'SCHED_BATCH' if batch else 'SCHED_OTHER'} ({policies})")
+        check_eq(cluster.info(i)["sched"], "batch" if batch else "normal",
+                 f"node {i}: RAFT.INFO sched")
 
 
 def check_resp_commands(cluster, leader):
@@ -254,6 +271,7 @@ def test_three(opt):
         cluster.start()
         leader = cluster.wait_leader(timeout=10)
         check_one_leader(cluster, leader)
+        check_sched(cluster, batch=True)
         check_resp_commands(cluster, leader)
         check_cli(cluster, leader)
         check_one_leader(cluster, leader, samples=3)
@@ -310,13 +328,16 @@ def test_ipc(opt):
         cluster.shutdown()
 
 
-def test_inflight_window(opt, window, slot):
-    step(f"--max-inflight-appends {window}: 4 connections write at once; every node applies "
-         "the same")
-    with Cluster(opt, 3, slot=slot, name=f"basic-window{window}",
-                 node_args=["--max-inflight-appends", str(window)]) as cluster:
+def test_inflight_window(opt, window, slot, sched_batch=True):
+    step(f"--max-inflight-appends {window}{'' if sched_batch else ', --sched-batch off'}: "
+         "4 connections write at once; every node applies the same")
+    args = ["--max-inflight-appends", str(window)]
+    if not sched_batch:
+        args += ["--sched-batch", "off"]
+    with Cluster(opt, 3, slot=slot, name=f"basic-window{window}", node_args=args) as cluster:
         cluster.start()
         leader = cluster.wait_leader(timeout=10)
+        check_sched(cluster, sched_batch)
         errors = []
 
         def writer(w):
@@ -349,7 +370,7 @@ def main(opt):
     test_five(opt)
     test_ipc(opt)
     test_inflight_window(opt, 1, 3)
-    test_inflight_window(opt, 4, 4)
+    test_inflight_window(opt, 4, 4, sched_batch=False)
 
 
 if __name__ == "__main__":

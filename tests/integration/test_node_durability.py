@@ -269,6 +269,7 @@ def test_bad_flags(cluster, opt):
         ["--config"],
         ["--config", conf, "--id", "1", "--data", data, "--max-inflight-appends", "0"],
         ["--config", conf, "--id", "1", "--data", data, "--max-inflight-appends", "9"],
+        ["--config", conf, "--id", "1", "--data", data, "--sched-batch", "maybe"],
     ]
     for args in cases:
         rc, out, err, _ = run_program([opt.node_bin] + args, wall=10)
