@@ -1,6 +1,7 @@
 /* kv.c - the key-value state machine: a hash table of keys with optional
- * deadlines, the sessions that make writes exactly-once, and the digest of
- * the applied log.
+ * deadlines, the commands that change it (applied once per client seq, with
+ * the sessions of kv_session.c), and the digest of the applied log. Walks,
+ * a snapshot's order and views are in kv_view.c.
  *
  * The table uses open addressing with linear probing; a slot holds a pointer
  * to one allocation with the item's header, key and value. Deletion shifts
@@ -24,16 +25,6 @@
 #define CMD_TAG 0x636d640000000003ULL
 
 /* ---------------------------------------------------------------- hashing */
-
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
 
 static uint64_t rotl64(uint64_t x, int r)
 {
@@ -67,7 +58,7 @@ static uint64_t hash_step(uint64_t h, uint64_t w)
 }
 
 /* A word-at-a-time hash (multiply-rotate steps, murmur's finalizer). */
-static uint64_t hash_bytes(uint64_t seed, const uint8_t *p, size_t n)
+uint64_t kv_hash_bytes(uint64_t seed, const uint8_t *p, size_t n)
 {
     uint64_t h = seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL);
     size_t i = 0;
@@ -75,7 +66,7 @@ static uint64_t hash_bytes(uint64_t seed, const uint8_t *p, size_t n)
         h = hash_step(h, load_le64(p + i));
     if (i < n)
         h = hash_step(h, load_le(p + i, n - i));
-    return mix64(h);
+    return kv_mix64(h);
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -101,7 +92,7 @@ static void reply_int(struct kv_reply *r, int64_t v)
     r->integer = v;
 }
 
-static int reply_copy(struct kv_reply *dst, const struct kv_reply *src)
+int kv_reply_copy(struct kv_reply *dst, const struct kv_reply *src)
 {
     *dst = *src;
     dst->bulk = NULL;
@@ -343,192 +334,6 @@ static size_t find_live(struct kv *kv, const uint8_t *key, uint32_t klen, uint64
     return i;
 }
 
-/* ---------------------------------------------------------------- sessions */
-
-bool kv_session_expired(const struct kv_session *s, uint64_t now_ms)
-{
-    return now_ms > s->last_used_ms && now_ms - s->last_used_ms > KV_SESSION_IDLE_MS;
-}
-
-static size_t session_home(uint64_t client_id, size_t nslots)
-{
-    return mix64(client_id) & (nslots - 1);
-}
-
-static struct kv_session *session_find(const struct kv *kv, uint64_t client_id)
-{
-    if (kv->nsession_slots == 0)
-        return NULL;
-    size_t mask = kv->nsession_slots - 1;
-    for (size_t i = session_home(client_id, kv->nsession_slots);; i = (i + 1) & mask) {
-        struct kv_session *s = kv->sessions[i];
-        if (s == NULL || s->client_id == client_id)
-            return s;
-    }
-}
-
-static void session_place(struct kv_session **slots, size_t nslots, struct kv_session *s)
-{
-    size_t mask = nslots - 1;
-    size_t i = session_home(s->client_id, nslots);
-    while (slots[i] != NULL)
-        i = (i + 1) & mask;
-    slots[i] = s;
-}
-
-/* Take s out of the table, shifting back the sessions that probed past it. */
-static void session_unplace(struct kv *kv, const struct kv_session *s)
-{
-    size_t mask = kv->nsession_slots - 1;
-    size_t hole = session_home(s->client_id, kv->nsession_slots);
-    while (kv->sessions[hole] != s)
-        hole = (hole + 1) & mask;
-    kv->sessions[hole] = NULL;
-    for (size_t j = (hole + 1) & mask; kv->sessions[j] != NULL; j = (j + 1) & mask) {
-        size_t home = session_home(kv->sessions[j]->client_id, kv->nsession_slots);
-        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-        if (!stays) {
-            kv->sessions[hole] = kv->sessions[j];
-            kv->sessions[j] = NULL;
-            hole = j;
-        }
-    }
-}
-
-/* The LRU heap: least recently used first, ties by client id, so the order
- * depends on the applied log alone. */
-static bool lru_before(const struct kv_session *a, const struct kv_session *b)
-{
-    if (a->last_used_ms != b->last_used_ms)
-        return a->last_used_ms < b->last_used_ms;
-    return a->client_id < b->client_id;
-}
-
-static void lru_set(struct kv *kv, size_t i, struct kv_session *s)
-{
-    kv->lru[i] = s;
-    s->lru_pos = i;
-}
-
-static void lru_up(struct kv *kv, size_t i)
-{
-    struct kv_session *s = kv->lru[i];
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!lru_before(s, kv->lru[parent]))
-            break;
-        lru_set(kv, i, kv->lru[parent]);
-        i = parent;
-    }
-    lru_set(kv, i, s);
-}
-
-static void lru_down(struct kv *kv, size_t i)
-{
-    struct kv_session *s = kv->lru[i];
-    size_t n = kv->nsessions;
-    for (;;) {
-        size_t child = 2 * i + 1;
-        if (child >= n)
-            break;
-        if (child + 1 < n && lru_before(kv->lru[child + 1], kv->lru[child]))
-            child++;
-        if (!lru_before(kv->lru[child], s))
-            break;
-        lru_set(kv, i, kv->lru[child]);
-        i = child;
-    }
-    lru_set(kv, i, s);
-}
-
-/* Room for one more session in the table and the heap. */
-static int session_make_room(struct kv *kv)
-{
-    if ((kv->nsessions + 1) * 4 <= kv->nsession_slots * 3)
-        return 0;
-    size_t n = kv->nsession_slots == 0 ? KV_MIN_SLOTS : kv->nsession_slots * 2;
-    if (n > SIZE_MAX / sizeof(struct kv_session *))
-        return -1;
-    struct kv_session **slots = calloc(n, sizeof(*slots));
-    struct kv_session **lru = realloc(kv->lru, n * sizeof(*lru));
-    if (slots == NULL || lru == NULL) {
-        free(slots);
-        if (lru != NULL)
-            kv->lru = lru; /* a bigger heap does no harm */
-        return -1;
-    }
-    kv->lru = lru;
-    for (size_t i = 0; i < kv->nsession_slots; i++) {
-        if (kv->sessions[i] != NULL)
-            session_place(slots, n, kv->sessions[i]);
-    }
-    free(kv->sessions);
-    kv->sessions = slots;
-    kv->nsession_slots = n;
-    return 0;
-}
-
-/* A new session with seq 0 and an OK reply, last used at now_ms. NULL when
- * memory runs out. */
-static struct kv_session *session_add(struct kv *kv, uint64_t client_id, uint64_t now_ms)
-{
-    if (session_make_room(kv) != 0)
-        return NULL;
-    struct kv_session *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return NULL;
-    s->client_id = client_id;
-    s->last_used_ms = now_ms;
-    s->reply.type = KV_REPLY_OK;
-    session_place(kv->sessions, kv->nsession_slots, s);
-    kv->nsessions++;
-    lru_set(kv, kv->nsessions - 1, s);
-    lru_up(kv, kv->nsessions - 1);
-    return s;
-}
-
-static void session_drop(struct kv *kv, struct kv_session *s)
-{
-    session_unplace(kv, s);
-    size_t i = s->lru_pos, last = kv->nsessions - 1;
-    kv->nsessions--;
-    if (i != last) {
-        struct kv_session *moved = kv->lru[last];
-        lru_set(kv, i, moved);
-        lru_up(kv, i);
-        if (moved->lru_pos == i)
-            lru_down(kv, i);
-    }
-    kv_reply_free(&s->reply);
-    free(s);
-}
-
-/* A request of this client was applied at now_ms (never before the last). */
-static void session_touch(struct kv *kv, struct kv_session *s, uint64_t now_ms)
-{
-    if (now_ms > s->last_used_ms) {
-        s->last_used_ms = now_ms;
-        lru_down(kv, s->lru_pos);
-    }
-}
-
-/* Drop up to max sessions that have expired at now_ms, least recently used
- * first: the work per applied command stays bounded, and since each command
- * adds at most one session, the sweep keeps up. */
-static void sessions_sweep(struct kv *kv, uint64_t now_ms, size_t max)
-{
-    for (size_t n = 0; n < max && kv->nsessions > 0; n++) {
-        if (!kv_session_expired(kv->lru[0], now_ms))
-            return;
-        session_drop(kv, kv->lru[0]);
-    }
-}
-
-struct kv_session *kv_load_session(struct kv *kv, uint64_t client_id, uint64_t last_used_ms)
-{
-    return session_add(kv, client_id, last_used_ms);
-}
-
 /* ---------------------------------------------------------------- commands */
 
 bool kv_parse_int64(const uint8_t *p, size_t len, int64_t *out)
@@ -709,9 +514,9 @@ static int execute(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply *rep
  * another deadline, and is still the same request. */
 uint64_t kv_cmd_hash(const struct kv_cmd *cmd)
 {
-    uint64_t h = mix64(CMD_TAG ^ cmd->op ^ ((uint64_t)cmd->nargs << 8));
+    uint64_t h = kv_mix64(CMD_TAG ^ cmd->op ^ ((uint64_t)cmd->nargs << 8));
     for (uint32_t a = 0; a < cmd->nargs; a++)
-        h = hash_bytes(h ^ mix64(cmd->args[a].len), cmd->args[a].p, cmd->args[a].len);
+        h = kv_hash_bytes(h ^ kv_mix64(cmd->args[a].len), cmd->args[a].p, cmd->args[a].len);
     return h;
 }
 
@@ -723,9 +528,9 @@ static int execute_once(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply
         reply_error(reply, "ERR sequence numbers start at 1");
         return 0;
     }
-    struct kv_session *s = session_find(kv, cmd->client_id);
+    struct kv_session *s = kv_session_find(kv, cmd->client_id);
     if (s != NULL && kv_session_expired(s, cmd->now_ms)) {
-        session_drop(kv, s);
+        kv_session_drop(kv, s);
         s = NULL;
     }
     uint64_t hash = kv_cmd_hash(cmd);
@@ -738,13 +543,13 @@ static int execute_once(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply
         return 0;
     }
     if (s != NULL) {
-        session_touch(kv, s, cmd->now_ms);
+        kv_session_touch(kv, s, cmd->now_ms);
         if (cmd->seq == s->seq && hash != s->cmd_hash) {
             reply_error(reply, "ERR sequence number already used for a different command");
             return 0;
         }
         if (cmd->seq == s->seq)
-            return reply_copy(reply, &s->reply);
+            return kv_reply_copy(reply, &s->reply);
         if (cmd->seq < s->seq) {
             snprintf(reply->err, sizeof(reply->err),
                      "ERR stale request: seq %" PRIu64 " is below the last applied %" PRIu64
@@ -755,8 +560,8 @@ static int execute_once(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply
         }
     } else {
         if (kv->nsessions >= KV_MAX_SESSIONS)
-            session_drop(kv, kv->lru[0]);
-        s = session_add(kv, cmd->client_id, cmd->now_ms);
+            kv_session_drop(kv, kv->lru[0]);
+        s = kv_session_add(kv, cmd->client_id, cmd->now_ms);
         if (s == NULL)
             return -1;
     }
@@ -765,7 +570,7 @@ static int execute_once(struct kv *kv, const struct kv_cmd *cmd, struct kv_reply
     s->seq = cmd->seq;
     s->cmd_hash = hash;
     kv_reply_free(&s->reply);
-    return reply_copy(&s->reply, reply);
+    return kv_reply_copy(&s->reply, reply);
 }
 
 /* ---------------------------------------------------------------- public */
@@ -806,14 +611,7 @@ void kv_free(struct kv *kv)
     for (size_t i = 0; i < kv->n_retired; i++)
         free(kv->retired[i]);
     free(kv->retired);
-    for (size_t i = 0; i < kv->nsession_slots; i++) {
-        if (kv->sessions[i] != NULL) {
-            kv_reply_free(&kv->sessions[i]->reply);
-            free(kv->sessions[i]);
-        }
-    }
-    free(kv->sessions);
-    free(kv->lru);
+    kv_sessions_free(kv);
     free(kv);
 }
 
@@ -836,7 +634,7 @@ int kv_apply(struct kv *kv, uint64_t index, const uint8_t *data, uint32_t len,
         if (cmd.now_ms < kv->time_floor_ms)
             cmd.now_ms = kv->time_floor_ms;
         kv->time_floor_ms = cmd.now_ms;
-        sessions_sweep(kv, cmd.now_ms, KV_SESSION_SWEEP_MAX);
+        kv_sessions_sweep(kv, cmd.now_ms, KV_SESSION_SWEEP_MAX);
     }
     if (decoded != 0)
         reply_error(reply, "ERR malformed command");
@@ -849,14 +647,14 @@ int kv_apply(struct kv *kv, uint64_t index, const uint8_t *data, uint32_t len,
     if (rc != 0)
         return -1;
 
-    kv->digest = hash_bytes(kv->digest ^ mix64(index ^ ENTRY_TAG), data, len);
+    kv->digest = kv_hash_bytes(kv->digest ^ kv_mix64(index ^ ENTRY_TAG), data, len);
     kv->applied_index = index;
     return 0;
 }
 
 void kv_apply_noop(struct kv *kv, uint64_t index)
 {
-    kv->digest = mix64(kv->digest ^ mix64(index ^ NOOP_TAG));
+    kv->digest = kv_mix64(kv->digest ^ kv_mix64(index ^ NOOP_TAG));
     kv->applied_index = index;
 }
 
@@ -928,9 +726,9 @@ void kv_state_digest(const struct kv *kv, char out[KV_STATE_DIGEST_HEX + 1])
         if (it == NULL)
             continue;
         for (int l = 0; l < 2; l++) {
-            uint64_t h = hash_bytes(lane_seed[l], it->data, it->klen);
-            h = hash_bytes(h, kv_item_val(it), it->vlen);
-            lanes[l] ^= mix64(h ^ mix64(it->deadline_ms + lane_seed[l]));
+            uint64_t h = kv_hash_bytes(lane_seed[l], it->data, it->klen);
+            h = kv_hash_bytes(h, kv_item_val(it), it->vlen);
+            lanes[l] ^= kv_mix64(h ^ kv_mix64(it->deadline_ms + lane_seed[l]));
         }
     }
     snprintf(out, KV_STATE_DIGEST_HEX + 1, "%016" PRIx64 "%016" PRIx64, lanes[0], lanes[1]);
@@ -958,311 +756,6 @@ size_t kv_memory(const struct kv *kv)
     bytes += kv->nsession_slots * (sizeof(*kv->sessions) + sizeof(*kv->lru));
     bytes += kv->nsessions * (sizeof(struct kv_session) + MALLOC_OVERHEAD);
     return bytes;
-}
-
-/* ---------------------------------------------------------------- visiting */
-
-int kv_key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
-{
-    uint32_t n = alen < blen ? alen : blen;
-    int c = n > 0 ? memcmp(a, b, n) : 0;
-    if (c != 0)
-        return c;
-    return (alen > blen) - (alen < blen);
-}
-
-static int item_cmp(const struct kv_item *a, const struct kv_item *b)
-{
-    return kv_key_cmp(a->data, a->klen, b->data, b->klen);
-}
-
-static int item_ptr_cmp(const void *a, const void *b)
-{
-    return item_cmp(*(struct kv_item *const *)a, *(struct kv_item *const *)b);
-}
-
-static void visit(const struct kv_item *it, kv_visit_fn fn, void *ctx)
-{
-    fn(it->data, it->klen, kv_item_val(it), it->vlen, it->deadline_ms, ctx);
-}
-
-/* A max-heap of the smallest keys seen so far: the largest is at the top. */
-static void heap_sift_up(struct kv_item **heap, size_t i)
-{
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (item_cmp(heap[parent], heap[i]) >= 0)
-            break;
-        struct kv_item *t = heap[parent];
-        heap[parent] = heap[i];
-        heap[i] = t;
-        i = parent;
-    }
-}
-
-static void heap_sift_down(struct kv_item **heap, size_t n, size_t i)
-{
-    for (;;) {
-        size_t largest = i, l = 2 * i + 1, r = 2 * i + 2;
-        if (l < n && item_cmp(heap[l], heap[largest]) > 0)
-            largest = l;
-        if (r < n && item_cmp(heap[r], heap[largest]) > 0)
-            largest = r;
-        if (largest == i)
-            return;
-        struct kv_item *t = heap[largest];
-        heap[largest] = heap[i];
-        heap[i] = t;
-        i = largest;
-    }
-}
-
-/* Without memory to sort: find each next key by a full scan. */
-static void foreach_by_scanning(const struct kv *kv, size_t want, kv_visit_fn fn, void *ctx)
-{
-    const struct kv_item *prev = NULL;
-    for (size_t k = 0; k < want; k++) {
-        const struct kv_item *next = NULL;
-        for (size_t i = 0; i < kv->nslots; i++) {
-            const struct kv_item *it = kv->slots[i];
-            if (it == NULL || (prev != NULL && item_cmp(it, prev) <= 0))
-                continue;
-            if (next == NULL || item_cmp(it, next) < 0)
-                next = it;
-        }
-        if (next == NULL)
-            return;
-        visit(next, fn, ctx);
-        prev = next;
-    }
-}
-
-void kv_foreach(const struct kv *kv, size_t max, kv_visit_fn fn, void *ctx)
-{
-    if (kv->count == 0)
-        return;
-    size_t want = max == 0 || max > kv->count ? kv->count : max;
-    struct kv_item **pick = malloc(want * sizeof(*pick));
-    if (pick == NULL) {
-        foreach_by_scanning(kv, want, fn, ctx);
-        return;
-    }
-    size_t n = 0;
-    for (size_t i = 0; i < kv->nslots; i++) {
-        struct kv_item *it = kv->slots[i];
-        if (it == NULL)
-            continue;
-        if (want == kv->count) {
-            pick[n++] = it;
-        } else if (n < want) {
-            pick[n] = it;
-            heap_sift_up(pick, n++);
-        } else if (item_cmp(it, pick[0]) < 0) {
-            pick[0] = it;
-            heap_sift_down(pick, n, 0);
-        }
-    }
-    qsort(pick, n, sizeof(*pick), item_ptr_cmp);
-    for (size_t i = 0; i < n; i++)
-        visit(pick[i], fn, ctx);
-    free(pick);
-}
-
-/* In table order, which follows from the applied log alone. */
-void kv_foreach_expired(const struct kv *kv, uint64_t now_ms, size_t max, kv_visit_fn fn, void *ctx)
-{
-    size_t seen_with_ttl = 0, visited = 0;
-    for (size_t i = 0; i < kv->nslots && seen_with_ttl < kv->count_with_ttl; i++) {
-        const struct kv_item *it = kv->slots[i];
-        if (it == NULL || it->deadline_ms == 0)
-            continue;
-        seen_with_ttl++;
-        if (it->deadline_ms <= now_ms) {
-            visit(it, fn, ctx);
-            if (++visited == max)
-                return;
-        }
-    }
-}
-
-/* The rank's seed: any constant will do, as long as it never changes. */
-#define SNAPSHOT_RANK_SEED 0x726b76736e617032ULL
-
-uint64_t kv_snapshot_rank(const uint8_t *key, uint32_t klen)
-{
-    return hash_bytes(SNAPSHOT_RANK_SEED, key, klen);
-}
-
-struct ranked_item {
-    uint64_t rank;
-    struct kv_item *item;
-};
-
-static int ranked_cmp(const void *a, const void *b)
-{
-    const struct ranked_item *x = a, *y = b;
-    if (x->rank != y->rank)
-        return x->rank < y->rank ? -1 : 1;
-    return item_cmp(x->item, y->item);
-}
-
-/* Sort by rank, then key. Ranks are spread evenly (a hash), so one pass of
- * a bucket sort on their top bits leaves a few items a bucket, each bucket
- * then sorted in place. Sorting 200,000 pointers by the keys they point at
- * took 175 ms (a cache miss a comparison); a radix sort of 16 bits a pass
- * (four passes of stores scattered over 65,536 buckets) left a 200,000-key
- * snapshot at 47 ms; with this and the arrays on huge pages, 18 ms
- * (build/snapshot-write-bench). */
-#define RANK_BUCKET_ITEMS 4   /* aimed at per bucket */
-#define RANK_INSERTION_MAX 24 /* larger buckets (keys made to collide) go to qsort */
-
-static unsigned rank_bucket_bits(size_t n)
-{
-    unsigned bits = 1;
-    while (bits < 24 && ((size_t)1 << bits) * RANK_BUCKET_ITEMS < n)
-        bits++;
-    return bits;
-}
-
-static void sort_bucket(struct ranked_item *v, size_t n)
-{
-    if (n > RANK_INSERTION_MAX) {
-        qsort(v, n, sizeof(*v), ranked_cmp);
-        return;
-    }
-    for (size_t i = 1; i < n; i++) {
-        struct ranked_item x = v[i];
-        size_t j = i;
-        while (j > 0 && ranked_cmp(&v[j - 1], &x) > 0) {
-            v[j] = v[j - 1];
-            j--;
-        }
-        v[j] = x;
-    }
-}
-
-int kv_snapshot_items(struct kv_item **items, size_t n)
-{
-    if (n == 0)
-        return 0;
-    unsigned bits = rank_bucket_bits(n);
-    size_t nbuckets = (size_t)1 << bits;
-    struct ranked_item *ranked = kv_array_alloc(n * sizeof(*ranked));
-    struct ranked_item *sorted = kv_array_alloc(n * sizeof(*sorted));
-    size_t *start = calloc(nbuckets + 1, sizeof(*start));
-    if (ranked == NULL || sorted == NULL || start == NULL) {
-        kv_array_free(ranked, n * sizeof(*ranked));
-        kv_array_free(sorted, n * sizeof(*sorted));
-        free(start);
-        return -1;
-    }
-    /* Rank every item and count each bucket's items. */
-    for (size_t i = 0; i < n; i++) {
-        /* Each item is a cache miss: ask for one a few ahead. */
-        if (i + KV_PREFETCH_AHEAD < n)
-            __builtin_prefetch(items[i + KV_PREFETCH_AHEAD]);
-        uint64_t rank = kv_snapshot_rank(items[i]->data, items[i]->klen);
-        ranked[i] = (struct ranked_item){rank, items[i]};
-        start[(rank >> (64 - bits)) + 1]++;
-    }
-    for (size_t b = 0; b < nbuckets; b++)
-        start[b + 1] += start[b];
-    /* Place each in its bucket (start[b] moves to bucket b's end)... */
-    for (size_t i = 0; i < n; i++)
-        sorted[start[ranked[i].rank >> (64 - bits)]++] = ranked[i];
-    /* ...and sort each bucket: bucket b now ends at start[b]. */
-    size_t from = 0;
-    for (size_t b = 0; b < nbuckets; b++) {
-        sort_bucket(sorted + from, start[b] - from);
-        from = start[b];
-    }
-    for (size_t i = 0; i < n; i++)
-        items[i] = sorted[i].item;
-    kv_array_free(ranked, n * sizeof(*ranked));
-    kv_array_free(sorted, n * sizeof(*sorted));
-    free(start);
-    return 0;
-}
-
-/* ---------------------------------------------------------------- views */
-
-void kv_view_free(struct kv_view *v)
-{
-    for (size_t i = 0; i < v->n_sessions; i++)
-        kv_reply_free(&v->sessions[i].reply);
-    free(v->sessions);
-    kv_array_free(v->items, v->cap_items * sizeof(*v->items));
-    free(v);
-}
-
-int kv_view_fill(const struct kv *kv, struct kv_view **out)
-{
-    *out = NULL;
-    struct kv_view *v = calloc(1, sizeof(*v));
-    if (v == NULL)
-        return -1;
-    v->applied_index = kv->applied_index;
-    v->digest = kv->digest;
-    v->time_floor_ms = kv->time_floor_ms;
-    v->cap_items = kv->count + 1;
-    v->items = kv_array_alloc(v->cap_items * sizeof(*v->items));
-    v->sessions = malloc((kv->nsessions > 0 ? kv->nsessions : 1) * sizeof(*v->sessions));
-    if (v->items == NULL || v->sessions == NULL) {
-        kv_view_free(v);
-        return -1;
-    }
-    /* The slots only: no item is read here (that is the writer's work). */
-    /* Without a branch: whether a slot is empty is a coin toss at this load,
-     * and mispredicting half of them cost more than the reads. The write
-     * past the last item lands in a spare place at the end. */
-    struct kv_item **items = v->items;
-    size_t n = 0;
-    for (size_t i = 0; i < kv->nslots; i++) {
-        items[n] = kv->slots[i];
-        n += kv->slots[i] != NULL;
-    }
-    v->n_items = n;
-    for (size_t i = 0; i < kv->nsessions; i++) {
-        const struct kv_session *s = kv->lru[i];
-        if (kv_session_expired(s, kv->time_floor_ms))
-            continue;
-        struct kv_session *c = &v->sessions[v->n_sessions];
-        *c = *s;
-        if (reply_copy(&c->reply, &s->reply) != 0) {
-            kv_view_free(v);
-            return -1;
-        }
-        v->n_sessions++;
-    }
-    *out = v;
-    return 0;
-}
-
-int kv_view_begin(struct kv *kv, struct kv_view **out)
-{
-    *out = NULL;
-    if (kv->viewed || kv_view_fill(kv, out) != 0)
-        return -1;
-    kv->viewed = true;
-    return 0;
-}
-
-size_t kv_view_count(const struct kv_view *v)
-{
-    return v->n_items;
-}
-
-void kv_view_end(struct kv *kv, struct kv_view *v)
-{
-    if (v == NULL)
-        return;
-    for (size_t i = 0; i < kv->n_retired; i++)
-        free(kv->retired[i]);
-    free(kv->retired);
-    kv->retired = NULL;
-    kv->n_retired = kv->cap_retired = 0;
-    kv->viewed = false;
-    kv_view_free(v);
 }
 
 /* ---------------------------------------------------------------- loading */

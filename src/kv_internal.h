@@ -1,6 +1,8 @@
-/* kv_internal.h - what kv.c shares with kv_snapshot.c: the store's layout and
- * the few helpers a snapshot needs to write it out and build it back. Not for
- * anyone else: the public interface is kv.h. */
+/* kv_internal.h - what the store's files share: its layout, and the helpers
+ * kv.c (the table and the commands), kv_session.c (exactly-once sessions),
+ * kv_view.c (walks, a snapshot's order, views) and kv_snapshot.c (the
+ * snapshot format) use across files. Not for anyone else: the public
+ * interface is kv.h. */
 #ifndef RAFTKV_KV_INTERNAL_H
 #define RAFTKV_KV_INTERNAL_H
 
@@ -75,6 +77,34 @@ void kv_array_free(void *p, size_t bytes);
  * the store unchanged meanwhile); kv_view_free frees any view's own memory. */
 int kv_view_fill(const struct kv *kv, struct kv_view **out);
 void kv_view_free(struct kv_view *v);
+
+/* murmur3's 64-bit finalizer: every bit of x moves every bit of the result. */
+static inline uint64_t kv_mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* A word-at-a-time hash of n bytes, the same on every machine (kv.c). */
+uint64_t kv_hash_bytes(uint64_t seed, const uint8_t *p, size_t n);
+
+/* dst becomes a copy of src, text included: 0, or -1 when memory runs out. */
+int kv_reply_copy(struct kv_reply *dst, const struct kv_reply *src);
+
+/* kv_session.c: the session of a client id, or NULL; a new one (seq 0, an OK
+ * reply, last used at now_ms; NULL when memory runs out); dropping one; a
+ * request of its client applied at now_ms; dropping up to max sessions idle
+ * at now_ms, least recently used first; freeing them all. */
+struct kv_session *kv_session_find(const struct kv *kv, uint64_t client_id);
+struct kv_session *kv_session_add(struct kv *kv, uint64_t client_id, uint64_t now_ms);
+void kv_session_drop(struct kv *kv, struct kv_session *s);
+void kv_session_touch(struct kv *kv, struct kv_session *s, uint64_t now_ms);
+void kv_sessions_sweep(struct kv *kv, uint64_t now_ms, size_t max);
+void kv_sessions_free(struct kv *kv);
 
 static inline const uint8_t *kv_item_val(const struct kv_item *it)
 {
