@@ -1,8 +1,8 @@
 /* main.c - raftkv-node: flags, start-up and shut-down. */
 #include <errno.h>
 #include <getopt.h>
-#include <sched.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
