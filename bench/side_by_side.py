@@ -39,6 +39,11 @@ them alike); the table gives the median over the rounds and the ratios:
                             (leader leases, an option: README "Lease reads";
                             --no-lease leaves it out)
 
+and with each, the CPU the system's server processes spent a request (user
+and system time of every thread, from /proc/PID/stat before and after: all
+three nodes of raftkv and etcd, redis-server's one process; not the load
+generator), which moves much less than throughput on a shared machine;
+
 then, once: kill -9 of raftkv's leader to the next acknowledged write
 (raftkv_bench.py's failover, median and max over the trials), and resident
 memory of raftkv's leader and of redis-server after loading K keys
@@ -129,6 +134,19 @@ def rss_kib(pid):
     raise rb.BenchError("no VmRSS for pid %d" % pid)
 
 
+def proc_cpu_s(pids):
+    """CPU seconds (user and system, every thread) the processes have used."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a process that exited meanwhile
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / rb.TICKS_PER_S
+
+
 class Raftkv:
     def __init__(self, binary, root, port_base, name="raftkv", peers="ipc", node_args=()):
         self.name = name
@@ -137,6 +155,9 @@ class Raftkv:
     def port(self):
         leader, _ = self.cluster.wait_leader()
         return leader.client_port
+
+    def pids(self):
+        return [n.proc.pid for n in self.cluster.nodes if n.running()]
 
     def stop(self):
         self.cluster.stop()
@@ -157,6 +178,9 @@ class Redis:
 
     def port(self):
         return self.port_
+
+    def pids(self):
+        return [self.proc.pid]
 
     def stop(self):
         stop_proc(self.proc)
@@ -185,6 +209,9 @@ class Etcd:
             ], os.path.join(root, "e%d.log" % (i + 1))))
         for p, proc in zip(self.client_ports, self.procs):
             wait_port(p, proc=proc)
+
+    def pids(self):
+        return [p.pid for p in self.procs]
 
     def _status(self, port):
         body = http_post(port, "/v3/maintenance/status", {})
@@ -354,6 +381,8 @@ FIGURES = [
 
 
 def measure(system, fig, requests):
+    """The figure's result, with cpu_us: the CPU the system's server
+    processes (all of a cluster's nodes, every thread) spent a request."""
     key, label, test, clients, pipeline, mult, etcd_op = fig
     n = requests * mult
     if system.name == "lease" and test != "get":
@@ -361,10 +390,17 @@ def measure(system, fig, requests):
     if system.name == "etcd":
         if etcd_op is None:
             return None
-        return etcd_load(system.port(), clients, min(n, requests * 2), etcd_op)
+        n = min(n, requests * 2)
+        port, before = system.port(), proc_cpu_s(system.pids())
+        r = etcd_load(port, clients, n, etcd_op)
+        r["cpu_us"] = (proc_cpu_s(system.pids()) - before) * 1e6 / n
+        return r
     for attempt in range(3):
         try:
-            return redis_bench(system.port(), test, clients, n, pipeline)
+            port, before = system.port(), proc_cpu_s(system.pids())
+            r = redis_bench(port, test, clients, n, pipeline)
+            r["cpu_us"] = (proc_cpu_s(system.pids()) - before) * 1e6 / n
+            return r
         except rb.BenchError as e:
             if system.name == "redis" or attempt == 2:
                 raise
@@ -418,7 +454,8 @@ class Done(Exception):
 def fmt_fig(r):
     if r is None:
         return "-"
-    return "%.0f/s p50 %.2f p99 %.2f" % (r["ops"], r["p50"], r["p99"])
+    return "%.0f/s p50 %.2f p99 %.2f, cpu %.0f us a request" % (r["ops"], r["p50"], r["p99"],
+                                                                r["cpu_us"])
 
 
 def median_of(results, field):
@@ -630,6 +667,17 @@ def main():
     if p99s["raftkv"] and p99s["redis"]:
         print("SET 50 clients p99: raftkv %.2f ms = %.2fx redis's" % (
             p99s["raftkv"], p99s["raftkv"] / p99s["redis"]))
+    print("\nCPU a request, the servers' processes (raftkv and etcd: the three nodes; "
+          "medians of the rounds):")
+    print("| figure | %s | %s |" % (" | ".join(heads[nm] for nm in names),
+                                    " | ".join("raftkv/%s" % o for o in others)))
+    print("|" + " --- |" * (1 + len(names) + len(others)))
+    for fig in FIGURES:
+        cpu = {nm: median_of(results.get((nm, fig[0]), []), "cpu_us") for nm in names}
+        cells = ["%.1f us" % cpu[nm] if cpu[nm] is not None else "-" for nm in names]
+        ratio = ["%.2fx" % (cpu["raftkv"] / cpu[o]) if cpu["raftkv"] and cpu[o] else "-"
+                 for o in others]
+        print("| %s | %s | %s |" % (fig[1], " | ".join(cells), " | ".join(ratio)))
     return 0 if ok else 1
 
 
