@@ -128,13 +128,10 @@ int kv_snapshot_items(struct kv_item **items, size_t n);
 int kv_key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen);
 
 /* Building a store from a snapshot. Room for count keys without resizing;
- * then a key that is not in the store yet, with its deadline (0: none); then a
- * session for a client id not in the store yet, last used at last_used_ms,
- * with seq 0 and an OK reply. 0 (or the session), or -1 (NULL) when memory
- * runs out. */
+ * then a key that is not in the store yet, with its deadline (0: none). 0, or
+ * -1 when memory runs out. Its sessions come from kv_session_add. */
 int kv_reserve_items(struct kv *kv, size_t count);
 int kv_load_item(struct kv *kv, const uint8_t *key, uint32_t klen, const uint8_t *val,
                  uint32_t vlen, uint64_t deadline_ms);
-struct kv_session *kv_load_session(struct kv *kv, uint64_t client_id, uint64_t last_used_ms);
 
 #endif

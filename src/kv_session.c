@@ -190,11 +190,6 @@ void kv_sessions_sweep(struct kv *kv, uint64_t now_ms, size_t max)
     }
 }
 
-struct kv_session *kv_load_session(struct kv *kv, uint64_t client_id, uint64_t last_used_ms)
-{
-    return kv_session_add(kv, client_id, last_used_ms);
-}
-
 void kv_sessions_free(struct kv *kv)
 {
     for (size_t i = 0; i < kv->nsession_slots; i++) {

@@ -478,7 +478,7 @@ static int load_sessions(struct snap_in *in, struct kv *kv, uint64_t nsessions)
             return in_fail(in, at + 8, "session %" PRIu64 " has seq 0", n);
         if (last_used > kv->time_floor_ms)
             return in_fail(in, at + 24, "session %" PRIu64 " last used after the clock", n);
-        struct kv_session *s = kv_load_session(kv, client_id, last_used);
+        struct kv_session *s = kv_session_add(kv, client_id, last_used);
         if (s == NULL)
             return KV_SNAPSHOT_NOMEM;
         if (kv_session_expired(s, kv->time_floor_ms))
