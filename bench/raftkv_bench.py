@@ -472,6 +472,65 @@ def fsync_probe(path, seconds):
     return lat[len(lat) // 2], lat[int(len(lat) * 0.99)], lat[-1], len(lat)
 
 
+def fsync_pair_probe(path, seconds):
+    """Whether the disk under path overlaps two fdatasyncs. Rounds of two
+    kinds, taken in turn: one process appends and fdatasyncs alone; two
+    processes, each on a file of its own, do so at the same moment (the way
+    a leader and a follower on one machine sync the same entry). Returns the
+    p50 (ms) of one alone and of the pair (from the start to both done), and
+    the rounds of each. A pair near 1x one alone: the disk runs them side by
+    side; near 2x: one after the other, and a replicated write at one client
+    waits for two fdatasyncs where a single server waits for one."""
+    names = [os.path.join(path, "pair-probe-%d" % i) for i in (0, 1)]
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # the second writer: one append and fdatasync a go
+        code = 0
+        try:
+            os.close(go_w)
+            os.close(done_r)
+            fd = os.open(names[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            while os.read(go_r, 1) == b"g":
+                os.write(fd, b"x" * 64)
+                os.fdatasync(fd)
+                os.write(done_w, b"d")
+        except OSError:
+            code = 1
+        os._exit(code)
+    os.close(go_r)
+    os.close(done_w)
+    alone, pair = [], []
+    fd = os.open(names[0], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t = time.monotonic()
+            os.write(fd, b"x" * 64)
+            os.fdatasync(fd)
+            alone.append((time.monotonic() - t) * 1000.0)
+            t = time.monotonic()
+            os.write(go_w, b"g")
+            os.write(fd, b"x" * 64)
+            os.fdatasync(fd)
+            if os.read(done_r, 1) != b"d":
+                break
+            pair.append((time.monotonic() - t) * 1000.0)
+    finally:
+        os.close(fd)
+        os.close(go_w)  # the child reads end of file and exits
+        os.waitpid(child, 0)
+        os.close(done_r)
+        for name in names:
+            if os.path.exists(name):
+                os.unlink(name)
+    if not alone or not pair:
+        return None
+    alone.sort()
+    pair.sort()
+    return alone[len(alone) // 2], pair[len(pair) // 2], len(pair)
+
+
 class DiskWatch(threading.Thread):
     """Times one small fdatasync every 50 ms, to tell disk stalls from
     stalls of the nodes themselves."""
