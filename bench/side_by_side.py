@@ -720,6 +720,17 @@ def main():
     if p99s["raftkv"] and p99s["redis"]:
         print("SET 50 clients p99: raftkv %.2f ms = %.2fx redis's" % (
             p99s["raftkv"], p99s["raftkv"] / p99s["redis"]))
+    print("\nThe ratios round by round (each round measures the systems one after the "
+          "other, so a round's ratio is a pair; the median of these moves less than the "
+          "ratio of the medians above):")
+    for o in others:
+        for fig in FIGURES:
+            pairs = [a["ops"] / b["ops"] for a, b in zip(results.get(("raftkv", fig[0]), []),
+                                                          results.get((o, fig[0]), []))
+                     if a is not None and b is not None]
+            if pairs:
+                print("  raftkv/%s, %s: %s (median %.2fx)" % (
+                    o, fig[1], " ".join("%.2f" % x for x in pairs), statistics.median(pairs)))
     print("\nCPU a request, the servers' processes (raftkv and etcd: the three nodes; "
           "medians of the rounds):")
     print("| figure | %s | %s |" % (" | ".join(heads[nm] for nm in names),
