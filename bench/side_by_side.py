@@ -507,7 +507,7 @@ def main():
                     help="SETs with 1 client a round (default 3000, quick 1000); others scale")
     ap.add_argument("--warmup", type=int, metavar="N",
                     help="writes each system takes before the first round, not counted "
-                         "(default 150000, past raftkv's first snapshot; quick 0; etcd a tenth)")
+                         "(default 150000, past raftkv's first snapshot, also with --quick; etcd a tenth)")
     ap.add_argument("--keys", type=int, metavar="N", help="keys for memory (default 1000000, quick 100000)")
     ap.add_argument("--trials", type=int, metavar="N", help="failover trials (default 10, quick 3)")
     ap.add_argument("--no-etcd", action="store_true", help="leave etcd out")
@@ -529,7 +529,7 @@ def main():
     requests = args.requests or (1000 if args.quick else 3000)
     keys = args.keys or (100000 if args.quick else 1000000)
     trials = args.trials or (3 if args.quick else 10)
-    warmup = args.warmup if args.warmup is not None else (0 if args.quick else 150000)
+    warmup = args.warmup if args.warmup is not None else 150000
     binary = os.path.join(os.path.abspath(args.build), "raftkv-node")
     if not os.access(binary, os.X_OK):
         print("side_by_side: %s not found: build it first (--build DIR)" % binary, file=sys.stderr)
