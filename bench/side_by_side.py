@@ -428,13 +428,11 @@ def warm_up(system, writes):
     writes of a new cluster take about twice the CPU of the writes after.
     Every system gets the same writes (etcd, far slower, a tenth of them)
     so that the rounds measure each in its steady state."""
+    n = max(1, writes // 10) if system.name == "etcd" else writes
+    port, before = system.port(), proc_cpu_s(system.pids())
     if system.name == "etcd":
-        n = max(1, writes // 10)
-        port, before = system.port(), proc_cpu_s(system.pids())
         r = etcd_load(port, 50, n, "put")
     else:
-        n = writes
-        port, before = system.port(), proc_cpu_s(system.pids())
         r = redis_bench(port, "set", 50, n, 16)
     r["cpu_us"] = (proc_cpu_s(system.pids()) - before) * 1e6 / n
     return r
