@@ -86,10 +86,14 @@ def leader_and_term(cluster):
 
 
 def check_same_leader(cluster, leader, term, what):
+    """The leader kept its term. Should it not, the message says whether its
+    event loop stalled (its longest turn, from RAFT.INFO) or the machine
+    kept a heartbeat from arriving in time."""
     info = cluster.info(leader)
     check(info["role"] == "leader" and info["term"] == term,
           f"{what}: node {leader} still leads term {term} (role {info['role']}, "
-          f"term {info['term']})")
+          f"term {info['term']}; its longest loop turn {info['loop_turn_max_us'] / 1000:.1f} ms, "
+          f"in {info['loop_turn_max_phase']})")
 
 
 def test_non_reading_client(cluster):
