@@ -356,9 +356,12 @@ static void info_raft(struct node *n, struct buf *out)
                "\r\nreads_lease_late:%" PRIu64 "\r\n",
                r->cfg.lease_ms, r->cfg.lease_ms > 0 && node_lease_holds(n), n->reads_on_lease,
                n->reads_lease_late);
-    /* log_syncs against last_log_index: how many entries one fsync carries. */
-    buf_printf(out, "log_syncs:%" PRIu64 "\r\npersisted_index:%" PRIu64 "\r\n", n->log_syncs,
-               r->persisted_index);
+    /* log_syncs against last_log_index: how many entries one fsync carries;
+     * log_syncs_on_loop: how many of the syncs the loop ran itself. */
+    buf_printf(out,
+               "log_syncs:%" PRIu64 "\r\nlog_syncs_on_loop:%" PRIu64 "\r\npersisted_index:%" PRIu64
+               "\r\n",
+               n->log_syncs, n->log_syncs_on_loop, r->persisted_index);
     /* Peer messages: msgs_sent per write is what the transport costs. */
     buf_printf(out,
                "msgs_sent:%" PRIu64 "\r\nmsgs_received:%" PRIu64 "\r\nmsgs_dropped:%" PRIu64

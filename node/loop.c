@@ -54,6 +54,7 @@ static int node_persist(struct node *n, const struct raft_ready *rd, char *err, 
         if (wal_sync(n->wal, err, errlen) != 0)
             return -1;
         n->log_syncs++; /* RAFT.INFO counts these with the storage thread's */
+        n->log_syncs_on_loop++;
     }
     /* e. A chunk of a snapshot being received (synced when it is the last). */
     if (rd->snapshot_chunk != NULL && snapshot_write_chunk(n, rd->snapshot_chunk, err, errlen) != 0)

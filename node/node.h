@@ -257,6 +257,7 @@ struct node {
     struct storage *storage;
     struct log_compaction *compaction; /* a log being rewritten (log_compaction.c) */
     uint64_t log_syncs;                /* syncs of the log completed */
+    uint64_t log_syncs_on_loop;        /* ... of them run by the loop itself */
 
     /* Storage failing (loop.c): retried every second, writes refused. */
     bool disk_error;

@@ -360,9 +360,10 @@ bool storage_can_defer(const struct node *n, const struct raft_ready *rd)
     return true;
 }
 
-/* At most this many new entries are synced on the loop itself when the
- * thread is idle (storage_sync_inline). */
+/* At most this many new entries, of at most this many bytes, are synced on
+ * the loop itself when the thread is idle (storage_sync_inline). */
 #define STORAGE_INLINE_MAX_ENTRIES 1
+#define STORAGE_INLINE_MAX_BYTES (16u * 1024u)
 
 bool storage_sync_inline(const struct node *n, const struct raft_ready *rd)
 {
@@ -372,10 +373,13 @@ bool storage_sync_inline(const struct node *n, const struct raft_ready *rd)
      * the write's path, while the loop has nothing else to do meanwhile.
      * Larger batches, or any while a sync is in flight, are what arrives
      * under load: they go to the thread, which groups them (the loop keeps
-     * reading clients during the fdatasync). Not while the log is being
-     * compacted: the loop would wait for the copy (storage_drain). */
+     * reading clients during the fdatasync). So does a large entry (a
+     * value of a megabyte takes milliseconds to write and sync, which no
+     * other client should wait for). Not while the log is being compacted:
+     * the loop would wait for the copy (storage_drain). */
     return s != NULL && rd->n_entries > 0 && rd->n_entries <= STORAGE_INLINE_MAX_ENTRIES &&
-           !s->busy && s->n_held == 0 && !log_compaction_running(n);
+           rd->entries[0].len <= STORAGE_INLINE_MAX_BYTES && !s->busy && s->n_held == 0 &&
+           !log_compaction_running(n);
 }
 
 int storage_write(struct node *n, const struct raft_ready *rd, char *err, size_t errlen)

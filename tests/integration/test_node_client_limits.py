@@ -14,6 +14,9 @@
 - Out of descriptors (ulimit -n 64): new clients get an error, not a hang,
   existing ones are served, and the node does not spin.
 
+- A lone 1 MiB SET is synced by the storage thread, not by the event loop
+  (RAFT.INFO log_syncs_on_loop), while a lone small one is synced by the loop.
+
 Timing figures are printed; only loose sanity bounds are asserted."""
 import os
 import socket
@@ -94,6 +97,29 @@ def check_same_leader(cluster, leader, term, what):
           f"{what}: node {leader} still leads term {term} (role {info['role']}, "
           f"term {info['term']}; its longest loop turn {info['loop_turn_max_us'] / 1000:.1f} ms, "
           f"in {info['loop_turn_max_phase']})")
+
+
+def syncs(cluster, i):
+    """(all fsyncs of node i's log, those its event loop ran itself)."""
+    info = cluster.info(i)
+    return info["log_syncs"], info["log_syncs_on_loop"]
+
+
+def test_large_write_off_the_loop(cluster):
+    step("a lone small SET is synced by the loop; a lone 1 MiB SET by the storage thread")
+    leader, _ = leader_and_term(cluster)
+    # One write at a time on a quiet cluster: each is a lone write.
+    before = syncs(cluster, leader)
+    check_eq(cluster.leader_call("SET", "small", "v" * 100), "OK", "SET small (100 bytes)")
+    after = syncs(cluster, leader)
+    check_eq((after[0] - before[0], after[1] - before[1]), (1, 1),
+             "the small SET: one sync, run by the loop (log_syncs, log_syncs_on_loop)")
+    before = after
+    check_eq(cluster.leader_call("SET", "big", b"v" * MIB), "OK", "SET big (1 MiB)")
+    after = syncs(cluster, leader)
+    check(after[0] > before[0] and after[1] == before[1],
+          f"the 1 MiB SET was synced by the storage thread, not the loop (log_syncs "
+          f"+{after[0] - before[0]}, log_syncs_on_loop +{after[1] - before[1]})")
 
 
 def test_non_reading_client(cluster):
@@ -349,6 +375,7 @@ def main(opt):
     with Cluster(opt, 3, slot=0, name="limits",
                  node_args=["--client-output-limit", "4mb"] + timers) as cluster:
         cluster.start()
+        test_large_write_off_the_loop(cluster)
         test_non_reading_client(cluster)
         test_trickling_parser(cluster)
         cluster.check_alive()
