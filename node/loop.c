@@ -237,7 +237,7 @@ static void node_note_state(struct node *n)
 }
 
 /* Reply bytes that reads may build in one loop turn (pending_serve_reads). */
-#define NODE_SERVE_BUDGET (4u * 1024u * 1024u)
+#define NODE_SERVE_BUDGET (1u * 1024u * 1024u)
 
 void node_process_ready(struct node *n)
 {
