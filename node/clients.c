@@ -374,6 +374,9 @@ void clients_parse(struct node *n, struct client *c)
         }
         size_t used = 0;
         char err[128];
+        /* Where a password is asked, a client that has not given it may
+         * send only small requests, as in Redis (AUTH is one). */
+        c->parser.unauthenticated = n->opt.requirepass != NULL && !c->authenticated;
         rc = resp_parse_request_next(&c->parser, c->in.data + off, c->in.len - off, &n->req, &used,
                                      err, sizeof(err));
         if (rc == RESP_PARSE_MORE)

@@ -152,6 +152,10 @@ static int parse_multibulk(struct resp_parser *ps, const uint8_t *in, size_t len
             error_set(err, errlen, "Protocol error: invalid multibulk length");
             return RESP_PARSE_ERROR;
         }
+        if (ps->unauthenticated && count > RESP_UNAUTH_MAX_ARGS) {
+            error_set(err, errlen, "Protocol error: unauthenticated multibulk length");
+            return RESP_PARSE_ERROR;
+        }
         /* "*0" and "*-1" carry no command: consume them, as Redis does. */
         ps->multibulk = true;
         ps->count = count > 0 ? (size_t)count : 0;
@@ -176,6 +180,10 @@ static int parse_multibulk(struct resp_parser *ps, const uint8_t *in, size_t len
                 return RESP_PARSE_MORE;
             if (r == NUMBER_BAD || n < 0 || n > RESP_MAX_BULK) {
                 error_set(err, errlen, "Protocol error: invalid bulk length");
+                return RESP_PARSE_ERROR;
+            }
+            if (ps->unauthenticated && n > (int64_t)RESP_UNAUTH_MAX_BULK) {
+                error_set(err, errlen, "Protocol error: unauthenticated bulk length");
                 return RESP_PARSE_ERROR;
             }
             ps->in_bulk = true;
@@ -347,29 +355,31 @@ static int parse_inline(struct resp_parser *ps, const uint8_t *in, size_t len,
     return r;
 }
 
+/* Back to the start of a request; what the parser keeps over its life stays. */
+static void parser_restart(struct resp_parser *ps)
+{
+    uint64_t examined = ps->examined;
+    bool unauthenticated = ps->unauthenticated;
+    memset(ps, 0, sizeof *ps);
+    ps->examined = examined;
+    ps->unauthenticated = unauthenticated;
+}
+
 int resp_parse_request_next(struct resp_parser *ps, const uint8_t *in, size_t len,
                             struct resp_request *req, size_t *consumed, char *err, size_t errlen)
 {
     req->argc = 0;
     *consumed = 0;
-    if (len < ps->checked) {
-        /* Not the bytes checked before: start this request again. */
-        uint64_t examined = ps->examined;
-        memset(ps, 0, sizeof *ps);
-        ps->examined = examined;
-    }
+    if (len < ps->checked)
+        parser_restart(ps); /* not the bytes checked before: start this request again */
     if (len == 0)
         return RESP_PARSE_MORE;
     int r = in[0] == '*' ? parse_multibulk(ps, in, len, req, consumed, err, errlen)
                          : parse_inline(ps, in, len, req, consumed, err, errlen);
     if (r != RESP_PARSE_DONE)
         req->argc = 0;
-    if (r != RESP_PARSE_MORE) {
-        /* The next call starts a new request. */
-        uint64_t examined = ps->examined;
-        memset(ps, 0, sizeof *ps);
-        ps->examined = examined;
-    }
+    if (r != RESP_PARSE_MORE)
+        parser_restart(ps); /* the next call starts a new request */
     return r;
 }
 

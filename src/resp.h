@@ -17,7 +17,11 @@
 #define RESP_MAX_ARGS (1024 * 1024)        /* elements in one multibulk request */
 #define RESP_MAX_BULK (8u * 1024u * 1024u) /* bytes in one bulk string */
 #define RESP_MAX_INLINE (64u * 1024u)      /* bytes in one inline command line */
-#define RESP_MAX_DEPTH 8                   /* nesting of reply arrays */
+/* Redis's limits for a client that has not authenticated yet, where a
+ * password is asked (resp_parser.unauthenticated). */
+#define RESP_UNAUTH_MAX_ARGS 10
+#define RESP_UNAUTH_MAX_BULK 16384u
+#define RESP_MAX_DEPTH 8 /* nesting of reply arrays */
 
 enum resp_parse_result {
     RESP_PARSE_ERROR = -1, /* protocol error; message in err */
@@ -57,13 +61,19 @@ struct resp_parser {
     bool in_bulk;      /* the "$<len>" header of the next element was read */
     size_t bulk_len;   /* its length */
     uint64_t examined; /* bytes looked at over the parser's life: for tests */
+    /* Set by the caller, kept from request to request: a multibulk request
+     * may have at most RESP_UNAUTH_MAX_ARGS elements of RESP_UNAUTH_MAX_BULK
+     * bytes ("Protocol error: unauthenticated multibulk length", "...bulk
+     * length"), so that a client that has not given the password cannot
+     * make the server take in megabytes for it. */
+    bool unauthenticated;
 };
 
 /* resp_parse_request, going on from where the previous call on this parser
  * stopped. in is the request's first byte; the bytes given before must be
  * given again unchanged (they may have moved). After DONE or ERROR the parser
  * is ready for the next request. Results, errors and argv are those of
- * resp_parse_request on the same bytes. */
+ * resp_parse_request on the same bytes (unless the parser is unauthenticated). */
 int resp_parse_request_next(struct resp_parser *ps, const uint8_t *in, size_t len,
                             struct resp_request *req, size_t *consumed, char *err, size_t errlen);
 void resp_request_free(struct resp_request *req);

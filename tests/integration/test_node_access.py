@@ -3,7 +3,9 @@
 
 - with --requirepass-file every command but AUTH, HELLO and QUIT answers
   -NOAUTH until AUTH <password> (or AUTH default <password>, or HELLO 2 AUTH
-  default <password>); a wrong password answers -WRONGPASS;
+  default <password>); a wrong password answers -WRONGPASS; before AUTH a
+  request of more than 10 arguments, or an argument over 16384 bytes, is a
+  protocol error that closes the connection;
 - redis-cli -a, raftkv-cli with REDISCLI_AUTH and with --askpass (typed on a
   terminal) work;
 - without a password (protected mode) the node says so at start, and refuses
@@ -15,11 +17,12 @@ import os
 import pty
 import select
 import shutil
+import socket
 import sys
 import time
 
-from harness import (Cluster, Redis, RespError, check, check_eq, fail, parse_args, run,
-                     run_program, step, wait_until)
+from harness import (Cluster, Redis, RespError, check, check_eq, encode_command, fail, parse_args,
+                     run, run_program, step, wait_until)
 
 PASSWORD = "correct horse battery staple"
 
@@ -49,6 +52,22 @@ def test_password(cluster):
         check(isinstance(hello, list) and hello[0] == b"server", "HELLO 2 AUTH default <password>")
         check_eq(r.call("GET", "k"), b"v", "then GET works")
 
+    step("before AUTH only small requests: at most 10 arguments of 16384 bytes, as in Redis")
+    for what, request, error in [
+            ("an 11-argument DEL", encode_command("DEL", *[f"k{i}" for i in range(10)]),
+             b"-ERR Protocol error: unauthenticated multibulk length\r\n"),
+            ("a SET of a 16385-byte value", encode_command("SET", "k", "v" * 16385),
+             b"-ERR Protocol error: unauthenticated bulk length\r\n")]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(request)
+            got = read_all(s)
+        check_eq(got, error, f"{what} before AUTH: the error, then the connection is closed")
+    with Redis("127.0.0.1", port) as r:
+        check_eq(r.call("AUTH", PASSWORD), "OK", "AUTH")
+        check_eq(r.call("DEL", *[f"k{i}" for i in range(10)]), 0,
+                 "after AUTH the 11-argument DEL runs")
+        check_eq(r.call("SET", "big", "v" * 16385), "OK", "and so does the 16385-byte SET")
+
     step("redis-cli -a, raftkv-cli with REDISCLI_AUTH and --askpass")
     redis_cli = shutil.which("redis-cli")
     if redis_cli is None:
@@ -69,6 +88,19 @@ def test_password(cluster):
     out = askpass(cluster, env)
     check("w" in out.splitlines()[-1], f"raftkv-cli --askpass: the password typed at the prompt "
           f"works ({out.splitlines()[-1]!r})")
+
+
+def read_all(sock):
+    """Everything the node sends until it closes the connection."""
+    got = b""
+    while True:
+        try:
+            chunk = sock.recv(4096)
+        except socket.timeout:
+            fail(f"the connection stayed open after {got[:80]!r}")
+        if not chunk:
+            return got
+        got += chunk
 
 
 def askpass(cluster, env):

@@ -413,6 +413,53 @@ static void test_next_agrees(void)
     NEXT_AGREES("GET 'a'b\n");
 }
 
+/* An unauthenticated parser takes Redis's limits, request after request:
+ * 10 elements, 16384 bytes each. */
+static void test_unauthenticated(void)
+{
+    struct resp_parser ps = {.unauthenticated = true};
+    struct resp_request req = {0};
+    char err[128];
+    size_t used;
+
+    CHECK_INT_EQ(resp_parse_request_next(&ps,
+                                         LIT("*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$2\r\npw\r\n"),
+                                         &req, &used, err, sizeof err),
+                 RESP_PARSE_DONE);
+    CHECK_INT_EQ(req.argc, 3);
+    CHECK(ps.unauthenticated); /* kept for the next request */
+    CHECK_INT_EQ(resp_parse_request_next(&ps, LIT("*11\r\n"), &req, &used, err, sizeof err),
+                 RESP_PARSE_ERROR);
+    CHECK_STR_EQ(err, "Protocol error: unauthenticated multibulk length");
+    CHECK(ps.unauthenticated);
+    CHECK_INT_EQ(
+        resp_parse_request_next(&ps, LIT("*1\r\n$16385\r\n"), &req, &used, err, sizeof err),
+        RESP_PARSE_ERROR);
+    CHECK_STR_EQ(err, "Protocol error: unauthenticated bulk length");
+    /* At the limits, a request. */
+    CHECK_INT_EQ(resp_parse_request_next(&ps,
+                                         LIT("*10\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"
+                                             "$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"
+                                             "$1\r\na\r\n$1\r\na\r\n"),
+                                         &req, &used, err, sizeof err),
+                 RESP_PARSE_DONE);
+    CHECK_INT_EQ(req.argc, 10);
+    CHECK_INT_EQ(
+        resp_parse_request_next(&ps, LIT("*1\r\n$16384\r\n"), &req, &used, err, sizeof err),
+        RESP_PARSE_MORE);
+    /* Inline lines keep their own limit. */
+    ps = (struct resp_parser){.unauthenticated = true};
+    CHECK_INT_EQ(resp_parse_request_next(&ps, LIT("a b c d e f g h i j k l\r\n"), &req, &used, err,
+                                         sizeof err),
+                 RESP_PARSE_DONE);
+    CHECK_INT_EQ(req.argc, 12);
+    /* Authenticated, the same bytes start a request. */
+    ps.unauthenticated = false;
+    CHECK_INT_EQ(resp_parse_request_next(&ps, LIT("*11\r\n"), &req, &used, err, sizeof err),
+                 RESP_PARSE_MORE);
+    resp_request_free(&req);
+}
+
 /* A parser goes from one request to the next; a shorter input than before
  * (another request) starts afresh. */
 static void test_next_sequence(void)
@@ -890,6 +937,7 @@ int main(void)
     test_inline_quotes();
     test_next_agrees();
     test_next_sequence();
+    test_unauthenticated();
     test_next_linear();
     test_reply_types();
     test_reply_depth();
