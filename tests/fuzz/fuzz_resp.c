@@ -6,7 +6,8 @@
  * shorter prefix, consumed bytes stay within the input, what the writers
  * produce from a parsed request or reply parses back to the same thing, and
  * the request parser fed in pieces (resp_parse_request_next) answers as it
- * does given everything from the start.
+ * does given everything from the start, and an unauthenticated parser as the
+ * plain one, but for its own limits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,33 @@ static void check_incremental(const uint8_t *data, size_t size)
         fail("incremental parser examined too many bytes");
 }
 
+/* An unauthenticated parser (Redis's limits before AUTH) answers as the
+ * plain parser does, except that a multibulk request may end in its own
+ * errors; whatever it accepts has at most 10 arguments of 16384 bytes. */
+static void check_unauthenticated(const uint8_t *data, size_t size)
+{
+    struct resp_parser ps = {.unauthenticated = true};
+    char err1[128] = "", err2[128] = "";
+    size_t used1 = 0, used2 = 0;
+    int r2 = resp_parse_request_next(&ps, data, size, &other_request, &used2, err2, sizeof err2);
+    if (r2 == RESP_PARSE_ERROR && strstr(err2, "unauthenticated") != NULL) {
+        if (size == 0 || data[0] != '*' || other_request.argc != 0 || used2 != 0)
+            fail("an unauthenticated error for what is not a multibulk request");
+        return;
+    }
+    int r1 = resp_parse_request(data, size, &request, &used1, err1, sizeof err1);
+    if (r1 != r2 || used1 != used2 || strcmp(err1, err2) != 0 ||
+        !same_args(&request, &other_request))
+        fail("unauthenticated parse differs from the plain one below the limits");
+    if (r2 == RESP_PARSE_DONE && size > 0 && data[0] == '*') {
+        if (other_request.argc > RESP_UNAUTH_MAX_ARGS)
+            fail("unauthenticated request over the argument limit");
+        for (size_t i = 0; i < other_request.argc; i++)
+            if (other_request.argl[i] > RESP_UNAUTH_MAX_BULK)
+                fail("unauthenticated argument over the bulk limit");
+    }
+}
+
 /* Write v back with the reply writers. */
 static void write_value(struct buf *out, const struct resp_value *v)
 {
@@ -247,6 +275,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_requests(data, size);
     check_incremental(data, size);
+    check_unauthenticated(data, size);
     check_replies(data, size);
     return 0;
 }
