@@ -17,11 +17,12 @@
 #define RESP_MAX_ARGS (1024 * 1024)        /* elements in one multibulk request */
 #define RESP_MAX_BULK (8u * 1024u * 1024u) /* bytes in one bulk string */
 #define RESP_MAX_INLINE (64u * 1024u)      /* bytes in one inline command line */
+#define RESP_MAX_DEPTH 8                   /* nesting of reply arrays */
+
 /* Redis's limits for a client that has not authenticated yet, where a
  * password is asked (resp_parser.unauthenticated). */
 #define RESP_UNAUTH_MAX_ARGS 10
 #define RESP_UNAUTH_MAX_BULK 16384u
-#define RESP_MAX_DEPTH 8 /* nesting of reply arrays */
 
 enum resp_parse_result {
     RESP_PARSE_ERROR = -1, /* protocol error; message in err */
