@@ -145,17 +145,15 @@ def rss_kib(pid):
     raise rb.BenchError("no VmRSS for pid %d" % pid)
 
 
-def proc_cpu_s(pids):
-    """CPU seconds (user and system, every thread) the processes have used."""
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # a process that exited meanwhile
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / rb.TICKS_PER_S
+def with_cpu(system, n, load):
+    """load(port)'s result, with cpu_us: the CPU (user and system, every
+    thread) the system's server processes spent on each of its n requests.
+    A process that exited meanwhile counts 0."""
+    port = system.port()
+    before = sum(rb.proc_cpu_s(pid) for pid in system.pids())
+    r = load(port)
+    r["cpu_us"] = (sum(rb.proc_cpu_s(pid) for pid in system.pids()) - before) * 1e6 / n
+    return r
 
 
 class Raftkv:
@@ -402,16 +400,11 @@ def measure(system, fig, requests):
         if etcd_op is None:
             return None
         n = min(n, requests * 2)
-        port, before = system.port(), proc_cpu_s(system.pids())
-        r = etcd_load(port, clients, n, etcd_op)
-        r["cpu_us"] = (proc_cpu_s(system.pids()) - before) * 1e6 / n
-        return r
+        return with_cpu(system, n, lambda port: etcd_load(port, clients, n, etcd_op))
     for attempt in range(3):
         try:
-            port, before = system.port(), proc_cpu_s(system.pids())
-            r = redis_bench(port, test, clients, n, pipeline)
-            r["cpu_us"] = (proc_cpu_s(system.pids()) - before) * 1e6 / n
-            return r
+            return with_cpu(system, n,
+                            lambda port: redis_bench(port, test, clients, n, pipeline))
         except rb.BenchError as e:
             if system.name == "redis" or attempt == 2:
                 raise
@@ -428,14 +421,10 @@ def warm_up(system, writes):
     writes of a new cluster take about twice the CPU of the writes after.
     Every system gets the same writes (etcd, far slower, a tenth of them)
     so that the rounds measure each in its steady state."""
-    n = max(1, writes // 10) if system.name == "etcd" else writes
-    port, before = system.port(), proc_cpu_s(system.pids())
     if system.name == "etcd":
-        r = etcd_load(port, 50, n, "put")
-    else:
-        r = redis_bench(port, "set", 50, n, 16)
-    r["cpu_us"] = (proc_cpu_s(system.pids()) - before) * 1e6 / n
-    return r
+        n = max(1, writes // 10)
+        return with_cpu(system, n, lambda port: etcd_load(port, 50, n, "put"))
+    return with_cpu(system, writes, lambda port: redis_bench(port, "set", 50, writes, 16))
 
 
 # ------------------------------------------------------------ memory
