@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -131,7 +132,7 @@ static void client_refuse(struct node *n, int fd)
 
 /* accept() found no descriptor left: give up the spare one to take the
  * waiting connection and refuse it, then take the spare back. Without this
- * the connection would stay queued, poll() would report it again at once and
+ * the connection would stay queued, epoll would report it again at once and
  * the loop would spin while the client hangs. Returns 0 if one was refused. */
 static int client_accept_without_fds(struct node *n)
 {
@@ -197,6 +198,7 @@ void clients_accept(struct node *n)
         }
         client_set_options(n, fd);
         c->fd = fd;
+        c->source.client = c;
         c->id = ++n->next_client_id;
         c->last_active_ms = clock_monotonic_ms();
         c->next = n->clients;
@@ -205,11 +207,26 @@ void clients_accept(struct node *n)
     }
 }
 
+static void client_drop(struct client *c);
+
 bool clients_want_input(const struct node *n, const struct client *c)
 {
     return !c->closing && c->pending < CLIENT_MAX_PENDING &&
            c->out.len - c->out_sent + c->queued < CLIENT_OUTPUT_PAUSE &&
            c->in.len < n->opt.client_input_limit;
+}
+
+void clients_watch(struct node *n, struct client *c, bool awake)
+{
+    uint32_t events = 0;
+    if (awake && clients_want_input(n, c))
+        events |= EPOLLIN;
+    if (awake && c->out.len > 0)
+        events |= EPOLLOUT;
+    if (poller_watch(n, &c->source, c->fd, events) != 0 && !c->closing) {
+        client_drop(c); /* the kernel is out of memory for it: let it go */
+        (void)poller_watch(n, &c->source, c->fd, 0);
+    }
 }
 
 /* Bytes of replies the client has not taken yet. */
@@ -418,7 +435,7 @@ void clients_write(struct node *n, struct client *c)
     }
 }
 
-static void client_free(struct client *c)
+static void client_free(struct node *n, struct client *c)
 {
     /* Slots still waiting for the log or a read are detached: whoever
      * completes them frees them. */
@@ -434,6 +451,7 @@ static void client_free(struct client *c)
         }
         s = next;
     }
+    poller_forget(n, &c->source);
     close(c->fd);
     buf_free(&c->in);
     buf_free(&c->out);
@@ -458,7 +476,7 @@ void clients_reap(struct node *n)
         if (c->closing && c->out.len == 0) {
             *pp = c->next;
             n->n_clients--;
-            client_free(c);
+            client_free(n, c);
         } else {
             pp = &c->next;
         }
@@ -470,7 +488,7 @@ void clients_close_all(struct node *n)
     while (n->clients != NULL) {
         struct client *c = n->clients;
         n->clients = c->next;
-        client_free(c);
+        client_free(n, c);
     }
     n->n_clients = 0;
     if (n->listen_fd >= 0)

@@ -1,4 +1,4 @@
-/* loop.c - the node's one poll() loop.
+/* loop.c - the node's one event loop.
  *
  * Every turn: advance the core's clock, take in peer messages and client
  * requests, then carry out what the core asks, in the order persist, send,
@@ -8,13 +8,16 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "node.h"
+
+/* Ready descriptors taken per turn; more wait for the next. */
+#define NODE_READY_MAX 256
 
 static volatile sig_atomic_t node_stop_requested;
 
@@ -370,7 +373,7 @@ bool node_lease_holds(const struct node *n)
 }
 
 /* Advance the core's clock by real time elapsed, scaled by speed. One turn
- * moves it by at most a little more than poll() sleeps: after a stall (a slow disk, a
+ * moves it by at most a little more than the loop sleeps: after a stall (a slow disk, a
  * busy machine) the messages that arrived meanwhile are taken in before the
  * core can decide that nobody spoke to it. */
 static void node_advance_clock(struct node *n, uint64_t now)
@@ -395,7 +398,23 @@ static void node_advance_clock(struct node *n, uint64_t now)
     }
 }
 
-/* How long poll() may sleep: until the core's next timer, or sooner. */
+/* What the loop waits for on each descriptor this turn. Suspended, only
+ * the peers: their messages are taken and lost, controls still work, and a
+ * finished sync waits for the resume (its pipe would wake the loop at once,
+ * again and again). */
+static void node_watch(struct node *n, uint64_t now)
+{
+    bool awake = !n->suspended;
+    if (poller_watch(n, &n->peers_source, transport_fd(n), EPOLLIN) != 0 ||
+        poller_watch(n, &n->listen_source, n->listen_fd,
+                     awake && clients_want_accept(n, now) ? EPOLLIN : 0) != 0 ||
+        poller_watch(n, &n->storage_source, storage_fd(n), awake ? EPOLLIN : 0) != 0)
+        node_fatal(n, strerror(errno));
+    for (struct client *c = n->clients; c != NULL; c = c->next)
+        clients_watch(n, c, awake);
+}
+
+/* How long the loop may sleep: until the core's next timer, or sooner. */
 static int node_poll_timeout(struct node *n, uint64_t now)
 {
     uint64_t wait = NODE_POLL_MAX_MS;
@@ -427,43 +446,23 @@ int node_run(struct node *n)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
-    struct pollfd *fds = NULL;
-    size_t cap_fds = 0;
-    struct client **owners = NULL;
+    struct epoll_event ready[NODE_READY_MAX];
     char err[512];
     if (storage_start(n, err, sizeof(err)) != 0)
         node_fatal(n, err);
     while (!node_stop_requested) {
-        size_t want = 3 + n->n_clients;
-        if (want > cap_fds) {
-            struct pollfd *p = realloc(fds, want * 2 * sizeof(*p));
-            struct client **o = realloc(owners, want * 2 * sizeof(*o));
-            if (p == NULL || o == NULL)
-                node_fatal(n, "out of memory");
-            fds = p;
-            owners = o;
-            cap_fds = want * 2;
-        }
-        size_t nfds = 0;
         uint64_t now = clock_monotonic_ms();
-        fds[nfds++] = (struct pollfd){.fd = transport_fd(n), .events = POLLIN};
-        bool accepting = !n->suspended && clients_want_accept(n, now);
-        fds[nfds++] = (struct pollfd){.fd = n->listen_fd, .events = accepting ? POLLIN : 0};
-        /* Suspended, a finished sync waits for the resume (its pipe would
-         * wake poll() at once, again and again). */
-        fds[nfds++] = (struct pollfd){.fd = n->suspended ? -1 : storage_fd(n), .events = POLLIN};
-        for (struct client *c = n->clients; c != NULL; c = c->next) {
-            short ev = 0;
-            if (!n->suspended && clients_want_input(n, c))
-                ev |= POLLIN;
-            if (c->out.len > 0)
-                ev |= POLLOUT;
-            owners[nfds] = c;
-            fds[nfds++] = (struct pollfd){.fd = n->suspended ? -1 : c->fd, .events = ev};
-        }
+        node_watch(n, now);
         int timeout = node_poll_timeout(n, now);
-        if (poll(fds, nfds, timeout) < 0 && errno != EINTR)
+        int n_ready = poller_wait(n, ready, NODE_READY_MAX, timeout);
+        if (n_ready < 0)
             node_fatal(n, strerror(errno));
+        bool storage_woken = false, accept_ready = false;
+        for (int i = 0; i < n_ready; i++) {
+            const struct poll_source *s = ready[i].data.ptr;
+            storage_woken |= s == &n->storage_source;
+            accept_ready |= s == &n->listen_source;
+        }
 
         now = clock_monotonic_ms();
         if (n->suspended && now >= n->suspend_until_ms)
@@ -478,17 +477,18 @@ int node_run(struct node *n)
         struct turn_timer *t = &n->turn;
         turn_timer_begin(t);
         node_advance_clock(n, now);
-        if (storage_poll(n, (fds[2].revents & POLLIN) != 0, err, sizeof(err)) != 0)
+        if (storage_poll(n, storage_woken, err, sizeof(err)) != 0)
             node_disk_failed(n, err);
         turn_timer_mark(t, TURN_STORAGE);
         raft_tick(&n->raft, n->raft_clock_ms);
         transport_receive(n);
         turn_timer_mark(t, TURN_PEERS);
-        if (fds[1].revents & POLLIN)
+        if (accept_ready)
             clients_accept(n);
-        for (size_t i = 3; i < nfds; i++) {
-            if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
-                clients_read(n, owners[i]);
+        for (int i = 0; i < n_ready; i++) {
+            const struct poll_source *s = ready[i].data.ptr;
+            if (s->client != NULL && (ready[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                clients_read(n, s->client);
         }
         for (struct client *c = n->clients; c != NULL; c = c->next) {
             if (c->parse_again) {
@@ -525,8 +525,6 @@ int node_run(struct node *n)
     for (struct client *c = n->clients; c != NULL; c = c->next)
         if (c->out.len > 0)
             clients_write(n, c);
-    free(fds);
-    free(owners);
     if (!n->opt.quiet) {
         printf("node %u: stopped\n", n->opt.id);
         fflush(stdout);

@@ -534,12 +534,15 @@ static int node_init(struct node *n, char *err, size_t errlen)
         return -1;
     n->active_expire = true;
     n->listen_fd = -1;
+    n->epoll_fd = -1;
     n->peer_in = -1;
     n->status_out = -1;
     n->wire.on = true; /* reported only with --status */
     if (transport_open(n, err, errlen) != 0)
         return -1;
     if (clients_listen(n, err, errlen) != 0)
+        return -1;
+    if (poller_open(n, err, errlen) != 0)
         return -1;
     n->shown_role = n->raft.role;
     n->shown_term = n->raft.current_term;
@@ -554,6 +557,7 @@ static void node_close(struct node *n)
     transfer_shutdown(n);
     membership_shutdown(n);
     clients_close_all(n);
+    poller_close(n);
     pending_free(n);
     transport_close(n);
     if (n->wal != NULL)

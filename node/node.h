@@ -30,9 +30,18 @@ struct reply_slot {
     struct buf data;
 };
 
+/* A descriptor in the loop's epoll set (poller.c). */
+struct client;
+struct poll_source {
+    int fd;
+    uint32_t events;       /* what the set waits for on fd now; 0: not in the set */
+    struct client *client; /* whose socket; NULL for the node's own descriptors */
+};
+
 struct client {
     struct client *next;
     int fd;
+    struct poll_source source; /* its socket in the loop's epoll set */
     uint64_t id;
     struct buf in;
     struct buf out;
@@ -228,6 +237,10 @@ struct node {
     bool suspended;
     uint64_t suspend_until_ms;
 
+    /* What the loop sleeps on (poller.c). */
+    int epoll_fd;
+    struct poll_source peers_source, listen_source, storage_source;
+
     /* Clients (Redis protocol). */
     int listen_fd;
     struct client *clients;
@@ -325,7 +338,7 @@ int node_run(struct node *n);
 void node_suspend(struct node *n, uint64_t ms);
 void node_resume(struct node *n);
 void node_process_ready(struct node *n);
-/* The longest poll() sleeps, and the most one turn moves the core's clock. */
+/* The longest the loop sleeps, and the most one turn moves the core's clock. */
 #define NODE_POLL_MAX_MS 50
 #define NODE_CLOCK_STEP_MAX_MS (NODE_POLL_MAX_MS + 10)
 /* The lease a leader may hold with these options (raft_config.lease_ms);
@@ -334,6 +347,18 @@ uint32_t node_lease_ms(const struct node_options *o);
 /* Whether the leader's lease still holds now, by a clock read at this
  * moment: a lease read is sent only if this is true after it was served. */
 bool node_lease_holds(const struct node *n);
+
+/* poller.c: the loop's epoll set. */
+struct epoll_event;
+int poller_open(struct node *n, char *err, size_t errlen);
+void poller_close(struct node *n);
+/* Wait for events (EPOLLIN, EPOLLOUT) on fd through s from now on; 0 or a
+ * negative fd: not at all. Returns 0, or -1 with errno. */
+int poller_watch(struct node *n, struct poll_source *s, int fd, uint32_t events);
+void poller_forget(struct node *n, struct poll_source *s); /* before fd is closed */
+/* Up to max_ready sources that are ready (data.ptr: the poll_source), within
+ * timeout_ms; 0 if interrupted, -1 with errno on failure. */
+int poller_wait(struct node *n, struct epoll_event *ready, int max_ready, int timeout_ms);
 
 /* transport.c */
 struct Raftkv__Envelope;
@@ -359,6 +384,9 @@ void clients_close_all(struct node *n);
 void clients_accept(struct node *n);
 /* Whether to poll a client for input: not while its replies or requests pile up. */
 bool clients_want_input(const struct node *n, const struct client *c);
+/* Put c's socket in the loop's epoll set for what it waits for now (awake:
+ * the node is not suspended); a client the kernel cannot watch is dropped. */
+void clients_watch(struct node *n, struct client *c, bool awake);
 /* Whether to poll the listening socket: not for a while after descriptors ran out. */
 bool clients_want_accept(const struct node *n, uint64_t now_ms);
 /* Client counters, as INFO lines. */
@@ -509,7 +537,7 @@ int storage_fd(const struct node *n); /* readable when a sync finished */
 /* Whether a sync is in flight or messages wait for one. */
 bool storage_pending(const struct node *n);
 /* Every loop turn: a finished sync is recorded, the core told, the
- * messages waiting for it sent, the next sync started. woken: poll() saw
+ * messages waiting for it sent, the next sync started. woken: epoll saw
  * storage_fd readable. -1: it failed. */
 int storage_poll(struct node *n, bool woken, char *err, size_t errlen);
 /* Whether a ready may be carried out with its entries written but not yet

@@ -270,7 +270,7 @@ static void storage_tell_remove_error(struct node *n)
 int storage_poll(struct node *n, bool woken, char *err, size_t errlen)
 {
     struct storage *s = n->storage;
-    /* Only when poll() saw the pipe readable: a read that finds it empty
+    /* Only when epoll saw the pipe readable: a read that finds it empty
      * would be a wasted system call on every loop turn. A byte left behind
      * (storage_wait ended that sync) only wakes one more turn. */
     char drain[64];

@@ -14,6 +14,9 @@
 - Out of descriptors (ulimit -n 64): new clients get an error, not a hang,
   existing ones are served, and the node does not spin.
 
+- Clients that hang up while their node is suspended (RAFT.SUSPEND) cost it
+  no CPU meanwhile, and are gone once it resumes.
+
 - A lone 1 MiB SET is synced by the storage thread, not by the event loop
   (RAFT.INFO log_syncs_on_loop), while a lone small one is synced by the loop.
 
@@ -120,6 +123,29 @@ def test_large_write_off_the_loop(cluster):
     check(after[0] > before[0] and after[1] == before[1],
           f"the 1 MiB SET was synced by the storage thread, not the loop (log_syncs "
           f"+{after[0] - before[0]}, log_syncs_on_loop +{after[1] - before[1]})")
+
+
+def test_hangups_while_suspended(cluster):
+    step("20 clients hang up while their node is suspended: it does not spin")
+    leader, _ = leader_and_term(cluster)
+    node = next(i for i in cluster.ids if i != leader)
+    pid = cluster.node(node).proc.pid
+    port = cluster.node(node).client_port
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(20)]
+    for s in conns:
+        s.sendall(b"PING\r\n")
+        check_eq(s.recv(64), b"+PONG\r\n", "PING before the suspension")
+    check_eq(cluster.call(node, "RAFT.SUSPEND", 3), "OK", f"RAFT.SUSPEND 3 at node {node}")
+    for s in conns:
+        s.close()
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(1.5)  # a measurement window: the node is suspended throughout
+    cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    print(f"   suspended node's CPU with 20 hung-up clients: {cpu * 100:.0f}% of a core",
+          flush=True)
+    check(cpu < 0.3, f"the suspended node used {cpu * 100:.0f}% of a core (< 30%)")
+    wait_until(lambda: cluster.info(node, timeout=1)["connected_clients"] <= 1, 20,
+               f"node {node} to resume and let the 20 clients go")
 
 
 def test_non_reading_client(cluster):
@@ -376,6 +402,7 @@ def main(opt):
                  node_args=["--client-output-limit", "4mb"] + timers) as cluster:
         cluster.start()
         test_large_write_off_the_loop(cluster)
+        test_hangups_while_suspended(cluster)
         test_non_reading_client(cluster)
         test_trickling_parser(cluster)
         cluster.check_alive()
