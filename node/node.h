@@ -557,9 +557,11 @@ void storage_send_after_sync(struct node *n, const struct raft_msg *m);
 int storage_drain(struct node *n, bool notify, char *err, size_t errlen);
 /* After a failure: wait for the sync in flight and drop waiting messages. */
 void storage_forget(struct node *n);
-/* raft_compact_with's drop_data (arg: the node): the thread frees data
- * later, a few buffers at a time while no sync waits. */
+/* raft_compact_with's drop_data (arg: the node): data is gathered, and
+ * after storage_free_handover the thread frees it, a few buffers at a time
+ * while no sync waits. */
 void storage_free_later(void *arg, uint8_t *data);
+void storage_free_handover(struct node *n);
 /* Remove the snapshot files below index, on the storage thread. */
 void storage_remove_snapshots_below(struct node *n, uint64_t index);
 

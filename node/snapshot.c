@@ -315,7 +315,9 @@ static int snapshot_taken(struct node *n, char *err, size_t errlen)
     else if (job.wanted && log_compaction_start(n, &job, err, errlen) != 0)
         node_event(n, "could not drop the log before the snapshot (%s): it stays until the next",
                    err);
-    if (raft_compact_with(&n->raft, index, storage_free_later, n) != RAFT_OK) {
+    int compacted = raft_compact_with(&n->raft, index, storage_free_later, n);
+    storage_free_handover(n);
+    if (compacted != RAFT_OK) {
         snprintf(err, errlen, "the core refused to compact up to %" PRIu64, index);
         return -1;
     }
