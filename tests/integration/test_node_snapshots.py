@@ -176,9 +176,17 @@ def test_snapshot_bytes(opt):
         wait_same_state(c, c.ids)
         for i in c.ids:
             info = c.info(i)
-            check(info["snapshots_taken"] >= 3,
-                  f"node {i} took snapshots by size ({info['snapshots_taken']} taken, "
-                  f"snapshot_index {info['snapshot_index']})")
+            taken, installed = info["snapshots_taken"], info["snapshots_installed"]
+            if i == leader:
+                check(taken >= 3, f"the leader, node {i}, took snapshots by size ({taken} taken, "
+                      f"snapshot_index {info['snapshot_index']})")
+            else:
+                # A follower that fell behind (a slow sanitizer build on a
+                # busy machine) is sent the leader's snapshots instead of
+                # reaching the size itself: either way its log is cut.
+                check(taken + installed >= 3,
+                      f"follower {i} took snapshots by size or installed the leader's ({taken} "
+                      f"taken, {installed} installed, snapshot_index {info['snapshot_index']})")
             check(info["log_bytes"] < 8 << 20,
                   f"node {i}'s log stays bounded ({info['log_bytes']} bytes on disk, "
                   f"8 MiB of values written)")
