@@ -459,6 +459,13 @@ static int node_open_storage(struct node *n, char *err, size_t errlen)
 
 static int node_init(struct node *n, char *err, size_t errlen)
 {
+    /* Not open yet: node_close, run after a failure here, closes only what opened. */
+    n->listen_fd = -1;
+    n->epoll_fd = -1;
+    n->peer_in = -1;
+    n->status_out = -1;
+    for (size_t i = 0; i < CLUSTER_MAX_NODES; i++)
+        n->peer_out[i] = -1;
     if (cluster_load(n->opt.config_path, &n->cluster, err, errlen) != 0)
         return -1;
     if (n->opt.join) {
@@ -533,10 +540,6 @@ static int node_init(struct node *n, char *err, size_t errlen)
     if (node_open_storage(n, err, errlen) != 0)
         return -1;
     n->active_expire = true;
-    n->listen_fd = -1;
-    n->epoll_fd = -1;
-    n->peer_in = -1;
-    n->status_out = -1;
     n->wire.on = true; /* reported only with --status */
     if (transport_open(n, err, errlen) != 0)
         return -1;
