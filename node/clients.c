@@ -223,10 +223,8 @@ void clients_watch(struct node *n, struct client *c, bool awake)
         events |= EPOLLIN;
     if (awake && c->out.len > 0)
         events |= EPOLLOUT;
-    if (poller_watch(n, &c->source, c->fd, events) != 0 && !c->closing) {
+    if (poller_watch(n, &c->source, c->fd, events) != 0 && !c->closing)
         client_drop(c); /* the kernel is out of memory for it: let it go */
-        (void)poller_watch(n, &c->source, c->fd, 0);
-    }
 }
 
 /* Bytes of replies the client has not taken yet. */

@@ -398,15 +398,15 @@ static void node_advance_clock(struct node *n, uint64_t now)
     }
 }
 
-/* What the loop waits for on each descriptor this turn. Suspended, only
- * the peers: their messages are taken and lost, controls still work, and a
- * finished sync waits for the resume (its pipe would wake the loop at once,
- * again and again). */
+/* What the loop waits for on each descriptor this turn (the peers' is
+ * watched throughout, from node_run). Suspended, only the peers: their
+ * messages are taken and lost, controls still work, and a finished sync
+ * waits for the resume (its pipe would wake the loop at once, again and
+ * again). */
 static void node_watch(struct node *n, uint64_t now)
 {
     bool awake = !n->suspended;
-    if (poller_watch(n, &n->peers_source, transport_fd(n), EPOLLIN) != 0 ||
-        poller_watch(n, &n->listen_source, n->listen_fd,
+    if (poller_watch(n, &n->listen_source, n->listen_fd,
                      awake && clients_want_accept(n, now) ? EPOLLIN : 0) != 0 ||
         poller_watch(n, &n->storage_source, storage_fd(n), awake ? EPOLLIN : 0) != 0)
         node_fatal(n, strerror(errno));
@@ -450,6 +450,8 @@ int node_run(struct node *n)
     char err[512];
     if (storage_start(n, err, sizeof(err)) != 0)
         node_fatal(n, err);
+    if (poller_watch(n, &n->peers_source, transport_fd(n), EPOLLIN) != 0)
+        node_fatal(n, strerror(errno));
     while (!node_stop_requested) {
         uint64_t now = clock_monotonic_ms();
         node_watch(n, now);
