@@ -61,6 +61,16 @@ first, with whether the disk overlaps two fdatasyncs made at once (near
 1x one alone: side by side; near 2x: one after the other, and then a
 write at one client waits for two where Redis waits for one).
 
+Each round also runs floor-probe (bench/floor_probe.c, built with the
+rest) for a second a kind: one client's writes answered by a server that
+syncs one copy, against a leader that sends each write to two followers,
+syncs its own copy and waits for one follower's, with nothing else in the
+way (no Raft, no nanomsg, no parsing). Its ratio is about the best any
+replicated store's one-client figure against Redis can be on this disk at
+that moment; the summary prints it beside raftkv/redis. And each round
+prints the steal time of /proc/stat: the share of the CPUs' time the
+hypervisor gave to other machines while the round ran.
+
 It asserts nothing; it is not a test. Exit status 0 when every figure was
 measured. Ports: the raftkv cluster uses N+1..N+8, redis N+20, etcd
 N+31..N+36, the lease cluster N+51..N+58 (default N = 33000). Python 3 stdlib only.
@@ -70,6 +80,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -466,6 +477,32 @@ def load_keys(system, keys):
 # ------------------------------------------------------------ main
 
 
+def floor_probe(binary, root, seconds):
+    """One run of floor-probe (bench/floor_probe.c), one round of `seconds`
+    a kind: a dict with the two-copies ratio ("floor") and the p50s, or
+    None when the program is missing or failed (printed)."""
+    if not os.access(binary, os.X_OK):
+        return None
+    os.makedirs(root, exist_ok=True)
+    done = subprocess.run([binary, root, "%g" % seconds, "1"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=60 + 10 * seconds)
+    out = done.stdout.decode(errors="replace")
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*(one copy|leader and a follower|both followers): ([0-9]+) writes/s, "
+                     r"p50 ([0-9.]+) ms", line)
+        if m:
+            found[m.group(1)] = (float(m.group(2)), float(m.group(3)))
+        m = re.match(r"floor: ([0-9.]+)x one copy \((.*)\)", line)
+        if m:
+            found["floor"] = float(m.group(1))
+            found["floor_kind"] = m.group(2)
+    if done.returncode != 0 or "floor" not in found or "one copy" not in found:
+        print("  floor-probe failed (exit %d): %s" % (done.returncode, out.strip()[-300:]), flush=True)
+        return None
+    return found
+
+
 class Done(Exception):
     """The figures asked for are taken."""
 
@@ -535,6 +572,8 @@ def main():
     systems = []
     ok = True
     results = {}  # (system, figure key) -> [result per round]
+    floors = []  # floor_probe's result per round
+    steals = []  # the share of CPU time stolen by the hypervisor, per round
     extra = []
     mem = {}
     disk_line = "fdatasync: not measured"
@@ -584,8 +623,19 @@ def main():
                 except rb.BenchError as e:
                     ok = False
                     print("  warm-up %-7s failed: %s" % (s.name, e), flush=True)
+        probe_binary = os.path.join(os.path.abspath(args.build), "floor-probe")
+        if not os.access(probe_binary, os.X_OK):
+            print("floor-probe: not built, the one-client floor is not measured")
         for rnd in range(1, rounds + 1):
             print("\nround %d" % rnd, flush=True)
+            steal0, wall0 = rb.steal_s(), time.monotonic()
+            fl = floor_probe(probe_binary, os.path.join(root, "floor"), 0.5 if args.quick else 1.0)
+            if fl is not None:
+                floors.append(fl)
+                print("  %-22s %-7s two copies %.2fx one copy's writes/s (one copy p50 %.3f ms; "
+                      "leader and a follower %.3f ms; both followers %.3f ms)" % (
+                          "floor, 1 client", "probe", fl["floor"], fl["one copy"][1],
+                          fl["leader and a follower"][1], fl["both followers"][1]), flush=True)
             for fig in FIGURES:
                 for s in systems:
                     try:
@@ -598,6 +648,10 @@ def main():
                     if r is not None:
                         more = " (generator %.0f%% of a core)" % r["gen_cpu"] if "gen_cpu" in r else ""
                         print("  %-22s %-7s %s%s" % (fig[1], s.name, fmt_fig(r), more), flush=True)
+            stolen = (rb.steal_s() - steal0) / ((time.monotonic() - wall0) * (os.cpu_count() or 1))
+            steals.append(stolen)
+            print("  steal: %.1f%% of the CPUs' time went to other machines this round" % (
+                100 * stolen), flush=True)
 
         if args.no_memory:
             raise Done()
@@ -707,6 +761,20 @@ def main():
     if p99s["raftkv"] and p99s["redis"]:
         print("SET 50 clients p99: raftkv %.2f ms = %.2fx redis's" % (
             p99s["raftkv"], p99s["raftkv"] / p99s["redis"]))
+    set1 = [a["ops"] / b["ops"] for a, b in zip(results.get(("raftkv", "set1"), []),
+                                                 results.get(("redis", "set1"), []))
+            if a is not None and b is not None]
+    if floors:
+        print("SET 1 client, the floor (floor-probe: a leader that syncs and waits for one of two "
+              "followers, against a server that syncs, no Raft and no nanomsg; a run each round): "
+              "%.2fx (rounds %s); raftkv/redis %s" % (
+                  statistics.median(f["floor"] for f in floors),
+                  " ".join("%.2f" % f["floor"] for f in floors),
+                  "%.2fx (rounds %s)" % (statistics.median(set1), " ".join("%.2f" % x for x in set1))
+                  if set1 else "not measured"))
+    if steals:
+        print("steal (CPU time the hypervisor gave to other machines), by round: %s" % (
+            " ".join("%.1f%%" % (100 * x) for x in steals)))
     print("\nThe ratios round by round (each round measures the systems one after the "
           "other, so a round's ratio is a pair; the median of these moves less than the "
           "ratio of the medians above):")

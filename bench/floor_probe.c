@@ -1,0 +1,434 @@
+/* floor_probe.c - how fast one client can be answered on this machine when
+ * each write must be synced in two files of three (a leader's and its
+ * followers') before the answer, with nothing else in the way: no Raft, no
+ * nanomsg, no parsing. The floor under raftkv's one-client figure,
+ * measured next to it by bench/side_by_side.py.
+ *
+ *   build/floor-probe DIR [SECONDS [ROUNDS]]
+ *
+ * Four processes: a client, a leader and two followers. The client sends
+ * one write at a time (a 256-byte value behind a 16-byte header) to the
+ * leader over loopback TCP, as redis-benchmark does, and waits for a
+ * one-byte answer. Three kinds of write:
+ *
+ *   one copy               the leader writes the value into its file,
+ *                          fdatasyncs and answers: what redis-server with
+ *                          appendfsync always does;
+ *   leader and a follower  the leader first sends the value to both
+ *                          followers over Unix sockets (raftkv's nodes on
+ *                          one machine talk over ipc://, Unix sockets), then
+ *                          writes and fdatasyncs its own copy, and answers
+ *                          once one follower said its copy is synced too: a
+ *                          majority of three, as a Raft leader waits for;
+ *   both followers         the same, but the leader answers once both
+ *                          followers have synced, and syncs its own copy
+ *                          after the answer (the other way to have two).
+ *
+ * Each follower writes, fdatasyncs and says so, for every write it gets.
+ * In a round the kinds take turns, PROBE_BLOCK writes at a time, until
+ * each had SECONDS (default 3); ROUNDS rounds (default 3). Every file is
+ * filled with zeros and synced first and written over in place from then
+ * on, as raftkv's log is (a write that makes a file longer costs a journal
+ * commit at every fdatasync). All files are in DIR, on one disk, as the
+ * benchmark's nodes are, and are removed at the end.
+ *
+ * Prints each round's writes a second and the p50 and p99 of the client's
+ * wait for each kind, with its ratio to one copy; then the medians, and
+ * the "floor": the better of the two ways to have two copies. raftkv does
+ * at least that much for a write and Redis about this little, so the floor
+ * is about as high as raftkv's one-client figure against Redis can get on
+ * this disk at that moment. A benchmark: it asserts nothing.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROBE_VALUE_BYTES 256
+#define PROBE_REQUEST_BYTES (16 + PROBE_VALUE_BYTES)
+#define PROBE_FILE_BYTES (16u << 20)
+#define PROBE_MAX_ROUNDS 50
+#define PROBE_BLOCK 50 /* writes of one kind before the next kind's */
+
+/* What the leader does with a write before it answers. */
+enum probe_kind {
+    PROBE_ONE_COPY = 'O',     /* sync its own copy */
+    PROBE_TWO_OF_THREE = 'T', /* send to both followers, sync its own, wait for one follower */
+    PROBE_FOLLOWERS = 'F',    /* send to both, write its own, wait for both followers; its
+                                 own fdatasync comes after the answer */
+};
+
+static const struct {
+    enum probe_kind kind;
+    const char *name;
+} probe_kinds[] = {
+    {PROBE_ONE_COPY, "one copy"},
+    {PROBE_TWO_OF_THREE, "leader and a follower"},
+    {PROBE_FOLLOWERS, "both followers"},
+};
+#define PROBE_N_KINDS (sizeof probe_kinds / sizeof probe_kinds[0])
+
+struct probe_file {
+    int fd;
+    off_t at; /* where the next write goes */
+};
+
+struct probe_result {
+    double per_second, p50_ms, p99_ms;
+};
+
+static void die(const char *what)
+{
+    fprintf(stderr, "floor-probe: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        die("clock_gettime");
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* 0: read len bytes; 1: the other side closed before the first byte. */
+static int read_full(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, (uint8_t *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            die("read");
+        if (n == 0) {
+            if (got == 0)
+                return 1;
+            errno = EPIPE;
+            die("read (cut short)");
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static void write_full(int fd, const void *buf, size_t len)
+{
+    size_t put = 0;
+    while (put < len) {
+        ssize_t n = write(fd, (const uint8_t *)buf + put, len - put);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            die("write");
+        put += (size_t)n;
+    }
+}
+
+/* A file of zeros, synced, to be written over in place. */
+static void probe_file_open(struct probe_file *f, const char *dir, const char *name)
+{
+    static const uint8_t zeros[64 * 1024];
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+        errno = ENAMETOOLONG;
+        die(dir);
+    }
+    f->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (f->fd < 0)
+        die(path);
+    for (off_t at = 0; at < (off_t)PROBE_FILE_BYTES; at += (off_t)sizeof zeros)
+        if (pwrite(f->fd, zeros, sizeof zeros, at) != (ssize_t)sizeof zeros)
+            die("pwrite (zeros)");
+    if (fsync(f->fd) != 0)
+        die("fsync");
+    f->at = 0;
+}
+
+static void probe_file_write(struct probe_file *f, const uint8_t *request)
+{
+    if (f->at + PROBE_REQUEST_BYTES > (off_t)PROBE_FILE_BYTES)
+        f->at = 0;
+    if (pwrite(f->fd, request, PROBE_REQUEST_BYTES, f->at) != PROBE_REQUEST_BYTES)
+        die("pwrite");
+    f->at += PROBE_REQUEST_BYTES;
+}
+
+static void probe_file_sync(struct probe_file *f)
+{
+    if (fdatasync(f->fd) != 0)
+        die("fdatasync");
+}
+
+static void follower_main(int leader, const char *dir, const char *name)
+{
+    struct probe_file file;
+    probe_file_open(&file, dir, name);
+    uint8_t request[PROBE_REQUEST_BYTES];
+    while (read_full(leader, request, sizeof request) == 0) {
+        probe_file_write(&file, request);
+        probe_file_sync(&file);
+        /* The leader may be gone already when the client has finished. */
+        if (send(leader, "s", 1, MSG_NOSIGNAL) != 1)
+            break;
+    }
+    exit(0);
+}
+
+/* Read whatever answers the followers sent until `want` of them (1 or 2)
+ * have synced `seq` writes (each answers its writes in order, a byte each). */
+static void wait_for_followers(const int followers[2], uint64_t synced[2], uint64_t seq, int want)
+{
+    while ((synced[0] >= seq) + (synced[1] >= seq) < want) {
+        struct pollfd p[2] = {{followers[0], POLLIN, 0}, {followers[1], POLLIN, 0}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            die("poll");
+        }
+        for (int i = 0; i < 2; i++) {
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            uint8_t answers[64];
+            ssize_t n = read(followers[i], answers, sizeof answers);
+            if (n <= 0)
+                die("read (a follower's answer)");
+            synced[i] += (uint64_t)n;
+        }
+    }
+}
+
+static const char *const probe_file_names[3] = {"floor-probe-leader", "floor-probe-follower-1",
+                                                "floor-probe-follower-2"};
+
+static void leader_main(int listener, const int followers[2], const char *dir)
+{
+    struct probe_file file;
+    probe_file_open(&file, dir, probe_file_names[0]);
+    int client = accept(listener, NULL, NULL);
+    if (client < 0)
+        die("accept");
+    int one = 1;
+    if (setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        die("setsockopt");
+    uint8_t request[PROBE_REQUEST_BYTES];
+    uint64_t sent = 0, synced[2] = {0, 0};
+    while (read_full(client, request, sizeof request) == 0) {
+        enum probe_kind kind = request[0];
+        if (kind != PROBE_ONE_COPY) {
+            /* The copies leave before the leader's own write, as a Raft
+             * leader's AppendEntries do. */
+            for (int i = 0; i < 2; i++)
+                write_full(followers[i], request, sizeof request);
+            sent++;
+        }
+        probe_file_write(&file, request);
+        if (kind != PROBE_FOLLOWERS)
+            probe_file_sync(&file);
+        if (kind != PROBE_ONE_COPY)
+            wait_for_followers(followers, synced, sent, kind == PROBE_FOLLOWERS ? 2 : 1);
+        write_full(client, "k", 1);
+        if (kind == PROBE_FOLLOWERS)
+            probe_file_sync(&file);
+    }
+    exit(0);
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The client's waits for one kind of write. */
+struct probe_waits {
+    double *ms;
+    size_t n, cap;
+    double spent_ms; /* from the first request to the last answer, blocks added up */
+};
+
+static void probe_waits_add(struct probe_waits *w, double ms)
+{
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 4096;
+        double *more = realloc(w->ms, cap * sizeof *more);
+        if (more == NULL)
+            die("realloc");
+        w->ms = more;
+        w->cap = cap;
+    }
+    w->ms[w->n++] = ms;
+}
+
+/* A block of writes of one kind, one at a time. */
+static void run_block(int leader, enum probe_kind kind, struct probe_waits *w)
+{
+    uint8_t request[PROBE_REQUEST_BYTES];
+    memset(request, 'v', sizeof request);
+    request[0] = (uint8_t)kind;
+    double t = now_ms();
+    for (int i = 0; i < PROBE_BLOCK; i++) {
+        write_full(leader, request, sizeof request);
+        uint8_t answer;
+        if (read_full(leader, &answer, 1) != 0) {
+            errno = EPIPE;
+            die("the leader closed");
+        }
+        double done = now_ms();
+        probe_waits_add(w, done - t);
+        w->spent_ms += done - t;
+        t = done;
+    }
+}
+
+/* One round: every kind in turn, a block at a time, for `seconds` each, so
+ * that the disk's good and bad moments fall on all kinds alike. */
+static void run_round(int leader, double seconds, struct probe_result out[PROBE_N_KINDS])
+{
+    struct probe_waits w[PROBE_N_KINDS] = {0};
+    double end = now_ms() + seconds * 1e3 * (double)PROBE_N_KINDS;
+    while (now_ms() < end)
+        for (size_t k = 0; k < PROBE_N_KINDS; k++)
+            run_block(leader, probe_kinds[k].kind, &w[k]);
+    for (size_t k = 0; k < PROBE_N_KINDS; k++) {
+        qsort(w[k].ms, w[k].n, sizeof *w[k].ms, compare_doubles);
+        out[k].per_second = (double)w[k].n / (w[k].spent_ms / 1e3);
+        out[k].p50_ms = w[k].ms[w[k].n / 2];
+        out[k].p99_ms = w[k].ms[w[k].n * 99 / 100];
+        free(w[k].ms);
+    }
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: floor-probe DIR [SECONDS [ROUNDS]]\n");
+        return 2;
+    }
+    const char *dir = argv[1];
+    double seconds = argc > 2 ? atof(argv[2]) : 3.0;
+    int rounds = argc > 3 ? atoi(argv[3]) : 3;
+    if (!(seconds > 0 && seconds <= 600) || rounds < 1 || rounds > PROBE_MAX_ROUNDS) {
+        fprintf(stderr, "floor-probe: SECONDS must be in (0, 600], ROUNDS in 1..%d\n",
+                PROBE_MAX_ROUNDS);
+        return 2;
+    }
+
+    int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (listener < 0)
+        die("socket");
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t addr_len = sizeof addr;
+    if (bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(listener, 1) != 0 ||
+        getsockname(listener, (struct sockaddr *)&addr, &addr_len) != 0)
+        die("listen on loopback");
+
+    int pairs[2][2];
+    for (int i = 0; i < 2; i++)
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pairs[i]) != 0)
+            die("socketpair");
+    pid_t children[3];
+    for (int i = 0; i < 2; i++) {
+        children[i] = fork();
+        if (children[i] < 0)
+            die("fork");
+        if (children[i] == 0) {
+            /* Only its own end: a follower holding the leader's end of the
+             * other pair would keep that follower from seeing the end. */
+            close(listener);
+            for (int j = 0; j <= i; j++)
+                close(pairs[j][0]);
+            follower_main(pairs[i][1], dir, probe_file_names[i + 1]);
+        }
+        close(pairs[i][1]);
+    }
+    children[2] = fork();
+    if (children[2] < 0)
+        die("fork");
+    if (children[2] == 0) {
+        int followers[2] = {pairs[0][0], pairs[1][0]};
+        leader_main(listener, followers, dir);
+    }
+    close(listener);
+    close(pairs[0][0]);
+    close(pairs[1][0]);
+
+    int leader = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (leader < 0 || connect(leader, (struct sockaddr *)&addr, sizeof addr) != 0)
+        die("connect to the leader");
+    int one = 1;
+    if (setsockopt(leader, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        die("setsockopt");
+
+    printf("floor probe: one client, %d-byte values, %.1f s a kind, %d rounds, files in %s\n",
+           PROBE_VALUE_BYTES, seconds, rounds, dir);
+    double rate[PROBE_N_KINDS][PROBE_MAX_ROUNDS], p50[PROBE_N_KINDS][PROBE_MAX_ROUNDS];
+    double ratio[PROBE_N_KINDS][PROBE_MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++) {
+        printf("  round %d:", r + 1);
+        struct probe_result results[PROBE_N_KINDS];
+        run_round(leader, seconds, results);
+        for (size_t k = 0; k < PROBE_N_KINDS; k++) {
+            struct probe_result got = results[k];
+            rate[k][r] = got.per_second;
+            p50[k][r] = got.p50_ms;
+            ratio[k][r] = got.per_second / rate[0][r];
+            printf("%s %s %.0f writes/s (p50 %.3f ms, p99 %.3f ms)", k > 0 ? ";" : "",
+                   probe_kinds[k].name, got.per_second, got.p50_ms, got.p99_ms);
+            if (k > 0)
+                printf(" %.2fx", ratio[k][r]);
+        }
+        printf("\n");
+        fflush(stdout);
+    }
+    close(leader);
+    for (int i = 0; i < 3; i++) {
+        int status;
+        if (waitpid(children[i], &status, 0) < 0)
+            die("waitpid");
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fprintf(stderr, "floor-probe: a %s ended badly (status %d)\n",
+                    i < 2 ? "follower" : "leader", status);
+    }
+    for (int i = 0; i < 3; i++) {
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", dir, probe_file_names[i]) < (int)sizeof path &&
+            unlink(path) != 0 && errno != ENOENT)
+            fprintf(stderr, "floor-probe: cannot remove %s: %s\n", path, strerror(errno));
+    }
+    /* The floor line: the faster of the two ways to have two copies. */
+    size_t best = 1;
+    double best_ratio = 0;
+    for (size_t k = 0; k < PROBE_N_KINDS; k++) {
+        double m_rate = median(rate[k], rounds), m_p50 = median(p50[k], rounds);
+        double m_ratio = median(ratio[k], rounds);
+        printf("  %s: %.0f writes/s, p50 %.3f ms", probe_kinds[k].name, m_rate, m_p50);
+        if (k > 0)
+            printf(", %.2fx one copy", m_ratio);
+        printf(" (medians of the rounds)\n");
+        if (k > 0 && m_ratio > best_ratio) {
+            best = k;
+            best_ratio = m_ratio;
+        }
+    }
+    printf("floor: %.2fx one copy (%s)\n", best_ratio, probe_kinds[best].name);
+    return 0;
+}
