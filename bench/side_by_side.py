@@ -484,8 +484,12 @@ def floor_probe(binary, root, seconds):
     if not os.access(binary, os.X_OK):
         return None
     os.makedirs(root, exist_ok=True)
-    done = subprocess.run([binary, root, "%g" % seconds, "1"], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, timeout=60 + 10 * seconds)
+    try:
+        done = subprocess.run([binary, root, "%g" % seconds, "1"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=60 + 10 * seconds)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        print("  floor-probe failed: %s" % e, flush=True)
+        return None
     out = done.stdout.decode(errors="replace")
     found = {}
     for line in out.splitlines():
@@ -632,7 +636,7 @@ def main():
             fl = floor_probe(probe_binary, os.path.join(root, "floor"), 0.5 if args.quick else 1.0)
             if fl is not None:
                 floors.append(fl)
-                print("  %-22s %-7s two copies %.2fx one copy's writes/s (one copy p50 %.3f ms; "
+                print("  %-22s %-7s two copies %.2fx one copy's writes/s (p50: one copy %.3f ms; "
                       "leader and a follower %.3f ms; both followers %.3f ms)" % (
                           "floor, 1 client", "probe", fl["floor"], fl["one copy"][1],
                           fl["leader and a follower"][1], fl["both followers"][1]), flush=True)
@@ -765,8 +769,8 @@ def main():
                                                  results.get(("redis", "set1"), []))
             if a is not None and b is not None]
     if floors:
-        print("SET 1 client, the floor (floor-probe: a leader that syncs and waits for one of two "
-              "followers, against a server that syncs, no Raft and no nanomsg; a run each round): "
+        print("SET 1 client, the floor (floor-probe: two of three copies synced, the faster of its "
+              "two ways, against one, no Raft and no nanomsg; a run each round): "
               "%.2fx (rounds %s); raftkv/redis %s" % (
                   statistics.median(f["floor"] for f in floors),
                   " ".join("%.2f" % f["floor"] for f in floors),
