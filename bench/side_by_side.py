@@ -477,6 +477,12 @@ def load_keys(system, keys):
 # ------------------------------------------------------------ main
 
 
+# A round whose steal time (the share of the CPUs' time the hypervisor gave
+# to other machines) stays under this counts as calm; the summary also
+# gives the medians of the calm rounds alone.
+CALM_STEAL = 0.05
+
+
 def floor_probe(binary, root, seconds):
     """One run of floor-probe (bench/floor_probe.c), one round of `seconds`
     a kind: a dict with the two-copies ratio ("floor") and the p50s, or
@@ -790,6 +796,21 @@ def main():
             if pairs:
                 print("  raftkv/%s, %s: %s (median %.2fx)" % (
                     o, fig[1], " ".join("%.2f" % x for x in pairs), statistics.median(pairs)))
+    calm = [i for i, x in enumerate(steals) if x < CALM_STEAL]
+    if steals and calm and len(calm) < len(steals):
+        parts = []
+        for o in others:
+            for fig in FIGURES:
+                a_rs, b_rs = results.get(("raftkv", fig[0]), []), results.get((o, fig[0]), [])
+                pairs = [a_rs[i]["ops"] / b_rs[i]["ops"] for i in calm
+                         if i < len(a_rs) and i < len(b_rs) and a_rs[i] and b_rs[i]]
+                if pairs:
+                    parts.append("raftkv/%s %s %.2fx" % (o, fig[1], statistics.median(pairs)))
+        if len(floors) == len(steals):
+            parts.append("the floor %.2fx" % statistics.median(floors[i]["floor"] for i in calm))
+        print("  the rounds with steal under %.0f%% only (%d of %d: round %s), medians of their "
+              "ratios: %s" % (100 * CALM_STEAL, len(calm), len(steals),
+                              " ".join(str(i + 1) for i in calm), "; ".join(parts)))
     print("\nCPU a request, the servers' processes (raftkv and etcd: the three nodes; "
           "medians of the rounds):")
     print("| figure | %s | %s |" % (" | ".join(heads[nm] for nm in names),
