@@ -59,7 +59,8 @@
 #define PROBE_REQUEST_BYTES (16 + PROBE_VALUE_BYTES)
 #define PROBE_FILE_BYTES (16u << 20)
 #define PROBE_MAX_ROUNDS 50
-#define PROBE_BLOCK 50 /* writes of one kind before the next kind's */
+#define PROBE_BLOCK 50 /* writes of one kind a client before the next kind's */
+#define PROBE_MAX_CLIENTS 64
 
 /* What the leader does with a write before it answers. */
 enum probe_kind {
@@ -156,13 +157,15 @@ static void probe_file_open(struct probe_file *f, const char *dir, const char *n
     f->at = 0;
 }
 
-static void probe_file_write(struct probe_file *f, const uint8_t *request)
+/* One write of a batch of requests, where the last one ended (from the
+ * start again once the file is full). */
+static void probe_file_write(struct probe_file *f, const uint8_t *batch, size_t len)
 {
-    if (f->at + PROBE_REQUEST_BYTES > (off_t)PROBE_FILE_BYTES)
+    if (f->at + (off_t)len > (off_t)PROBE_FILE_BYTES)
         f->at = 0;
-    if (pwrite(f->fd, request, PROBE_REQUEST_BYTES, f->at) != PROBE_REQUEST_BYTES)
+    if (pwrite(f->fd, batch, len, f->at) != (ssize_t)len)
         die("pwrite");
-    f->at += PROBE_REQUEST_BYTES;
+    f->at += (off_t)len;
 }
 
 static void probe_file_sync(struct probe_file *f)
@@ -171,13 +174,23 @@ static void probe_file_sync(struct probe_file *f)
         die("fdatasync");
 }
 
+/* A batch goes to a follower as its count (4 bytes) and its requests. */
 static void follower_main(int leader, const char *dir, const char *name)
 {
     struct probe_file file;
     probe_file_open(&file, dir, name);
-    uint8_t request[PROBE_REQUEST_BYTES];
-    while (read_full(leader, request, sizeof request) == 0) {
-        probe_file_write(&file, request);
+    static uint8_t batch[PROBE_MAX_CLIENTS * PROBE_REQUEST_BYTES];
+    uint32_t count;
+    while (read_full(leader, &count, sizeof count) == 0) {
+        if (count == 0 || count > PROBE_MAX_CLIENTS) {
+            errno = EPROTO;
+            die("a batch from the leader");
+        }
+        if (read_full(leader, batch, count * PROBE_REQUEST_BYTES) != 0) {
+            errno = EPIPE;
+            die("the leader closed inside a batch");
+        }
+        probe_file_write(&file, batch, count * PROBE_REQUEST_BYTES);
         probe_file_sync(&file);
         /* The leader may be gone already when the client has finished. */
         if (send(leader, "s", 1, MSG_NOSIGNAL) != 1)
@@ -187,7 +200,8 @@ static void follower_main(int leader, const char *dir, const char *name)
 }
 
 /* Read whatever answers the followers sent until `want` of them (1 or 2)
- * have synced `seq` writes (each answers its writes in order, a byte each). */
+ * have synced `seq` batches (each answers its batches in order, a byte
+ * each). */
 static void wait_for_followers(const int followers[2], uint64_t synced[2], uint64_t seq, int want)
 {
     while ((synced[0] >= seq) + (synced[1] >= seq) < want) {
@@ -212,33 +226,68 @@ static void wait_for_followers(const int followers[2], uint64_t synced[2], uint6
 static const char *const probe_file_names[3] = {"floor-probe-leader", "floor-probe-follower-1",
                                                 "floor-probe-follower-2"};
 
-static void leader_main(int listener, const int followers[2], const char *dir)
+/* Each turn the leader takes the requests of every client that sent one
+ * (each client has at most one out) as one batch: one write and one
+ * fdatasync of its own, one message to each follower (group commit, as
+ * Redis's one write and fsync a turn of its event loop). */
+static void leader_main(int listener, const int followers[2], const char *dir, int n_clients)
 {
     struct probe_file file;
     probe_file_open(&file, dir, probe_file_names[0]);
-    int client = accept(listener, NULL, NULL);
-    if (client < 0)
-        die("accept");
-    int one = 1;
-    if (setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
-        die("setsockopt");
-    uint8_t request[PROBE_REQUEST_BYTES];
+    struct pollfd clients[PROBE_MAX_CLIENTS];
+    for (int i = 0; i < n_clients; i++) {
+        int fd = accept(listener, NULL, NULL);
+        if (fd < 0)
+            die("accept");
+        int one = 1;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+            die("setsockopt");
+        clients[i] = (struct pollfd){fd, POLLIN, 0};
+    }
+    static uint8_t batch[PROBE_MAX_CLIENTS * PROBE_REQUEST_BYTES];
+    int from[PROBE_MAX_CLIENTS];
     uint64_t sent = 0, synced[2] = {0, 0};
-    while (read_full(client, request, sizeof request) == 0) {
-        enum probe_kind kind = request[0];
+    int open_clients = n_clients;
+    while (open_clients > 0) {
+        if (poll(clients, (nfds_t)n_clients, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            die("poll");
+        }
+        uint32_t count = 0;
+        for (int i = 0; i < n_clients; i++) {
+            if (clients[i].fd < 0 || !(clients[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            if (read_full(clients[i].fd, batch + count * PROBE_REQUEST_BYTES,
+                          PROBE_REQUEST_BYTES) != 0) {
+                close(clients[i].fd);
+                clients[i].fd = -1; /* poll passes over it */
+                open_clients--;
+                continue;
+            }
+            from[count++] = i;
+        }
+        if (count == 0)
+            continue;
+        /* The client changes kinds only when none of its requests is out. */
+        enum probe_kind kind = batch[0];
+        size_t len = count * PROBE_REQUEST_BYTES;
         if (kind != PROBE_ONE_COPY) {
             /* The copies leave before the leader's own write, as a Raft
              * leader's AppendEntries do. */
-            for (int i = 0; i < 2; i++)
-                write_full(followers[i], request, sizeof request);
+            for (int i = 0; i < 2; i++) {
+                write_full(followers[i], &count, sizeof count);
+                write_full(followers[i], batch, len);
+            }
             sent++;
         }
-        probe_file_write(&file, request);
+        probe_file_write(&file, batch, len);
         if (kind != PROBE_FOLLOWERS)
             probe_file_sync(&file);
         if (kind != PROBE_ONE_COPY)
             wait_for_followers(followers, synced, sent, kind == PROBE_FOLLOWERS ? 2 : 1);
-        write_full(client, "k", 1);
+        for (uint32_t k = 0; k < count; k++)
+            write_full(clients[from[k]].fd, "k", 1);
         if (kind == PROBE_FOLLOWERS)
             probe_file_sync(&file);
     }
@@ -271,36 +320,67 @@ static void probe_waits_add(struct probe_waits *w, double ms)
     w->ms[w->n++] = ms;
 }
 
-/* A block of writes of one kind, one at a time. */
-static void run_block(int leader, enum probe_kind kind, struct probe_waits *w)
+/* The client's connections to the leader, each with at most one request
+ * out at a time (as redis-benchmark's clients without pipelining). */
+struct probe_client {
+    struct pollfd conns[PROBE_MAX_CLIENTS];
+    double sent_at[PROBE_MAX_CLIENTS];
+    int n;
+};
+
+static void send_request(struct probe_client *c, int i, enum probe_kind kind)
 {
     uint8_t request[PROBE_REQUEST_BYTES];
     memset(request, 'v', sizeof request);
     request[0] = (uint8_t)kind;
-    double t = now_ms();
-    for (int i = 0; i < PROBE_BLOCK; i++) {
-        write_full(leader, request, sizeof request);
-        uint8_t answer;
-        if (read_full(leader, &answer, 1) != 0) {
-            errno = EPIPE;
-            die("the leader closed");
+    c->sent_at[i] = now_ms();
+    write_full(c->conns[i].fd, request, sizeof request);
+}
+
+/* A block of PROBE_BLOCK writes a connection, all of one kind; it ends
+ * when every answer is in, so that the next kind starts on its own. */
+static void run_block(struct probe_client *c, enum probe_kind kind, struct probe_waits *w)
+{
+    int total = PROBE_BLOCK * c->n, sent = 0, out = 0;
+    double started = now_ms();
+    for (int i = 0; i < c->n; i++, sent++, out++)
+        send_request(c, i, kind);
+    while (out > 0) {
+        if (poll(c->conns, (nfds_t)c->n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            die("poll");
         }
-        double done = now_ms();
-        probe_waits_add(w, done - t);
-        w->spent_ms += done - t;
-        t = done;
+        for (int i = 0; i < c->n; i++) {
+            if (!(c->conns[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            uint8_t answer;
+            if (read_full(c->conns[i].fd, &answer, 1) != 0) {
+                errno = EPIPE;
+                die("the leader closed");
+            }
+            probe_waits_add(w, now_ms() - c->sent_at[i]);
+            out--;
+            if (sent < total) {
+                send_request(c, i, kind);
+                sent++;
+                out++;
+            }
+        }
     }
+    w->spent_ms += now_ms() - started;
 }
 
 /* One round: every kind in turn, a block at a time, for `seconds` each, so
  * that the disk's good and bad moments fall on all kinds alike. */
-static void run_round(int leader, double seconds, struct probe_result out[PROBE_N_KINDS])
+static void run_round(struct probe_client *c, double seconds,
+                      struct probe_result out[PROBE_N_KINDS])
 {
     struct probe_waits w[PROBE_N_KINDS] = {0};
     double end = now_ms() + seconds * 1e3 * (double)PROBE_N_KINDS;
     while (now_ms() < end)
         for (size_t k = 0; k < PROBE_N_KINDS; k++)
-            run_block(leader, probe_kinds[k].kind, &w[k]);
+            run_block(c, probe_kinds[k].kind, &w[k]);
     for (size_t k = 0; k < PROBE_N_KINDS; k++) {
         qsort(w[k].ms, w[k].n, sizeof *w[k].ms, compare_doubles);
         out[k].per_second = (double)w[k].n / (w[k].spent_ms / 1e3);
@@ -318,16 +398,19 @@ static double median(double *v, int n)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 4) {
-        fprintf(stderr, "usage: floor-probe DIR [SECONDS [ROUNDS]]\n");
+    if (argc < 2 || argc > 5) {
+        fprintf(stderr, "usage: floor-probe DIR [SECONDS [ROUNDS [CLIENTS]]]\n");
         return 2;
     }
     const char *dir = argv[1];
     double seconds = argc > 2 ? atof(argv[2]) : 3.0;
     int rounds = argc > 3 ? atoi(argv[3]) : 3;
-    if (!(seconds > 0 && seconds <= 600) || rounds < 1 || rounds > PROBE_MAX_ROUNDS) {
-        fprintf(stderr, "floor-probe: SECONDS must be in (0, 600], ROUNDS in 1..%d\n",
-                PROBE_MAX_ROUNDS);
+    int n_clients = argc > 4 ? atoi(argv[4]) : 1;
+    if (!(seconds > 0 && seconds <= 600) || rounds < 1 || rounds > PROBE_MAX_ROUNDS ||
+        n_clients < 1 || n_clients > PROBE_MAX_CLIENTS) {
+        fprintf(stderr,
+                "floor-probe: SECONDS must be in (0, 600], ROUNDS in 1..%d, CLIENTS in 1..%d\n",
+                PROBE_MAX_ROUNDS, PROBE_MAX_CLIENTS);
         return 2;
     }
 
@@ -337,7 +420,8 @@ int main(int argc, char **argv)
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t addr_len = sizeof addr;
-    if (bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(listener, 1) != 0 ||
+    if (bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        listen(listener, PROBE_MAX_CLIENTS) != 0 ||
         getsockname(listener, (struct sockaddr *)&addr, &addr_len) != 0)
         die("listen on loopback");
 
@@ -365,27 +449,31 @@ int main(int argc, char **argv)
         die("fork");
     if (children[2] == 0) {
         int followers[2] = {pairs[0][0], pairs[1][0]};
-        leader_main(listener, followers, dir);
+        leader_main(listener, followers, dir, n_clients);
     }
     close(listener);
     close(pairs[0][0]);
     close(pairs[1][0]);
 
-    int leader = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (leader < 0 || connect(leader, (struct sockaddr *)&addr, sizeof addr) != 0)
-        die("connect to the leader");
-    int one = 1;
-    if (setsockopt(leader, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
-        die("setsockopt");
+    struct probe_client client = {.n = n_clients};
+    for (int i = 0; i < n_clients; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
+            die("connect to the leader");
+        int one = 1;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+            die("setsockopt");
+        client.conns[i] = (struct pollfd){fd, POLLIN, 0};
+    }
 
-    printf("floor probe: one client, %d-byte values, %.1f s a kind, %d rounds, files in %s\n",
-           PROBE_VALUE_BYTES, seconds, rounds, dir);
+    printf("floor probe: %d client%s, %d-byte values, %.1f s a kind, %d rounds, files in %s\n",
+           n_clients, n_clients == 1 ? "" : "s", PROBE_VALUE_BYTES, seconds, rounds, dir);
     double rate[PROBE_N_KINDS][PROBE_MAX_ROUNDS], p50[PROBE_N_KINDS][PROBE_MAX_ROUNDS];
     double ratio[PROBE_N_KINDS][PROBE_MAX_ROUNDS];
     for (int r = 0; r < rounds; r++) {
         printf("  round %d:", r + 1);
         struct probe_result results[PROBE_N_KINDS];
-        run_round(leader, seconds, results);
+        run_round(&client, seconds, results);
         for (size_t k = 0; k < PROBE_N_KINDS; k++) {
             struct probe_result got = results[k];
             rate[k][r] = got.per_second;
@@ -399,7 +487,8 @@ int main(int argc, char **argv)
         printf("\n");
         fflush(stdout);
     }
-    close(leader);
+    for (int i = 0; i < n_clients; i++)
+        close(client.conns[i].fd);
     for (int i = 0; i < 3; i++) {
         int status;
         if (waitpid(children[i], &status, 0) < 0)
