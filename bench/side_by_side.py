@@ -777,28 +777,23 @@ def main():
     if p99s["raftkv"] and p99s["redis"]:
         print("SET 50 clients p99: raftkv %.2f ms = %.2fx redis's" % (
             p99s["raftkv"], p99s["raftkv"] / p99s["redis"]))
-    set1 = [a["ops"] / b["ops"] for a, b in zip(results.get(("raftkv", "set1"), []),
-                                                 results.get(("redis", "set1"), []))
-            if a is not None and b is not None]
-    if any(floors):
-        print("SET 1 client, the floor (floor-probe: two of three copies synced, the faster of its "
-              "two ways, against one, no Raft and no nanomsg; a run each round): "
-              "%.2fx (rounds %s); raftkv/redis %s" % (
-                  statistics.median(f["floor"] for f in floors if f),
-                  " ".join("%.2f" % f["floor"] for f in floors if f),
-                  "%.2fx (rounds %s)" % (statistics.median(set1), " ".join("%.2f" % x for x in set1))
-                  if set1 else "not measured"))
-    set50 = [a["ops"] / b["ops"] for a, b in zip(results.get(("raftkv", "set50"), []),
-                                                  results.get(("redis", "set50"), []))
-             if a is not None and b is not None]
-    if any(floors50):
-        print("SET 50 clients, a plain group commit (floor-probe, 50 clients: a batch a turn, one "
-              "write and fdatasync, two of three copies against one; not a floor, a design that "
-              "overlaps batches can do better): %.2fx (rounds %s); raftkv/redis %s" % (
-                  statistics.median(f["floor"] for f in floors50 if f),
-                  " ".join("%.2f" % f["floor"] for f in floors50 if f),
-                  "%.2fx (rounds %s)" % (statistics.median(set50), " ".join("%.2f" % x for x in set50))
-                  if set50 else "not measured"))
+    probe_lines = (
+        ("set1", floors, "SET 1 client, the floor (floor-probe: two of three copies synced, the "
+         "faster of its two ways, against one, no Raft and no nanomsg; a run each round)"),
+        ("set50", floors50, "SET 50 clients, a plain group commit (floor-probe, 50 clients: a "
+         "batch a turn, one write and fdatasync, two of three copies against one; not a floor, "
+         "a design that overlaps batches can do better)"))
+    for fig_key, found, label in probe_lines:
+        if not any(found):
+            continue
+        pairs = [a["ops"] / b["ops"] for a, b in zip(results.get(("raftkv", fig_key), []),
+                                                      results.get(("redis", fig_key), []))
+                 if a is not None and b is not None]
+        print("%s: %.2fx (rounds %s); raftkv/redis %s" % (
+            label, statistics.median(f["floor"] for f in found if f),
+            " ".join("%.2f" % f["floor"] for f in found if f),
+            "%.2fx (rounds %s)" % (statistics.median(pairs), " ".join("%.2f" % x for x in pairs))
+            if pairs else "not measured"))
     if steals:
         print("steal (CPU time the hypervisor gave to other machines), by round: %s" % (
             " ".join("%.1f%%" % (100 * x) for x in steals)))
