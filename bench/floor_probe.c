@@ -1,20 +1,23 @@
-/* floor_probe.c - how fast one client can be answered on this machine when
+/* floor_probe.c - how fast clients can be answered on this machine when
  * each write must be synced in two files of three (a leader's and its
  * followers') before the answer, with nothing else in the way: no Raft, no
- * nanomsg, no parsing. The floor under raftkv's one-client figure,
- * measured next to it by bench/side_by_side.py.
+ * nanomsg, no parsing. Measured next to raftkv by bench/side_by_side.py.
  *
- *   build/floor-probe DIR [SECONDS [ROUNDS]]
+ *   build/floor-probe DIR [SECONDS [ROUNDS [CLIENTS]]]
  *
- * Four processes: a client, a leader and two followers. The client sends
- * one write at a time (a 256-byte value behind a 16-byte header) to the
- * leader over loopback TCP, as redis-benchmark does, and waits for a
- * one-byte answer. Three kinds of write:
+ * Processes: a client, a leader and two followers. The client keeps
+ * CLIENTS connections (default 1) to the leader over loopback TCP, as
+ * redis-benchmark does, each with one write out at a time (a 256-byte
+ * value behind a 16-byte header) and waiting for a one-byte answer. Each
+ * turn the leader takes the writes of every connection that sent one as
+ * one batch (one write, one fdatasync, one message to each follower: a
+ * group commit, as Redis makes one write and fsync a turn of its event
+ * loop). Three kinds of write:
  *
- *   one copy               the leader writes the value into its file,
+ *   one copy               the leader writes the batch into its file,
  *                          fdatasyncs and answers: what redis-server with
  *                          appendfsync always does;
- *   leader and a follower  the leader first sends the value to both
+ *   leader and a follower  the leader first sends the batch to both
  *                          followers over Unix sockets (raftkv's nodes on
  *                          one machine talk over ipc://, Unix sockets), then
  *                          writes and fdatasyncs its own copy, and answers
@@ -24,20 +27,23 @@
  *                          followers have synced, and syncs its own copy
  *                          after the answer (the other way to have two).
  *
- * Each follower writes, fdatasyncs and says so, for every write it gets.
- * In a round the kinds take turns, PROBE_BLOCK writes at a time, until
- * each had SECONDS (default 3); ROUNDS rounds (default 3). Every file is
- * filled with zeros and synced first and written over in place from then
- * on, as raftkv's log is (a write that makes a file longer costs a journal
- * commit at every fdatasync). All files are in DIR, on one disk, as the
- * benchmark's nodes are, and are removed at the end.
+ * Each follower writes, fdatasyncs and says so, for every batch it gets.
+ * In a round the kinds take turns, PROBE_BLOCK writes a connection at a
+ * time, until each had SECONDS (default 3); ROUNDS rounds (default 3).
+ * Every file is filled with zeros and synced first and written over in
+ * place from then on, as raftkv's log is (a write that makes a file longer
+ * costs a journal commit at every fdatasync). All files are in DIR, on one
+ * disk, as the benchmark's nodes are, and are removed at the end.
  *
- * Prints each round's writes a second and the p50 and p99 of the client's
+ * Prints each round's writes a second and the p50 and p99 of a write's
  * wait for each kind, with its ratio to one copy; then the medians, and
- * the "floor": the better of the two ways to have two copies. raftkv does
- * at least that much for a write and Redis about this little, so the floor
- * is about as high as raftkv's one-client figure against Redis can get on
- * this disk at that moment. A benchmark: it asserts nothing.
+ * the "floor": the better of the two ways to have two copies. With one
+ * client it is a floor: raftkv does at least that much for a write and
+ * Redis about this little, so it is about as high as raftkv's one-client
+ * figure against Redis can get on this disk at that moment. With many it
+ * is a plain group commit, not a floor: a design that syncs one batch
+ * while it takes in the next can do better. A benchmark: it asserts
+ * nothing.
  */
 #include <arpa/inet.h>
 #include <errno.h>
