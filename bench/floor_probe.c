@@ -143,15 +143,20 @@ static void write_full(int fd, const void *buf, size_t len)
     }
 }
 
+static void probe_path(char *out, size_t outlen, const char *dir, const char *name)
+{
+    if (snprintf(out, outlen, "%s/%s", dir, name) >= (int)outlen) {
+        errno = ENAMETOOLONG;
+        die(dir);
+    }
+}
+
 /* A file of zeros, synced, to be written over in place. */
 static void probe_file_open(struct probe_file *f, const char *dir, const char *name)
 {
     static const uint8_t zeros[64 * 1024];
     char path[4096];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
-        errno = ENAMETOOLONG;
-        die(dir);
-    }
+    probe_path(path, sizeof path, dir, name);
     f->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (f->fd < 0)
         die(path);
@@ -505,8 +510,8 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < 3; i++) {
         char path[4096];
-        if (snprintf(path, sizeof path, "%s/%s", dir, probe_file_names[i]) < (int)sizeof path &&
-            unlink(path) != 0 && errno != ENOENT)
+        probe_path(path, sizeof path, dir, probe_file_names[i]);
+        if (unlink(path) != 0 && errno != ENOENT)
             fprintf(stderr, "floor-probe: cannot remove %s: %s\n", path, strerror(errno));
     }
     /* The floor line: the faster of the two ways to have two copies. */

@@ -376,12 +376,18 @@ def start_cluster(binary, root, port_base, peers="tcp", node_args=()):
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
+def proc_stat_cpu():
+    """The machine's "cpu" line of /proc/stat (all CPUs, since boot), in
+    ticks: user, nice, system, idle, iowait, irq, softirq, steal, ..."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
 def cpu_busy_s():
     """CPU seconds spent by processes of the whole machine since boot (all
     CPUs): user, nice and system time. Interrupts are left out: loopback
     networking is mostly ours."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
+    v = proc_stat_cpu()
     return (v[0] + v[1] + v[2]) / TICKS_PER_S
 
 
@@ -390,8 +396,7 @@ def steal_s():
     vCPUs wanted to run (the steal column of /proc/stat), all CPUs, since
     boot. Figures taken while it grows were measured on a machine that was
     not all there."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
+    v = proc_stat_cpu()
     return (v[7] if len(v) > 7 else 0) / TICKS_PER_S
 
 
