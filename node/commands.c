@@ -342,10 +342,11 @@ static void info_raft(struct node *n, struct buf *out)
     buf_printf(out,
                "snapshot_index:%" PRIu64 "\r\nsnapshot_term:%" PRIu64 "\r\nlog_first_index:%" PRIu64
                "\r\nlog_bytes:%" PRIu64 "\r\nsnapshot_in_progress:%d\r\nsnapshots_taken:%" PRIu64
-               "\r\nsnapshots_sent:%" PRIu64 "\r\nsnapshots_installed:%" PRIu64 "\r\n",
+               "\r\nsnapshots_sent:%" PRIu64 "\r\nsnapshots_installed:%" PRIu64
+               "\r\nsnapshot_next_due:%" PRIu64 "\r\n",
                r->log.snapshot_index, r->log.snapshot_term, log_first, wal_log_size(n->wal),
                n->snap_writer != NULL, n->snapshots_taken, n->snapshots_sent,
-               n->snapshots_installed);
+               n->snapshots_installed, snapshot_next_due(n));
     membership_info(n, out);
     buf_printf(out, "prevote:%s\r\ncheck_quorum:%s\r\ntransfer_to:%u\r\n",
                r->cfg.prevote ? "on" : "off", r->cfg.check_quorum ? "on" : "off",

@@ -476,6 +476,8 @@ void log_compaction_wait(struct node *n);
 int snapshot_load_newest(struct node *n, uint64_t *index, uint64_t *term, char *err, size_t errlen);
 /* Every loop turn: reap a finished child, start one when the log is long. */
 void snapshot_tick(struct node *n);
+/* The log index at which the node takes its next snapshot by itself (0: never). */
+uint64_t snapshot_next_due(const struct node *n);
 /* Leader sending pr a snapshot: the chunk in flight (1-based) of how many. */
 void snapshot_send_progress(const struct node *n, const struct raft_progress *pr, uint32_t *chunk,
                             uint32_t *chunks);

@@ -2,7 +2,9 @@
 """Log compaction and InstallSnapshot (Raft section 7, Figure 13).
 
 - With --snapshot-entries 500 every node snapshots its state by itself and
-  compacts its log. A follower killed while 20,000 writes go by finds, on
+  compacts its log, each at its own indexes (node i at the multiples of 500
+  shifted by (i - 1) * 166: RAFT.INFO's snapshot_next_due), so that the
+  three do not write their snapshots at the same moment. A follower killed while 20,000 writes go by finds, on
   restart, that the leader no longer has the entries it needs: it gets the
   snapshot by InstallSnapshot, then the log after it, and every node ends at
   the same DEBUG DIGEST at the same last_applied.
@@ -22,6 +24,7 @@ from harness import (Cluster, LeaderClient, check, check_eq, parse_args, run, st
 
 KEYS = 20000
 BATCH = 1000
+EVERY = 500  # --snapshot-entries of the main cluster
 
 
 def leader_client(cluster):
@@ -41,10 +44,28 @@ def write_many(cluster, count, prefix):
     return leader
 
 
+def shift_of(cluster, node):
+    """Where node's snapshots fall past the multiples of EVERY."""
+    n = len(cluster.ids)
+    return EVERY // n * ((node - 1) % n)
+
+
+def check_staggered(cluster, nodes):
+    for i in nodes:
+        info = cluster.info(i)
+        due, snap = info["snapshot_next_due"], info["snapshot_index"]
+        check(due % EVERY == shift_of(cluster, i) and due >= snap + EVERY // 2,
+              f"node {i}'s next snapshot is due at {due}: a multiple of {EVERY} plus "
+              f"{shift_of(cluster, i)}, at least {EVERY // 2} past its snapshot at {snap}")
+
+
 def test_install_snapshot(cluster):
     step("3 nodes with --snapshot-entries 500; a follower is killed")
     cluster.start()
     leader = cluster.wait_leader()
+    for i in cluster.ids:
+        check_eq(cluster.info(i)["snapshot_next_due"], EVERY + shift_of(cluster, i),
+                 f"node {i}'s first snapshot is due at its own index")
     follower = next(i for i in cluster.ids if i != leader)
     cluster.kill(follower)
     step(f"node {follower} killed; {KEYS} writes at the leader")
@@ -68,6 +89,23 @@ def test_install_snapshot(cluster):
                if re.search(rf"sent node {follower} a snapshot \(#\d+, [\d.]+ (B|KiB|MiB) in \d+ chunks?\)",
                             cluster.node(i).output())]
     check(senders, f"a leader says it sent node {follower} a snapshot (nodes {senders})")
+    check_staggered(cluster, cluster.ids)
+
+
+def test_staggered_snapshots(cluster):
+    step("the nodes take their snapshots at different indexes")
+    due = {i: cluster.info(i)["snapshot_next_due"] for i in cluster.ids}
+    leader, r = leader_client(cluster)
+    with r:
+        for start in range(0, 3 * EVERY, 50):
+            replies = r.pipeline([("SET", f"stagger:{i}", str(i)) for i in range(start, start + 50)])
+            check(all(x == "OK" for x in replies), f"50 SETs from {start} answered OK")
+    wait_until(lambda: all(cluster.info(i)["snapshot_index"] >= due[i] for i in cluster.ids), 30,
+               f"every node took a snapshot at or past the index it was due at ({due})")
+    took = {i: cluster.info(i)["snapshot_index"] for i in cluster.ids}
+    check(len(set(took.values())) == len(took),
+          f"at different indexes ({took})")
+    check_staggered(cluster, cluster.ids)
 
 
 def test_raft_snapshot_command(cluster):
@@ -195,8 +233,9 @@ def test_snapshot_bytes(opt):
 
 
 def main(opt):
-    with Cluster(opt, 3, name="snap", node_args=["--snapshot-entries", "500"]) as cluster:
+    with Cluster(opt, 3, name="snap", node_args=["--snapshot-entries", str(EVERY)]) as cluster:
         test_install_snapshot(cluster)
+        test_staggered_snapshots(cluster)
         test_raft_snapshot_command(cluster)
         test_restart_loads_snapshot(cluster)
         cluster.check_alive()
