@@ -369,13 +369,13 @@ static bool snapshot_has_news(const struct node *n)
  * ...). Counted from each one's last snapshot, as they were, all of them
  * took one at the same index, so at the same moment: every node writing a
  * whole state at once, the writes acknowledged meanwhile waited for the
- * slowest fdatasync of the three (on one machine's disk, SET at 50
- * clients: p99 lower in 9 of 10 pairs of runs staggered, 6.0 against 7.0
- * ms at the median). Staggered, the leader and at least one follower of a
- * majority of three are not writing a snapshot at the same time. The next
- * one is the first such index at least N / 2 past the snapshot the node
- * has, so that one installed from the leader (taken at the leader's
- * index) is not followed at once by one of its own. */
+ * slowest fdatasync of the three (bench/RESULTS.md: SET's p99 at 50
+ * clients on one machine was lower staggered in 14 of 18 pairs of runs).
+ * Staggered, while one node writes its snapshot the others, a majority,
+ * go on undisturbed (when writing one takes less time than N / n entries).
+ * The next one is the first such index at least N / 2 past the snapshot
+ * the node has, so that one installed from the leader (taken at the
+ * leader's index) is not followed at once by one of its own. */
 uint64_t snapshot_next_due(const struct node *n)
 {
     uint64_t every = n->opt.snapshot_entries;
