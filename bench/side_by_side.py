@@ -73,6 +73,13 @@ prints the steal time of /proc/stat: the share of the CPUs' time the
 hypervisor gave to other machines while the round ran; when some rounds
 had 5% or more, the summary also gives the medians over the calm rounds.
 
+Around raftkv's SET at 50 clients each round asks the leader for
+RAFT.LATENCY (RESET before, the figures after): the medians and 99th
+percentiles of a write's stages, from the turn that proposed it to each
+stage (handed to nanomsg for a follower, acknowledged by a first follower,
+on the leader's own disk, committed, replied); the summary gives their
+medians over the rounds.
+
 It asserts nothing; it is not a test. Exit status 0 when every figure was
 measured. Ports: the raftkv cluster uses N+1..N+8, redis N+20, etcd
 N+31..N+36, the lease cluster N+51..N+58 (default N = 33000). Python 3 stdlib only.
@@ -183,6 +190,37 @@ class Raftkv:
 
     def stop(self):
         self.cluster.stop()
+
+
+WRITE_STAGES = ("sent", "replicated", "synced", "committed", "replied")
+
+
+def write_path(system, reset=False):
+    """The leader's RAFT.LATENCY as {stage: (p50 ms, p99 ms)}, or None (not a
+    raftkv cluster, or a build without the command). reset: empty its window."""
+    if not isinstance(system, Raftkv):
+        return None
+    try:
+        leader, _ = system.cluster.wait_leader()
+        conn = rb.RespConn("127.0.0.1", leader.client_port)
+        try:
+            reply = conn.call("RAFT.LATENCY", *(["RESET"] if reset else []))
+        finally:
+            conn.close()
+    except (OSError, ConnectionError, rb.BenchError):
+        return None
+    if reset or not isinstance(reply, bytes):
+        return None
+    fields = dict(line.split(":", 1) for line in reply.decode().split("\r\n") if ":" in line)
+    try:
+        return {st: (int(fields[st + "_p50_us"]) / 1000, int(fields[st + "_p99_us"]) / 1000)
+                for st in WRITE_STAGES if st + "_p50_us" in fields}
+    except ValueError:
+        return None
+
+
+def fmt_write_path(wp):
+    return ", ".join("%s %.2f / %.2f" % (st, wp[st][0], wp[st][1]) for st in WRITE_STAGES if st in wp)
 
 
 class Redis:
@@ -596,6 +634,7 @@ def main():
     floors = []  # floor_probe's result per round, one client (None: failed)
     floors50 = []  # and 50 clients
     steals = []  # the share of CPU time stolen by the hypervisor, per round
+    paths = {}  # system name -> [its leader's write path (RAFT.LATENCY) per round]
     extra = []
     mem = {}
     disk_line = "fdatasync: not measured"
@@ -663,6 +702,8 @@ def main():
                               fl["leader and a follower"][1], fl["both followers"][1]), flush=True)
             for fig in FIGURES:
                 for s in systems:
+                    if fig[0] == "set50":
+                        write_path(s, reset=True)
                     try:
                         r = measure(s, fig, requests)
                     except rb.BenchError as e:
@@ -673,6 +714,12 @@ def main():
                     if r is not None:
                         more = " (generator %.0f%% of a core)" % r["gen_cpu"] if "gen_cpu" in r else ""
                         print("  %-22s %-7s %s%s" % (fig[1], s.name, fmt_fig(r), more), flush=True)
+                        wp = write_path(s) if fig[0] == "set50" else None
+                        if wp:
+                            paths.setdefault(s.name, []).append(wp)
+                            print("  %-22s %-7s write path on the leader (RAFT.LATENCY, ms from the "
+                                  "proposing turn, p50 / p99): %s" % ("", s.name, fmt_write_path(wp)),
+                                  flush=True)
             stolen = (rb.steal_s() - steal0) / ((time.monotonic() - wall0) * (os.cpu_count() or 1))
             steals.append(stolen)
             print("  steal: %.1f%% of the CPUs' time went to other machines this round" % (
@@ -801,6 +848,12 @@ def main():
             " ".join("%.2f" % f["floor"] for f in found if f),
             "%.2fx (rounds %s)" % (statistics.median(pairs), " ".join("%.2f" % x for x in pairs))
             if pairs else "not measured"))
+    for nm, wps in sorted(paths.items()):
+        med = {st: (statistics.median(w[st][0] for w in wps if st in w),
+                    statistics.median(w[st][1] for w in wps if st in w))
+               for st in WRITE_STAGES if any(st in w for w in wps)}
+        print("SET 50 clients, %s's write path on the leader (RAFT.LATENCY, ms from the proposing "
+              "turn, medians over %d rounds of p50 / p99): %s" % (nm, len(wps), fmt_write_path(med)))
     if steals:
         print("steal (CPU time the hypervisor gave to other machines), by round: %s" % (
             " ".join("%.1f%%" % (100 * x) for x in steals)))

@@ -383,6 +383,27 @@ static void run_raft_info(struct node *n, struct client *c, const struct args *a
     buf_free(&text);
 }
 
+static void run_raft_latency(struct node *n, struct client *c, const struct args *a,
+                             struct buf *out)
+{
+    (void)c;
+    if (a->argc == 2 && arg_is(a, 1, "reset")) {
+        write_path_reset(n);
+        resp_write_simple(out, "OK");
+        return;
+    }
+    if (a->argc != 1) {
+        resp_write_error(out, "ERR RAFT.LATENCY takes no argument, or RESET");
+        return;
+    }
+    struct buf text = {0};
+    if (write_path_info(n, &text) != 0)
+        resp_write_error(out, "ERR out of memory");
+    else
+        resp_write_bulk(out, text.data, text.len);
+    buf_free(&text);
+}
+
 static void run_info(struct node *n, struct client *c, const struct args *a, struct buf *out)
 {
     (void)c;
@@ -600,6 +621,7 @@ static const struct command command_table[] = {
     {"debug", -2, CMD_LOCAL | CMD_ADMIN, NULL, run_debug, NULL},
     {"raft.leader", 1, CMD_LOCAL, NULL, run_raft_leader, NULL},
     {"raft.info", 1, CMD_LOCAL, NULL, run_raft_info, NULL},
+    {"raft.latency", -1, CMD_LOCAL, NULL, run_raft_latency, NULL},
     {"raft.suspend", 2, CMD_LOCAL | CMD_ADMIN, NULL, run_raft_suspend, NULL},
     {"raft.snapshot", 1, CMD_DEFERRED, NULL, NULL, defer_raft_snapshot},
     {"raft.transfer", 2, CMD_DEFERRED, NULL, NULL, defer_raft_transfer},

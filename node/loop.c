@@ -94,6 +94,7 @@ static void node_disk_failed(struct node *n, const char *why)
 /* A RAFT_MSG_SNAPSHOT leaves with its chunk of the file attached. */
 static void node_send(struct node *n, const struct raft_msg *m)
 {
+    write_path_sent(n, m);
     if (m->type != RAFT_MSG_SNAPSHOT) {
         transport_send(n, m);
         return;
@@ -481,9 +482,11 @@ int node_run(struct node *n)
         node_advance_clock(n, now);
         if (storage_poll(n, storage_woken, err, sizeof(err)) != 0)
             node_disk_failed(n, err);
+        write_path_observe(n);
         turn_timer_mark(t, TURN_STORAGE);
         raft_tick(&n->raft, n->raft_clock_ms);
         transport_receive(n);
+        write_path_observe(n);
         turn_timer_mark(t, TURN_PEERS);
         if (accept_ready)
             clients_accept(n);
@@ -500,8 +503,10 @@ int node_run(struct node *n)
         }
         if (!n->wire.frozen) /* nothing changes while frozen */
             commands_sweep_expired(n);
+        write_path_observe(n);
         turn_timer_mark(t, TURN_CLIENTS_IN);
         node_process_ready(n);
+        write_path_observe(n);
         turn_timer_mark(t, TURN_CORE);
         snapshot_tick(n);
         turn_timer_mark(t, TURN_SNAPSHOT);
@@ -510,6 +515,7 @@ int node_run(struct node *n)
             if (c->out.len > 0)
                 clients_write(n, c);
         clients_reap(n);
+        write_path_replied(n);
         turn_timer_mark(t, TURN_CLIENTS_OUT);
         wire_report_tick(n, now);
         status_maybe_publish(n, now);

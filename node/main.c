@@ -547,6 +547,10 @@ static int node_init(struct node *n, char *err, size_t errlen)
         return -1;
     if (poller_open(n, err, errlen) != 0)
         return -1;
+    if (write_path_init(&n->write_path) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     n->shown_role = n->raft.role;
     n->shown_term = n->raft.current_term;
     n->status_dirty = true;
@@ -568,6 +572,7 @@ static void node_close(struct node *n)
     if (n->kv != NULL)
         kv_free(n->kv);
     raft_close(&n->raft);
+    write_path_free(&n->write_path);
     resp_request_free(&n->req);
     for (size_t i = 0; i < n->n_events; i++)
         free(n->events[i]);

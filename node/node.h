@@ -191,6 +191,23 @@ struct turn_timer {
     uint64_t slow_turns;
 };
 
+/* write_path.c: when each of the last entries passed each stage of a write. */
+enum write_stage {
+    WRITE_APPENDED,
+    WRITE_SENT,
+    WRITE_REPLICATED,
+    WRITE_SYNCED,
+    WRITE_COMMITTED,
+    WRITE_REPLIED,
+    WRITE_PATH_STAGES
+};
+#define WRITE_PATH_WINDOW 16384
+struct write_path {
+    uint64_t (*at)[WRITE_PATH_STAGES]; /* by index % WRITE_PATH_WINDOW, microseconds; 0: not yet */
+    uint64_t last[WRITE_PATH_STAGES];  /* the highest index noted at each stage */
+    enum raft_role role;               /* the role the notes were taken in */
+};
+
 struct node {
     struct node_options opt;
     struct cluster cluster;
@@ -264,7 +281,8 @@ struct node {
     size_t serve_budget; /* reply bytes reads may still build this loop turn */
     bool reads_backlog;  /* confirmed reads wait for the next turn's budget */
 
-    struct turn_timer turn; /* how long the loop's turns take */
+    struct turn_timer turn;       /* how long the loop's turns take */
+    struct write_path write_path; /* where a write's time goes (RAFT.LATENCY) */
 
     /* The log's fdatasync in a helper thread (storage_thread.c). */
     struct storage *storage;
@@ -323,6 +341,18 @@ struct node {
     char *events[NODE_MAX_EVENTS];
     size_t n_events;
 };
+
+/* write_path.c */
+int write_path_init(struct write_path *w); /* -1: out of memory */
+void write_path_free(struct write_path *w);
+/* At the marks of a loop turn: note what moved on (appended, synced,
+ * replicated, committed). */
+void write_path_observe(struct node *n);
+void write_path_sent(struct node *n, const struct raft_msg *m); /* an AppendEntries left */
+void write_path_replied(struct node *n); /* the turn's replies were written */
+void write_path_reset(struct node *n);   /* RAFT.LATENCY RESET: a new window from now */
+/* RAFT.LATENCY's lines; -1 when memory ran out. */
+int write_path_info(const struct node *n, struct buf *out);
 
 /* turn_timer.c */
 void turn_timer_begin(struct turn_timer *t);

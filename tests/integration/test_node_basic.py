@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 
-from harness import (Cluster, RespError, check, check_eq, fail, parse_args, run, run_program,
-                     step, wait_same_state)
+from harness import (Cluster, RespError, check, check_eq, fail, parse_args, parse_info, run,
+                     run_program, step, wait_same_state)
 
 NOT_INTEGER = "ERR value is not an integer or out of range"
 
@@ -328,6 +328,31 @@ def test_ipc(opt):
         cluster.shutdown()
 
 
+def check_write_path(cluster, leader, writes):
+    """RAFT.LATENCY after writes: every stage a node's writes go through,
+    with each entry's times from appended in the order a write takes them
+    (so also their percentiles): sent <= replicated <= committed <= replied
+    on the leader; committed <= replied on a follower."""
+    for i in cluster.ids:
+        lat = parse_info(cluster.call(i, "RAFT.LATENCY"))
+        role = "leader" if i == leader else "follower"
+        check_eq(lat["role"], role, f"node {i}: RAFT.LATENCY role")
+        check(lat["writes"] >= writes, f"node {i}: RAFT.LATENCY covers {lat['writes']} writes "
+              f"(at least {writes})")
+        stages = (["sent", "replicated"] if i == leader else []) + ["synced", "committed", "replied"]
+        for s in stages:
+            p50, p99, top = (lat[f"{s}_{q}_us"] for q in ("p50", "p99", "max"))
+            check(0 <= p50 <= p99 <= top < 60_000_000,
+                  f"node {i}: {s} p50 {p50} <= p99 {p99} <= max {top} us")
+        if i != leader:
+            check("sent_p50_us" not in lat and "replicated_p50_us" not in lat,
+                  f"node {i}: a follower shows no sent or replicated stage")
+        order = (["sent", "replicated"] if i == leader else []) + ["committed", "replied"]
+        for q in ("p50", "p99", "max"):
+            times = [lat[f"{s}_{q}_us"] for s in order]
+            check(times == sorted(times), f"node {i}: {q} of {' <= '.join(order)}: {times}")
+
+
 def test_inflight_window(opt, window, slot, sched_batch=True):
     step(f"--max-inflight-appends {window}{'' if sched_batch else ', --sched-batch off'}: "
          "4 connections write at once; every node applies the same")
@@ -362,6 +387,15 @@ def test_inflight_window(opt, window, slot, sched_batch=True):
         check_eq(cluster.call(leader, "GET", "done"), b"4", "and 4 INCRs")
         applied = wait_same_state(cluster, cluster.ids)
         check(applied >= 4004, f"every node applied the same {applied} entries")
+        check_write_path(cluster, leader, 4004)
+        check_eq(cluster.call(leader, "RAFT.LATENCY", "RESET"), "OK", "RAFT.LATENCY RESET")
+        check_eq(parse_info(cluster.call(leader, "RAFT.LATENCY"))["writes"], 0,
+                 "after it, no writes in the window")
+        check_eq(cluster.call(leader, "SET", "after-reset", "1"), "OK", "one more SET")
+        lat = parse_info(cluster.call(leader, "RAFT.LATENCY"))
+        check(lat["writes"] == 1 and lat["replied_p50_us"] == lat["replied_max_us"],
+              f"the window holds that one write ({lat['writes']}, replied after "
+              f"{lat['replied_p50_us']} us)")
         cluster.check_alive()
 
 
