@@ -45,7 +45,7 @@ def main():
     rc, out, err, _ = run(cli, ["--help"])
     check(rc == 0 and out.startswith("usage: raftkv-cli"), "--help prints usage, exit 0")
     for name in ["connect", "getleader", "suspend", "getval", "setval", "incr", "expire",
-                 "ttl", "del", "help", "quit"]:
+                 "ttl", "del", "latency", "help", "quit"]:
         check(name in out, f"--help names {name}")
 
     for bad in (["--bogus"], ["--timeout", "abc"], ["--timeout", "0"], ["--timeout"]):
@@ -57,6 +57,7 @@ def main():
         (["getval"], "usage: getval <key>"),
         (["SETVAL", "a", "b", "c"], "usage: setval <key> <value>"),
         (["suspend", "abc"], "usage: suspend <seconds>"),
+        (["latency", "now"], "usage: latency [reset]"),
         (["suspend", "0"], "usage: suspend <seconds>"),
         (["suspend", "-3"], "usage: suspend <seconds>"),
         (["suspend"], "usage: suspend <seconds>"),

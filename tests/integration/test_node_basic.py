@@ -388,6 +388,15 @@ def test_inflight_window(opt, window, slot, sched_batch=True):
         applied = wait_same_state(cluster, cluster.ids)
         check(applied >= 4004, f"every node applied the same {applied} entries")
         check_write_path(cluster, leader, 4004)
+        rc, out, err, _ = run_cli_connect(cluster, cluster.node(leader).client_addr, "latency")
+        rows = [line.split() for line in out.splitlines()[2:]]
+        check(rc == 0 and out.startswith("leader, 4004 writes;") and
+              [r[0] for r in rows] == ["sent", "replicated", "synced", "committed", "replied"] and
+              all(float(r[1]) <= float(r[2]) <= float(r[3]) for r in rows),
+              f"raftkv-cli latency prints the leader's stages in ms (exit {rc}, {out!r}, {err!r})")
+        rc, out, err, _ = run_cli_connect(cluster, cluster.node(leader).client_addr, "latency", "x")
+        check(rc == 2 and "usage: latency [reset]" in err,
+              f"raftkv-cli latency x: usage, exit 2 (exit {rc}, {err!r})")
         check_eq(cluster.call(leader, "RAFT.LATENCY", "RESET"), "OK", "RAFT.LATENCY RESET")
         check_eq(parse_info(cluster.call(leader, "RAFT.LATENCY"))["writes"], 0,
                  "after it, no writes in the window")

@@ -34,6 +34,7 @@ static enum cli_status run_transfer(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_addnode(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_removenode(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_members(struct cli_conn *c, int argc, char **argv);
+static enum cli_status run_latency(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_help(struct cli_conn *c, int argc, char **argv);
 static enum cli_status run_quit(struct cli_conn *c, int argc, char **argv);
 
@@ -55,6 +56,8 @@ static const struct cli_command commands[] = {
     {"removenode", 1, 1, "removenode <id>", "remove a node from the cluster", run_removenode},
     {"members", 0, 0, "members", "the voters and learners, as the node asked knows them",
      run_members},
+    {"latency", 0, 1, "latency [reset]",
+     "where the node's last writes spent their time, stage by stage", run_latency},
     {"help", 0, 1, "help [command]", "this list", run_help},
     {"quit", 0, 0, "quit", "leave (also exit, Ctrl-D)", run_quit},
     {"exit", 0, 0, "exit", NULL, run_quit},
@@ -387,6 +390,47 @@ static enum cli_status run_members(struct cli_conn *c, int argc, char **argv)
     info_field(reply.str, "config_index", index, sizeof index);
     printf("members %s\nlearners %s\nconfig #%s\n", voters[0] ? voters : "-",
            learners[0] ? learners : "-", index[0] ? index : "?");
+    resp_value_free(&reply);
+    return CLI_OK;
+}
+
+/* RAFT.LATENCY of the node we talk to, as a table in milliseconds. */
+static enum cli_status run_latency(struct cli_conn *c, int argc, char **argv)
+{
+    if (argc == 2 && strcasecmp(argv[1], "reset") != 0) {
+        fprintf(stderr, "usage: latency [reset]\n");
+        return CLI_USAGE;
+    }
+    if (argc == 2) {
+        const char *req[] = {"RAFT.LATENCY", "RESET"};
+        return call_and_print(c, CLI_ROUTE_ANY, 2, req);
+    }
+    struct resp_value reply;
+    if (call_word(c, "RAFT.LATENCY", &reply) < 0)
+        return CLI_FAILED;
+    if (reply.type != RESP_BULK) {
+        enum cli_status s = print_reply(&reply);
+        resp_value_free(&reply);
+        return s;
+    }
+    static const char *const stages[] = {"sent", "replicated", "synced", "committed", "replied"};
+    char role[32], writes[32];
+    info_field(reply.str, "role", role, sizeof role);
+    info_field(reply.str, "writes", writes, sizeof writes);
+    printf("%s, %s writes; ms from the turn that appended each to the log:\n", role, writes);
+    printf("  %-11s %8s %8s %8s\n", "stage", "p50", "p99", "max");
+    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
+        char name[48], p50[32], p99[32], max[32];
+        snprintf(name, sizeof name, "%s_p50_us", stages[i]);
+        info_field(reply.str, name, p50, sizeof p50);
+        snprintf(name, sizeof name, "%s_p99_us", stages[i]);
+        info_field(reply.str, name, p99, sizeof p99);
+        snprintf(name, sizeof name, "%s_max_us", stages[i]);
+        info_field(reply.str, name, max, sizeof max);
+        if (p50[0] != '\0')
+            printf("  %-11s %8.2f %8.2f %8.2f\n", stages[i], atof(p50) / 1000, atof(p99) / 1000,
+                   atof(max) / 1000);
+    }
     resp_value_free(&reply);
     return CLI_OK;
 }
