@@ -354,6 +354,23 @@ static enum cli_status run_removenode(struct cli_conn *c, int argc, char **argv)
     return call_and_print(c, CLI_ROUTE_LEADER, 2, req);
 }
 
+/* As call_word, for a request answered with text (RAFT.INFO, RAFT.LATENCY):
+ * 0 and the text, or -1 with *status set and any other reply printed. */
+static int call_word_text(struct cli_conn *c, const char *word, struct resp_value *reply,
+                          enum cli_status *status)
+{
+    if (call_word(c, word, reply) < 0) {
+        *status = CLI_FAILED;
+        return -1;
+    }
+    if (reply->type != RESP_BULK) {
+        *status = print_reply(reply);
+        resp_value_free(reply);
+        return -1;
+    }
+    return 0;
+}
+
 /* The value of "name:" in RAFT.INFO text, "" if absent. */
 static void info_field(const char *text, const char *name, char *out, size_t len)
 {
@@ -376,14 +393,10 @@ static enum cli_status run_members(struct cli_conn *c, int argc, char **argv)
     (void)argc;
     (void)argv;
     struct resp_value reply;
+    enum cli_status status;
     /* The view of the node asked: a follower may be a little behind. */
-    if (call_word(c, "RAFT.INFO", &reply) < 0)
-        return CLI_FAILED;
-    if (reply.type != RESP_BULK) {
-        enum cli_status s = print_reply(&reply);
-        resp_value_free(&reply);
-        return s;
-    }
+    if (call_word_text(c, "RAFT.INFO", &reply, &status) < 0)
+        return status;
     char voters[64], learners[64], index[32];
     info_field(reply.str, "members", voters, sizeof voters);
     info_field(reply.str, "learners", learners, sizeof learners);
@@ -406,13 +419,9 @@ static enum cli_status run_latency(struct cli_conn *c, int argc, char **argv)
         return call_and_print(c, CLI_ROUTE_ANY, 2, req);
     }
     struct resp_value reply;
-    if (call_word(c, "RAFT.LATENCY", &reply) < 0)
-        return CLI_FAILED;
-    if (reply.type != RESP_BULK) {
-        enum cli_status s = print_reply(&reply);
-        resp_value_free(&reply);
-        return s;
-    }
+    enum cli_status status;
+    if (call_word_text(c, "RAFT.LATENCY", &reply, &status) < 0)
+        return status;
     static const char *const stages[] = {"sent", "replicated", "synced", "committed", "replied"};
     char role[32], writes[32];
     info_field(reply.str, "role", role, sizeof role);
