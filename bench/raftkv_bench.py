@@ -158,6 +158,16 @@ def die_with_parent():
         pass
 
 
+def parse_fields(reply):
+    """The "name:value" lines of RAFT.INFO or RAFT.LATENCY as a dict of strings."""
+    fields = {}
+    for line in reply.decode().splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
 class Node:
     def __init__(self, cluster, node_id, peer_port, client_port):
         self.cluster = cluster
@@ -226,12 +236,7 @@ class Node:
             return None
         if not isinstance(reply, bytes):
             return None
-        fields = {}
-        for line in reply.decode().splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                fields[key.strip()] = value.strip()
-        return fields
+        return parse_fields(reply)
 
     def rss_kib(self):
         with open("/proc/%d/status" % self.proc.pid) as f:

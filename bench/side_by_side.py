@@ -202,7 +202,7 @@ def write_path(system, reset=False):
         return None
     try:
         leader, _ = system.cluster.wait_leader()
-        conn = rb.RespConn("127.0.0.1", leader.client_port)
+        conn = rb.RespConn(rb.HOST, leader.client_port)
         try:
             reply = conn.call("RAFT.LATENCY", *(["RESET"] if reset else []))
         finally:
@@ -211,7 +211,7 @@ def write_path(system, reset=False):
         return None
     if reset or not isinstance(reply, bytes):
         return None
-    fields = dict(line.split(":", 1) for line in reply.decode().split("\r\n") if ":" in line)
+    fields = rb.parse_fields(reply)
     try:
         return {st: (int(fields[st + "_p50_us"]) / 1000, int(fields[st + "_p99_us"]) / 1000)
                 for st in WRITE_STAGES if st + "_p50_us" in fields}

@@ -90,20 +90,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from raftkv_bench import (  # noqa: E402
-    HOST, BenchError, RespConn, RespError, check_port_free, die_with_parent,
+    HOST, BenchError, RespConn, RespError, check_port_free, die_with_parent, parse_fields,
     parse_redis_benchmark)
 
 
 # ------------------------------------------------------------ nodes and clusters
-
-
-def parse_info(reply):
-    fields = {}
-    for line in reply.decode().splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
 
 
 class Node:
@@ -170,7 +161,7 @@ class Node:
 
     def info(self):
         reply = self.call("RAFT.INFO")
-        return parse_info(reply) if isinstance(reply, bytes) else None
+        return parse_fields(reply) if isinstance(reply, bytes) else None
 
     def digest(self):
         reply = self.call("DEBUG", "DIGEST", timeout=30.0)

@@ -322,17 +322,22 @@ static void run_config(struct node *n, struct client *c, const struct args *a, s
     resp_write_error(out, "ERR CONFIG supports only GET here");
 }
 
+const char *commands_role_word(enum raft_role role)
+{
+    static const char *const roles[] = {"follower", "candidate", "leader", "precandidate"};
+    return (size_t)role < sizeof roles / sizeof roles[0] ? roles[role] : "unknown";
+}
+
 static void info_raft(struct node *n, struct buf *out)
 {
     const struct raft *r = &n->raft;
-    static const char *roles[] = {"follower", "candidate", "leader", "precandidate"};
     buf_printf(out,
                "id:%u\r\nrole:%s\r\nterm:%" PRIu64 "\r\nleader:%u\r\ncommit_index:%" PRIu64
                "\r\nlast_applied:%" PRIu64 "\r\nlast_log_index:%" PRIu64
                "\r\nlast_log_term:%" PRIu64 "\r\nvoted_for:%u\r\nkeys:%zu\r\nnodes:%zu\r\n",
-               n->opt.id, roles[r->role], r->current_term, r->leader_id, r->commit_index,
-               r->last_applied, raft_last_index(r), raft_last_term(r), r->voted_for,
-               kv_count(n->kv), n->cluster.n);
+               n->opt.id, commands_role_word(r->role), r->current_term, r->leader_id,
+               r->commit_index, r->last_applied, raft_last_index(r), raft_last_term(r),
+               r->voted_for, kv_count(n->kv), n->cluster.n);
     buf_printf(out,
                "peer_auth:%s\r\nauth_failures:%" PRIu64 "\r\nstale_controls:%" PRIu64
                "\r\nbad_messages:%" PRIu64 "\r\n",

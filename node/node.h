@@ -430,6 +430,8 @@ struct reply_slot *client_slot_new(struct client *c);
 void client_slot_done(struct node *n, struct reply_slot *s);
 
 /* commands.c */
+/* RAFT.INFO's word for a role: follower, candidate, leader, precandidate. */
+const char *commands_role_word(enum raft_role role);
 void commands_dispatch(struct node *n, struct client *c, size_t argc, const uint8_t **argv,
                        const size_t *argl);
 /* Whether a request must wait before it is dispatched: a write waits for the

@@ -387,8 +387,6 @@ uint64_t snapshot_next_due(const struct node *n)
     uint64_t earliest = n->raft.log.snapshot_index + half;
     /* The smallest k * every + shift >= earliest, k at least 1. */
     uint64_t k = earliest > shift ? (earliest - shift + every - 1) / every : 1;
-    if (k == 0)
-        k = 1;
     return k * every + shift;
 }
 

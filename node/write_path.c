@@ -165,8 +165,7 @@ static int compare_u64(const void *a, const void *b)
 int write_path_info(const struct node *n, struct buf *out)
 {
     const struct write_path *w = &n->write_path;
-    static const char *const roles[] = {"follower", "candidate", "leader", "precandidate"};
-    buf_printf(out, "role:%s\r\n", roles[w->role]);
+    buf_printf(out, "role:%s\r\n", commands_role_word(w->role));
     uint64_t *took = w->at != NULL ? malloc(WRITE_PATH_WINDOW * sizeof(*took)) : NULL;
     if (took == NULL) {
         buf_printf(out, "writes:0\r\n");
