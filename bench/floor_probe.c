@@ -3,7 +3,7 @@
  * followers') before the answer, with nothing else in the way: no Raft, no
  * nanomsg, no parsing. Measured next to raftkv by bench/side_by_side.py.
  *
- *   build/floor-probe DIR [SECONDS [ROUNDS [CLIENTS]]]
+ *   build/floor-probe [--nanomsg] DIR [SECONDS [ROUNDS [CLIENTS]]]
  *
  * Processes: a client, a leader and two followers. The client keeps
  * CLIENTS connections (default 1) to the leader over loopback TCP, as
@@ -26,6 +26,13 @@
  *   both followers         the same, but the leader answers once both
  *                          followers have synced, and syncs its own copy
  *                          after the answer (the other way to have two).
+ *
+ * With --nanomsg the leader and the followers talk as raftkv's nodes do:
+ * each binds an NN_PULL socket at ipc://DIR/floor-probe-N.ipc and sends
+ * through an NN_PUSH socket connected to the other's, a batch a message and
+ * an answer a message (transport.c). The rest is the same, so the two runs'
+ * ratios to one copy differ by what nanomsg costs: its worker thread takes
+ * every message off the socket and wakes the receiver.
  *
  * Each follower writes, fdatasyncs and says so, for every batch it gets.
  * In a round the kinds take turns, PROBE_BLOCK writes a connection at a
@@ -51,6 +58,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,12 +69,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nanomsg/nn.h>
+#include <nanomsg/pipeline.h>
+
 #define PROBE_VALUE_BYTES 256
 #define PROBE_REQUEST_BYTES (16 + PROBE_VALUE_BYTES)
 #define PROBE_FILE_BYTES (16u << 20)
 #define PROBE_MAX_ROUNDS 50
 #define PROBE_BLOCK 50 /* writes of one kind a client before the next kind's */
 #define PROBE_MAX_CLIENTS 64
+#define PROBE_HELLO UINT32_MAX /* a batch count that asks a follower only to answer */
+
+/* --nanomsg: the leader and followers talk over nanomsg (see above). */
+static bool probe_nanomsg;
+static const char *probe_dir;
 
 /* What the leader does with a write before it answers. */
 enum probe_kind {
@@ -185,38 +201,136 @@ static void probe_file_sync(struct probe_file *f)
         die("fdatasync");
 }
 
-/* A batch goes to a follower as its count (4 bytes) and its requests. */
-static void follower_main(int leader, const char *dir, const char *name)
+static void die_nn(const char *what, const char *url)
+{
+    fprintf(stderr, "floor-probe: %s %s: %s\n", what, url, nn_strerror(nn_errno()));
+    exit(1);
+}
+
+/* --nanomsg: where process `who` (0 the leader, 1 and 2 the followers)
+ * takes its messages in. */
+static void probe_nn_url(char *out, size_t outlen, int who)
+{
+    if (snprintf(out, outlen, "ipc://%s/floor-probe-%d.ipc", probe_dir, who) >= (int)outlen) {
+        errno = ENAMETOOLONG;
+        die(probe_dir);
+    }
+}
+
+/* --nanomsg: this process's NN_PULL socket (`push` false), or an NN_PUSH
+ * socket connected to process `who`'s. */
+static int probe_nn_socket(int who, bool push)
+{
+    char url[4200];
+    probe_nn_url(url, sizeof url, who);
+    int s = nn_socket(AF_SP, push ? NN_PUSH : NN_PULL);
+    if (s < 0)
+        die_nn("cannot open a socket for", url);
+    if ((push ? nn_connect(s, url) : nn_bind(s, url)) < 0)
+        die_nn(push ? "cannot connect to" : "cannot listen on", url);
+    return s;
+}
+
+/* What a follower does with one batch: its count (4 bytes) and requests.
+ * A hello (PROBE_HELLO) is only answered. */
+static void follower_take(struct probe_file *file, const uint8_t *message, size_t len)
+{
+    uint32_t count;
+    if (len < sizeof count) {
+        errno = EPROTO;
+        die("a batch from the leader");
+    }
+    memcpy(&count, message, sizeof count);
+    if (count == PROBE_HELLO)
+        return;
+    if (count == 0 || count > PROBE_MAX_CLIENTS ||
+        len != sizeof count + count * PROBE_REQUEST_BYTES) {
+        errno = EPROTO;
+        die("a batch from the leader");
+    }
+    probe_file_write(file, message + sizeof count, count * PROBE_REQUEST_BYTES);
+    probe_file_sync(file);
+}
+
+/* Follower `who` (1 or 2): write, fdatasync and answer a byte (its number),
+ * for every batch, in order, until the leader closes its end (Unix
+ * sockets) or main stops it (nanomsg). */
+static void follower_main(int leader, int who, const char *dir, const char *name)
 {
     struct probe_file file;
     probe_file_open(&file, dir, name);
-    static uint8_t batch[PROBE_MAX_CLIENTS * PROBE_REQUEST_BYTES];
+    uint8_t answer = (uint8_t)who;
+    if (probe_nanomsg) {
+        close(leader);
+        int in = probe_nn_socket(who, false), out = probe_nn_socket(0, true);
+        for (;;) {
+            void *message;
+            int len = nn_recv(in, &message, NN_MSG, 0);
+            if (len < 0 && nn_errno() == EINTR)
+                continue;
+            if (len < 0)
+                die_nn("cannot receive", "from the leader");
+            follower_take(&file, message, (size_t)len);
+            nn_freemsg(message);
+            if (nn_send(out, &answer, 1, 0) != 1)
+                die_nn("cannot send", "to the leader");
+        }
+    }
+    static uint8_t message[sizeof(uint32_t) + PROBE_MAX_CLIENTS * PROBE_REQUEST_BYTES];
     uint32_t count;
     while (read_full(leader, &count, sizeof count) == 0) {
         if (count == 0 || count > PROBE_MAX_CLIENTS) {
             errno = EPROTO;
             die("a batch from the leader");
         }
-        if (read_full(leader, batch, count * PROBE_REQUEST_BYTES) != 0) {
+        memcpy(message, &count, sizeof count);
+        if (read_full(leader, message + sizeof count, count * PROBE_REQUEST_BYTES) != 0) {
             errno = EPIPE;
             die("the leader closed inside a batch");
         }
-        probe_file_write(&file, batch, count * PROBE_REQUEST_BYTES);
-        probe_file_sync(&file);
+        follower_take(&file, message, sizeof count + count * PROBE_REQUEST_BYTES);
         /* The leader may be gone already when the client has finished. */
-        if (send(leader, "s", 1, MSG_NOSIGNAL) != 1)
+        if (send(leader, &answer, 1, MSG_NOSIGNAL) != 1)
             break;
     }
     exit(0);
 }
 
+/* The leader's side of the link: the Unix sockets to the followers, or
+ * with --nanomsg its NN_PULL socket and an NN_PUSH socket to each. */
+struct probe_link {
+    int followers[2];
+    int nn_in, nn_out[2];
+};
+
+static void link_send(const struct probe_link *l, const uint8_t *message, size_t len)
+{
+    for (int i = 0; i < 2; i++) {
+        if (!probe_nanomsg)
+            write_full(l->followers[i], message, len);
+        else if (nn_send(l->nn_out[i], message, len, 0) != (int)len)
+            die_nn("cannot send", "to a follower");
+    }
+}
+
 /* Read whatever answers the followers sent until `want` of them (1 or 2)
  * have synced `seq` batches (each answers its batches in order, a byte
- * each). */
-static void wait_for_followers(const int followers[2], uint64_t synced[2], uint64_t seq, int want)
+ * each: its number). */
+static void wait_for_followers(const struct probe_link *l, uint64_t synced[2], uint64_t seq,
+                               int want)
 {
     while ((synced[0] >= seq) + (synced[1] >= seq) < want) {
-        struct pollfd p[2] = {{followers[0], POLLIN, 0}, {followers[1], POLLIN, 0}};
+        if (probe_nanomsg) {
+            uint8_t answer;
+            int n = nn_recv(l->nn_in, &answer, 1, 0);
+            if (n < 0 && nn_errno() == EINTR)
+                continue;
+            if (n != 1 || answer < 1 || answer > 2)
+                die_nn("cannot receive", "from a follower");
+            synced[answer - 1]++;
+            continue;
+        }
+        struct pollfd p[2] = {{l->followers[0], POLLIN, 0}, {l->followers[1], POLLIN, 0}};
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -226,7 +340,7 @@ static void wait_for_followers(const int followers[2], uint64_t synced[2], uint6
             if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             uint8_t answers[64];
-            ssize_t n = read(followers[i], answers, sizeof answers);
+            ssize_t n = read(l->followers[i], answers, sizeof answers);
             if (n <= 0)
                 die("read (a follower's answer)");
             synced[i] += (uint64_t)n;
@@ -245,6 +359,20 @@ static void leader_main(int listener, const int followers[2], const char *dir, i
 {
     struct probe_file file;
     probe_file_open(&file, dir, probe_file_names[0]);
+    struct probe_link link = {{followers[0], followers[1]}, -1, {-1, -1}};
+    uint64_t sent = 0, synced[2] = {0, 0};
+    static uint8_t message[sizeof(uint32_t) + PROBE_MAX_CLIENTS * PROBE_REQUEST_BYTES];
+    if (probe_nanomsg) {
+        /* Both followers answer a hello before the first client is taken:
+         * the sockets are connected when the clock starts. */
+        link.nn_in = probe_nn_socket(0, false);
+        link.nn_out[0] = probe_nn_socket(1, true);
+        link.nn_out[1] = probe_nn_socket(2, true);
+        uint32_t hello = PROBE_HELLO;
+        link_send(&link, (const uint8_t *)&hello, sizeof hello);
+        wait_for_followers(&link, synced, 1, 2);
+        synced[0] = synced[1] = 0;
+    }
     struct pollfd clients[PROBE_MAX_CLIENTS];
     for (int i = 0; i < n_clients; i++) {
         int fd = accept(listener, NULL, NULL);
@@ -255,9 +383,8 @@ static void leader_main(int listener, const int followers[2], const char *dir, i
             die("setsockopt");
         clients[i] = (struct pollfd){fd, POLLIN, 0};
     }
-    static uint8_t batch[PROBE_MAX_CLIENTS * PROBE_REQUEST_BYTES];
+    uint8_t *batch = message + sizeof(uint32_t);
     int from[PROBE_MAX_CLIENTS];
-    uint64_t sent = 0, synced[2] = {0, 0};
     int open_clients = n_clients;
     while (open_clients > 0) {
         if (poll(clients, (nfds_t)n_clients, -1) < 0) {
@@ -286,17 +413,15 @@ static void leader_main(int listener, const int followers[2], const char *dir, i
         if (kind != PROBE_ONE_COPY) {
             /* The copies leave before the leader's own write, as a Raft
              * leader's AppendEntries do. */
-            for (int i = 0; i < 2; i++) {
-                write_full(followers[i], &count, sizeof count);
-                write_full(followers[i], batch, len);
-            }
+            memcpy(message, &count, sizeof count);
+            link_send(&link, message, sizeof count + len);
             sent++;
         }
         probe_file_write(&file, batch, len);
         if (kind != PROBE_FOLLOWERS)
             probe_file_sync(&file);
         if (kind != PROBE_ONE_COPY)
-            wait_for_followers(followers, synced, sent, kind == PROBE_FOLLOWERS ? 2 : 1);
+            wait_for_followers(&link, synced, sent, kind == PROBE_FOLLOWERS ? 2 : 1);
         for (uint32_t k = 0; k < count; k++)
             write_full(clients[from[k]].fd, "k", 1);
         if (kind == PROBE_FOLLOWERS)
@@ -401,6 +526,36 @@ static void run_round(struct probe_client *c, double seconds,
     }
 }
 
+/* Waits up to `ms` for a child to end, then kills it, and says so unless
+ * `stop` (it is expected to wait for ever). */
+static void wait_child(pid_t pid, double ms, bool stop, const char *who)
+{
+    double deadline = now_ms() + ms;
+    bool killed = false;
+    for (;;) {
+        int status;
+        pid_t got = waitpid(pid, &status, killed ? 0 : WNOHANG);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            die("waitpid");
+        if (got == pid) {
+            if (!killed && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
+                fprintf(stderr, "floor-probe: a %s ended badly (status %d)\n", who, status);
+            return;
+        }
+        if (now_ms() >= deadline) {
+            if (!stop)
+                fprintf(stderr, "floor-probe: a %s did not end; stopped\n", who);
+            kill(pid, SIGKILL);
+            killed = true;
+            continue;
+        }
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
 static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, compare_doubles);
@@ -409,11 +564,17 @@ static double median(double *v, int n)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 5) {
-        fprintf(stderr, "usage: floor-probe DIR [SECONDS [ROUNDS [CLIENTS]]]\n");
+    if (argc > 1 && strcmp(argv[1], "--nanomsg") == 0) {
+        probe_nanomsg = true;
+        argv++;
+        argc--;
+    }
+    if (argc < 2 || argc > 5 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: floor-probe [--nanomsg] DIR [SECONDS [ROUNDS [CLIENTS]]]\n");
         return 2;
     }
     const char *dir = argv[1];
+    probe_dir = dir;
     double seconds = argc > 2 ? atof(argv[2]) : 3.0;
     int rounds = argc > 3 ? atoi(argv[3]) : 3;
     int n_clients = argc > 4 ? atoi(argv[4]) : 1;
@@ -451,7 +612,7 @@ int main(int argc, char **argv)
             close(listener);
             for (int j = 0; j <= i; j++)
                 close(pairs[j][0]);
-            follower_main(pairs[i][1], dir, probe_file_names[i + 1]);
+            follower_main(pairs[i][1], i + 1, dir, probe_file_names[i + 1]);
         }
         close(pairs[i][1]);
     }
@@ -477,8 +638,9 @@ int main(int argc, char **argv)
         client.conns[i] = (struct pollfd){fd, POLLIN, 0};
     }
 
-    printf("floor probe: %d client%s, %d-byte values, %.1f s a kind, %d rounds, files in %s\n",
-           n_clients, n_clients == 1 ? "" : "s", PROBE_VALUE_BYTES, seconds, rounds, dir);
+    printf("floor probe: %d client%s, %d-byte values, %.1f s a kind, %d rounds, files in %s%s\n",
+           n_clients, n_clients == 1 ? "" : "s", PROBE_VALUE_BYTES, seconds, rounds, dir,
+           probe_nanomsg ? ", followers over nanomsg" : "");
     double rate[PROBE_N_KINDS][PROBE_MAX_ROUNDS], p50[PROBE_N_KINDS][PROBE_MAX_ROUNDS];
     double ratio[PROBE_N_KINDS][PROBE_MAX_ROUNDS];
     for (int r = 0; r < rounds; r++) {
@@ -500,19 +662,22 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < n_clients; i++)
         close(client.conns[i].fd);
-    for (int i = 0; i < 3; i++) {
-        int status;
-        if (waitpid(children[i], &status, 0) < 0)
-            die("waitpid");
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            fprintf(stderr, "floor-probe: a %s ended badly (status %d)\n",
-                    i < 2 ? "follower" : "leader", status);
-    }
+    /* The leader first. Over Unix sockets the followers see it close and
+     * end; nanomsg has no end of stream, so there they are stopped. */
+    wait_child(children[2], 3000.0, false, "leader");
+    for (int i = 0; i < 2; i++)
+        wait_child(children[i], probe_nanomsg ? 0.0 : 3000.0, probe_nanomsg, "follower");
     for (int i = 0; i < 3; i++) {
         char path[4096];
         probe_path(path, sizeof path, dir, probe_file_names[i]);
         if (unlink(path) != 0 && errno != ENOENT)
             fprintf(stderr, "floor-probe: cannot remove %s: %s\n", path, strerror(errno));
+        if (probe_nanomsg) {
+            char url[4200];
+            probe_nn_url(url, sizeof url, i);
+            if (unlink(url + strlen("ipc://")) != 0 && errno != ENOENT)
+                fprintf(stderr, "floor-probe: cannot remove %s: %s\n", url, strerror(errno));
+        }
     }
     /* The floor line: the faster of the two ways to have two copies. */
     size_t best = 1;

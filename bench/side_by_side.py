@@ -68,7 +68,10 @@ two followers, syncs its own copy and waits for one follower's, with
 nothing else in the way (no Raft, no nanomsg, no parsing). At one client
 its ratio is about the best any replicated store's figure against Redis
 can be on this disk at that moment; at 50 it is a plain group commit, not
-a floor. The summary prints both beside raftkv/redis. And each round
+a floor. Then the same again with the followers' messages over nanomsg
+(`floor-probe --nanomsg`: NN_PUSH/NN_PULL on ipc://, as raftkv's nodes
+talk), which is the floor for a store that must use nanomsg between its
+nodes. The summary prints all four beside raftkv/redis. And each round
 prints the steal time of /proc/stat: the share of the CPUs' time the
 hypervisor gave to other machines while the round ran; when some rounds
 had 5% or more, the summary also gives the medians over the calm rounds.
@@ -523,16 +526,18 @@ def load_keys(system, keys):
 CALM_STEAL = 0.05
 
 
-def floor_probe(binary, root, seconds, clients):
+def floor_probe(binary, root, seconds, clients, nanomsg=False):
     """One run of floor-probe (bench/floor_probe.c) with `clients` clients,
-    one round of `seconds` a kind: a dict with the two-copies ratio
-    ("floor") and each kind's writes/s and p50, or None when the program
-    is missing or failed (printed)."""
+    one round of `seconds` a kind, its followers over Unix sockets or over
+    nanomsg: a dict with the two-copies ratio ("floor") and each kind's
+    writes/s and p50, or None when the program is missing or failed
+    (printed)."""
     if not os.access(binary, os.X_OK):
         return None
     os.makedirs(root, exist_ok=True)
     try:
-        done = subprocess.run([binary, root, "%g" % seconds, "1", str(clients)],
+        done = subprocess.run([binary] + (["--nanomsg"] if nanomsg else []) +
+                              [root, "%g" % seconds, "1", str(clients)],
                               stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, timeout=60 + 10 * seconds)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -633,6 +638,7 @@ def main():
     results = {}  # (system, figure key) -> [result per round]
     floors = []  # floor_probe's result per round, one client (None: failed)
     floors50 = []  # and 50 clients
+    floors_nn, floors50_nn = [], []  # the same with the followers over nanomsg
     steals = []  # the share of CPU time stolen by the hypervisor, per round
     paths = {}  # system name -> [its leader's write path (RAFT.LATENCY) per round]
     extra = []
@@ -690,15 +696,16 @@ def main():
         for rnd in range(1, rounds + 1):
             print("\nround %d" % rnd, flush=True)
             steal0, wall0 = rb.steal_s(), time.monotonic()
-            for clients, found in ((1, floors), (50, floors50)):
+            for clients, nanomsg, found in ((1, False, floors), (1, True, floors_nn),
+                                            (50, False, floors50), (50, True, floors50_nn)):
                 fl = floor_probe(probe_binary, os.path.join(root, "floor"),
-                                 0.5 if args.quick else 1.0, clients)
+                                 0.5 if args.quick else 1.0, clients, nanomsg)
                 found.append(fl)
                 if fl is not None:
                     print("  %-22s %-7s two copies %.2fx one copy's writes/s (p50: one copy %.3f "
                           "ms; leader and a follower %.3f ms; both followers %.3f ms)" % (
                               "floor, %d client%s" % (clients, "s" if clients > 1 else ""),
-                              "probe", fl["floor"], fl["one copy"][1],
+                              "nanomsg" if nanomsg else "probe", fl["floor"], fl["one copy"][1],
                               fl["leader and a follower"][1], fl["both followers"][1]), flush=True)
             for fig in FIGURES:
                 for s in systems:
@@ -838,7 +845,12 @@ def main():
          "faster of its two ways, against one, no Raft and no nanomsg; a run each round)"),
         ("set50", floors50, "SET 50 clients, a plain group commit (floor-probe, 50 clients: a "
          "batch a turn, one write and fdatasync, two of three copies against one; not a floor, "
-         "a design that overlaps batches can do better)"))
+         "a design that overlaps batches can do better)"),
+        ("set1", floors_nn, "SET 1 client, the floor over nanomsg (floor-probe --nanomsg: the "
+         "same, the followers' messages through NN_PUSH/NN_PULL on ipc:// as raftkv's nodes "
+         "send theirs)"),
+        ("set50", floors50_nn, "SET 50 clients, the group commit over nanomsg (floor-probe "
+         "--nanomsg, 50 clients)"))
     for fig_key, found, label in probe_lines:
         if not any(found):
             continue
@@ -875,7 +887,9 @@ def main():
                 pairs = [by_round[i] for i in calm if i < len(by_round) and by_round[i] is not None]
                 if pairs:
                     parts.append("raftkv/%s %s %.2fx" % (o, fig[1], statistics.median(pairs)))
-        for name, found in (("the floor, 1 client", floors), ("the group commit, 50 clients", floors50)):
+        for name, found in (("the floor, 1 client", floors), ("the group commit, 50 clients", floors50),
+                            ("the floor over nanomsg, 1 client", floors_nn),
+                            ("the group commit over nanomsg, 50 clients", floors50_nn)):
             ratios = [found[i]["floor"] for i in calm if i < len(found) and found[i]]
             if ratios:
                 parts.append("%s %.2fx" % (name, statistics.median(ratios)))
