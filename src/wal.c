@@ -7,8 +7,10 @@
  *
  * log: a header of LOG_DATA_START (4096) bytes, then one record an entry.
  *   header: slot A at 0 and slot B at 512, each in its own 512-byte sector,
- *   64 bytes each, zeros elsewhere; the valid slot with the higher sequence
- *   number wins:
+ *   64 bytes each, zeros elsewhere; slot A holds the even sequence numbers,
+ *   B the odd ones (a slot of the other parity is invalid), and the valid
+ *   slot with the newer sequence number wins, counted on past 2^64 - 1 to 0
+ *   (wal_seq_newer):
  *     magic u32 "RKVH" | version u32 (1) | seq u64 | synced_end u64 |
  *     synced_index u64 | base u64 | zeros | crc u32 (at 60, over bytes 0..59)
  *   base: the index before the first record (0 in logs written before
@@ -155,7 +157,7 @@ static int write_mark(struct wal *w, uint64_t end, uint64_t index, bool sync, ch
             return wal_fail(err, errlen, "cannot sync %s/log: %s", w->dir, strerror(errno));
         w->mark_pending = false;
     }
-    uint64_t seq = w->header_seq + 1;
+    uint64_t seq = w->header_seq + 1; /* after 2^64 - 1, 0: newer all the same */
     uint8_t slot[HEADER_SLOT_SIZE];
     header_slot_encode(slot, seq, end, index, w->base);
     if (wal_write_all_at(w->log_fd, slot, sizeof slot, (seq % 2) * HEADER_SLOT_STRIDE) < 0)
@@ -186,9 +188,10 @@ static int read_header(struct wal *w, const char *path, char *err, size_t errlen
         uint64_t seq, end, index, base;
         if (got < i * HEADER_SLOT_STRIDE + HEADER_SLOT_SIZE)
             break;
-        if (!header_slot_decode(slots + i * HEADER_SLOT_STRIDE, &seq, &end, &index, &base))
+        if (!header_slot_decode(slots + i * HEADER_SLOT_STRIDE, &seq, &end, &index, &base) ||
+            seq % 2 != (uint64_t)i)
             continue;
-        if (found && seq <= w->header_seq)
+        if (found && !wal_seq_newer(seq, w->header_seq))
             continue;
         found = true;
         w->header_seq = seq;

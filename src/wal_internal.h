@@ -104,6 +104,10 @@ void wal_put_u32(uint8_t *p, uint32_t v);
 void wal_put_u64(uint8_t *p, uint64_t v);
 uint32_t wal_get_u32(const uint8_t *p);
 uint64_t wal_get_u64(const uint8_t *p);
+/* The two-slot files (meta, the log's header): slot 0 holds the even
+ * sequence numbers, slot 1 the odd ones, each written with the other's + 1;
+ * whether the slot holding a is the newer of the two (see wal_file.c). */
+bool wal_seq_newer(uint64_t a, uint64_t b);
 /* Write all n bytes at off. */
 int wal_write_all_at(int fd, const void *p, size_t n, uint64_t off);
 /* Read up to n bytes at off, fewer only at end of file; the count or -1. */

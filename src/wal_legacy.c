@@ -93,6 +93,19 @@ static int read_legacy_log(struct wal *w, const char *path, struct entry_list *l
                          path, off, rec.index, l->n + 1);
                 goto err_free;
             }
+            /* Terms never go down in a log, and the converted log is read
+             * with that check (wal.c). Without it here fuzz_datadir found
+             * such a log converted, and the next open stopped with
+             * "DIR/log: damaged at offset 4128 (term 1 below the previous
+             * record's term 2)": refused before converting, at its offset in
+             * the old file. */
+            if (l->n > 0 && rec.term < l->v[l->n - 1].term) {
+                wal_fail(err, errlen,
+                         "%s: damaged at offset %" PRIu64 " (term %" PRIu64
+                         " below the previous record's term %" PRIu64 ")",
+                         path, off, rec.term, l->v[l->n - 1].term);
+                goto err_free;
+            }
             if (wal_keep_record(w, l, &rec, payload, off) < 0)
                 goto err_memory;
             off += LOG_HEADER_SIZE + (uint64_t)rec.len;

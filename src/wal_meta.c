@@ -1,8 +1,10 @@
 /* wal_meta.c - DIR/meta: the hard state (currentTerm and votedFor).
  *
  * All numbers are little-endian. Two 64-byte slots at offsets 0 and 64,
- * written in turn (slot seq % 2) and fsynced, so a torn write leaves the
- * other slot intact; the valid one with the higher sequence number wins:
+ * written in turn (slot seq % 2; a slot of the other parity is invalid) and
+ * fsynced, so a torn write leaves the other slot intact; the valid one with
+ * the newer sequence number wins, counted on past 2^64 - 1 to 0
+ * (wal_seq_newer):
  *   magic u32 "RKVM" | version u32 (1) | seq u64 | term u64 | voted_for u32 |
  *   flags u32 | zeros | crc u32 (at 60, over bytes 0..59)
  * flags bit 0 (META_LOG_HEADER): DIR/log was created in (or converted to) the
@@ -109,9 +111,10 @@ int wal_open_meta(struct wal *w, char *err, size_t errlen)
         uint32_t slot_vote, slot_flags;
         if (got < (i + 1) * META_SLOT_SIZE)
             break;
-        if (!meta_decode(slots + i * META_SLOT_SIZE, &seq, &slot_term, &slot_vote, &slot_flags))
+        if (!meta_decode(slots + i * META_SLOT_SIZE, &seq, &slot_term, &slot_vote, &slot_flags) ||
+            seq % 2 != (uint64_t)i)
             continue;
-        if (found && seq <= w->meta_seq)
+        if (found && !wal_seq_newer(seq, w->meta_seq))
             continue;
         found = true;
         w->meta_seq = seq;
@@ -128,7 +131,7 @@ int wal_open_meta(struct wal *w, char *err, size_t errlen)
 int wal_write_meta(struct wal *w, uint64_t term, uint32_t voted_for, uint32_t flags, char *err,
                    size_t errlen)
 {
-    uint64_t seq = w->meta_seq + 1;
+    uint64_t seq = w->meta_seq + 1; /* after 2^64 - 1, 0: newer all the same */
     uint8_t slot[META_SLOT_SIZE];
     meta_encode(slot, seq, term, voted_for, flags);
     if (wal_write_all_at(w->meta_fd, slot, sizeof slot, (seq % 2) * META_SLOT_SIZE) < 0 ||

@@ -933,6 +933,100 @@ static void test_header_slots(void)
     free(full);
 }
 
+/* Give the two 64-byte slots at a and b in path the largest sequence
+ * numbers of their parities (slot a holds the even ones), the newer one
+ * staying the newer, and reseal them (the checksum at 60). */
+static void slots_seq_max(const char *path, long a, long b)
+{
+    size_t len = 0;
+    uint8_t *data = read_whole(path, &len);
+    CHECK(data != NULL && (long)len >= b + 64);
+    if (data == NULL || (long)len < b + 64) {
+        free(data);
+        return;
+    }
+    bool b_newer = get_le(data + b + 8, 8) > get_le(data + a + 8, 8);
+    uint64_t seq_a = b_newer ? UINT64_MAX - 3 : UINT64_MAX - 1;
+    put_le(data + a + 8, seq_a, 8);
+    put_le(data + b + 8, b_newer ? UINT64_MAX : UINT64_MAX - 2, 8);
+    put_le(data + a + 60, crc32c(0, data + a, 60), 4);
+    put_le(data + b + 60, crc32c(0, data + b, 60), 4);
+    write_whole(path, data, len);
+    free(data);
+}
+
+/* Slots of meta and of the log's header with good checksums and the largest
+ * sequence numbers: the slots written after them, from seq 0 on, are the
+ * newer at the next open (fuzz_datadir found them lost). */
+static void test_slot_seq_max(void)
+{
+    char dir[256], meta[300], log[300];
+    sub_dir(dir, sizeof dir, "seq-max");
+    file_in(meta, sizeof meta, dir, "meta");
+    file_in(log, sizeof log, dir, "log");
+    struct opened o;
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(wal_save_hard_state(o.w, 1, 1, err, sizeof err), 0);
+    CHECK_INT_EQ(wal_save_hard_state(o.w, 2, 2, err, sizeof err), 0);
+    append_text(o.w, 1, "one");
+    append_text(o.w, 1, "two");
+    append_text(o.w, 1, "three");
+    close_opened(&o);
+
+    /* Terms and votes saved after the open are what the next open gives. */
+    slots_seq_max(meta, 0, 64);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.term, 2);
+    CHECK_INT_EQ(wal_save_hard_state(o.w, 7, 3, err, sizeof err), 0);
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.term, 7);
+    CHECK_INT_EQ(o.vote, 3);
+    CHECK_INT_EQ(wal_save_hard_state(o.w, 8, 1, err, sizeof err), 0);
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.term, 8);
+    close_opened(&o);
+
+    /* A truncation: the next open reads the log as it was cut. */
+    slots_seq_max(log, 0, SLOT_STRIDE);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 3);
+    CHECK_INT_EQ(wal_truncate(o.w, 2, err, sizeof err), 0);
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 1);
+    CHECK(o.n == 1 && data_is(&o.entries[0], "one"));
+    if (o.w != NULL)
+        append_text(o.w, 2, "two again");
+    close_opened(&o);
+    CHECK_INT_EQ(open_dir(dir, &o), 0);
+    CHECK_INT_EQ(o.n, 2);
+    CHECK(o.n == 2 && data_is(&o.entries[1], "two again"));
+    close_opened(&o);
+
+    /* A slot of the wrong parity is no slot: the older slot's place given
+     * a newer seq of the newer one's parity (and another term). */
+    size_t len = 0;
+    uint8_t *data = read_whole(meta, &len);
+    CHECK(data != NULL && len == 128);
+    if (data != NULL && len == 128) {
+        long newer = get_le(data + 72, 8) > get_le(data + 8, 8) ? 64 : 0, older = 64 - newer;
+        memcpy(data + older, data + newer, 64);
+        put_le(data + older + 8, get_le(data + newer + 8, 8) + 2, 8);
+        put_le(data + older + 16, 99, 8);
+        put_le(data + older + 60, crc32c(0, data + older, 60), 4);
+        write_whole(meta, data, len);
+        CHECK_INT_EQ(open_dir(dir, &o), 0);
+        CHECK_INT_EQ(o.term, 8);
+        close_opened(&o);
+        memset(data + newer, 0, 64);
+        write_whole(meta, data, len);
+        CHECK_INT_EQ(open_dir(dir, &o), -1);
+    }
+    free(data);
+}
+
 /* Five entries of term 1, each synced; truncate from 3; "THREE" of term 2,
  * the same length as "three", appended and not synced; the process dies. */
 static void truncate_then_crash(struct wal *w, void *arg)
@@ -1105,6 +1199,20 @@ static void test_old_log(void)
     uint8_t *now = read_whole(log, &len);
     CHECK(now != NULL && len == size[2] && memcmp(now, bad, len) == 0);
     free(now);
+
+    /* An old log whose terms go down: refused, as the converted log would be
+     * at the next open (fuzz_datadir found one converted, then refused). */
+    sub_dir(dir, sizeof dir, "old-term-down");
+    file_in(log, sizeof log, dir, "log");
+    CHECK_INT_EQ(mkdir(dir, 0755), 0);
+    write_old_meta(dir, 2, 1);
+    size_t down = encode_record(bad, 2, 1, "one");
+    down += encode_record(bad + down, 1, 2, "two");
+    write_whole(log, bad, down);
+    CHECK_INT_EQ(open_dir(dir, &o), -1);
+    snprintf(expected, sizeof expected,
+             "%s: damaged at offset %zu (term 1 below the previous record's term 2)", log, size[0]);
+    CHECK_STR_EQ(err, expected);
 }
 
 static void test_lock(void)
@@ -1766,6 +1874,7 @@ int main(void)
     test_unsynced_hole();
     test_stored_record();
     test_header_slots();
+    test_slot_seq_max();
     test_truncate_crash();
     test_old_log();
     test_lock();
