@@ -88,6 +88,27 @@ target_link_libraries(fuzz_peer_smoke PRIVATE raftkv_core)
 add_test(NAME fuzz.peer_smoke COMMAND fuzz_peer_smoke 100000)
 set_tests_properties(fuzz.peer_smoke PROPERTIES TIMEOUT 120)
 
+# Fuzzing what a node does with its data dir at start: any bytes in DIR/log,
+# DIR/meta and a snapshot file (tests/fuzz/fuzz_datadir.c: wal_open, the
+# snapshot loaded, raft_restore, a second open; a crash inside wal_open). The
+# smoke run changes real data dirs the library wrote (fuzz_datadir_main.c).
+# Its temporary dirs go to $TMPDIR: /dev/shm where there is one, so that the
+# fsyncs of a few thousand opens do not wait for a disk.
+add_executable(fuzz_datadir_smoke ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_datadir.c
+  ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_datadir_main.c)
+target_compile_options(fuzz_datadir_smoke PRIVATE ${RAFTKV_WARNINGS})
+target_link_libraries(fuzz_datadir_smoke PRIVATE raftkv_core)
+if(RAFTKV_SANITIZE)
+  set(FUZZ_DATADIR_INPUTS 15000)
+else()
+  set(FUZZ_DATADIR_INPUTS 40000)
+endif()
+add_test(NAME fuzz.datadir_smoke COMMAND fuzz_datadir_smoke ${FUZZ_DATADIR_INPUTS})
+set_tests_properties(fuzz.datadir_smoke PROPERTIES TIMEOUT 120)
+if(IS_DIRECTORY /dev/shm)
+  set_tests_properties(fuzz.datadir_smoke PROPERTIES ENVIRONMENT TMPDIR=/dev/shm)
+endif()
+
 # Test helpers: raftkv-forge crafts peer and control messages as an outsider
 # would (tests/integration/test_node_auth.py).
 file(GLOB TOOL_SRC CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/tools/*.c)
@@ -125,4 +146,19 @@ if(RAFTKV_FUZZ)
     -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(fuzz_peer PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_libraries(fuzz_peer PRIVATE raftkv_core)
+  # A node's data dir at start: storage, snapshot files, the KV snapshot
+  # loader and the core's restore compiled in. Seeds from the smoke run's data
+  # dirs; a tmpfs for the temporary dirs (every input makes one, with fsyncs):
+  #   cmake --build build-fuzz --target fuzz_datadir fuzz_datadir_smoke
+  #   mkdir corpus && build-fuzz/fuzz_datadir_smoke --corpus corpus
+  #   TMPDIR=/dev/shm build-fuzz/fuzz_datadir -max_total_time=600 -timeout=10 corpus
+  file(GLOB FUZZ_DATADIR_LIB ${CMAKE_SOURCE_DIR}/src/wal*.c ${CMAKE_SOURCE_DIR}/src/kv*.c
+    ${CMAKE_SOURCE_DIR}/src/raft*.c)
+  add_executable(fuzz_datadir ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_datadir.c ${FUZZ_DATADIR_LIB}
+    ${CMAKE_SOURCE_DIR}/src/snapshot_file.c ${CMAKE_SOURCE_DIR}/src/crc32c.c)
+  target_include_directories(fuzz_datadir PRIVATE ${CMAKE_SOURCE_DIR}/src)
+  target_compile_options(fuzz_datadir PRIVATE ${RAFTKV_WARNINGS} -fsanitize=fuzzer,address,undefined
+    -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(fuzz_datadir PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_datadir PRIVATE raftkv_core)
 endif()
