@@ -132,7 +132,9 @@ static int snapshot_load_kv(struct node *n, uint64_t index, uint64_t term, struc
                  n->opt.data_dir, index, term);
         return -1;
     }
-    int rc = kv_snapshot_load(payload + kv_at, (size_t)(len - kv_at), out, why, sizeof(why));
+    /* An empty payload comes back as NULL, and NULL + 0 is undefined in C. */
+    const uint8_t *store = payload != NULL ? payload + kv_at : NULL;
+    int rc = kv_snapshot_load(store, (size_t)(len - kv_at), out, why, sizeof(why));
     free(payload);
     if (rc != KV_SNAPSHOT_OK) {
         snprintf(err, errlen, "%s/snap-%" PRIu64 "-%" PRIu64 ": %s", n->opt.data_dir, index, term,
