@@ -279,16 +279,17 @@ static void follower_main(int leader, int who, const char *dir, const char *name
     static uint8_t message[sizeof(uint32_t) + PROBE_MAX_CLIENTS * PROBE_REQUEST_BYTES];
     uint32_t count;
     while (read_full(leader, &count, sizeof count) == 0) {
-        if (count == 0 || count > PROBE_MAX_CLIENTS) {
+        size_t requests = count == PROBE_HELLO ? 0 : count * PROBE_REQUEST_BYTES;
+        if (count == 0 || (count > PROBE_MAX_CLIENTS && count != PROBE_HELLO)) {
             errno = EPROTO;
             die("a batch from the leader");
         }
         memcpy(message, &count, sizeof count);
-        if (read_full(leader, message + sizeof count, count * PROBE_REQUEST_BYTES) != 0) {
+        if (read_full(leader, message + sizeof count, requests) != 0) {
             errno = EPIPE;
             die("the leader closed inside a batch");
         }
-        follower_take(&file, message, sizeof count + count * PROBE_REQUEST_BYTES);
+        follower_take(&file, message, sizeof count + requests);
         /* The leader may be gone already when the client has finished. */
         if (send(leader, &answer, 1, MSG_NOSIGNAL) != 1)
             break;
@@ -363,16 +364,17 @@ static void leader_main(int listener, const int followers[2], const char *dir, i
     uint64_t sent = 0, synced[2] = {0, 0};
     static uint8_t message[sizeof(uint32_t) + PROBE_MAX_CLIENTS * PROBE_REQUEST_BYTES];
     if (probe_nanomsg) {
-        /* Both followers answer a hello before the first client is taken:
-         * the sockets are connected when the clock starts. */
         link.nn_in = probe_nn_socket(0, false);
         link.nn_out[0] = probe_nn_socket(1, true);
         link.nn_out[1] = probe_nn_socket(2, true);
-        uint32_t hello = PROBE_HELLO;
-        link_send(&link, (const uint8_t *)&hello, sizeof hello);
-        wait_for_followers(&link, synced, 1, 2);
-        synced[0] = synced[1] = 0;
     }
+    /* Both followers answer a hello once their files are ready (and, over
+     * nanomsg, the sockets connected), and then each client hears a byte:
+     * the clock starts with every process ready. */
+    uint32_t hello = PROBE_HELLO;
+    link_send(&link, (const uint8_t *)&hello, sizeof hello);
+    wait_for_followers(&link, synced, 1, 2);
+    synced[0] = synced[1] = 0;
     struct pollfd clients[PROBE_MAX_CLIENTS];
     for (int i = 0; i < n_clients; i++) {
         int fd = accept(listener, NULL, NULL);
@@ -383,6 +385,8 @@ static void leader_main(int listener, const int followers[2], const char *dir, i
             die("setsockopt");
         clients[i] = (struct pollfd){fd, POLLIN, 0};
     }
+    for (int i = 0; i < n_clients; i++)
+        write_full(clients[i].fd, "r", 1);
     uint8_t *batch = message + sizeof(uint32_t);
     int from[PROBE_MAX_CLIENTS];
     int open_clients = n_clients;
@@ -636,6 +640,13 @@ int main(int argc, char **argv)
         if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
             die("setsockopt");
         client.conns[i] = (struct pollfd){fd, POLLIN, 0};
+    }
+    for (int i = 0; i < n_clients; i++) {
+        uint8_t ready;
+        if (read_full(client.conns[i].fd, &ready, 1) != 0) {
+            errno = EPIPE;
+            die("the leader closed before it was ready");
+        }
     }
 
     printf("floor probe: %d client%s, %d-byte values, %.1f s a kind, %d rounds, files in %s%s\n",
