@@ -61,27 +61,14 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "fuzz_datadir.h"
 #include "kv.h"
 #include "raft.h"
 #include "snapshot_file.h"
 #include "wal.h"
 #include "wal_internal.h" /* wal_fault_hook; the log's layout */
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Inputs whose dir opened (the smoke run checks that its seeds do). */
 unsigned long fuzz_datadir_opened;
-
-#define FLAG_LOG 0x01u
-#define FLAG_META 0x02u
-#define FLAG_SNAP 0x04u
-#define FLAG_FIX_CRC 0x08u
-#define FLAG_SHORT_HEADER 0x10u
-#define FLAG_OLDER_SNAP 0x20u
-#define FLAG_LEFTOVERS 0x40u
-#define FLAG_CRASH 0x80u
-
-enum { PART_LOG, PART_META, PART_SNAP, N_PARTS };
 
 /* The layouts, from the top of src/wal_meta.c and src/snapshot_file.c. */
 #define META_SLOT 64

@@ -39,25 +39,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "crc32c.h"
+#include "fuzz_datadir.h"
 #include "kv.h"
 #include "raft.h"
 #include "snapshot_file.h"
 #include "wal.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-extern unsigned long fuzz_datadir_opened; /* fuzz_datadir.c */
+#define FUZZ_RNG_SEED 0x6a09e667f3bcc909ull
+#include "fuzz_rng.h"
 
-/* fuzz_datadir.c's input. */
-#define FLAG_LOG 0x01u
-#define FLAG_META 0x02u
-#define FLAG_SNAP 0x04u
-#define FLAG_FIX_CRC 0x08u
-#define FLAG_SHORT_HEADER 0x10u
-#define FLAG_OLDER_SNAP 0x20u
-#define FLAG_LEFTOVERS 0x40u
-#define FLAG_CRASH 0x80u
-enum { PART_LOG, PART_META, PART_SNAP, N_PARTS };
+/* fuzz_datadir.c's input: the flags and parts in fuzz_datadir.h. */
 #define FILE_MAX 65535u /* a part's length is a u16 */
 #define INPUT_MAX (1 + 1 + 16 + N_PARTS * (2 + FILE_MAX))
 
@@ -81,20 +74,6 @@ struct dirfiles {
 
 static struct dirfiles seeds[MAX_SEEDS];
 static size_t n_seeds;
-static uint64_t rng = 0x6a09e667f3bcc909ull;
-
-static uint64_t next_random(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static size_t below(size_t n)
-{
-    return n == 0 ? 0 : (size_t)(next_random() % n);
-}
 
 static void die(const char *what, const char *err)
 {
@@ -197,27 +176,10 @@ static void read_file(const char *path, uint8_t *out, size_t *len)
         die(path, strerror(errno));
 }
 
-struct bytes {
-    uint8_t *p;
-    size_t len, cap;
-};
-
+/* kv_snapshot_write's sink: appends to a struct buf. */
 static int add_bytes(const uint8_t *p, size_t n, void *ctx)
 {
-    struct bytes *b = ctx;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *grown = realloc(b->p, cap);
-        if (grown == NULL)
-            return -1;
-        b->p = grown;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return 0;
+    return buf_append(ctx, p, n);
 }
 
 /* A node's snapshot at index: the store the entries up to it built, behind
@@ -239,7 +201,7 @@ static void write_snapshot(const char *dir, uint64_t index, bool with_members)
             die("kv_apply", "out of memory");
         kv_reply_free(&reply);
     }
-    struct bytes b = {0};
+    struct buf b = {0};
     if (with_members) {
         uint8_t *m;
         uint32_t mlen;
@@ -258,13 +220,13 @@ static void write_snapshot(const char *dir, uint64_t index, bool with_members)
     struct snapfile_writer *sw;
     if (snapfile_writer_open(dir, index, entries[index - 1].term, &sw, err, sizeof err) != 0)
         die("snapfile_writer_open", err);
-    if (snapfile_writer_append(sw, b.p, b.len, err, sizeof err) != 0) {
+    if (snapfile_writer_append(sw, b.data, b.len, err, sizeof err) != 0) {
         snapfile_writer_abort(sw);
         die("snapfile_writer_append", err);
     }
     if (snapfile_writer_finish(sw, err, sizeof err) != 0)
         die("snapfile_writer_finish", err);
-    free(b.p);
+    buf_free(&b);
 }
 
 static void append(struct wal *w, uint64_t from, uint64_t to)

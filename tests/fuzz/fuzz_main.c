@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define FUZZ_RNG_SEED 0x2545f4914f6cdd1dull
+#include "fuzz_rng.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define INPUT_MAX 4096
@@ -44,21 +47,6 @@ static const char *const numbers[] = {"0",           "-1",      "1",       "-2",
 
 static const uint8_t special[] = {'\r', '\n', '*',  '$', '+', '-', ':', '"', '\'',
                                   '\\', ' ',  '\t', 'x', '0', '9', 0,   0xff};
-
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-
-static uint64_t next_random(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static size_t below(size_t n)
-{
-    return n == 0 ? 0 : (size_t)(next_random() % n);
-}
 
 static size_t append(uint8_t *dst, size_t len, const void *src, size_t n)
 {

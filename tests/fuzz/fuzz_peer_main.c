@@ -17,6 +17,9 @@
 #include "cluster.h"
 #include "raftkv.pb-c.h"
 
+#define FUZZ_RNG_SEED 0x9e3779b97f4a7c15ull
+#include "fuzz_rng.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define INPUT_MAX 8192
@@ -24,20 +27,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint8_t seeds[SEEDS_MAX][1024];
 static size_t seed_len[SEEDS_MAX], n_seeds;
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-static uint64_t next_random(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static size_t below(size_t n)
-{
-    return n == 0 ? 0 : (size_t)(next_random() % n);
-}
 
 static void add_seed(uint64_t cluster_id, uint32_t from, Raftkv__PeerMessage *pm,
                      Raftkv__Control *c, Raftkv__Status *st)

@@ -1,0 +1,25 @@
+/* fuzz_datadir.h - the input of fuzz_datadir.c (its top comment says what
+ * each flag does), shared with the smoke driver that makes such inputs. */
+#ifndef RAFTKV_FUZZ_DATADIR_H
+#define RAFTKV_FUZZ_DATADIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FLAG_LOG 0x01u
+#define FLAG_META 0x02u
+#define FLAG_SNAP 0x04u
+#define FLAG_FIX_CRC 0x08u
+#define FLAG_SHORT_HEADER 0x10u
+#define FLAG_OLDER_SNAP 0x20u
+#define FLAG_LEFTOVERS 0x40u
+#define FLAG_CRASH 0x80u
+
+enum { PART_LOG, PART_META, PART_SNAP, N_PARTS };
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Inputs whose dir opened (the smoke run checks that its seeds do). */
+extern unsigned long fuzz_datadir_opened;
+
+#endif
