@@ -71,10 +71,8 @@
 unsigned long fuzz_datadir_opened;
 
 /* The layouts, from the top of src/wal_meta.c and src/snapshot_file.c. */
-#define META_SLOT 64
 #define SLOT_CRC_AT 60 /* meta, log header and snapshot header alike */
 #define SNAP_PAYLOAD_CRC_AT 32
-#define SHORT_HEADER 128 /* bit 4: both log header slots */
 #define CRASH_POINTS 32
 
 static const char *const leftovers[] = {"log.tmp", "log.compact", "meta.tmp", "snapshot.tmp",
@@ -258,7 +256,7 @@ static void fix_checksums(struct input *in)
 
 /* ---------------------------------------------------------------- the dir */
 
-static void make_dir(char *out, size_t outlen)
+void fuzz_datadir_make_dir(char *out, size_t outlen)
 {
     const char *tmp = getenv("TMPDIR");
     if (tmp == NULL || tmp[0] == '\0')
@@ -276,7 +274,7 @@ static int remove_one(const char *path, const struct stat *st, int type, struct 
     return remove(path);
 }
 
-static void remove_dir(const char *dir)
+void fuzz_datadir_remove_dir(const char *dir)
 {
     if (nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
         fail("cannot remove the temporary dir");
@@ -622,17 +620,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fix_checksums(&in);
 
     char dir[PATH_MAX];
-    make_dir(dir, sizeof dir);
+    fuzz_datadir_make_dir(dir, sizeof dir);
     populate(dir, &in);
     struct outcome ref;
     bool opened = start_twice(dir, &ref);
-    remove_dir(dir);
+    fuzz_datadir_remove_dir(dir);
 
     if (in.crash_at > 0) {
-        make_dir(dir, sizeof dir);
+        fuzz_datadir_make_dir(dir, sizeof dir);
         populate(dir, &in);
         crash_then_start(dir, in.crash_at, opened ? &ref : NULL);
-        remove_dir(dir);
+        fuzz_datadir_remove_dir(dir);
     }
     free_input(&in);
     return 0;

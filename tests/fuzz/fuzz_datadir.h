@@ -17,7 +17,15 @@
 
 enum { PART_LOG, PART_META, PART_SNAP, N_PARTS };
 
+#define SHORT_HEADER 128 /* FLAG_SHORT_HEADER: both log header slots */
+#define META_SLOT 64     /* DIR/meta's slots (src/wal_meta.c) */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A fresh temporary dir under $TMPDIR (else /tmp), and its removal with
+ * everything in it; both stop the program when they fail. */
+void fuzz_datadir_make_dir(char *out, size_t outlen);
+void fuzz_datadir_remove_dir(const char *dir);
 
 /* Inputs whose dir opened (the smoke run checks that its seeds do). */
 extern unsigned long fuzz_datadir_opened;

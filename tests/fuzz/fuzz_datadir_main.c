@@ -29,7 +29,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -46,6 +45,7 @@
 #include "raft.h"
 #include "snapshot_file.h"
 #include "wal.h"
+#include "wal_internal.h" /* the log's layout */
 
 #define FUZZ_RNG_SEED 0x6a09e667f3bcc909ull
 #include "fuzz_rng.h"
@@ -54,12 +54,9 @@
 #define FILE_MAX 65535u /* a part's length is a u16 */
 #define INPUT_MAX (1 + 1 + 16 + N_PARTS * (2 + FILE_MAX))
 
-/* The layouts (tops of src/wal.c, src/wal_meta.c, src/snapshot_file.c). */
-#define LOG_DATA_START 4096u
-#define SLOT_SIZE 64u
-#define SLOT_STRIDE 512u
-#define RECORD_HEADER 29u
-#define SHORT_HEADER 128u
+/* The log's layout is wal_internal.h's; meta's slots are as long as the log
+ * header's, which lets one swap serve both. */
+_Static_assert(META_SLOT == HEADER_SLOT_SIZE, "meta and log header slots differ");
 
 #define MAX_SEEDS 8
 
@@ -141,24 +138,6 @@ static void make_entries(void)
     command(6, 2, KV_OP_SET, 9, "gone", "soon", 0);
     command(7, 3, KV_OP_DEL, 9, "gone", NULL, 0);
     command(8, 3, KV_OP_INCR, 0, "counter", NULL, 0);
-}
-
-static void make_dir(char *out, size_t outlen)
-{
-    const char *tmp = getenv("TMPDIR");
-    if (tmp == NULL || tmp[0] == '\0')
-        tmp = "/tmp";
-    snprintf(out, outlen, "%s/raftkv-fuzz-seed-XXXXXX", tmp);
-    if (mkdtemp(out) == NULL)
-        die("mkdtemp", strerror(errno));
-}
-
-static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
 }
 
 static void read_file(const char *path, uint8_t *out, size_t *len)
@@ -244,7 +223,7 @@ static void append(struct wal *w, uint64_t from, uint64_t to)
 static void add_seed(uint64_t upto, uint64_t snap, bool with_members, uint64_t last)
 {
     char dir[PATH_MAX], err[512], path[PATH_MAX + 64];
-    make_dir(dir, sizeof dir);
+    fuzz_datadir_make_dir(dir, sizeof dir);
     struct wal *w;
     uint64_t term;
     uint32_t vote;
@@ -281,8 +260,7 @@ static void add_seed(uint64_t upto, uint64_t snap, bool with_members, uint64_t l
             die("snapfile_path", err);
         read_file(path, s->file[PART_SNAP], &s->len[PART_SNAP]);
     }
-    if (nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        die(dir, "cannot remove");
+    fuzz_datadir_remove_dir(dir);
 }
 
 static void reseal_slot(uint8_t *slot)
@@ -298,7 +276,7 @@ static void add_first_release_seed(void)
     *s = seeds[0];
     s->len[PART_LOG] = seeds[0].len[PART_LOG] - LOG_DATA_START;
     memcpy(s->file[PART_LOG], seeds[0].file[PART_LOG] + LOG_DATA_START, s->len[PART_LOG]);
-    for (size_t at = 0; at + SLOT_SIZE <= s->len[PART_META]; at += SLOT_SIZE) {
+    for (size_t at = 0; at + META_SLOT <= s->len[PART_META]; at += META_SLOT) {
         put_le(s->file[PART_META] + at + 28, 0, 4);
         reseal_slot(s->file[PART_META] + at);
     }
@@ -318,11 +296,11 @@ static void add_unsynced_tail_seed(void)
     put_le(rec + 12, 3, 8);
     put_le(rec + 20, N_ENTRIES + 1, 8);
     rec[28] = RAFT_ENTRY_NOOP;
-    memcpy(rec + RECORD_HEADER, text, len);
+    memcpy(rec + LOG_HEADER_SIZE, text, len);
     uint32_t crc = crc32c(0, rec, 8);
-    crc = crc32c(crc, rec + 12, RECORD_HEADER - 12);
-    put_le(rec + 8, crc32c(crc, rec + RECORD_HEADER, len), 4);
-    s->len[PART_LOG] += RECORD_HEADER + len;
+    crc = crc32c(crc, rec + 12, LOG_HEADER_SIZE - 12);
+    put_le(rec + 8, crc32c(crc, rec + LOG_HEADER_SIZE, len), 4);
+    s->len[PART_LOG] += LOG_HEADER_SIZE + len;
 }
 
 static void make_seeds(void)
@@ -353,8 +331,10 @@ static bool all_zero(const uint8_t *p, size_t n)
 static bool header_shortens(const struct dirfiles *d)
 {
     const uint8_t *p = d->file[PART_LOG];
-    return d->len[PART_LOG] >= LOG_DATA_START && all_zero(p + SLOT_SIZE, SLOT_STRIDE - SLOT_SIZE) &&
-           all_zero(p + SLOT_STRIDE + SLOT_SIZE, LOG_DATA_START - SLOT_STRIDE - SLOT_SIZE);
+    return d->len[PART_LOG] >= LOG_DATA_START &&
+           all_zero(p + HEADER_SLOT_SIZE, HEADER_SLOT_STRIDE - HEADER_SLOT_SIZE) &&
+           all_zero(p + HEADER_SLOT_STRIDE + HEADER_SLOT_SIZE,
+                    LOG_DATA_START - HEADER_SLOT_STRIDE - HEADER_SLOT_SIZE);
 }
 
 static size_t put_part(uint8_t *out, size_t len, const uint8_t *p, size_t n)
@@ -385,8 +365,8 @@ static size_t encode(const struct dirfiles *d, bool shorten, uint8_t *out)
             size_t records = d->len[PART_LOG] - LOG_DATA_START;
             if (records > FILE_MAX - SHORT_HEADER)
                 records = FILE_MAX - SHORT_HEADER;
-            memcpy(part, p, SLOT_SIZE);
-            memcpy(part + SLOT_SIZE, p + SLOT_STRIDE, SLOT_SIZE);
+            memcpy(part, p, HEADER_SLOT_SIZE);
+            memcpy(part + HEADER_SLOT_SIZE, p + HEADER_SLOT_STRIDE, HEADER_SLOT_SIZE);
             memcpy(part + SHORT_HEADER, p + LOG_DATA_START, records);
             len = put_part(out, len, part, SHORT_HEADER + records);
         } else {
@@ -412,14 +392,14 @@ static size_t some_record(const struct dirfiles *d)
 {
     const uint8_t *p = d->file[PART_LOG];
     size_t len = d->len[PART_LOG];
-    size_t off = len >= 4 && get_le(p, 4) == 0x4c564b52u ? 0 : LOG_DATA_START, chosen = off;
-    for (size_t k = 1; off + RECORD_HEADER <= len; k++) {
+    size_t off = len >= 4 && get_le(p, 4) == LOG_MAGIC ? 0 : LOG_DATA_START, chosen = off;
+    for (size_t k = 1; off + LOG_HEADER_SIZE <= len; k++) {
         size_t n = (size_t)get_le(p + off + 4, 4);
-        if (n > len - off - RECORD_HEADER)
+        if (n > len - off - LOG_HEADER_SIZE)
             break;
         if (below(k) == 0)
             chosen = off;
-        off += RECORD_HEADER + n;
+        off += LOG_HEADER_SIZE + n;
     }
     return chosen;
 }
@@ -429,7 +409,7 @@ static struct field some_field(const struct dirfiles *d, int f)
     switch (f) {
     case PART_LOG:
         if (below(2) == 0) /* a header slot's seq, synced end, synced index or base */
-            return (struct field){SLOT_STRIDE * below(2) + 8 * (1 + below(4)), 8};
+            return (struct field){HEADER_SLOT_STRIDE * below(2) + 8 * (1 + below(4)), 8};
         else { /* a record's length, term, index or type */
             static const struct field rec[] = {{4, 4}, {12, 8}, {20, 8}, {28, 1}};
             struct field x = rec[below(4)];
@@ -439,7 +419,7 @@ static struct field some_field(const struct dirfiles *d, int f)
     case PART_META: { /* seq, term, vote, flags */
         static const struct field meta[] = {{8, 8}, {16, 8}, {24, 4}, {28, 4}};
         struct field x = meta[below(4)];
-        x.at += SLOT_SIZE * below(2);
+        x.at += META_SLOT * below(2);
         return x;
     }
     default: { /* index, term, length; the configuration's length; the store's counts */
@@ -456,7 +436,8 @@ static struct field some_field(const struct dirfiles *d, int f)
 
 static void nudge(struct dirfiles *d, int f)
 {
-    static const int64_t deltas[] = {1, -1, 2, -2, RECORD_HEADER, -(int64_t)RECORD_HEADER, 4096};
+    static const int64_t deltas[] = {1,   -1, 2, -2, LOG_HEADER_SIZE, -(int64_t)LOG_HEADER_SIZE,
+                                     4096};
     struct field x = some_field(d, f);
     if (x.at + x.width > d->len[f])
         return;
@@ -539,13 +520,13 @@ static void mutate(struct dirfiles *d)
     }
     case 9: /* swap the two header slots */
         if (f != PART_SNAP) {
-            size_t other = f == PART_LOG ? SLOT_STRIDE : SLOT_SIZE;
-            uint8_t slot[SLOT_SIZE];
-            if (len < other + SLOT_SIZE)
+            size_t other = f == PART_LOG ? HEADER_SLOT_STRIDE : HEADER_SLOT_SIZE;
+            uint8_t slot[HEADER_SLOT_SIZE];
+            if (len < other + HEADER_SLOT_SIZE)
                 break;
-            memcpy(slot, p, SLOT_SIZE);
-            memcpy(p, p + other, SLOT_SIZE);
-            memcpy(p + other, slot, SLOT_SIZE);
+            memcpy(slot, p, HEADER_SLOT_SIZE);
+            memcpy(p, p + other, HEADER_SLOT_SIZE);
+            memcpy(p + other, slot, HEADER_SLOT_SIZE);
         }
         break;
     case 10: /* another snapshot name */
